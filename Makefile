@@ -1,0 +1,47 @@
+# Two commands for a newcomer: `make run` (serve on :8080) and `make test` (the whole suite).
+SHELL := /bin/bash
+PY := .venv/bin/python
+
+# The database `make test` uses: the docker-compose PostgreSQL by default (.ci/run creates the same
+# role and database on a machine without Docker). pytest makes its own test_ database beside it.
+TEST_DATABASE_URL ?= postgresql://messaging_user:messaging_password@127.0.0.1:5432/messaging_service
+
+.PHONY: help setup run test pytest e2e lint format migrate superuser clean
+
+help:
+	@echo "make run        install into .venv, migrate and serve on :8080 (SQLite unless DATABASE_URL is set)"
+	@echo "make test       lint, pytest on PostgreSQL, then bin/test.sh against a real gunicorn"
+	@echo "make lint       ruff check and ruff format --check"
+	@echo "make format     ruff format and ruff check --fix"
+	@echo "make superuser  create an admin login"
+
+setup:
+	@bin/bootstrap.sh dev
+
+run:
+	@bin/start.sh
+
+test: setup lint pytest e2e
+
+pytest: setup
+	DATABASE_URL="$${DATABASE_URL:-$(TEST_DATABASE_URL)}" $(PY) -m pytest
+
+e2e: setup
+	DATABASE_URL="$${DATABASE_URL:-$(TEST_DATABASE_URL)}" bin/e2e.sh
+
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+format: setup
+	.venv/bin/ruff format .
+	.venv/bin/ruff check --fix .
+
+migrate: setup
+	$(PY) manage.py migrate
+
+superuser: setup
+	$(PY) manage.py createsuperuser
+
+clean:
+	rm -rf .venv var staticfiles .pytest_cache .ruff_cache

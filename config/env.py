@@ -1,0 +1,101 @@
+"""The one place that reads the process environment.
+
+Every setting is typed and validated here, so a bad value fails at start-up with a message that
+names the variable, instead of surfacing later as a confusing runtime error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+
+from django.core.exceptions import ImproperlyConfigured
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class Env:
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self._environ = os.environ if environ is None else environ
+
+    def _raw(self, name: str) -> str | None:
+        value = self._environ.get(name)
+        if value is None or value.strip() == "":
+            return None
+        return value.strip()
+
+    def str(self, name: str, default: str | None = None) -> str | None:
+        value = self._raw(name)
+        return default if value is None else value
+
+    def required_str(self, name: str) -> str:
+        value = self._raw(name)
+        if value is None:
+            raise ImproperlyConfigured(f"{name} must be set.")
+        return value
+
+    def bool(self, name: str, default: bool) -> bool:
+        value = self._raw(name)
+        if value is None:
+            return default
+        if value.lower() in _TRUE:
+            return True
+        if value.lower() in _FALSE:
+            return False
+        raise ImproperlyConfigured(f"{name} must be a boolean (true/false), got {value!r}.")
+
+    def int(self, name: str, default: int, *, minimum: int | None = None) -> int:
+        value = self._raw(name)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}.") from None
+        if minimum is not None and number < minimum:
+            raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {number}.")
+        return number
+
+    def float(self, name: str, default: float, *, minimum: float = 0.0, maximum: float | None = None) -> float:
+        value = self._raw(name)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name} must be a number, got {value!r}.") from None
+        if number < minimum or (maximum is not None and number > maximum):
+            bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+            raise ImproperlyConfigured(f"{name} must be {bound}, got {number}.")
+        return number
+
+    def list(self, name: str, default: list[str]) -> list[str]:
+        value = self._raw(name)
+        if value is None:
+            return list(default)
+        return [item.strip() for item in value.split(",") if item.strip()]
+
+    def choice(self, name: str, default: str, choices: set[str]) -> str:
+        value = self._raw(name)
+        if value is None:
+            return default
+        if value not in choices:
+            raise ImproperlyConfigured(f"{name} must be one of {sorted(choices)}, got {value!r}.")
+        return value
+
+    def millisecond_range(self, name: str, default: str) -> tuple[int, int]:
+        """A latency like ``250`` or ``100-500`` (milliseconds) as an inclusive (low, high) pair."""
+        value = self._raw(name) or default
+        match = re.fullmatch(r"(\d+)(?:\s*-\s*(\d+))?", value)
+        if not match:
+            raise ImproperlyConfigured(f"{name} must be N or LOW-HIGH in milliseconds, got {value!r}.")
+        low = int(match.group(1))
+        high = int(match.group(2)) if match.group(2) else low
+        if high < low:
+            raise ImproperlyConfigured(f"{name}: LOW must not exceed HIGH, got {value!r}.")
+        return low, high
+
+
+env = Env()

@@ -1,0 +1,73 @@
+"""Participant addresses: phone numbers to E.164, e-mail addresses trimmed with the domain lower-cased."""
+
+from __future__ import annotations
+
+import re
+
+import phonenumbers
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import validate_email
+
+from core.errors import ValidationFailed
+
+# The scaffold's sample payloads wrap addresses as Markdown links: "[a@b.com](mailto:a@b.com)".
+_MARKDOWN_MAILTO = re.compile(r"^\[(?P<label>[^\]]*)\]\(mailto:(?P<target>[^)]*)\)$", re.IGNORECASE)
+_DISPLAY_NAME = re.compile(r"^[^<>]*<(?P<address>[^<>]+)>$")
+_MAX_EMAIL_LENGTH = 254
+_MAX_PHONE_INPUT = 64
+
+
+class InvalidAddress(ValidationFailed):
+    code = "invalid_address"
+
+
+def normalise_email(raw: str, *, field: str = "address") -> str:
+    value = raw.strip()
+    markdown = _MARKDOWN_MAILTO.match(value)
+    if markdown:
+        value = markdown.group("target").strip()
+    display = _DISPLAY_NAME.match(value)
+    if display:
+        value = display.group("address").strip()
+    if value.lower().startswith("mailto:"):
+        value = value[len("mailto:") :]
+    local, sep, domain = value.rpartition("@")
+    candidate = f"{local}@{domain.lower()}" if sep else value
+    try:
+        if len(candidate) > _MAX_EMAIL_LENGTH:
+            raise DjangoValidationError("too long")
+        validate_email(candidate)
+    except DjangoValidationError:
+        raise InvalidAddress(
+            f"{field} is not a valid e-mail address.", details={field: [f"Invalid e-mail address: {raw!r}."]}
+        ) from None
+    return candidate
+
+
+def normalise_phone(raw: str, *, field: str = "address") -> str:
+    error = InvalidAddress(
+        f"{field} is not a valid phone number.",
+        details={field: [f"Invalid phone number: {raw!r}. Use E.164, e.g. +12015550123."]},
+    )
+    if len(raw) > _MAX_PHONE_INPUT or not any(ch.isdigit() for ch in raw):
+        raise error
+    try:
+        number = phonenumbers.parse(raw.strip(), settings.PHONE_DEFAULT_REGION)
+    except phonenumbers.NumberParseException:
+        raise error from None
+    # "Possible" (right length for the country) rather than "valid" (an allocated range): test and
+    # fictional numbers such as +1 555 ... are common and a provider, not us, decides reachability.
+    if not phonenumbers.is_possible_number(number):
+        raise error
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def looks_like_email(raw: str) -> bool:
+    return "@" in raw
+
+
+def normalise_address(raw: str, *, channel: str, field: str = "address") -> str:
+    if channel == "email":
+        return normalise_email(raw, field=field)
+    return normalise_phone(raw, field=field)

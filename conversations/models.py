@@ -1,0 +1,52 @@
+from django.db import models
+
+
+class Channel(models.TextChoices):
+    """A channel family: ``sms`` carries SMS and MMS, so both share one thread."""
+
+    SMS = "sms", "SMS/MMS"
+    EMAIL = "email", "Email"
+
+
+class ConversationStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    CLOSED = "closed", "Closed"
+
+
+class Conversation(models.Model):
+    """A thread between two normalised addresses on one channel.
+
+    ``participant_a <= participant_b`` always, so A->B and B->A find the same row; the unique
+    constraint makes find-or-create safe under concurrency.
+    """
+
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    participant_a = models.CharField(max_length=320)
+    participant_b = models.CharField(max_length=320)
+    status = models.CharField(max_length=16, choices=ConversationStatus.choices, default=ConversationStatus.OPEN)
+    last_message_at = models.DateTimeField(null=True, blank=True)
+    last_message_preview = models.CharField(max_length=160, blank=True, default="")
+    message_count = models.PositiveIntegerField(default=0)
+    unread_count = models.PositiveIntegerField(default=0)
+    last_read_at = models.DateTimeField(null=True, blank=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["channel", "participant_a", "participant_b"], name="conversation_unique_participants"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["-last_message_at", "-id"], name="conversation_activity_idx"),
+            models.Index(fields=["participant_b"], name="conversation_participant_b_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel}: {self.participant_a} <-> {self.participant_b}"
+
+    @property
+    def participants(self) -> list[str]:
+        return [self.participant_a, self.participant_b]

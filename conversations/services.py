@@ -1,0 +1,64 @@
+"""Writes to conversations. Callers own the transaction; nothing here talks to the network."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db.models import Case, F, Q, Value, When
+from django.db.models.functions import Greatest
+from django.utils import timezone
+from django.utils.html import strip_tags
+
+from conversations.models import Conversation
+from conversations.selectors import conversation_get
+
+PREVIEW_LENGTH = 160
+
+
+def conversation_get_or_create(*, channel: str, address_1: str, address_2: str) -> Conversation:
+    """The thread for two normalised addresses, created if new.
+
+    Safe under concurrency: the unique constraint decides, and ``get_or_create`` re-reads the
+    winner's row when its own INSERT loses. Must run inside ``transaction.atomic``.
+    """
+    participant_a, participant_b = sorted((address_1, address_2))
+    conversation, _ = Conversation.objects.get_or_create(
+        channel=channel, participant_a=participant_a, participant_b=participant_b
+    )
+    return conversation
+
+
+def message_preview(*, body: str, is_html: bool, attachment_count: int) -> str:
+    text = strip_tags(body) if is_html else body
+    text = " ".join(text.split())
+    if not text and attachment_count:
+        text = f"[{attachment_count} attachment{'s' if attachment_count != 1 else ''}]"
+    return text[:PREVIEW_LENGTH]
+
+
+def conversation_record_message(*, conversation_id: int, timestamp: datetime, preview: str, inbound: bool) -> None:
+    """Counts a new message into the thread's summary in one UPDATE.
+
+    Increments are relative (``F() + 1``) and the row lock the UPDATE takes serialises writers, so
+    counts stay exact under concurrency. The newest message by timestamp wins the preview even when
+    messages arrive out of order; SET expressions all read the row as it was before the UPDATE.
+    """
+    is_newest = Q(last_message_at__isnull=True) | Q(last_message_at__lte=timestamp)
+    Conversation.objects.filter(pk=conversation_id).update(
+        message_count=F("message_count") + 1,
+        unread_count=F("unread_count") + (1 if inbound else 0),
+        last_message_preview=Case(When(is_newest, then=Value(preview)), default=F("last_message_preview")),
+        last_message_at=Case(
+            When(last_message_at__isnull=True, then=Value(timestamp)),
+            default=Greatest(F("last_message_at"), Value(timestamp)),
+        ),
+        updated_at=timezone.now(),
+    )
+
+
+def conversation_mark_read(*, conversation_id: int | str) -> Conversation:
+    now = timezone.now()
+    conversation = conversation_get(conversation_id=conversation_id)
+    Conversation.objects.filter(pk=conversation.pk).update(unread_count=0, last_read_at=now, updated_at=now)
+    conversation.refresh_from_db()
+    return conversation

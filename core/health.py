@@ -1,0 +1,31 @@
+"""Liveness and readiness probes. Open to everyone; no database work for liveness."""
+
+from django.db import connection
+from django.db.utils import DatabaseError
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+_HealthSerializer = inline_serializer("Health", {"status": serializers.CharField()})
+
+
+class LivenessView(APIView):
+    @extend_schema(tags=["health"], responses={200: _HealthSerializer}, summary="Liveness")
+    def get(self, request):
+        return Response({"status": "ok"})
+
+
+class ReadinessView(APIView):
+    @extend_schema(
+        tags=["health"],
+        responses={200: _HealthSerializer, 503: _HealthSerializer},
+        summary="Readiness (checks the database)",
+    )
+    def get(self, request):
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+        except DatabaseError:
+            return Response({"status": "unavailable", "database": "unreachable"}, status=503)
+        return Response({"status": "ok", "database": "ok"})

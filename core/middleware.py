@@ -1,0 +1,76 @@
+"""Middleware that keeps every answer of the API in the JSON error envelope."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from core.errors import error_body
+
+logger = logging.getLogger(__name__)
+
+
+def _is_admin(request: HttpRequest) -> bool:
+    return request.path.startswith("/admin")
+
+
+class RequestSizeLimitMiddleware:
+    """Refuses bodies over ``MAX_REQUEST_BODY_BYTES`` with 413 before anything reads them."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        declared = request.META.get("CONTENT_LENGTH") or "0"
+        try:
+            length = int(declared)
+        except ValueError:
+            return JsonResponse(error_body("bad_request", "Content-Length must be a non-negative integer."), status=400)
+        if length > settings.MAX_REQUEST_BODY_BYTES and not _is_admin(request):
+            return JsonResponse(
+                error_body(
+                    "payload_too_large",
+                    f"The request body is larger than {settings.MAX_REQUEST_BODY_BYTES} bytes.",
+                    {"max_bytes": settings.MAX_REQUEST_BODY_BYTES},
+                ),
+                status=413,
+            )
+        return self.get_response(request)
+
+
+class JsonErrorMiddleware:
+    """Turns an unexpected exception into a logged 500 envelope, with DEBUG on or off.
+
+    Django's debug page would otherwise answer API clients with HTML and a stack trace.
+    The admin keeps Django's own error pages.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if _is_admin(request):
+            return None
+        logger.exception("Unhandled error on %s %s", request.method, request.path)
+        return JsonResponse(error_body("internal_error", "An unexpected error occurred."), status=500)
+
+
+def json_not_found(request: HttpRequest, exception: Exception | None = None, **kwargs) -> JsonResponse:
+    return JsonResponse(error_body("not_found", f"No resource at {request.path}."), status=404)
+
+
+def json_bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return JsonResponse(error_body("bad_request", "The request could not be understood."), status=400)
+
+
+def json_forbidden(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return JsonResponse(error_body("permission_denied", "Forbidden."), status=403)
+
+
+def json_server_error(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(error_body("internal_error", "An unexpected error occurred."), status=500)

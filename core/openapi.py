@@ -1,0 +1,29 @@
+"""Shared OpenAPI pieces: the error envelope and the answers every endpoint may give."""
+
+from drf_spectacular.utils import OpenApiResponse, inline_serializer
+from rest_framework import serializers
+
+ErrorEnvelope = inline_serializer(
+    "ErrorEnvelope",
+    {
+        "error": inline_serializer(
+            "Error",
+            {
+                "code": serializers.CharField(help_text="Machine-readable, e.g. validation_error, not_found."),
+                "message": serializers.CharField(),
+                "details": serializers.DictField(help_text="Per-field problems for validation errors."),
+            },
+        )
+    },
+)
+
+ERROR_RESPONSES = {
+    400: OpenApiResponse(ErrorEnvelope, "Invalid input"),
+    404: OpenApiResponse(ErrorEnvelope, "Not found"),
+}
+
+WRITE_ERROR_RESPONSES = {
+    400: OpenApiResponse(ErrorEnvelope, "Invalid input (malformed JSON, missing or invalid fields)"),
+    413: OpenApiResponse(ErrorEnvelope, "Request body too large"),
+    415: OpenApiResponse(ErrorEnvelope, "Content-Type is not application/json"),
+}

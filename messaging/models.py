@@ -1,0 +1,73 @@
+from django.db import models
+
+from conversations.models import Channel, Conversation
+
+
+class Direction(models.TextChoices):
+    INBOUND = "inbound", "Inbound"
+    OUTBOUND = "outbound", "Outbound"
+
+
+class MessageType(models.TextChoices):
+    SMS = "sms", "SMS"
+    MMS = "mms", "MMS"
+    EMAIL = "email", "Email"
+
+
+class MessageStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENT = "sent", "Sent"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Failed"
+    RECEIVED = "received", "Received"
+
+
+class Message(models.Model):
+    conversation = models.ForeignKey(Conversation, on_delete=models.PROTECT, related_name="messages")
+    # Denormalised from the type so the idempotency key can be unique per channel in the database.
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    direction = models.CharField(max_length=16, choices=Direction.choices)
+    type = models.CharField(max_length=16, choices=MessageType.choices)
+    from_address = models.CharField(max_length=320)
+    to_address = models.CharField(max_length=320)
+    body = models.TextField(blank=True, default="")
+    attachments = models.JSONField(default=list, blank=True)
+    status = models.CharField(max_length=16, choices=MessageStatus.choices)
+    provider = models.CharField(max_length=32, blank=True, default="")
+    provider_message_id = models.CharField(max_length=255, null=True, blank=True)
+    client_message_id = models.CharField(max_length=255, null=True, blank=True)
+    # SHA-256 of the normalised send request: the same idempotency key with another body is refused.
+    request_fingerprint = models.CharField(max_length=64, blank=True, default="")
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.JSONField(null=True, blank=True)
+    timestamp = models.DateTimeField()
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "provider_message_id"],
+                condition=models.Q(provider_message_id__isnull=False),
+                name="message_unique_provider_id",
+            ),
+            models.UniqueConstraint(
+                fields=["channel", "client_message_id"],
+                condition=models.Q(client_message_id__isnull=False),
+                name="message_unique_client_id",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["conversation", "timestamp", "id"], name="message_thread_idx"),
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=models.Q(status="pending"),
+                name="message_outbox_due_idx",
+            ),
+            models.Index(fields=["status", "-created_at"], name="message_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.direction} {self.type} {self.from_address} -> {self.to_address} ({self.status})"

@@ -1,0 +1,230 @@
+"""Send, deliver and receive messages.
+
+Sending follows "persist, commit, then call": the message is stored ``pending`` in one transaction,
+the provider is called with no transaction open, and the outcome is recorded with a status-guarded
+UPDATE. A crash between the steps leaves a ``pending`` row that the outbox retries, never a lost one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from conversations.services import conversation_get_or_create, conversation_record_message, message_preview
+from core.errors import IdempotencyKeyReused
+from messaging.backoff import next_attempt_at
+from messaging.models import Direction, Message, MessageStatus, MessageType
+from providers.base import ForcedError, OutboundMessage, ProviderError, SendResult
+from providers.registry import provider_for_channel
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SendCommand:
+    channel: str
+    type: str
+    from_address: str
+    to_address: str
+    body: str
+    timestamp: datetime
+    attachments: list[str] = field(default_factory=list)
+    client_message_id: str | None = None
+    forced_error: ForcedError | None = None
+
+    def fingerprint(self) -> str:
+        """Identifies the request's content, for idempotency-key reuse checks."""
+        content = asdict(self)
+        content.pop("client_message_id")
+        return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    message: Message
+    #: True when an idempotency key matched an earlier request and nothing new was sent.
+    replayed: bool = False
+
+
+def message_send(*, command: SendCommand) -> SendOutcome:
+    """Stores an outbound message and makes the first delivery attempt inline."""
+    fingerprint = command.fingerprint()
+    try:
+        message = _message_create_outbound(command=command, fingerprint=fingerprint)
+    except IntegrityError:
+        existing = _message_by_client_id(command)
+        if existing is None:
+            raise
+        return _idempotent_replay(existing=existing, fingerprint=fingerprint)
+    return SendOutcome(message=message_attempt_delivery(message=message))
+
+
+def _message_by_client_id(command: SendCommand) -> Message | None:
+    if command.client_message_id is None:
+        return None
+    return Message.objects.filter(channel=command.channel, client_message_id=command.client_message_id).first()
+
+
+def _idempotent_replay(*, existing: Message, fingerprint: str) -> SendOutcome:
+    if existing.request_fingerprint != fingerprint:
+        raise IdempotencyKeyReused(
+            "This idempotency key was already used with a different request body.",
+            details={"client_message_id": existing.client_message_id, "message_id": existing.pk},
+        )
+    return SendOutcome(message=existing, replayed=True)
+
+
+def _message_create_outbound(*, command: SendCommand, fingerprint: str) -> Message:
+    provider = provider_for_channel(command.channel)
+    metadata = {}
+    if command.forced_error is not None:
+        metadata["force_error"] = asdict(command.forced_error)
+    now = timezone.now()
+    with transaction.atomic():
+        conversation = conversation_get_or_create(
+            channel=command.channel, address_1=command.from_address, address_2=command.to_address
+        )
+        message = Message.objects.create(
+            conversation=conversation,
+            channel=command.channel,
+            direction=Direction.OUTBOUND,
+            type=command.type,
+            from_address=command.from_address,
+            to_address=command.to_address,
+            body=command.body,
+            attachments=command.attachments,
+            status=MessageStatus.PENDING,
+            provider=provider.name,
+            client_message_id=command.client_message_id,
+            request_fingerprint=fingerprint,
+            timestamp=command.timestamp,
+            # The inline attempt holds the message until then; afterwards the outbox may take it.
+            next_attempt_at=now + timedelta(seconds=settings.PROVIDER_TIMEOUT_SECONDS * 2),
+            metadata=metadata,
+        )
+        conversation_record_message(
+            conversation_id=conversation.pk,
+            timestamp=command.timestamp,
+            preview=_preview(message),
+            inbound=False,
+        )
+    return message
+
+
+def _preview(message: Message) -> str:
+    return message_preview(
+        body=message.body, is_html=message.type == MessageType.EMAIL, attachment_count=len(message.attachments)
+    )
+
+
+def _outbound_for(message: Message) -> OutboundMessage:
+    forced = message.metadata.get("force_error")
+    return OutboundMessage(
+        channel=message.channel,
+        type=message.type,
+        from_address=message.from_address,
+        to_address=message.to_address,
+        body=message.body,
+        attachments=list(message.attachments),
+        idempotency_token=f"msg-{message.pk}",
+        attempt=message.attempts + 1,
+        forced_error=ForcedError(**forced) if forced else None,
+    )
+
+
+def message_attempt_delivery(*, message: Message) -> Message:
+    """One provider attempt for a ``pending`` message; no transaction may be open around it."""
+    provider = provider_for_channel(message.channel)
+    try:
+        result = provider.send(_outbound_for(message))
+    except ProviderError as error:
+        _record_failure(message=message, error=error)
+    else:
+        _record_success(message=message, result=result)
+    message.refresh_from_db()
+    return message
+
+
+def _record_success(*, message: Message, result: SendResult) -> None:
+    metadata = {**message.metadata, "provider_response": result.response}
+    updated = Message.objects.filter(pk=message.pk, status=MessageStatus.PENDING).update(
+        status=MessageStatus.SENT,
+        provider=result.provider,
+        provider_message_id=result.provider_message_id,
+        attempts=F("attempts") + 1,
+        next_attempt_at=None,
+        last_error=None,
+        metadata=metadata,
+        updated_at=timezone.now(),
+    )
+    if not updated:
+        logger.warning("Message %s left pending before its send result was recorded", message.pk)
+
+
+def _record_failure(*, message: Message, error: ProviderError) -> None:
+    attempts = message.attempts + 1
+    retry = error.retryable and attempts < settings.MAX_ATTEMPTS
+    updated = Message.objects.filter(pk=message.pk, status=MessageStatus.PENDING).update(
+        status=MessageStatus.PENDING if retry else MessageStatus.FAILED,
+        attempts=F("attempts") + 1,
+        next_attempt_at=next_attempt_at(attempts=attempts, retry_after=error.retry_after) if retry else None,
+        last_error={"code": error.code, "message": error.message},
+        updated_at=timezone.now(),
+    )
+    logger.info(
+        "Message %s attempt %s failed (%s %s); %s",
+        message.pk,
+        attempts,
+        error.code,
+        error.message,
+        "retry scheduled" if retry else "giving up",
+    )
+    if not updated:
+        logger.warning("Message %s left pending before its failure was recorded", message.pk)
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    channel: str
+    type: str
+    provider: str
+    provider_message_id: str
+    from_address: str
+    to_address: str
+    body: str
+    timestamp: datetime
+    attachments: list[str] = field(default_factory=list)
+
+
+def message_receive(*, inbound: InboundMessage) -> Message:
+    """Stores a received message and counts it unread. Runs inside the caller's transaction, so the
+    webhook event, the message and the summary commit together or not at all."""
+    conversation = conversation_get_or_create(
+        channel=inbound.channel, address_1=inbound.from_address, address_2=inbound.to_address
+    )
+    message = Message.objects.create(
+        conversation=conversation,
+        channel=inbound.channel,
+        direction=Direction.INBOUND,
+        type=inbound.type,
+        from_address=inbound.from_address,
+        to_address=inbound.to_address,
+        body=inbound.body,
+        attachments=inbound.attachments,
+        status=MessageStatus.RECEIVED,
+        provider=inbound.provider,
+        provider_message_id=inbound.provider_message_id,
+        timestamp=inbound.timestamp,
+    )
+    conversation_record_message(
+        conversation_id=conversation.pk, timestamp=inbound.timestamp, preview=_preview(message), inbound=True
+    )
+    return message

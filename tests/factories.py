@@ -1,0 +1,31 @@
+import factory
+from django.utils import timezone
+
+from conversations.models import Channel, Conversation
+from messaging.models import Direction, Message, MessageStatus, MessageType
+
+
+class ConversationFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Conversation
+
+    channel = Channel.SMS
+    participant_a = factory.Sequence(lambda n: f"+1201555{n:04d}")
+    participant_b = "+18045551234"
+
+
+class MessageFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Message
+
+    conversation = factory.SubFactory(ConversationFactory)
+    channel = factory.SelfAttribute("conversation.channel")
+    direction = Direction.INBOUND
+    type = MessageType.SMS
+    from_address = factory.SelfAttribute("conversation.participant_a")
+    to_address = factory.SelfAttribute("conversation.participant_b")
+    body = factory.Faker("sentence")
+    status = MessageStatus.RECEIVED
+    provider = "twilio"
+    provider_message_id = factory.Sequence(lambda n: f"SM{n:032x}")
+    timestamp = factory.LazyFunction(timezone.now)

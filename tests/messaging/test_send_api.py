@@ -1,0 +1,209 @@
+import re
+
+import pytest
+
+from conversations.models import Conversation
+from messaging.models import Message
+from tests import payloads
+
+pytestmark = pytest.mark.django_db
+
+MESSAGE_FIELDS = {
+    "id",
+    "conversation_id",
+    "direction",
+    "type",
+    "from",
+    "to",
+    "body",
+    "attachments",
+    "status",
+    "provider",
+    "provider_message_id",
+    "client_message_id",
+    "timestamp",
+    "attempts",
+    "next_attempt_at",
+    "error",
+    "created_at",
+    "updated_at",
+}
+
+
+def send(api, channel, body, **headers):
+    return api.post(f"/api/messages/{channel}", body, format="json", headers=headers)
+
+
+def test_sending_an_sms_answers_201_with_the_sent_message(api):
+    response = send(api, "sms", payloads.sms())
+
+    assert response.status_code == 201
+    body = response.json()
+    assert set(body) == MESSAGE_FIELDS
+    assert body["status"] == "sent"
+    assert body["direction"] == "outbound"
+    assert body["type"] == "sms"
+    assert body["from"] == "+12016661234"
+    assert body["to"] == "+18045551234"
+    assert body["provider"] == "twilio"
+    assert re.fullmatch(r"SM[0-9a-f]{32}", body["provider_message_id"])
+    assert body["attempts"] == 1
+    assert body["error"] is None
+    assert body["next_attempt_at"] is None
+    assert body["timestamp"] == "2024-11-01T14:00:00Z"
+    stored = Message.objects.get(pk=body["id"])
+    assert stored.status == "sent"
+    assert stored.metadata["provider_response"]["sid"] == body["provider_message_id"]
+
+
+def test_an_sms_with_attachments_is_sent_as_mms(api):
+    response = send(api, "sms", payloads.sms(type="sms", attachments=["https://example.com/a.jpg"]))
+
+    assert response.status_code == 201
+    assert response.json()["type"] == "mms"
+    assert response.json()["provider_message_id"].startswith("MM")
+    assert response.json()["attachments"] == ["https://example.com/a.jpg"]
+
+
+def test_sending_an_email_goes_through_the_sendgrid_like_provider(api):
+    response = send(api, "email", payloads.email())
+
+    assert response.status_code == 201
+    body = response.json()
+    assert body["type"] == "email"
+    assert body["provider"] == "sendgrid"
+    assert re.fullmatch(r"[0-9a-f]{16}\.filter001\.\d+\.0", body["provider_message_id"])
+    assert body["body"] == "Hello! This is a test email message with <b>HTML</b> formatting."
+
+
+def test_trailing_slash_is_accepted_without_redirect(api):
+    assert send(api, "sms/", payloads.sms()).status_code == 201
+
+
+def test_the_message_is_stored_in_the_conversation_of_its_participants(api):
+    body = send(api, "sms", payloads.sms(**{"from": "+1 (201) 666-1234"})).json()
+
+    conversation = Conversation.objects.get(pk=body["conversation_id"])
+    assert conversation.channel == "sms"
+    assert conversation.participants == ["+12016661234", "+18045551234"]
+    assert conversation.message_count == 1
+    assert conversation.unread_count == 0, "outbound messages are not unread"
+    assert conversation.last_message_preview == "Hello! This is a test SMS message."
+
+
+def test_a_transient_provider_failure_answers_202_pending_with_a_scheduled_retry(api):
+    response = send(api, "sms", payloads.sms(_forceError={"code": 503, "message": "try later"}))
+
+    assert response.status_code == 202
+    body = response.json()
+    assert body["status"] == "pending"
+    assert body["attempts"] == 1
+    assert body["error"] == {"code": 503, "message": "try later"}
+    assert body["next_attempt_at"] is not None
+    assert body["provider_message_id"] is None
+
+
+@pytest.mark.parametrize("code", [429, 500, 503])
+def test_429_and_5xx_are_retried(api, code):
+    assert send(api, "email", payloads.email(_forceError={"code": code})).status_code == 202
+
+
+@pytest.mark.parametrize("code", [400, 401, 404, 422])
+def test_other_provider_4xx_fail_the_message_with_502(api, code):
+    response = send(api, "sms", payloads.sms(_forceError={"code": code}))
+
+    assert response.status_code == 502
+    body = response.json()
+    assert body["status"] == "failed"
+    assert body["error"]["code"] == code
+    assert body["next_attempt_at"] is None
+    assert Message.objects.get(pk=body["id"]).status == "failed"
+
+
+def test_the_last_allowed_attempt_failing_transiently_fails_the_message(api, settings):
+    settings.MAX_ATTEMPTS = 1
+    response = send(api, "sms", payloads.sms(_forceError={"code": 503}))
+
+    assert response.status_code == 502
+    assert response.json()["status"] == "failed"
+
+
+def test_the_retry_delay_follows_the_backoff_schedule(api, settings):
+    settings.RETRY_BASE_DELAY_SECONDS = 100
+    response = send(api, "sms", payloads.sms(_forceError={"code": 500}))
+    message = Message.objects.get(pk=response.json()["id"])
+
+    delay = (message.next_attempt_at - message.updated_at).total_seconds()
+    assert 49 <= delay <= 101
+
+
+def test_no_provider_call_happens_inside_a_database_transaction(api, monkeypatch):
+    from django.db import connection
+
+    from providers.mock import MockTwilioProvider
+
+    seen = []
+    original = MockTwilioProvider.send
+
+    def spy(self, message):
+        seen.append(connection.in_atomic_block)
+        return original(self, message)
+
+    monkeypatch.setattr(MockTwilioProvider, "send", spy)
+    send(api, "sms", payloads.sms())
+    # pytest-django wraps each test in a transaction, so "outside" means no block beyond that one.
+    assert seen == [connection.in_atomic_block]
+
+
+def test_get_message_returns_it(api):
+    sent = send(api, "sms", payloads.sms()).json()
+
+    response = api.get(f"/api/messages/{sent['id']}")
+
+    assert response.status_code == 200
+    assert response.json() == sent
+
+
+@pytest.mark.parametrize("message_id", ["999999", "abc", "1.5", "99999999999999999999999", "-1"])
+def test_unknown_or_non_numeric_message_ids_are_404(api, message_id):
+    response = api.get(f"/api/messages/{message_id}")
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+class TestIdempotency:
+    def test_the_same_client_message_id_and_body_returns_the_original_without_sending_again(self, api):
+        first = send(api, "sms", payloads.sms(client_message_id="order-42"))
+        again = send(api, "sms", payloads.sms(client_message_id="order-42"))
+
+        assert first.status_code == again.status_code == 201
+        assert again.json()["id"] == first.json()["id"]
+        assert again.headers["Idempotent-Replayed"] == "true"
+        assert Message.objects.count() == 1
+
+    def test_the_idempotency_key_header_works_like_client_message_id(self, api):
+        first = send(api, "email", payloads.email(), **{"Idempotency-Key": "k-1"})
+        again = send(api, "email", payloads.email(), **{"Idempotency-Key": "k-1"})
+
+        assert again.json()["id"] == first.json()["id"]
+        assert first.json()["client_message_id"] == "k-1"
+
+    def test_the_same_key_with_another_body_is_422(self, api):
+        send(api, "sms", payloads.sms(client_message_id="order-43"))
+        response = send(api, "sms", payloads.sms(client_message_id="order-43", body="something else"))
+
+        assert response.status_code == 422
+        assert response.json()["error"]["code"] == "idempotency_key_reused"
+        assert Message.objects.count() == 1
+
+    def test_keys_are_scoped_per_channel(self, api):
+        assert send(api, "sms", payloads.sms(client_message_id="same")).status_code == 201
+        assert send(api, "email", payloads.email(client_message_id="same")).status_code == 201
+        assert Message.objects.count() == 2
+
+    def test_a_replayed_pending_message_answers_202_again(self, api):
+        body = payloads.sms(client_message_id="retrying", _forceError={"code": 503})
+        assert send(api, "sms", body).status_code == 202
+        assert send(api, "sms", body).status_code == 202
+        assert Message.objects.get().attempts == 1, "no second provider attempt"

@@ -1,0 +1,88 @@
+import re
+
+import pytest
+
+from providers.base import ForcedError, OutboundMessage, ProviderError, ProviderTimeout
+from providers.mock import MockSendGridProvider, MockTwilioProvider
+from providers.segments import sms_segments
+
+
+def outbound(**overrides):
+    fields = {
+        "channel": "sms",
+        "type": "sms",
+        "from_address": "+12016661234",
+        "to_address": "+18045551234",
+        "body": "hello",
+        "attachments": [],
+        "idempotency_token": "msg-1",
+    }
+    return OutboundMessage(**{**fields, **overrides})
+
+
+def test_twilio_sids_are_sm_or_mm_plus_32_hex_and_carry_twilio_fields():
+    sms = MockTwilioProvider().send(outbound())
+    mms = MockTwilioProvider().send(outbound(type="mms", attachments=["https://e.com/a.jpg"], idempotency_token="x"))
+    assert re.fullmatch(r"SM[0-9a-f]{32}", sms.provider_message_id)
+    assert re.fullmatch(r"MM[0-9a-f]{32}", mms.provider_message_id)
+    assert sms.response["status"] == "queued"
+    assert sms.response["account_sid"].startswith("AC")
+    assert sms.response["num_segments"] == "1"
+    assert mms.response["num_media"] == "1"
+    assert sms.response["direction"] == "outbound-api"
+
+
+def test_the_same_idempotency_token_gets_the_same_sid():
+    provider = MockTwilioProvider()
+    assert provider.send(outbound()).provider_message_id == provider.send(outbound()).provider_message_id
+    assert (
+        provider.send(outbound()).provider_message_id
+        != provider.send(outbound(idempotency_token="2")).provider_message_id
+    )
+
+
+def test_sendgrid_message_ids_follow_the_filter_format():
+    result = MockSendGridProvider().send(outbound(channel="email", type="email"))
+    assert re.fullmatch(r"[0-9a-f]{16}\.filter001\.\d+\.0", result.provider_message_id)
+    assert result.response["statusCode"] == 202
+
+
+@pytest.mark.parametrize(("code", "retryable"), [(400, False), (404, False), (429, True), (500, True), (503, True)])
+def test_forced_errors_say_whether_they_are_transient(code, retryable):
+    with pytest.raises(ProviderError) as caught:
+        MockTwilioProvider().send(outbound(forced_error=ForcedError(code=code, message="boom")))
+    assert caught.value.code == code
+    assert caught.value.message == "boom"
+    assert caught.value.retryable is retryable
+
+
+def test_forced_error_with_times_fails_only_the_first_attempts():
+    forced = ForcedError(code=503, times=2)
+    provider = MockTwilioProvider()
+    for attempt in (1, 2):
+        with pytest.raises(ProviderError):
+            provider.send(outbound(forced_error=forced, attempt=attempt))
+    assert provider.send(outbound(forced_error=forced, attempt=3)).status == "queued"
+
+
+def test_latency_over_the_timeout_is_a_retryable_timeout(settings):
+    settings.MOCK_PROVIDER_LATENCY_MS = (300, 300)
+    settings.PROVIDER_TIMEOUT_SECONDS = 0.1
+    with pytest.raises(ProviderTimeout) as caught:
+        MockTwilioProvider().send(outbound())
+    assert caught.value.retryable
+
+
+def test_random_failure_rate_produces_transient_errors(settings):
+    settings.MOCK_PROVIDER_FAILURE_RATE = 1.0
+    with pytest.raises(ProviderError) as caught:
+        MockSendGridProvider().send(outbound(channel="email", type="email"))
+    assert caught.value.retryable
+
+
+@pytest.mark.parametrize(
+    ("body", "segments"),
+    [("a" * 160, 1), ("a" * 161, 2), ("a" * 306, 2), ("a" * 307, 3), ("é" * 160, 1), ("😀" * 35, 1), ("ж" * 71, 2)],
+)
+def test_segments_follow_gsm7_and_ucs2_limits(body, segments):
+    assert sms_segments(body) == segments

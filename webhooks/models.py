@@ -1,0 +1,55 @@
+from django.db import models
+
+from messaging.models import Message
+
+
+class WebhookKind(models.TextChoices):
+    INBOUND = "inbound", "Inbound message"
+    STATUS = "status", "Status callback"
+
+
+class WebhookOutcome(models.TextChoices):
+    PROCESSED = "processed", "Processed"
+    DUPLICATE = "duplicate", "Duplicate"
+    ORPHAN = "orphan", "Orphan (message not known yet)"
+    REJECTED = "rejected", "Rejected"
+    ERROR = "error", "Error"
+
+
+#: Outcomes that claim an event id. Duplicates, rejections and errors never do, so a provider's
+#: corrected retry of a rejected or failed delivery is still processed.
+CLAIMING_OUTCOMES = [WebhookOutcome.PROCESSED, WebhookOutcome.ORPHAN]
+
+
+class WebhookEvent(models.Model):
+    """Every request a provider made, kept raw, with what processing made of it."""
+
+    provider = models.CharField(max_length=32)
+    kind = models.CharField(max_length=16, choices=WebhookKind.choices)
+    event_id = models.CharField(max_length=255, blank=True, default="")
+    outcome = models.CharField(max_length=16, choices=WebhookOutcome.choices)
+    error = models.TextField(blank=True, default="")
+    headers = models.JSONField(default=dict, blank=True)
+    content_type = models.CharField(max_length=255, blank=True, default="")
+    body = models.TextField(blank=True, default="")
+    message = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="webhook_events"
+    )
+    received_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "event_id"],
+                condition=models.Q(outcome__in=CLAIMING_OUTCOMES),
+                name="webhook_event_unique_claim",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["provider", "event_id"], name="webhook_event_lookup_idx"),
+            models.Index(fields=["outcome", "-received_at"], name="webhook_event_outcome_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.kind} {self.event_id or '-'} ({self.outcome})"
