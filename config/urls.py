@@ -25,7 +25,7 @@ router.register("messages", MessageViewSet, basename="message")
 router.register("webhooks", WebhookViewSet, basename="webhook")
 router.register("conversations", ConversationViewSet, basename="conversation")
 router.register(
-    r"conversations/(?P<conversation_pk>[^/]+)/messages", ConversationMessageViewSet, basename="conversation-message"
+    r"conversations/(?P<conversation_id>[^/]+)/messages", ConversationMessageViewSet, basename="conversation-message"
 )
 
 urlpatterns = [

@@ -27,3 +27,11 @@ WRITE_ERROR_RESPONSES = {
     413: OpenApiResponse(ErrorEnvelope, "Request body too large"),
     415: OpenApiResponse(ErrorEnvelope, "Content-Type is not application/json"),
 }
+
+
+def strip_trailing_slashes(endpoints, **kwargs):
+    """drf-spectacular hook: document paths as the contract writes them (a trailing slash is optional)."""
+    return [
+        (path.rstrip("/") if path != "/" else path, path_regex, method, callback)
+        for path, path_regex, method, callback in endpoints
+    ]

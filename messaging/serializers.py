@@ -8,6 +8,7 @@ from rest_framework import serializers
 
 from conversations.addresses import InvalidAddress, normalise_address
 from conversations.models import Channel
+from core.fields import StrictCharField
 from core.pagination import PageQuerySerializer
 from messaging.models import Message, MessageType
 from messaging.types import channel_for_type, infer_message_type
@@ -19,7 +20,7 @@ MAX_ID_LENGTH = 255
 class AttachmentsField(serializers.ListField):
     """A list of http(s) URLs, at most ``MAX_ATTACHMENTS``; ``null`` means none."""
 
-    child = serializers.CharField(max_length=MAX_URL_LENGTH, validators=[URLValidator(schemes=["http", "https"])])
+    child = StrictCharField(max_length=MAX_URL_LENGTH, validators=[URLValidator(schemes=["http", "https"])])
 
     def __init__(self, **kwargs):
         kwargs.setdefault("required", False)
@@ -39,10 +40,10 @@ class MessagePayloadSerializer(serializers.Serializer):
     channel: str = Channel.SMS
     type_choices: list[str] = [MessageType.SMS, MessageType.MMS]
 
-    locals()["from"] = serializers.CharField(max_length=320, help_text="Sender address.")
-    to = serializers.CharField(max_length=320, help_text="Recipient address.")
-    type = serializers.CharField(required=False, allow_null=True, help_text="Optional; inferred when absent.")
-    body = serializers.CharField(allow_blank=True, trim_whitespace=False, required=False, default="")
+    locals()["from"] = StrictCharField(max_length=320, help_text="Sender address.")
+    to = StrictCharField(max_length=320, help_text="Recipient address.")
+    type = StrictCharField(required=False, allow_null=True, help_text="Optional; inferred when absent.")
+    body = StrictCharField(allow_blank=True, trim_whitespace=False, required=False, default="")
     attachments = AttachmentsField(help_text="http(s) URLs, at most 10, or null.")
     timestamp = serializers.DateTimeField(
         required=False,
@@ -100,7 +101,7 @@ class ForceErrorSerializer(serializers.Serializer):
 
 
 class SendMessageSerializer(MessagePayloadSerializer):
-    client_message_id = serializers.CharField(
+    client_message_id = StrictCharField(
         required=False,
         allow_null=True,
         max_length=MAX_ID_LENGTH,

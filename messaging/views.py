@@ -182,8 +182,8 @@ class ConversationMessageViewSet(viewsets.ViewSet):
         parameters=[MessageListQuerySerializer],
         responses={200: envelope_serializer("MessagePage", MessageSerializer), **ERROR_RESPONSES},
     )
-    def list(self, request, conversation_pk=None):
+    def list(self, request, conversation_id=None):
         query = MessageListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        messages = message_list_for_conversation(conversation_id=conversation_pk, order=query.validated_data["order"])
+        messages = message_list_for_conversation(conversation_id=conversation_id, order=query.validated_data["order"])
         return paginated_response(messages, query.page_request, MessageSerializer)

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.http import HttpRequest
-from rest_framework import serializers
 
 from conversations.models import Channel
 from core.exceptions import validation_summary
+from core.fields import StrictCharField
 from messaging.models import MessageType
 from messaging.serializers import MAX_ID_LENGTH, MessagePayloadSerializer
 from messaging.services import InboundMessage
@@ -93,13 +93,13 @@ def parse_json_object(raw: RawWebhook) -> dict[str, Any]:
 class InboundSmsSerializer(MessagePayloadSerializer):
     channel = Channel.SMS
     type_choices = [MessageType.SMS, MessageType.MMS]
-    messaging_provider_id = serializers.CharField(max_length=MAX_ID_LENGTH)
+    messaging_provider_id = StrictCharField(max_length=MAX_ID_LENGTH)
 
 
 class InboundEmailSerializer(MessagePayloadSerializer):
     channel = Channel.EMAIL
     type_choices = [MessageType.EMAIL]
-    xillio_id = serializers.CharField(max_length=MAX_ID_LENGTH)
+    xillio_id = StrictCharField(max_length=MAX_ID_LENGTH)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,72 @@
+import subprocess
+import sys
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from config.env import Env
+
+
+def test_typed_values_are_parsed():
+    env = Env({"FLAG": "yes", "COUNT": "7", "RATIO": "0.5", "HOSTS": "a, b,,c", "LATENCY": "100-500"})
+
+    assert env.bool("FLAG", default=False) is True
+    assert env.int("COUNT", 1) == 7
+    assert env.float("RATIO", 0.0, maximum=1.0) == 0.5
+    assert env.list("HOSTS", default=[]) == ["a", "b", "c"]
+    assert env.millisecond_range("LATENCY", default="0") == (100, 500)
+
+
+def test_defaults_apply_to_missing_and_blank_values():
+    env = Env({"BLANK": "  "})
+
+    assert env.int("BLANK", 3) == 3
+    assert env.str("MISSING", default="x") == "x"
+    assert env.millisecond_range("MISSING", default="250") == (250, 250)
+
+
+@pytest.mark.parametrize(
+    ("read", "message"),
+    [
+        (lambda env: env.bool("V", default=False), "V must be a boolean"),
+        (lambda env: env.int("V", 1), "V must be an integer"),
+        (lambda env: env.float("V", 0.0), "V must be a number"),
+        (lambda env: env.millisecond_range("V", default="0"), "V must be N or LOW-HIGH"),
+        (lambda env: env.choice("V", "a", {"a", "b"}), "V must be one of"),
+        (lambda env: env.required_str("MISSING"), "MISSING must be set"),
+    ],
+)
+def test_bad_values_fail_with_a_message_naming_the_variable(read, message):
+    with pytest.raises(ImproperlyConfigured, match=message):
+        read(Env({"V": "nonsense"}))
+
+
+def test_out_of_range_values_are_refused():
+    with pytest.raises(ImproperlyConfigured, match=r"between 0\.0 and 1\.0"):
+        Env({"V": "2"}).float("V", 0.0, maximum=1.0)
+    with pytest.raises(ImproperlyConfigured, match="LOW must not exceed HIGH"):
+        Env({"V": "500-100"}).millisecond_range("V", default="0")
+
+
+def _check_production(extra_env):
+    env = {"DJANGO_SETTINGS_MODULE": "config.settings.production", "PATH": "/usr/bin:/bin", **extra_env}
+    return subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"], env=env, capture_output=True, text=True, check=False
+    )
+
+
+def test_production_refuses_an_insecure_secret_key():
+    result = _check_production({"ALLOWED_HOSTS": "api.example.com"})
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY must be set" in result.stderr
+
+
+def test_production_starts_with_a_real_secret_and_hosts():
+    result = _check_production({"DJANGO_SECRET_KEY": "k" * 10 + "abcdefghij" * 5, "ALLOWED_HOSTS": "api.example.com"})
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_bad_setting_stops_start_up_with_its_name():
+    result = _check_production({"DJANGO_SECRET_KEY": "x" * 60 + "abcdef", "ALLOWED_HOSTS": "h", "MAX_ATTEMPTS": "lots"})
+    assert result.returncode != 0
+    assert "MAX_ATTEMPTS must be an integer" in result.stderr

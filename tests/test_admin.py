@@ -1,0 +1,65 @@
+import pytest
+from django.urls import reverse
+
+from tests.factories import ConversationFactory, MessageFactory
+from webhooks.models import WebhookEvent
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff(admin_client):
+    return admin_client
+
+
+def test_conversation_list_searches_participants_and_filters(staff):
+    ConversationFactory(participant_a="+12025550111")
+    url = reverse("admin:conversations_conversation_changelist")
+
+    assert staff.get(url, {"q": "+12025550111"}).context["cl"].result_count == 1
+    assert staff.get(url, {"channel": "email"}).context["cl"].result_count == 0
+    assert staff.get(url, {"status": "open"}).status_code == 200
+
+
+def test_conversation_page_shows_its_messages_in_order(staff):
+    message = MessageFactory(body="<script>alert(1)</script>")
+    older = MessageFactory(conversation=message.conversation, timestamp=message.timestamp.replace(year=2020))
+
+    response = staff.get(reverse("admin:conversations_conversation_change", args=[message.conversation_id]))
+
+    assert response.status_code == 200
+    content = response.content.decode()
+    assert content.index(older.body) < content.index("&lt;script&gt;alert(1)&lt;/script&gt;")
+    assert "<script>alert(1)</script>" not in content, "bodies are escaped, never rendered"
+
+
+def test_message_list_filters_by_status_direction_type_and_provider(staff):
+    MessageFactory(status="failed", direction="outbound", last_error={"code": 400, "message": "bad number"})
+    url = reverse("admin:messaging_message_changelist")
+
+    response = staff.get(url, {"status": "failed", "direction": "outbound", "type": "sms", "provider": "twilio"})
+
+    assert response.context["cl"].result_count == 1
+    assert "400: bad number" in response.content.decode()
+
+
+def test_message_detail_is_read_only(staff):
+    message = MessageFactory()
+    url = reverse("admin:messaging_message_change", args=[message.pk])
+
+    assert staff.get(url).status_code == 200
+    assert staff.post(url, {"body": "changed"}).status_code == 403
+
+
+def test_webhook_events_filter_and_show_the_raw_body(staff):
+    event = WebhookEvent.objects.create(
+        provider="twilio", kind="inbound", event_id="m-1", outcome="rejected", body='{"raw": true}', error="bad"
+    )
+
+    changelist = staff.get(
+        reverse("admin:webhooks_webhookevent_changelist"), {"outcome": "rejected", "kind": "inbound"}
+    )
+    detail = staff.get(reverse("admin:webhooks_webhookevent_change", args=[event.pk]))
+
+    assert changelist.context["cl"].result_count == 1
+    assert "{&quot;raw&quot;: true}" in detail.content.decode()

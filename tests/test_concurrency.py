@@ -1,0 +1,94 @@
+"""Races between real threads, each with its own database connection, on a committed database."""
+
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django.db import connection
+from django.test import Client
+
+from conversations.models import Conversation
+from messaging.models import Message
+from tests import payloads
+from webhooks.models import WebhookEvent
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def race(count, request):
+    """Runs ``request(client, index)`` in ``count`` threads released at the same instant."""
+    barrier = threading.Barrier(count)
+
+    def run(index):
+        try:
+            barrier.wait(timeout=10)
+            return request(Client(), index)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(run, range(count)))
+
+
+def post_json(client, path, body):
+    return client.post(path, data=json.dumps(body), content_type="application/json")
+
+
+def test_twenty_simultaneous_deliveries_of_one_inbound_make_one_message():
+    body = payloads.inbound_sms(messaging_provider_id="race-1")
+
+    responses = race(20, lambda client, _: post_json(client, "/api/webhooks/sms", body))
+
+    assert [r.status_code for r in responses] == [200] * 20
+    statuses = sorted(r.json()["status"] for r in responses)
+    assert statuses == ["duplicate"] * 19 + ["processed"]
+    assert len({r.json()["message_id"] for r in responses}) == 1
+    assert Message.objects.count() == 1
+    conversation = Conversation.objects.get()
+    assert conversation.unread_count == 1
+    assert conversation.message_count == 1
+    assert WebhookEvent.objects.filter(outcome="processed").count() == 1
+    assert WebhookEvent.objects.filter(outcome="duplicate").count() == 19
+
+
+def test_sixteen_simultaneous_first_messages_of_a_new_pair_make_one_conversation():
+    formats = ["+12015550123", "+1 (201) 555-0123", "2015550123", "+1-201-555-0123"]
+
+    def send(client, index):
+        sender, recipient = formats[index % 4], "+18045559876"
+        if index % 2:  # half of them reply the other way round
+            sender, recipient = recipient, sender
+        return post_json(client, "/api/messages/sms", payloads.sms(**{"from": sender, "to": recipient}))
+
+    responses = race(16, send)
+
+    assert [r.status_code for r in responses] == [201] * 16
+    assert Conversation.objects.count() == 1
+    conversation = Conversation.objects.get()
+    assert conversation.message_count == 16
+    assert {r.json()["conversation_id"] for r in responses} == {conversation.pk}
+
+
+def test_summary_counts_stay_exact_under_concurrent_inbound_and_outbound_writes():
+    def write(client, index):
+        if index % 2:
+            return post_json(client, "/api/webhooks/sms", payloads.inbound_sms(messaging_provider_id=f"mix-{index}"))
+        return post_json(client, "/api/messages/sms", payloads.sms(body=f"out {index}"))
+
+    responses = race(20, write)
+
+    assert all(r.status_code in (200, 201) for r in responses)
+    conversation = Conversation.objects.get()
+    assert conversation.message_count == 20 == Message.objects.count()
+    assert conversation.unread_count == 10
+
+
+def test_simultaneous_sends_with_one_idempotency_key_send_once():
+    body = payloads.sms(client_message_id="once-only")
+
+    responses = race(10, lambda client, _: post_json(client, "/api/messages/sms", body))
+
+    assert all(r.status_code == 201 for r in responses)
+    assert len({r.json()["id"] for r in responses}) == 1
+    assert Message.objects.count() == 1
