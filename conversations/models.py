@@ -35,8 +35,13 @@ class Conversation(models.Model):
 
     class Meta:
         constraints = [
+            # participant_a leads so the same index serves "conversations of this participant".
             models.UniqueConstraint(
-                fields=["channel", "participant_a", "participant_b"], name="conversation_unique_participants"
+                fields=["participant_a", "participant_b", "channel"], name="conversation_unique_participants"
+            ),
+            models.CheckConstraint(condition=models.Q(channel__in=Channel.values), name="conversation_channel_valid"),
+            models.CheckConstraint(
+                condition=models.Q(status__in=ConversationStatus.values), name="conversation_status_valid"
             ),
         ]
         indexes = [

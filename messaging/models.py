@@ -23,7 +23,8 @@ class MessageStatus(models.TextChoices):
 
 
 class Message(models.Model):
-    conversation = models.ForeignKey(Conversation, on_delete=models.PROTECT, related_name="messages")
+    # No index of its own: message_thread_idx starts with conversation_id.
+    conversation = models.ForeignKey(Conversation, on_delete=models.PROTECT, related_name="messages", db_index=False)
     # Denormalised from the type so the idempotency key can be unique per channel in the database.
     channel = models.CharField(max_length=16, choices=Channel.choices)
     direction = models.CharField(max_length=16, choices=Direction.choices)
@@ -58,6 +59,10 @@ class Message(models.Model):
                 condition=models.Q(client_message_id__isnull=False),
                 name="message_unique_client_id",
             ),
+            models.CheckConstraint(condition=models.Q(channel__in=Channel.values), name="message_channel_valid"),
+            models.CheckConstraint(condition=models.Q(direction__in=Direction.values), name="message_direction_valid"),
+            models.CheckConstraint(condition=models.Q(type__in=MessageType.values), name="message_type_valid"),
+            models.CheckConstraint(condition=models.Q(status__in=MessageStatus.values), name="message_status_valid"),
         ]
         indexes = [
             models.Index(fields=["conversation", "timestamp", "id"], name="message_thread_idx"),

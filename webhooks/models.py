@@ -45,6 +45,10 @@ class WebhookEvent(models.Model):
                 condition=models.Q(outcome__in=CLAIMING_OUTCOMES),
                 name="webhook_event_unique_claim",
             ),
+            models.CheckConstraint(condition=models.Q(kind__in=WebhookKind.values), name="webhook_event_kind_valid"),
+            models.CheckConstraint(
+                condition=models.Q(outcome__in=WebhookOutcome.values), name="webhook_event_outcome_valid"
+            ),
         ]
         indexes = [
             models.Index(fields=["provider", "event_id"], name="webhook_event_lookup_idx"),
