@@ -87,8 +87,7 @@ class MessagePayloadSerializer(serializers.Serializer):
             errors["body"] = [f"Must be at most {limit} characters for {self.channel}; got {len(body)}."]
         if errors:
             raise serializers.ValidationError(errors)
-        if attrs.get("timestamp") is None:
-            attrs["timestamp"] = timezone.now()
+        attrs.setdefault("timestamp", None)  # absent: the service stamps the arrival time
         return attrs
 
 

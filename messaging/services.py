@@ -35,7 +35,8 @@ class SendCommand:
     from_address: str
     to_address: str
     body: str
-    timestamp: datetime
+    #: As the client sent it; None means "now", and stays None in the fingerprint so a retry matches.
+    timestamp: datetime | None = None
     attachments: list[str] = field(default_factory=list)
     client_message_id: str | None = None
     forced_error: ForcedError | None = None
@@ -88,6 +89,7 @@ def _message_create_outbound(*, command: SendCommand, fingerprint: str) -> Messa
     if command.forced_error is not None:
         metadata["force_error"] = asdict(command.forced_error)
     now = timezone.now()
+    timestamp = command.timestamp or now
     with transaction.atomic():
         conversation = conversation_get_or_create(
             channel=command.channel, address_1=command.from_address, address_2=command.to_address
@@ -105,14 +107,14 @@ def _message_create_outbound(*, command: SendCommand, fingerprint: str) -> Messa
             provider=provider.name,
             client_message_id=command.client_message_id,
             request_fingerprint=fingerprint,
-            timestamp=command.timestamp,
+            timestamp=timestamp,
             # The inline attempt holds the message until then; afterwards the outbox may take it.
             next_attempt_at=now + timedelta(seconds=settings.PROVIDER_TIMEOUT_SECONDS * 2),
             metadata=metadata,
         )
         conversation_record_message(
             conversation_id=conversation.pk,
-            timestamp=command.timestamp,
+            timestamp=timestamp,
             preview=_preview(message),
             inbound=False,
         )

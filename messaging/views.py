@@ -105,8 +105,11 @@ _SENT_EXAMPLE = OpenApiExample(
 def _send_command(data: dict, idempotency_key: str | None) -> SendCommand:
     client_message_id = data.get("client_message_id")
     if idempotency_key is not None:
-        if len(idempotency_key) > 255:
-            raise ValidationFailed("Idempotency-Key must be at most 255 characters.")
+        if not idempotency_key.strip() or len(idempotency_key) > 255:
+            raise ValidationFailed(
+                "Idempotency-Key must be 1 to 255 characters.",
+                details={"Idempotency-Key": ["Must be 1 to 255 non-blank characters."]},
+            )
         if client_message_id is not None and client_message_id != idempotency_key:
             raise ValidationFailed(
                 "Idempotency-Key and client_message_id disagree; send one of them.",

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.http import HttpRequest
+from django.utils import timezone
 
 from conversations.models import Channel
 from core.exceptions import validation_summary
@@ -134,5 +135,5 @@ def parse_inbound(raw: RawWebhook, spec: InboundSpec) -> InboundMessage:
         to_address=data["to_address"],
         body=data["body"],
         attachments=data["attachments"],
-        timestamp=data["timestamp"],
+        timestamp=data["timestamp"] or timezone.now(),
     )

@@ -207,3 +207,27 @@ class TestIdempotency:
         assert send(api, "sms", body).status_code == 202
         assert send(api, "sms", body).status_code == 202
         assert Message.objects.get().attempts == 1, "no second provider attempt"
+
+
+class TestIdempotentRetriesWithoutTimestamp:
+    def test_a_retry_without_a_timestamp_matches_the_original(self, api):
+        body = payloads.sms(client_message_id="no-ts")
+        del body["timestamp"]
+
+        first = send(api, "sms", body)
+        again = send(api, "sms", body)
+
+        assert again.status_code == 201
+        assert again.json()["id"] == first.json()["id"]
+
+    def test_a_message_without_a_timestamp_is_stamped_with_its_arrival(self, api):
+        body = payloads.sms()
+        del body["timestamp"]
+
+        message = Message.objects.get(pk=send(api, "sms", body).json()["id"])
+
+        assert abs((message.timestamp - message.created_at).total_seconds()) < 5
+
+    @pytest.mark.parametrize("key", ["", "   ", "k" * 256])
+    def test_a_blank_or_oversized_idempotency_key_is_400(self, api, key):
+        assert send(api, "sms", payloads.sms(), **{"Idempotency-Key": key}).status_code == 400
