@@ -4,6 +4,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# A .env file in the project root, if present, supplies variables not already set (see .env.example).
+if [ -f .env ]; then
+  while IFS='=' read -r name value; do
+    [[ "$name" =~ ^[A-Z_][A-Z0-9_]*$ ]] || continue
+    value="${value%\"}" && value="${value#\"}"
+    [ -n "${!name+x}" ] || export "$name=$value"
+  done <.env
+fi
+
 bin/bootstrap.sh runtime
 export DJANGO_SETTINGS_MODULE="${DJANGO_SETTINGS_MODULE:-config.settings.development}"
 python=.venv/bin/python
@@ -24,15 +33,17 @@ fi
 # on I/O: threaded workers keep many in flight without one process per request.
 threads="${GUNICORN_THREADS:-8}"
 
+bind="${BIND_ADDRESS:-0.0.0.0}"
 cat >&2 <<MSG
-start: serving on http://127.0.0.1:${port}
+start: listening on ${bind}:${port} (${workers} process(es) x ${threads} threads)
   API         http://127.0.0.1:${port}/api/conversations
   Swagger UI  http://127.0.0.1:${port}/api/docs/
   Admin       http://127.0.0.1:${port}/admin/   (create a login: .venv/bin/python manage.py createsuperuser)
 MSG
 
 exec .venv/bin/gunicorn config.wsgi:application \
-  --bind "${BIND_ADDRESS:-0.0.0.0}:${port}" \
+  --bind "${bind}:${port}" \
+  --no-control-socket \
   --worker-class gthread \
   --workers "$workers" \
   --threads "$threads" \

@@ -2,6 +2,7 @@
 
 from django.contrib import admin
 from django.urls import include, path, re_path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
@@ -35,8 +36,9 @@ urlpatterns = [
     re_path(r"^health(?:z)?/?$", LivenessView.as_view(), name="health"),
     re_path(r"^health/ready/?$", ReadinessView.as_view(), name="health-ready"),
     path("admin/", admin.site.urls),
+    path("admin", RedirectView.as_view(url="/admin/", permanent=False)),
     # Anything else is a JSON 404, with DEBUG on or off.
-    re_path(r"^(?!admin/).*$", json_not_found),
+    re_path(r"^.*$", json_not_found),
 ]
 
 handler400 = "core.middleware.json_bad_request"

@@ -43,7 +43,7 @@ def validation_summary(details: Any) -> str:
             first = problems[0] if isinstance(problems, list) and problems else problems
             if isinstance(first, dict | list):
                 first = validation_summary(first)
-            label = "body" if field == "non_field_errors" else field
+            label = "request" if field == "non_field_errors" else field
             return f"{label}: {first}"
     if isinstance(details, list) and details:
         return str(details[0])

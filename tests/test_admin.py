@@ -63,3 +63,17 @@ def test_webhook_events_filter_and_show_the_raw_body(staff):
 
     assert changelist.context["cl"].result_count == 1
     assert "{&quot;raw&quot;: true}" in detail.content.decode()
+
+
+def test_conversation_search_understands_unformatted_phone_numbers(staff):
+    ConversationFactory(participant_a="+12016661234")
+    url = reverse("admin:conversations_conversation_changelist")
+
+    assert staff.get(url, {"q": "201-666-1234"}).context["cl"].result_count == 1
+    assert staff.get(url, {"q": "nobody"}).context["cl"].result_count == 0
+
+
+def test_admin_without_a_slash_redirects_to_the_admin(client):
+    response = client.get("/admin")
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/"
