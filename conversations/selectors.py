@@ -7,13 +7,14 @@ from django.db.models import F, Q, QuerySet
 from conversations.addresses import looks_like_email, normalise_email, normalise_phone
 from conversations.models import Conversation
 from core.errors import NotFound
+from core.ids import parse_id
 
 
 def conversation_get(*, conversation_id: int | str) -> Conversation:
-    try:
-        return Conversation.objects.get(pk=int(conversation_id))
-    except (ValueError, TypeError, OverflowError, Conversation.DoesNotExist):
-        raise NotFound(f"Conversation {conversation_id} does not exist.") from None
+    conversation = Conversation.objects.filter(pk=parse_id(conversation_id)).first()
+    if conversation is None:
+        raise NotFound(f"Conversation {conversation_id} does not exist.")
+    return conversation
 
 
 def conversation_list(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import html
 from datetime import datetime
 
+import nh3
 from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
-from django.utils.html import strip_tags
 
 from conversations.models import Conversation
 from conversations.selectors import conversation_get
@@ -28,8 +29,13 @@ def conversation_get_or_create(*, channel: str, address_1: str, address_2: str) 
     return conversation
 
 
+def _html_to_text(body: str) -> str:
+    # nh3 (a real HTML parser) rather than Django's strip_tags, which gives up on hostile input.
+    return html.unescape(nh3.clean(body, tags=set(), clean_content_tags={"script", "style", "head", "title"}))
+
+
 def message_preview(*, body: str, is_html: bool, attachment_count: int) -> str:
-    text = strip_tags(body) if is_html else body
+    text = _html_to_text(body) if is_html else body
     text = " ".join(text.split())
     if not text and attachment_count:
         text = f"[{attachment_count} attachment{'s' if attachment_count != 1 else ''}]"

@@ -6,12 +6,14 @@ from rest_framework.response import Response
 from conversations.selectors import conversation_get, conversation_list
 from conversations.serializers import ConversationListQuerySerializer, ConversationSerializer
 from conversations.services import conversation_mark_read
-from core.openapi import ERROR_RESPONSES
+from core.openapi import ERROR_RESPONSES, EnvelopeListSchema
 from core.pagination import envelope_serializer, paginated_response
 
 
 class ConversationViewSet(viewsets.ViewSet):
     """Browse conversations: newest activity first."""
+
+    schema = EnvelopeListSchema()
 
     lookup_value_regex = "[^/]+"
 

@@ -6,6 +6,7 @@ import logging
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 
 from core.errors import error_body
 
@@ -60,6 +61,7 @@ class JsonErrorMiddleware:
         return JsonResponse(error_body("internal_error", "An unexpected error occurred."), status=500)
 
 
+@csrf_exempt
 def json_not_found(request: HttpRequest, exception: Exception | None = None, **kwargs) -> JsonResponse:
     return JsonResponse(error_body("not_found", f"No resource at {request.path}."), status=404)
 

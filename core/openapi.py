@@ -1,5 +1,6 @@
 """Shared OpenAPI pieces: the error envelope and the answers every endpoint may give."""
 
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
@@ -35,3 +36,16 @@ def strip_trailing_slashes(endpoints, **kwargs):
         (path.rstrip("/") if path != "/" else path, path_regex, method, callback)
         for path, path_regex, method, callback in endpoints
     ]
+
+
+class EnvelopeListSchema(AutoSchema):
+    """Our list actions answer one envelope object, not a bare array: don't wrap it in one."""
+
+    def _is_list_view(self, serializer=None) -> bool:
+        return False
+
+    def get_operation_id(self) -> str:
+        operation_id = super().get_operation_id()
+        if getattr(self.view, "action", None) == "list" and operation_id.endswith("_retrieve"):
+            return operation_id.removesuffix("_retrieve") + "_list"
+        return operation_id

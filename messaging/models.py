@@ -1,3 +1,5 @@
+import uuid
+
 from django.db import models
 
 from conversations.models import Channel, Conversation
@@ -37,6 +39,9 @@ class Message(models.Model):
     provider = models.CharField(max_length=32, blank=True, default="")
     provider_message_id = models.CharField(max_length=255, null=True, blank=True)
     client_message_id = models.CharField(max_length=255, null=True, blank=True)
+    # Sent with every provider call for this message, so a provider that honours it never sends the
+    # message twice. Random, so nobody can predict the provider id a mock derives from it.
+    provider_token = models.UUIDField(default=uuid.uuid4, editable=False)
     # SHA-256 of the normalised send request: the same idempotency key with another body is refused.
     request_fingerprint = models.CharField(max_length=64, blank=True, default="")
     attempts = models.PositiveIntegerField(default=0)

@@ -6,14 +6,15 @@ from django.db.models import QuerySet
 
 from conversations.selectors import conversation_get
 from core.errors import NotFound
+from core.ids import parse_id
 from messaging.models import Message
 
 
 def message_get(*, message_id: int | str) -> Message:
-    try:
-        return Message.objects.get(pk=int(message_id))
-    except (ValueError, TypeError, OverflowError, Message.DoesNotExist):
-        raise NotFound(f"Message {message_id} does not exist.") from None
+    message = Message.objects.filter(pk=parse_id(message_id)).first()
+    if message is None:
+        raise NotFound(f"Message {message_id} does not exist.")
+    return message
 
 
 def message_list_for_conversation(*, conversation_id: int | str, order: str = "desc") -> QuerySet[Message]:

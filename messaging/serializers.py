@@ -38,11 +38,9 @@ class MessagePayloadSerializer(serializers.Serializer):
 
     #: The channel this endpoint serves; a payload that infers another channel is refused.
     channel: str = Channel.SMS
-    type_choices: list[str] = [MessageType.SMS, MessageType.MMS]
 
     locals()["from"] = StrictCharField(max_length=320, help_text="Sender address.")
     to = StrictCharField(max_length=320, help_text="Recipient address.")
-    type = StrictCharField(required=False, allow_null=True, help_text="Optional; inferred when absent.")
     body = StrictCharField(allow_blank=True, trim_whitespace=False, required=False, default="")
     attachments = AttachmentsField(help_text="http(s) URLs, at most 10, or null.")
     timestamp = serializers.DateTimeField(
@@ -51,11 +49,6 @@ class MessagePayloadSerializer(serializers.Serializer):
         default_timezone=timezone.get_fixed_timezone(0),
         help_text="ISO-8601; naive values are read as UTC. Defaults to now.",
     )
-
-    def validate_type(self, value):
-        if value is not None and value not in self.type_choices:
-            raise serializers.ValidationError(f"Must be one of {', '.join(self.type_choices)}.")
-        return value
 
     def validate(self, attrs):
         raw_from, raw_to = attrs.pop("from"), attrs.pop("to")
@@ -109,14 +102,27 @@ class SendMessageSerializer(MessagePayloadSerializer):
     _forceError = ForceErrorSerializer(required=False, allow_null=True, help_text="Mock providers only.")
 
 
+def sms_type_field():
+    return serializers.ChoiceField(
+        choices=[MessageType.SMS, MessageType.MMS],
+        required=False,
+        allow_null=True,
+        help_text="Optional; mms when attachments are present.",
+    )
+
+
+def email_type_field():
+    return serializers.ChoiceField(choices=[MessageType.EMAIL], required=False, allow_null=True)
+
+
 class SendSmsSerializer(SendMessageSerializer):
     channel = Channel.SMS
-    type_choices = [MessageType.SMS, MessageType.MMS]
+    type = sms_type_field()
 
 
 class SendEmailSerializer(SendMessageSerializer):
     channel = Channel.EMAIL
-    type_choices = [MessageType.EMAIL]
+    type = email_type_field()
 
 
 class ErrorDetailSerializer(serializers.Serializer):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
@@ -19,7 +20,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from conversations.services import conversation_get_or_create, conversation_record_message, message_preview
-from core.errors import IdempotencyKeyReused
+from core.errors import Conflict, IdempotencyKeyReused
 from messaging.backoff import next_attempt_at
 from messaging.models import Direction, Message, MessageStatus, MessageType
 from providers.base import ForcedError, OutboundMessage, ProviderError, SendResult
@@ -80,7 +81,23 @@ def _idempotent_replay(*, existing: Message, fingerprint: str) -> SendOutcome:
             "This idempotency key was already used with a different request body.",
             details={"client_message_id": existing.client_message_id, "message_id": existing.pk},
         )
+    # The original request may still be making its first provider attempt: wait for its outcome
+    # rather than answer with a state that is about to change.
+    deadline = time.monotonic() + settings.IDEMPOTENCY_WAIT_SECONDS
+    while _first_attempt_in_flight(existing) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        existing.refresh_from_db()
+    if _first_attempt_in_flight(existing):
+        raise Conflict(
+            "A request with this idempotency key is still being processed; retry shortly.",
+            code="idempotency_in_progress",
+            details={"message_id": existing.pk},
+        )
     return SendOutcome(message=existing, replayed=True)
+
+
+def _first_attempt_in_flight(message: Message) -> bool:
+    return message.status == MessageStatus.PENDING and message.attempts == 0
 
 
 def _message_create_outbound(*, command: SendCommand, fingerprint: str) -> Message:
@@ -136,7 +153,7 @@ def _outbound_for(message: Message) -> OutboundMessage:
         to_address=message.to_address,
         body=message.body,
         attachments=list(message.attachments),
-        idempotency_token=f"msg-{message.pk}",
+        idempotency_token=str(message.provider_token),
         attempt=message.attempts + 1,
         forced_error=ForcedError(**forced) if forced else None,
     )
@@ -157,16 +174,33 @@ def message_attempt_delivery(*, message: Message) -> Message:
 
 def _record_success(*, message: Message, result: SendResult) -> None:
     metadata = {**message.metadata, "provider_response": result.response}
-    updated = Message.objects.filter(pk=message.pk, status=MessageStatus.PENDING).update(
-        status=MessageStatus.SENT,
-        provider=result.provider,
-        provider_message_id=result.provider_message_id,
-        attempts=F("attempts") + 1,
-        next_attempt_at=None,
-        last_error=None,
-        metadata=metadata,
-        updated_at=timezone.now(),
-    )
+    try:
+        with transaction.atomic():  # a savepoint when a caller's transaction is open
+            updated = Message.objects.filter(pk=message.pk, status=MessageStatus.PENDING).update(
+                status=MessageStatus.SENT,
+                provider=result.provider,
+                provider_message_id=result.provider_message_id,
+                attempts=F("attempts") + 1,
+                next_attempt_at=None,
+                last_error=None,
+                metadata=metadata,
+                updated_at=timezone.now(),
+            )
+    except IntegrityError:
+        # Another stored message already has this provider id: never overwrite it or answer a 500.
+        logger.error("Message %s: provider id %s is already taken", message.pk, result.provider_message_id)
+        Message.objects.filter(pk=message.pk, status=MessageStatus.PENDING).update(
+            status=MessageStatus.FAILED,
+            attempts=F("attempts") + 1,
+            next_attempt_at=None,
+            last_error={
+                "code": "provider_id_conflict",
+                "message": f"The provider answered with id {result.provider_message_id}, already stored.",
+            },
+            metadata=metadata,
+            updated_at=timezone.now(),
+        )
+        return
     if not updated:
         logger.warning("Message %s left pending before its send result was recorded", message.pk)
 

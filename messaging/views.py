@@ -6,7 +6,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from core.errors import ValidationFailed
-from core.openapi import ERROR_RESPONSES, WRITE_ERROR_RESPONSES, ErrorEnvelope
+from core.openapi import ERROR_RESPONSES, WRITE_ERROR_RESPONSES, EnvelopeListSchema, ErrorEnvelope
 from core.pagination import envelope_serializer, paginated_response
 from messaging.models import MessageStatus
 from messaging.selectors import message_get, message_list_for_conversation
@@ -178,6 +178,8 @@ class MessageViewSet(viewsets.ViewSet):
 
 class ConversationMessageViewSet(viewsets.ViewSet):
     """The messages of one conversation (served under /api/conversations/{id}/messages)."""
+
+    schema = EnvelopeListSchema()
 
     @extend_schema(
         tags=["conversations"],

@@ -12,8 +12,7 @@ from django.utils import timezone
 from conversations.models import Channel
 from core.exceptions import validation_summary
 from core.fields import StrictCharField
-from messaging.models import MessageType
-from messaging.serializers import MAX_ID_LENGTH, MessagePayloadSerializer
+from messaging.serializers import MAX_ID_LENGTH, MessagePayloadSerializer, email_type_field, sms_type_field
 from messaging.services import InboundMessage
 
 #: Request headers worth keeping with an event; never credentials or cookies.
@@ -93,13 +92,13 @@ def parse_json_object(raw: RawWebhook) -> dict[str, Any]:
 
 class InboundSmsSerializer(MessagePayloadSerializer):
     channel = Channel.SMS
-    type_choices = [MessageType.SMS, MessageType.MMS]
+    type = sms_type_field()
     messaging_provider_id = StrictCharField(max_length=MAX_ID_LENGTH)
 
 
 class InboundEmailSerializer(MessagePayloadSerializer):
     channel = Channel.EMAIL
-    type_choices = [MessageType.EMAIL]
+    type = email_type_field()
     xillio_id = StrictCharField(max_length=MAX_ID_LENGTH)
 
 

@@ -134,6 +134,11 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "PREPROCESSING_HOOKS": ["core.openapi.strip_trailing_slashes"],
+    "ENUM_NAME_OVERRIDES": {
+        "MessageTypeEnum": "messaging.models.MessageType",
+        "SmsMessageTypeEnum": ["sms", "mms"],
+        "EmailMessageTypeEnum": ["email"],
+    },
 }
 
 # Messaging
@@ -150,6 +155,8 @@ MESSAGE_PROVIDERS = {
 MOCK_PROVIDER_LATENCY_MS = env.millisecond_range("MOCK_PROVIDER_LATENCY_MS", default="100-500")
 MOCK_PROVIDER_FAILURE_RATE = env.float("MOCK_PROVIDER_FAILURE_RATE", 0.0, maximum=1.0)
 PROVIDER_TIMEOUT_SECONDS = env.float("PROVIDER_TIMEOUT_SECONDS", 5.0, minimum=0.1)
+# How long a repeated idempotent request waits for the original's first attempt before a 409.
+IDEMPOTENCY_WAIT_SECONDS = env.float("IDEMPOTENCY_WAIT_SECONDS", PROVIDER_TIMEOUT_SECONDS + 1, minimum=0.0)
 
 # Retries of transient provider failures (the outbox worker acts on next_attempt_at).
 RETRY_BASE_DELAY_SECONDS = env.float("RETRY_BASE_DELAY_SECONDS", 2.0, minimum=0.0)

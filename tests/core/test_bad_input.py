@@ -193,3 +193,18 @@ def test_an_unexpected_error_is_a_json_500_without_a_stack_trace(client, debug, 
     monkeypatch.setattr(views, "conversation_list", explode)
     error = assert_error(client.get("/api/conversations"), 500, "internal_error")
     assert "secret" not in json.dumps(error)
+
+
+@pytest.mark.parametrize("path", ["/api/messages", "/api/nothing", "/api/conversations/%2F/read"])
+def test_a_post_to_an_unknown_path_is_a_json_404_not_a_csrf_page(path):
+    from django.test import Client
+
+    assert_error(Client(enforce_csrf_checks=True).post(path, data="{}", content_type="application/json"), 404)
+
+
+@pytest.mark.parametrize("message_id", ["\uff11", "+1", " 1", "1e0", "0x1"])
+def test_ids_must_be_plain_ascii_digits(api, message_id):
+    from tests.factories import MessageFactory
+
+    MessageFactory(id=1)
+    assert api.get(f"/api/messages/{message_id}").status_code == 404

@@ -47,6 +47,10 @@ def test_the_openapi_schema_documents_every_contract_path(client):
         "/api/conversations/{conversation_id}/messages",
     ]:
         assert any(path.rstrip("/") == expected for path in paths), expected
+    listing = paths["/api/conversations"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert listing == {"$ref": "#/components/schemas/ConversationPage"}, "one envelope object, not an array"
+    page = response.json()["components"]["schemas"]["ConversationPage"]
+    assert set(page["properties"]) == {"data", "meta"}
     sms = next(spec for path, spec in paths.items() if path.rstrip("/") == "/api/messages/sms")
     assert {"201", "202", "502", "400", "415", "422"} <= set(sms["post"]["responses"])
     assert sms["post"]["requestBody"]["content"]["application/json"]["examples"]

@@ -231,3 +231,59 @@ class TestIdempotentRetriesWithoutTimestamp:
     @pytest.mark.parametrize("key", ["", "   ", "k" * 256])
     def test_a_blank_or_oversized_idempotency_key_is_400(self, api, key):
         assert send(api, "sms", payloads.sms(), **{"Idempotency-Key": key}).status_code == 400
+
+
+def test_hostile_html_in_an_email_body_is_stored_and_previewed_without_error(api):
+    body = "<a" * 501
+    response = send(api, "email", payloads.email(body=body))
+
+    assert response.status_code == 201
+    assert Message.objects.get().body == body
+
+
+def test_email_previews_are_text_without_tags_scripts_or_entities(api):
+    body = "<html><head><title>T</title></head><body>Hi &amp; <b>bold</b><script>x()</script></body></html>"
+    conversation_id = send(api, "email", payloads.email(body=body)).json()["conversation_id"]
+
+    assert Conversation.objects.get(pk=conversation_id).last_message_preview == "Hi & bold"
+
+
+def test_provider_ids_cannot_be_predicted_from_message_ids(api):
+    first = send(api, "sms", payloads.sms()).json()
+    second = send(api, "sms", payloads.sms(body="again")).json()
+
+    tokens = set(Message.objects.values_list("provider_token", flat=True))
+    assert len(tokens) == 2
+    assert first["provider_message_id"] != second["provider_message_id"]
+
+
+def test_a_provider_id_already_stored_fails_the_send_instead_of_a_500(api, monkeypatch):
+    from providers.base import SendResult
+    from providers.mock import MockTwilioProvider
+    from tests.factories import MessageFactory
+
+    MessageFactory(provider="twilio", provider_message_id="SMtaken")
+    monkeypatch.setattr(
+        MockTwilioProvider, "accept", lambda self, message: SendResult("twilio", "SMtaken", "queued", {})
+    )
+
+    response = send(api, "sms", payloads.sms())
+
+    assert response.status_code == 502
+    assert response.json()["status"] == "failed"
+    assert response.json()["error"]["code"] == "provider_id_conflict"
+    assert response.json()["provider_message_id"] is None
+
+
+def test_a_repeat_while_the_original_is_still_in_flight_is_409(api, settings):
+    settings.IDEMPOTENCY_WAIT_SECONDS = 0.1
+    body = payloads.sms(client_message_id="in-flight")
+    first = send(api, "sms", body).json()
+    # Rewind it to "stored, first attempt not finished" with the same request fingerprint.
+    Message.objects.filter(pk=first["id"]).update(status="pending", attempts=0)
+
+    response = send(api, "sms", body)
+
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "idempotency_in_progress"
+    assert Message.objects.count() == 1
