@@ -2,7 +2,6 @@ from django.contrib import admin
 from django.db.models import Q
 
 from conversations.addresses import InvalidAddress, looks_like_email, normalise_email, normalise_phone
-from conversations.models import Conversation
 
 
 def _normalised_or_none(term: str) -> str | None:
@@ -15,8 +14,10 @@ def _normalised_or_none(term: str) -> str | None:
         return None
 
 
-@admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
+    """Registered by messaging.admin, which adds the thread's messages inline (conversations does not
+    depend on messaging)."""
+
     list_display = (
         "id",
         "channel",
@@ -47,17 +48,15 @@ class ConversationAdmin(admin.ModelAdmin):
 
     def get_search_results(self, request, queryset, search_term):
         """Also match the normalised form, so "201-666-1234" finds "+12016661234"."""
+        base = queryset  # already narrowed by the sidebar filters
         queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
         normalised = _normalised_or_none(search_term)
         if normalised:
-            queryset |= self.model.objects.filter(Q(participant_a=normalised) | Q(participant_b=normalised))
+            queryset |= base.filter(Q(participant_a=normalised) | Q(participant_b=normalised))
         return queryset, may_have_duplicates
 
-    def get_inlines(self, request, obj):
-        # Imported here: conversations must not depend on messaging at import time.
-        from messaging.admin import MessageInline
-
-        return [MessageInline] if obj is not None else []
-
     def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False

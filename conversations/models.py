@@ -45,7 +45,12 @@ class Conversation(models.Model):
             ),
         ]
         indexes = [
-            models.Index(fields=["-last_message_at", "-id"], name="conversation_activity_idx"),
+            # Matches the inbox ORDER BY exactly (NULLS LAST), so a page is an index range scan.
+            models.Index(
+                models.F("last_message_at").desc(nulls_last=True),
+                models.F("id").desc(),
+                name="conversation_activity_idx",
+            ),
             models.Index(fields=["participant_b"], name="conversation_participant_b_idx"),
         ]
 

@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
+from conversations.admin import ConversationAdmin
+from conversations.models import Conversation
 from messaging.models import Message
 
 _MESSAGE_FIELDS = (
@@ -33,6 +35,12 @@ class MessageInline(admin.TabularInline):
 
     def has_add_permission(self, request, obj=None):
         return False
+
+
+@admin.register(Conversation)
+class ConversationWithMessagesAdmin(ConversationAdmin):
+    def get_inlines(self, request, obj):
+        return [MessageInline] if obj is not None else []
 
 
 @admin.register(Message)
@@ -82,4 +90,8 @@ class MessageAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        # Deleting would leave conversation counts wrong; messages are a record, not a draft.
         return False

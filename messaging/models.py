@@ -54,10 +54,17 @@ class Message(models.Model):
 
     class Meta:
         constraints = [
+            # A provider's message is stored once per direction: an inbound id never collides with a
+            # sid we were given for an outbound message, and status callbacks find that one by sid.
             models.UniqueConstraint(
                 fields=["provider", "provider_message_id"],
-                condition=models.Q(provider_message_id__isnull=False),
-                name="message_unique_provider_id",
+                condition=models.Q(provider_message_id__isnull=False, direction="inbound"),
+                name="message_unique_inbound_provider_id",
+            ),
+            models.UniqueConstraint(
+                fields=["provider", "provider_message_id"],
+                condition=models.Q(provider_message_id__isnull=False, direction="outbound"),
+                name="message_unique_outbound_provider_id",
             ),
             models.UniqueConstraint(
                 fields=["channel", "client_message_id"],

@@ -102,17 +102,20 @@ class SendMessageSerializer(MessagePayloadSerializer):
     _forceError = ForceErrorSerializer(required=False, allow_null=True, help_text="Mock providers only.")
 
 
-def sms_type_field():
+def _type_field(choices: list[str], **kwargs) -> serializers.ChoiceField:
+    # DRF's default message echoes the input, which may hold characters no JSON or text column takes.
+    message = f"Must be one of: {', '.join(choices)}."
     return serializers.ChoiceField(
-        choices=[MessageType.SMS, MessageType.MMS],
-        required=False,
-        allow_null=True,
-        help_text="Optional; mms when attachments are present.",
+        choices=choices, required=False, allow_null=True, error_messages={"invalid_choice": message}, **kwargs
     )
 
 
-def email_type_field():
-    return serializers.ChoiceField(choices=[MessageType.EMAIL], required=False, allow_null=True)
+def sms_type_field() -> serializers.ChoiceField:
+    return _type_field([MessageType.SMS, MessageType.MMS], help_text="Optional; mms when attachments are present.")
+
+
+def email_type_field() -> serializers.ChoiceField:
+    return _type_field([MessageType.EMAIL])
 
 
 class SendSmsSerializer(SendMessageSerializer):

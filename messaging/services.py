@@ -166,6 +166,12 @@ def message_attempt_delivery(*, message: Message) -> Message:
         result = provider.send(_outbound_for(message))
     except ProviderError as error:
         _record_failure(message=message, error=error)
+    except Exception as exc:
+        # An adapter bug or an unexpected network error: the message is stored, so schedule a retry
+        # rather than answer 500 and tempt the client to send it again.
+        logger.exception("Provider %s raised unexpectedly for message %s", provider.name, message.pk)
+        error = ProviderError(provider=provider.name, code="provider_error", message=type(exc).__name__, retryable=True)
+        _record_failure(message=message, error=error)
     else:
         _record_success(message=message, result=result)
     message.refresh_from_db()

@@ -28,7 +28,7 @@ SEND_STATUS_CODES = {
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
-    str,
+    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": r"\S"},
     OpenApiParameter.HEADER,
     required=False,
     description="Same key and body: the original message, nothing sent again. Same key, other body: 422.",

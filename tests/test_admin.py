@@ -77,3 +77,23 @@ def test_admin_without_a_slash_redirects_to_the_admin(client):
     response = client.get("/admin")
     assert response.status_code == 302
     assert response["Location"] == "/admin/"
+
+
+def test_search_by_normalised_number_still_honours_the_filters(staff):
+    ConversationFactory(participant_a="+12016661234", channel="sms")
+    url = reverse("admin:conversations_conversation_changelist")
+
+    assert staff.get(url, {"q": "201-666-1234", "channel": "email"}).context["cl"].result_count == 0
+    assert staff.get(url, {"q": "201-666-1234", "channel": "sms"}).context["cl"].result_count == 1
+
+
+def test_messages_events_and_conversations_cannot_be_deleted_from_the_admin(staff):
+    message = MessageFactory()
+    event = WebhookEvent.objects.create(provider="twilio", kind="inbound", event_id="e", outcome="processed")
+
+    for name, pk in [
+        ("messaging_message", message.pk),
+        ("webhooks_webhookevent", event.pk),
+        ("conversations_conversation", message.conversation_id),
+    ]:
+        assert staff.get(reverse(f"admin:{name}_delete", args=[pk])).status_code == 403

@@ -29,3 +29,7 @@ class WebhookEventAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def has_delete_permission(self, request, obj=None):
+        # A processed event is the claim that keeps a redelivery from creating a second message.
+        return False

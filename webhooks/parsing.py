@@ -8,6 +8,7 @@ from typing import Any
 
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.http import parse_header_parameters
 
 from conversations.models import Channel
 from core.exceptions import validation_summary
@@ -55,11 +56,12 @@ def raw_webhook(request: HttpRequest, *, provider: str, kind: str) -> RawWebhook
     # Text columns cannot hold NUL; anything undecodable is kept visibly replaced.
     text = raw.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
     headers = {name: request.headers[name] for name in KEPT_HEADERS if name in request.headers}
+    media_type, _ = parse_header_parameters(request.META.get("CONTENT_TYPE", ""))
     return RawWebhook(
         provider=provider,
         kind=kind,
         headers=headers,
-        content_type=request.content_type or "",
+        content_type=media_type.lower(),
         body=text,
         raw_bytes=raw,
     )

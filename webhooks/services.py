@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from messaging.models import Message
+from messaging.models import Direction, Message
 from messaging.services import InboundMessage, message_receive
 from webhooks.models import CLAIMING_OUTCOMES, WebhookEvent, WebhookOutcome
 from webhooks.parsing import RawWebhook
@@ -44,8 +44,13 @@ def _event(raw: RawWebhook, *, outcome: str, event_id: str = "", **fields) -> We
     )
 
 
+def _storable(text: str) -> str:
+    """Text a PostgreSQL text column accepts: no NUL, no lone surrogates."""
+    return text.encode("utf-8", errors="replace").decode("utf-8").replace("\x00", "\ufffd")
+
+
 def webhook_record_rejected(*, raw: RawWebhook, error: str, event_id: str = "") -> WebhookEvent:
-    event = _event(raw, outcome=WebhookOutcome.REJECTED, event_id=event_id[:255], error=error)
+    event = _event(raw, outcome=WebhookOutcome.REJECTED, event_id=_storable(event_id[:255]), error=_storable(error))
     event.save()
     return event
 
@@ -60,9 +65,10 @@ def webhook_receive_inbound(*, raw: RawWebhook, inbound: InboundMessage) -> Webh
             message = message_receive(inbound=inbound)
             event.message = message
             event.save(update_fields=["message"])
-    except IntegrityError:
+    except IntegrityError as exc:
         original = _claimed_message(raw=raw, inbound=inbound)
         if original is None:
+            _record_error(raw=raw, event_id=event_id, exc=exc)
             raise
         duplicate = _event(
             raw, outcome=WebhookOutcome.DUPLICATE, event_id=event_id, message=original, processed_at=timezone.now()
@@ -70,11 +76,15 @@ def webhook_receive_inbound(*, raw: RawWebhook, inbound: InboundMessage) -> Webh
         duplicate.save()
         return WebhookResult(event=duplicate, message=original)
     except Exception as exc:
-        # Keep the request even though processing failed; the provider's retry will be processed.
-        logger.exception("Webhook %s/%s failed", raw.provider, event_id)
-        _event(raw, outcome=WebhookOutcome.ERROR, event_id=event_id, error=f"{type(exc).__name__}: {exc}").save()
+        _record_error(raw=raw, event_id=event_id, exc=exc)
         raise
     return WebhookResult(event=event, message=message)
+
+
+def _record_error(*, raw: RawWebhook, event_id: str, exc: Exception) -> None:
+    """Keeps a request whose processing failed; it claims nothing, so the provider's retry is processed."""
+    logger.exception("Webhook %s/%s failed", raw.provider, event_id)
+    _event(raw, outcome=WebhookOutcome.ERROR, event_id=event_id, error=_storable(f"{type(exc).__name__}: {exc}")).save()
 
 
 def _claimed_message(*, raw: RawWebhook, inbound: InboundMessage) -> Message | None:
@@ -88,4 +98,6 @@ def _claimed_message(*, raw: RawWebhook, inbound: InboundMessage) -> Message | N
     )
     if claim is not None and claim.message is not None:
         return claim.message
-    return Message.objects.filter(provider=inbound.provider, provider_message_id=inbound.provider_message_id).first()
+    return Message.objects.filter(
+        direction=Direction.INBOUND, provider=inbound.provider, provider_message_id=inbound.provider_message_id
+    ).first()

@@ -34,7 +34,7 @@ _INBOUND_RESPONSES = {
 
 
 class WebhookViewSet(viewsets.ViewSet):
-    """Provider callbacks. Each request is stored raw before it is parsed, so nothing is lost."""
+    """Provider callbacks. Each request is stored raw with its outcome: processed, duplicate, rejected or error."""
 
     @extend_schema(
         tags=["webhooks"],

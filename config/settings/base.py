@@ -119,6 +119,8 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "core.exceptions.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DATETIME_FORMAT": "iso-8601",
+    # ASCII-escaped JSON: a lone surrogate echoed back can never make rendering fail.
+    "UNICODE_JSON": False,
 }
 
 SPECTACULAR_SETTINGS = {

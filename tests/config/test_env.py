@@ -70,3 +70,11 @@ def test_a_bad_setting_stops_start_up_with_its_name():
     result = _check_production({"DJANGO_SECRET_KEY": "x" * 60 + "abcdef", "ALLOWED_HOSTS": "h", "MAX_ATTEMPTS": "lots"})
     assert result.returncode != 0
     assert "MAX_ATTEMPTS must be an integer" in result.stderr
+
+
+def test_a_provider_that_cannot_be_imported_stops_start_up():
+    result = _check_production(
+        {"DJANGO_SECRET_KEY": "x" * 60 + "abcdef", "ALLOWED_HOSTS": "h", "SMS_PROVIDER": "providers.nope.Missing"}
+    )
+    assert result.returncode != 0
+    assert "Provider 'providers.nope.Missing' cannot be imported" in result.stderr

@@ -208,3 +208,11 @@ def test_ids_must_be_plain_ascii_digits(api, message_id):
 
     MessageFactory(id=1)
     assert api.get(f"/api/messages/{message_id}").status_code == 404
+
+
+@pytest.mark.parametrize("path", SEND_PATHS)
+@pytest.mark.parametrize("field", ["type", "from", "body", "client_message_id"])
+def test_lone_surrogates_are_400_in_every_field(client, path, field):
+    body = payloads.sms() if path.endswith("sms") else payloads.email()
+    body[field] = "\ud800"
+    assert_error(post_raw(client, path, json.dumps(body)), 400)

@@ -137,6 +137,7 @@ def test_the_retry_delay_follows_the_backoff_schedule(api, settings):
     assert 49 <= delay <= 101
 
 
+@pytest.mark.django_db(transaction=True)
 def test_no_provider_call_happens_inside_a_database_transaction(api, monkeypatch):
     from django.db import connection
 
@@ -150,9 +151,21 @@ def test_no_provider_call_happens_inside_a_database_transaction(api, monkeypatch
         return original(self, message)
 
     monkeypatch.setattr(MockTwilioProvider, "send", spy)
-    send(api, "sms", payloads.sms())
-    # pytest-django wraps each test in a transaction, so "outside" means no block beyond that one.
-    assert seen == [connection.in_atomic_block]
+    assert send(api, "sms", payloads.sms()).status_code == 201
+    assert seen == [False], "the provider was called with a transaction open"
+
+
+def test_an_unexpected_provider_exception_schedules_a_retry_instead_of_a_500(api, monkeypatch):
+    from providers.mock import MockTwilioProvider
+
+    def broken(self, message):
+        raise ConnectionResetError("peer reset")
+
+    monkeypatch.setattr(MockTwilioProvider, "send", broken)
+    response = send(api, "sms", payloads.sms())
+
+    assert response.status_code == 202
+    assert response.json()["error"] == {"code": "provider_error", "message": "ConnectionResetError"}
 
 
 def test_get_message_returns_it(api):
@@ -262,7 +275,7 @@ def test_a_provider_id_already_stored_fails_the_send_instead_of_a_500(api, monke
     from providers.mock import MockTwilioProvider
     from tests.factories import MessageFactory
 
-    MessageFactory(provider="twilio", provider_message_id="SMtaken")
+    MessageFactory(direction="outbound", status="sent", provider="twilio", provider_message_id="SMtaken")
     monkeypatch.setattr(
         MockTwilioProvider, "accept", lambda self, message: SendResult("twilio", "SMtaken", "queued", {})
     )

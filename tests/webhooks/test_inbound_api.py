@@ -168,3 +168,39 @@ def test_a_processing_failure_is_kept_as_error_and_the_retry_is_processed(client
     assert outcomes[0] == ("error", "RuntimeError: database hiccup")
     assert outcomes[1][0] == "processed"
     assert Message.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json; charset=utf-8", "Application/JSON", "application/json;charset=UTF-8"]
+)
+def test_json_content_types_with_parameters_or_any_case_are_accepted(client, content_type):
+    response = deliver(client, "/api/webhooks/sms", payloads.inbound_sms(), content_type=content_type)
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "processed"
+
+
+def test_an_inbound_id_equal_to_an_outbound_sid_is_a_new_message_not_a_duplicate(client, api):
+    sent = api.post("/api/messages/sms", payloads.sms(), format="json").json()
+
+    response = deliver(
+        client, "/api/webhooks/sms", payloads.inbound_sms(messaging_provider_id=sent["provider_message_id"])
+    )
+
+    assert response.json()["status"] == "processed"
+    assert response.json()["message_id"] != sent["id"]
+    assert Message.objects.filter(direction="inbound").count() == 1
+
+
+@pytest.mark.parametrize("path", ["/api/webhooks/sms", "/api/webhooks/email"])
+@pytest.mark.parametrize("value", ["\u0000", "\ud800", "x\u0000y"])
+def test_unstorable_characters_in_any_field_are_400_and_still_kept(client, path, value):
+    body = payloads.inbound_sms(type=value) if path.endswith("sms") else payloads.inbound_email(type=value)
+    raw = json.dumps(body)  # escapes them as \\u0000 / \\ud800, as a provider's JSON would
+
+    response = deliver(client, path, raw)
+
+    assert response.status_code == 400
+    event = WebhookEvent.objects.get()
+    assert event.outcome == "rejected"
+    assert "\x00" not in event.error
