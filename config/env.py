@@ -30,12 +30,6 @@ class Env:
         value = self._raw(name)
         return default if value is None else value
 
-    def required_str(self, name: str) -> str:
-        value = self._raw(name)
-        if value is None:
-            raise ImproperlyConfigured(f"{name} must be set.")
-        return value
-
     def bool(self, name: str, default: bool) -> bool:
         value = self._raw(name)
         if value is None:

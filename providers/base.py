@@ -52,7 +52,6 @@ class ProviderError(Exception):
         message: str,
         retryable: bool,
         retry_after: float | None = None,
-        http_status: int | None = None,
     ) -> None:
         super().__init__(f"{provider}: {code} {message}")
         self.provider = provider
@@ -60,7 +59,6 @@ class ProviderError(Exception):
         self.message = message
         self.retryable = retryable
         self.retry_after = retry_after
-        self.http_status = http_status
 
     @classmethod
     def from_http_status(
@@ -74,7 +72,6 @@ class ProviderError(Exception):
             message=message,
             retryable=retryable,
             retry_after=retry_after,
-            http_status=status,
         )
 
 
