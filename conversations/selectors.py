@@ -6,15 +6,11 @@ from django.db.models import F, Q, QuerySet
 
 from conversations.addresses import looks_like_email, normalise_email, normalise_phone
 from conversations.models import Conversation
-from core.errors import NotFound
-from core.ids import parse_id
+from core.ids import get_by_id
 
 
 def conversation_get(*, conversation_id: int | str) -> Conversation:
-    conversation = Conversation.objects.filter(pk=parse_id(conversation_id)).first()
-    if conversation is None:
-        raise NotFound(f"Conversation {conversation_id} does not exist.")
-    return conversation
+    return get_by_id(Conversation.objects.all(), conversation_id, label="Conversation")
 
 
 def conversation_list(

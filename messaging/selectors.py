@@ -5,16 +5,12 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from conversations.selectors import conversation_get
-from core.errors import NotFound
-from core.ids import parse_id
+from core.ids import get_by_id
 from messaging.models import Message
 
 
 def message_get(*, message_id: int | str) -> Message:
-    message = Message.objects.filter(pk=parse_id(message_id)).first()
-    if message is None:
-        raise NotFound(f"Message {message_id} does not exist.")
-    return message
+    return get_by_id(Message.objects.all(), message_id, label="Message")
 
 
 def message_list_for_conversation(*, conversation_id: int | str, order: str = "desc") -> QuerySet[Message]:

@@ -194,18 +194,13 @@ def _record_success(*, message: Message, result: SendResult) -> None:
             )
     except IntegrityError:
         # Another stored message already has this provider id: never overwrite it or answer a 500.
-        logger.error("Message %s: provider id %s is already taken", message.pk, result.provider_message_id)
-        Message.objects.filter(pk=message.pk, status=MessageStatus.PENDING).update(
-            status=MessageStatus.FAILED,
-            attempts=F("attempts") + 1,
-            next_attempt_at=None,
-            last_error={
-                "code": "provider_id_conflict",
-                "message": f"The provider answered with id {result.provider_message_id}, already stored.",
-            },
-            metadata=metadata,
-            updated_at=timezone.now(),
+        conflict = ProviderError(
+            provider=result.provider,
+            code="provider_id_conflict",
+            message=f"The provider answered with id {result.provider_message_id}, already stored.",
+            retryable=False,
         )
+        _record_failure(message=message, error=conflict)
         return
     if not updated:
         logger.warning("Message %s left pending before its send result was recorded", message.pk)
