@@ -3,6 +3,18 @@
 from django.db import migrations, models
 
 
+class PortableNullsLastIndex(migrations.AddIndex):
+    """PostgreSQL gets the index exactly as declared. SQLite (development only) cannot say NULLS LAST
+    in an index, and needs not: it sorts NULLs first ascending, so last descending."""
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        if schema_editor.connection.vendor != 'sqlite':
+            return super().database_forwards(app_label, schema_editor, from_state, to_state)
+        model = to_state.apps.get_model(app_label, self.model_name)
+        index = models.Index(models.F('last_message_at').desc(), models.F('id').desc(), name=self.index.name)
+        schema_editor.add_index(model, index)
+
+
 class Migration(migrations.Migration):
 
     initial = True
@@ -29,8 +41,12 @@ class Migration(migrations.Migration):
                 ('updated_at', models.DateTimeField(auto_now=True)),
             ],
             options={
-                'indexes': [models.Index(models.OrderBy(models.F('last_message_at'), descending=True, nulls_last=True), models.OrderBy(models.F('id'), descending=True), name='conversation_activity_idx'), models.Index(fields=['participant_b'], name='conversation_participant_b_idx')],
+                'indexes': [models.Index(fields=['participant_b'], name='conversation_participant_b_idx')],
                 'constraints': [models.UniqueConstraint(fields=('participant_a', 'participant_b', 'channel'), name='conversation_unique_participants'), models.CheckConstraint(condition=models.Q(('channel__in', ['sms', 'email'])), name='conversation_channel_valid'), models.CheckConstraint(condition=models.Q(('status__in', ['open', 'closed'])), name='conversation_status_valid')],
             },
+        ),
+        PortableNullsLastIndex(
+            model_name='conversation',
+            index=models.Index(models.OrderBy(models.F('last_message_at'), descending=True, nulls_last=True), models.OrderBy(models.F('id'), descending=True), name='conversation_activity_idx'),
         ),
     ]
