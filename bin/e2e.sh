@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs bin/test.sh against a real gunicorn on a free port and a freshly created PostgreSQL database,
-# then stops the server and drops the database. Used by `make test`.
+# Runs bin/test.sh and `manage.py simulate_provider` against a real gunicorn on a free port and a
+# freshly created PostgreSQL database, then stops the server and drops the database. Used by `make test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -57,6 +57,13 @@ for _ in $(seq 1 120); do
 done
 
 if ! BASE_URL="http://127.0.0.1:$port" EXPECT_FRESH_DATABASE=1 bin/test.sh; then
+  echo "e2e: server log:" >&2
+  tail -n 50 "$log" >&2
+  exit 1
+fi
+
+# Then as the providers would: retries, reordering, duplicates, unknown ids; checks the final states.
+if ! DATABASE_URL="$E2E_DATABASE_URL" "$python" manage.py simulate_provider --base-url "http://127.0.0.1:$port"; then
   echo "e2e: server log:" >&2
   tail -n 50 "$log" >&2
   exit 1

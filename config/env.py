@@ -40,7 +40,7 @@ class Env:
             return False
         raise ImproperlyConfigured(f"{name} must be a boolean (true/false), got {value!r}.")
 
-    def int(self, name: str, default: int, *, minimum: int | None = None) -> int:
+    def int(self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
         value = self._raw(name)
         if value is None:
             return default
@@ -50,6 +50,8 @@ class Env:
             raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}.") from None
         if minimum is not None and number < minimum:
             raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {number}.")
+        if maximum is not None and number > maximum:
+            raise ImproperlyConfigured(f"{name} must be at most {maximum}, got {number}.")
         return number
 
     def float(self, name: str, default: float, *, minimum: float = 0.0, maximum: float | None = None) -> float:

@@ -1,10 +1,39 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
 from conversations.admin import ConversationAdmin
 from conversations.models import Conversation
-from messaging.models import Message
+from messaging.models import Direction, FailedMessage, Message, MessageStatus
+from messaging.outbox import outbox_deliver_now
+
+#: "Retry now" calls the provider from the admin request; keep a click's work bounded.
+RETRY_NOW_LIMIT = 50
+
+
+@admin.action(description="Retry now (failed or pending outbound messages)")
+def retry_now(modeladmin, request, queryset):
+    ids = list(
+        queryset.filter(direction=Direction.OUTBOUND, status__in=[MessageStatus.FAILED, MessageStatus.PENDING])
+        .order_by("id")
+        .values_list("pk", flat=True)[: RETRY_NOW_LIMIT + 1]
+    )
+    if len(ids) > RETRY_NOW_LIMIT:
+        modeladmin.message_user(
+            request,
+            f"Select at most {RETRY_NOW_LIMIT} messages, or use `manage.py retry_failed` for more.",
+            messages.ERROR,
+        )
+        return
+    if not ids:
+        modeladmin.message_user(
+            request, "None of the selected messages is a failed or pending outbound message.", messages.WARNING
+        )
+        return
+    attempted = outbox_deliver_now(message_ids=ids)
+    outcomes = ", ".join(f"#{m.pk} {m.status}" for m in attempted) or "none (a worker holds them)"
+    modeladmin.message_user(request, f"Attempted {len(attempted)} of {len(ids)}: {outcomes}.", messages.SUCCESS)
+
 
 _MESSAGE_FIELDS = (
     "timestamp",
@@ -59,6 +88,7 @@ class MessageAdmin(admin.ModelAdmin):
     )
     list_filter = ("status", "direction", "type", "provider", "channel")
     search_fields = ("=id", "from_address", "to_address", "provider_message_id", "client_message_id", "body")
+    actions = [retry_now]
     list_select_related = ("conversation",)
     date_hierarchy = "created_at"
     ordering = ("-created_at",)
@@ -69,6 +99,8 @@ class MessageAdmin(admin.ModelAdmin):
         "client_message_id",
         "request_fingerprint",
         "next_attempt_at",
+        "attempt_base",
+        "first_outcome",
         "metadata",
         "created_at",
         "updated_at",
@@ -95,3 +127,32 @@ class MessageAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         # Deleting would leave conversation counts wrong; messages are a record, not a draft.
         return False
+
+
+@admin.register(FailedMessage)
+class FailedMessageAdmin(MessageAdmin):
+    """Every failed outbound message with its error, newest first; "Retry now" re-queues and sends."""
+
+    list_display = (
+        "id",
+        "updated_at",
+        "type",
+        "from_address",
+        "to_address",
+        "provider",
+        "attempts",
+        "error_code",
+        "error_message",
+    )
+    list_filter = ("type", "provider", "channel")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(direction=Direction.OUTBOUND, status=MessageStatus.FAILED)
+
+    @admin.display(description="error code")
+    def error_code(self, message: Message) -> str:
+        return str((message.last_error or {}).get("code", ""))
+
+    @admin.display(description="error")
+    def error_message(self, message: Message) -> str:
+        return str((message.last_error or {}).get("message", ""))

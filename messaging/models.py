@@ -44,9 +44,15 @@ class Message(models.Model):
     provider_token = models.UUIDField(default=uuid.uuid4, editable=False)
     # SHA-256 of the normalised send request: the same idempotency key with another body is refused.
     request_fingerprint = models.CharField(max_length=64, blank=True, default="")
+    # Every provider attempt, the inline one included.
     attempts = models.PositiveIntegerField(default=0)
+    # ``attempts`` when an operator last re-queued the message: it gets MAX_ATTEMPTS more from there.
+    attempt_base = models.PositiveIntegerField(default=0)
+    # For a pending message: when it is due (retry backoff), or until when a sender holds it (lease).
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     last_error = models.JSONField(null=True, blank=True)
+    # The status the send request answered with; an idempotent repeat answers with the same code.
+    first_outcome = models.CharField(max_length=16, blank=True, default="")
     timestamp = models.DateTimeField()
     metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -75,6 +81,14 @@ class Message(models.Model):
             models.CheckConstraint(condition=models.Q(direction__in=Direction.values), name="message_direction_valid"),
             models.CheckConstraint(condition=models.Q(type__in=MessageType.values), name="message_type_valid"),
             models.CheckConstraint(condition=models.Q(status__in=MessageStatus.values), name="message_status_valid"),
+            # The outbox only finds what is scheduled: a pending message without a time would be lost.
+            models.CheckConstraint(
+                condition=~models.Q(status="pending") | models.Q(next_attempt_at__isnull=False),
+                name="message_pending_is_scheduled",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(attempt_base__lte=models.F("attempts")), name="message_attempt_base_valid"
+            ),
         ]
         indexes = [
             models.Index(fields=["conversation", "timestamp", "id"], name="message_thread_idx"),
@@ -88,3 +102,11 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.direction} {self.type} {self.from_address} -> {self.to_address} ({self.status})"
+
+
+class FailedMessage(Message):
+    """Outbound messages that failed: the support view of what went wrong."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "failed message"

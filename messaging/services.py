@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
@@ -23,6 +24,7 @@ from conversations.services import conversation_get_or_create, conversation_reco
 from core.errors import Conflict, IdempotencyKeyReused
 from messaging.backoff import next_attempt_at
 from messaging.models import Direction, Message, MessageStatus, MessageType
+from messaging.signals import provider_message_id_assigned
 from providers.base import ForcedError, OutboundMessage, ProviderError, SendResult
 from providers.registry import provider_for_channel
 
@@ -182,6 +184,8 @@ def _record_success(*, message: Message, result: SendResult) -> None:
     metadata = {**message.metadata, "provider_response": result.response}
     try:
         with transaction.atomic():  # a savepoint when a caller's transaction is open
+            # Not fenced on ``attempts``: whichever attempt the provider accepted, the message is sent
+            # (the idempotency token makes every attempt of one message the same provider message).
             updated = Message.objects.filter(pk=message.pk, status=MessageStatus.PENDING).update(
                 status=MessageStatus.SENT,
                 provider=result.provider,
@@ -191,6 +195,7 @@ def _record_success(*, message: Message, result: SendResult) -> None:
                 last_error=None,
                 metadata=metadata,
                 updated_at=timezone.now(),
+                **_first_outcome(message, MessageStatus.SENT),
             )
     except IntegrityError:
         # Another stored message already has this provider id: never overwrite it or answer a 500.
@@ -204,17 +209,34 @@ def _record_success(*, message: Message, result: SendResult) -> None:
         return
     if not updated:
         logger.warning("Message %s left pending before its send result was recorded", message.pk)
+        return
+    # Committed: status callbacks that arrived before this point are waiting as orphans.
+    provider_message_id_assigned.send(
+        sender=Message,
+        message_id=message.pk,
+        provider=result.provider,
+        provider_message_id=result.provider_message_id,
+    )
+
+
+def _first_outcome(message: Message, status: str) -> dict[str, str]:
+    return {"first_outcome": status} if message.attempts == 0 else {}
 
 
 def _record_failure(*, message: Message, error: ProviderError) -> None:
     attempts = message.attempts + 1
-    retry = error.retryable and attempts < settings.MAX_ATTEMPTS
-    updated = Message.objects.filter(pk=message.pk, status=MessageStatus.PENDING).update(
-        status=MessageStatus.PENDING if retry else MessageStatus.FAILED,
+    retry = error.retryable and attempts - message.attempt_base < settings.MAX_ATTEMPTS
+    status = MessageStatus.PENDING if retry else MessageStatus.FAILED
+    # Fenced on ``attempts``: a sender whose lease ran out and was overtaken records nothing twice.
+    updated = Message.objects.filter(pk=message.pk, status=MessageStatus.PENDING, attempts=message.attempts).update(
+        status=status,
         attempts=F("attempts") + 1,
-        next_attempt_at=next_attempt_at(attempts=attempts, retry_after=error.retry_after) if retry else None,
+        next_attempt_at=next_attempt_at(attempts=attempts - message.attempt_base, retry_after=error.retry_after)
+        if retry
+        else None,
         last_error={"code": error.code, "message": error.message},
         updated_at=timezone.now(),
+        **_first_outcome(message, status),
     )
     logger.info(
         "Message %s attempt %s failed (%s %s); %s",
@@ -225,7 +247,70 @@ def _record_failure(*, message: Message, error: ProviderError) -> None:
         "retry scheduled" if retry else "giving up",
     )
     if not updated:
-        logger.warning("Message %s left pending before its failure was recorded", message.pk)
+        logger.warning("Message %s changed before its failed attempt %s was recorded", message.pk, attempts)
+
+
+#: Which statuses a status callback may move a message from: only forward, and never out of
+#: ``delivered`` or ``failed``.
+_STATUS_MOVES_FROM = {
+    MessageStatus.SENT: [MessageStatus.PENDING],
+    MessageStatus.DELIVERED: [MessageStatus.PENDING, MessageStatus.SENT],
+    MessageStatus.FAILED: [MessageStatus.PENDING, MessageStatus.SENT],
+}
+
+
+def message_apply_status(*, message_id: int, status: str, error: dict | None = None) -> str:
+    """Moves an outbound message forward to ``status`` (sent, delivered or failed) if that is forward.
+
+    Returns a note for the event's record: what changed, or why nothing did.
+    """
+    fields = {"status": status, "next_attempt_at": None, "updated_at": timezone.now()}
+    if status == MessageStatus.FAILED:
+        fields["last_error"] = error
+    updated = Message.objects.filter(pk=message_id, status__in=_STATUS_MOVES_FROM[status]).update(**fields)
+    current = Message.objects.filter(pk=message_id).values_list("status", flat=True).first()
+    if updated:
+        return f"status -> {status}"
+    return f"kept: already {current}"
+
+
+def message_requeue(*, message_ids: list[int]) -> list[int]:
+    """Puts failed outbound messages back in the outbox, due now, with MAX_ATTEMPTS more attempts.
+
+    A message the provider had accepted (it failed later, at the carrier or the mailbox) is a new
+    send: it gets a new idempotency token and drops the old provider id, which stays in its metadata.
+    A message the provider never confirmed keeps its token, so a send that did go through unseen is
+    not repeated. Returns the ids re-queued.
+    """
+    requeued = []
+    candidates = Message.objects.filter(
+        pk__in=message_ids, direction=Direction.OUTBOUND, status=MessageStatus.FAILED
+    ).only("pk", "attempts", "provider_message_id", "metadata")
+    for message in candidates:
+        fields = {
+            "status": MessageStatus.PENDING,
+            "attempt_base": message.attempts,
+            "next_attempt_at": timezone.now(),
+            "updated_at": timezone.now(),
+        }
+        if message.provider_message_id:
+            previous = [*message.metadata.get("previous_provider_message_ids", []), message.provider_message_id]
+            fields |= {
+                "provider_token": uuid.uuid4(),
+                "provider_message_id": None,
+                "metadata": {**message.metadata, "previous_provider_message_ids": previous},
+            }
+        if Message.objects.filter(pk=message.pk, status=MessageStatus.FAILED).update(**fields):
+            requeued.append(message.pk)
+    logger.info("Re-queued %s failed message(s): %s", len(requeued), requeued)
+    return requeued
+
+
+def message_make_due(*, message_ids: list[int]) -> int:
+    """Pending outbound messages become due now instead of at their backoff time."""
+    return Message.objects.filter(
+        pk__in=message_ids, direction=Direction.OUTBOUND, status=MessageStatus.PENDING
+    ).update(next_attempt_at=timezone.now(), updated_at=timezone.now())
 
 
 @dataclass(frozen=True)

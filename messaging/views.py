@@ -169,9 +169,11 @@ class MessageViewSet(viewsets.ViewSet):
         command = _send_command(serializer.validated_data, request.headers.get("Idempotency-Key"))
         outcome = message_send(command=command)
         message = outcome.message
+        # A repeat answers with the first answer's code (Stripe's semantics) and the message as it is now.
+        answered_as = message.first_outcome if outcome.replayed and message.first_outcome else message.status
         return Response(
             MessageSerializer(message).data,
-            status=SEND_STATUS_CODES.get(message.status, status.HTTP_201_CREATED),
+            status=SEND_STATUS_CODES.get(answered_as, status.HTTP_201_CREATED),
             headers={"Idempotent-Replayed": "true"} if outcome.replayed else None,
         )
 

@@ -39,6 +39,8 @@ class SendResult:
     provider_message_id: str
     status: str
     response: dict[str, Any] = field(default_factory=dict)
+    #: The provider recognised the idempotency token and answered with the original send; nothing new left.
+    replayed: bool = False
 
 
 class ProviderError(Exception):

@@ -7,6 +7,7 @@ each subclass only shapes the provider's identifiers and response fields.
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 import time
 from datetime import UTC, datetime
@@ -14,9 +15,12 @@ from email.utils import format_datetime
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import caches
 
 from providers.base import MessageProvider, OutboundMessage, ProviderError, ProviderTimeout, SendResult
 from providers.segments import sms_segments
+
+logger = logging.getLogger(__name__)
 
 _REASONS = {
     400: "Bad Request",
@@ -33,13 +37,36 @@ _REASONS = {
 }
 
 
+def _ledger_call(method: str, *args: Any) -> Any:
+    """The mock's memory is best effort: if its cache is down, the mock still answers (ids are derived
+    from the token, so a repeat still gets the same id; only the replay bookkeeping is lost)."""
+    try:
+        return getattr(caches[settings.MOCK_PROVIDER_CACHE], method)(*args)
+    except Exception:
+        logger.warning("Mock provider cache unavailable for %s", method, exc_info=True)
+        return None
+
+
 def _digest(token: str, salt: str) -> str:
     return hashlib.sha256(f"{salt}:{token}".encode()).hexdigest()
 
 
+#: How long a mock remembers an idempotency token, as Twilio does.
+TOKEN_TTL_SECONDS = 24 * 60 * 60
+
+
 class MockProvider(MessageProvider):
+    """Honours idempotency tokens like the real providers: a token already accepted gets the original
+    answer back and nothing is sent again. The mock's memory is the ``mock_providers`` cache: shared by
+    every process when REDIS_URL is set, per process otherwise."""
+
     def send(self, message: OutboundMessage) -> SendResult:
         self._simulate_latency()
+        # The token travels the way the real API carries it, and is read back from there.
+        token = self.idempotency_token(self.request_for(message))
+        earlier = self._earlier_send(token)
+        if earlier is not None:
+            return earlier
         forced = message.forced_error
         if forced is not None and forced.applies_to(message.attempt):
             raise ProviderError.from_http_status(
@@ -47,7 +74,42 @@ class MockProvider(MessageProvider):
             )
         if settings.MOCK_PROVIDER_FAILURE_RATE and random.random() < settings.MOCK_PROVIDER_FAILURE_RATE:
             raise ProviderError.from_http_status(provider=self.name, status=503, message="Service Unavailable")
-        return self.accept(message)
+        result = self.accept(message)
+        if not self._remember(token, result):
+            # A concurrent call with the same token got there first: answer as it did.
+            return self._earlier_send(token) or result
+        self._count("sends")
+        return result
+
+    def _key(self, *parts: str) -> str:
+        return ":".join(("mock-provider", self.name, *parts))
+
+    def _earlier_send(self, token: str) -> SendResult | None:
+        stored = _ledger_call("get", self._key("token", token))
+        if stored is None:
+            return None
+        self._count("replays")
+        logger.info("%s mock: idempotency token %s seen before; answering with the original send", self.name, token)
+        return SendResult(**stored, replayed=True)
+
+    def _remember(self, token: str, result: SendResult) -> bool:
+        stored = {
+            "provider": result.provider,
+            "provider_message_id": result.provider_message_id,
+            "status": result.status,
+            "response": result.response,
+        }
+        added = _ledger_call("add", self._key("token", token), stored, TOKEN_TTL_SECONDS)
+        return added is not False
+
+    def _count(self, what: str) -> None:
+        key = self._key(what)
+        _ledger_call("add", key, 0, TOKEN_TTL_SECONDS)
+        _ledger_call("incr", key)
+
+    def counts(self) -> dict[str, int]:
+        """Sends and idempotent replays this mock has seen (for tests and simulate_provider)."""
+        return {what: _ledger_call("get", self._key(what)) or 0 for what in ("sends", "replays")}
 
     def _simulate_latency(self) -> None:
         low, high = settings.MOCK_PROVIDER_LATENCY_MS
@@ -59,6 +121,13 @@ class MockProvider(MessageProvider):
         if seconds:
             time.sleep(seconds)
 
+    def request_for(self, message: OutboundMessage) -> dict[str, Any]:
+        """The HTTP request the real provider's API would get for this message."""
+        raise NotImplementedError
+
+    def idempotency_token(self, request: dict[str, Any]) -> str:
+        raise NotImplementedError
+
     def accept(self, message: OutboundMessage) -> SendResult:
         raise NotImplementedError
 
@@ -68,6 +137,22 @@ class MockTwilioProvider(MockProvider):
 
     name = "twilio"
     account_sid = "AC" + "0" * 32
+
+    def request_for(self, message: OutboundMessage) -> dict[str, Any]:
+        return {
+            "method": "POST",
+            "url": f"https://api.twilio.com/2010-04-01/Accounts/{self.account_sid}/Messages.json",
+            "headers": {"I-Twilio-Idempotency-Token": message.idempotency_token},
+            "data": {
+                "From": message.from_address,
+                "To": message.to_address,
+                "Body": message.body,
+                "MediaUrl": message.attachments,
+            },
+        }
+
+    def idempotency_token(self, request: dict[str, Any]) -> str:
+        return request["headers"]["I-Twilio-Idempotency-Token"]
 
     def accept(self, message: OutboundMessage) -> SendResult:
         prefix = "MM" if message.type == "mms" else "SM"
@@ -102,6 +187,22 @@ class MockSendGridProvider(MockProvider):
     """SendGrid's v3 mail/send: 202 with ``X-Message-Id``; ids look like ``{16 hex}.filter001.{ts}.0``."""
 
     name = "sendgrid"
+
+    def request_for(self, message: OutboundMessage) -> dict[str, Any]:
+        return {
+            "method": "POST",
+            "url": "https://api.sendgrid.com/v3/mail/send",
+            "json": {
+                "personalizations": [{"to": [{"email": message.to_address}]}],
+                "from": {"email": message.from_address},
+                "content": [{"type": "text/html", "value": message.body}],
+                # Custom args come back on every event about the message, and carry the token.
+                "custom_args": {"idempotency_token": message.idempotency_token},
+            },
+        }
+
+    def idempotency_token(self, request: dict[str, Any]) -> str:
+        return request["json"]["custom_args"]["idempotency_token"]
 
     def accept(self, message: OutboundMessage) -> SendResult:
         message_id = f"{_digest(message.idempotency_token, 'sendgrid')[:16]}.filter001.{int(time.time())}.0"

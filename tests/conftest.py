@@ -1,4 +1,5 @@
 import pytest
+from django.core.cache import caches
 from rest_framework.test import APIClient
 
 from tests import payloads
@@ -17,3 +18,10 @@ def sms_payload():
 @pytest.fixture
 def email_payload():
     return payloads.email()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches():
+    """The mock providers remember idempotency tokens in a cache; each test starts with none."""
+    for cache in caches.all():
+        cache.clear()

@@ -29,3 +29,12 @@ class MessageFactory(factory.django.DjangoModelFactory):
     provider = "twilio"
     provider_message_id = factory.Sequence(lambda n: f"SM{n:032x}")
     timestamp = factory.LazyFunction(timezone.now)
+
+
+class OutboxMessageFactory(MessageFactory):
+    """An outbound message waiting in the outbox, due now."""
+
+    direction = Direction.OUTBOUND
+    status = MessageStatus.PENDING
+    provider_message_id = None
+    next_attempt_at = factory.LazyFunction(timezone.now)

@@ -55,3 +55,30 @@ def inbound_email(**overrides):
         "timestamp": "2024-11-01T14:00:00Z",
         **overrides,
     }
+
+
+def twilio_status(sid, status, **extra):
+    """A Twilio status callback's fields, as Twilio posts them (form-encoded)."""
+    return {
+        "MessageSid": sid,
+        "SmsSid": sid,
+        "MessageStatus": status,
+        "SmsStatus": status,
+        "AccountSid": "AC" + "0" * 32,
+        "From": "+12016661234",
+        "To": "+18045551234",
+        "ApiVersion": "2010-04-01",
+        **extra,
+    }
+
+
+def sendgrid_event(sg_message_id, event, **extra):
+    return {
+        "email": "contact@gmail.com",
+        "timestamp": 1730469600,
+        "smtp-id": "<14c5d75ce93.dfd.64b469@ismtpd-555>",
+        "event": event,
+        "sg_event_id": f"evt-{next(_ids)}",
+        "sg_message_id": sg_message_id,
+        **extra,
+    }

@@ -97,3 +97,61 @@ def test_messages_events_and_conversations_cannot_be_deleted_from_the_admin(staf
         ("conversations_conversation", message.conversation_id),
     ]:
         assert staff.get(reverse(f"admin:{name}_delete", args=[pk])).status_code == 403
+
+
+def test_retry_now_sends_failed_and_pending_messages_from_the_admin(staff):
+    from tests.factories import OutboxMessageFactory
+
+    failed = OutboxMessageFactory(
+        status="failed", attempts=6, next_attempt_at=None, last_error={"code": 503, "message": "x"}
+    )
+    pending = OutboxMessageFactory(attempts=1)
+    url = reverse("admin:messaging_message_changelist")
+
+    response = staff.post(url, {"action": "retry_now", "_selected_action": [failed.pk, pending.pk]}, follow=True)
+
+    assert response.status_code == 200
+    assert "Attempted 2 of 2" in response.content.decode()
+    failed.refresh_from_db()
+    pending.refresh_from_db()
+    assert (failed.status, failed.attempts) == ("sent", 7)
+    assert (pending.status, pending.attempts) == ("sent", 2)
+
+
+def test_the_failed_messages_view_lists_only_failures_with_their_errors(staff):
+    MessageFactory(
+        direction="outbound", status="failed", last_error={"code": "30003", "message": "Unreachable handset"}
+    )
+    MessageFactory(direction="outbound", status="sent")
+
+    response = staff.get(reverse("admin:messaging_failedmessage_changelist"))
+
+    assert response.context["cl"].result_count == 1
+    content = response.content.decode()
+    assert "30003" in content
+    assert "Unreachable handset" in content
+
+
+def test_replay_from_the_admin_applies_an_orphan(staff, client):
+    from urllib.parse import urlencode
+
+    from tests import payloads
+
+    sid = "SM" + "9" * 32
+    client.post(
+        "/api/webhooks/sms/status",
+        data=urlencode(payloads.twilio_status(sid, "delivered")),
+        content_type="application/x-www-form-urlencoded",
+    )
+    message = MessageFactory(direction="outbound", status="sent", provider_message_id=sid)
+    event = WebhookEvent.objects.get()
+
+    response = staff.post(
+        reverse("admin:webhooks_webhookevent_changelist"),
+        {"action": "replay", "_selected_action": [event.pk]},
+        follow=True,
+    )
+
+    assert "1 changed" in response.content.decode()
+    message.refresh_from_db()
+    assert message.status == "delivered"

@@ -3,6 +3,7 @@
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlencode
 
 import pytest
 from django.db import connection
@@ -10,7 +11,10 @@ from django.test import Client
 
 from conversations.models import Conversation
 from messaging.models import Message
+from messaging.services import _outbound_for, message_attempt_delivery
+from providers.mock import MockTwilioProvider
 from tests import payloads
+from tests.factories import MessageFactory, OutboxMessageFactory
 from webhooks.models import WebhookEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -92,3 +96,40 @@ def test_simultaneous_sends_with_one_idempotency_key_send_once():
     assert all(r.status_code == 201 for r in responses)
     assert len({r.json()["id"] for r in responses}) == 1
     assert Message.objects.count() == 1
+
+
+def post_form(client, path, fields):
+    return client.post(path, data=urlencode(fields), content_type="application/x-www-form-urlencoded")
+
+
+def test_twenty_simultaneous_deliveries_of_one_status_callback_apply_it_once():
+    message = MessageFactory(direction="outbound", status="sent", provider_message_id="SM" + "7" * 32)
+    fields = payloads.twilio_status(message.provider_message_id, "delivered")
+
+    responses = race(20, lambda client, _: post_form(client, "/api/webhooks/sms/status", fields))
+
+    assert [r.status_code for r in responses] == [200] * 20
+    assert sorted(r.json()["status"] for r in responses) == ["duplicate"] * 19 + ["processed"]
+    message.refresh_from_db()
+    assert message.status == "delivered"
+
+
+@pytest.mark.parametrize("round_", range(24))
+def test_a_callback_racing_the_sends_commit_is_applied_exactly_once(round_):
+    """The callback and the recording of the sid run at the same instant; whichever commits second
+    must find the other, every time."""
+    message = OutboxMessageFactory()
+    sid = MockTwilioProvider().accept(_outbound_for(message)).provider_message_id
+    fields = payloads.twilio_status(sid, "delivered")
+
+    def act(client, index):
+        if index == 0:
+            return message_attempt_delivery(message=Message.objects.get(pk=message.pk))
+        return post_form(client, "/api/webhooks/sms/status", fields)
+
+    race(2, act)
+
+    message.refresh_from_db()
+    assert message.status == "delivered"
+    event = WebhookEvent.objects.get()
+    assert (event.outcome, event.message_id) == ("processed", message.pk)

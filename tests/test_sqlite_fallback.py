@@ -1,4 +1,4 @@
-"""`make run` without DATABASE_URL uses SQLite: the schema must apply there too."""
+"""`make run` without DATABASE_URL uses SQLite: the schema and the outbox must work there too."""
 
 import os
 import subprocess
@@ -20,8 +20,12 @@ def manage(*args, database):
     )
 
 
-def test_every_migration_applies_on_sqlite(tmp_path):
+def test_every_migration_applies_on_sqlite_and_the_worker_runs(tmp_path):
     database = tmp_path / "db.sqlite3"
 
     migrated = manage("migrate", "--no-input", database=database)
     assert migrated.returncode == 0, migrated.stderr
+
+    worker = manage("run_worker", "--once", "--due-within", "0", database=database)
+    assert worker.returncode == 0, worker.stderr
+    assert "Outbox worker done: 0 attempted." in worker.stdout

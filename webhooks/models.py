@@ -27,8 +27,14 @@ class WebhookEvent(models.Model):
     provider = models.CharField(max_length=32)
     kind = models.CharField(max_length=16, choices=WebhookKind.choices)
     event_id = models.CharField(max_length=255, blank=True, default="")
+    # Status events: the provider's status or event name, and the message id it is about (for
+    # SendGrid without the ".filter..." suffix), so an orphan is found when that message appears.
+    event_type = models.CharField(max_length=64, blank=True, default="")
+    provider_message_id = models.CharField(max_length=255, blank=True, default="")
     outcome = models.CharField(max_length=16, choices=WebhookOutcome.choices)
     error = models.TextField(blank=True, default="")
+    # What processing did, for support staff: "sent -> delivered", "kept: already delivered", ...
+    note = models.CharField(max_length=255, blank=True, default="")
     headers = models.JSONField(default=dict, blank=True)
     content_type = models.CharField(max_length=255, blank=True, default="")
     body = models.TextField(blank=True, default="")
@@ -37,11 +43,13 @@ class WebhookEvent(models.Model):
     )
     received_at = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)
+    replayed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
+            # Per kind: an inbound message id and a status event id are separate namespaces.
             models.UniqueConstraint(
-                fields=["provider", "event_id"],
+                fields=["provider", "kind", "event_id"],
                 condition=models.Q(outcome__in=CLAIMING_OUTCOMES),
                 name="webhook_event_unique_claim",
             ),
@@ -53,6 +61,11 @@ class WebhookEvent(models.Model):
         indexes = [
             models.Index(fields=["provider", "event_id"], name="webhook_event_lookup_idx"),
             models.Index(fields=["outcome", "-received_at"], name="webhook_event_outcome_idx"),
+            models.Index(
+                fields=["provider", "provider_message_id"],
+                condition=models.Q(outcome="orphan"),
+                name="webhook_event_orphan_idx",
+            ),
         ]
 
     def __str__(self) -> str:

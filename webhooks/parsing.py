@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 from django.http import HttpRequest
 from django.utils import timezone
@@ -15,6 +16,7 @@ from core.exceptions import validation_summary
 from core.fields import StrictCharField
 from messaging.serializers import MAX_ID_LENGTH, MessagePayloadSerializer, email_type_field, sms_type_field
 from messaging.services import InboundMessage
+from providers import statuses
 
 #: Request headers worth keeping with an event; never credentials or cookies.
 KEPT_HEADERS = (
@@ -115,6 +117,7 @@ class InboundSpec:
 
 INBOUND_SMS = InboundSpec(provider="twilio", serializer_class=InboundSmsSerializer, id_field="messaging_provider_id")
 INBOUND_EMAIL = InboundSpec(provider="sendgrid", serializer_class=InboundEmailSerializer, id_field="xillio_id")
+INBOUND_SPECS = {spec.provider: spec for spec in (INBOUND_SMS, INBOUND_EMAIL)}
 
 
 def parse_inbound(raw: RawWebhook, spec: InboundSpec) -> InboundMessage:
@@ -137,4 +140,176 @@ def parse_inbound(raw: RawWebhook, spec: InboundSpec) -> InboundMessage:
         body=data["body"],
         attachments=data["attachments"],
         timestamp=data["timestamp"] or timezone.now(),
+    )
+
+
+# Status callbacks ---------------------------------------------------------------------------------
+
+#: The longest provider status or event name we store.
+MAX_EVENT_TYPE_LENGTH = 64
+
+
+@dataclass(frozen=True)
+class StatusEvent:
+    """One provider event about an outbound message, mapped to what it means for us."""
+
+    provider: str
+    event_id: str
+    provider_message_id: str
+    #: The provider's own status or event name, lower-cased.
+    event_type: str
+    #: One of providers.statuses: sent, delivered, failed, record_only, unknown.
+    meaning: str
+    error: dict[str, str] | None = None
+
+
+def _text(payload: dict[str, Any], *names: str, required: bool, max_length: int = MAX_ID_LENGTH) -> str | None:
+    """The first of ``names`` present, as a non-blank string of at most ``max_length`` characters."""
+    for name in names:
+        value = payload.get(name)
+        if value is None or value == "":
+            continue
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise _field_error(names[0], "Must be a string.")
+        text = str(value).strip()
+        if not text:
+            continue
+        if len(text) > max_length:
+            raise _field_error(names[0], f"Ensure this field has no more than {max_length} characters.")
+        if "\x00" in text or any("\ud800" <= char <= "\udfff" for char in text):
+            raise _field_error(names[0], "Contains characters that cannot be stored.")
+        return text
+    if required:
+        raise _field_error(names[0], "This field is required.")
+    return None
+
+
+def _field_error(name: str, problem: str) -> PayloadRejected:
+    return PayloadRejected(status=400, code="validation_error", message=f"{name}: {problem}", details={name: [problem]})
+
+
+def parse_form(raw: RawWebhook) -> dict[str, str]:
+    try:
+        text = raw.raw_bytes.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PayloadRejected(status=400, code="malformed_form", message="The form body is not UTF-8.") from None
+    try:
+        # Twilio never repeats a parameter; if one is repeated the last value wins.
+        return dict(parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text), max_num_fields=1000))
+    except ValueError as exc:
+        raise PayloadRejected(status=400, code="malformed_form", message=f"Form parse error - {exc}") from None
+
+
+def parse_twilio_status(raw: RawWebhook) -> StatusEvent:
+    """A Twilio status callback: form-encoded as Twilio sends it, or the same fields as JSON."""
+    if raw.content_type == "application/x-www-form-urlencoded":
+        payload: dict[str, Any] = parse_form(raw)
+    elif raw.content_type == "application/json" or raw.content_type.endswith("+json"):
+        payload = parse_json_object(raw)
+    else:
+        raise PayloadRejected(
+            status=415,
+            code="unsupported_media_type",
+            message=f"Unsupported media type {raw.content_type or '(none)'!r}; "
+            "send application/x-www-form-urlencoded or application/json.",
+        )
+    sid = _text(payload, "MessageSid", "SmsSid", required=True)
+    status = _text(payload, "MessageStatus", "SmsStatus", required=True, max_length=MAX_EVENT_TYPE_LENGTH).lower()
+    meaning = statuses.twilio_status(status)
+    error = None
+    if meaning == statuses.FAILED:
+        code = _text(payload, "ErrorCode", required=False, max_length=MAX_EVENT_TYPE_LENGTH) or status
+        message = _text(payload, "ErrorMessage", required=False, max_length=1000)
+        error = {"code": code, "message": message or statuses.TWILIO_ERROR_MESSAGES.get(code, f"Message {status}")}
+    return StatusEvent(
+        provider="twilio",
+        event_id=f"{sid}:{status}",
+        provider_message_id=sid,
+        event_type=status,
+        meaning=meaning,
+        error=error,
+    )
+
+
+def parse_sendgrid_batch(raw: RawWebhook) -> list[Any]:
+    """SendGrid posts a JSON array of events; a single event object is taken as an array of one."""
+    if raw.content_type != "application/json" and not raw.content_type.endswith("+json"):
+        raise PayloadRejected(
+            status=415,
+            code="unsupported_media_type",
+            message=f"Unsupported media type {raw.content_type or '(none)'!r}; send application/json.",
+        )
+    try:
+        payload = json.loads(raw.raw_bytes, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise PayloadRejected(status=400, code="malformed_json", message=f"JSON parse error - {exc}") from None
+    if isinstance(payload, dict):
+        return [payload]
+    if not isinstance(payload, list):
+        raise PayloadRejected(
+            status=400,
+            code="validation_error",
+            message="The body must be a JSON array of events.",
+            details={"non_field_errors": ["Expected a JSON array."]},
+        )
+    return payload
+
+
+def parse_sendgrid_event(item: Any) -> StatusEvent:
+    if not isinstance(item, dict):
+        raise PayloadRejected(
+            status=400,
+            code="validation_error",
+            message="An event must be a JSON object.",
+            details={"non_field_errors": ["Expected a JSON object."]},
+        )
+    event_id = _text(item, "sg_event_id", required=True)
+    name = _text(item, "event", required=True, max_length=MAX_EVENT_TYPE_LENGTH).lower()
+    message_id = _text(item, "sg_message_id", required=True)
+    meaning = statuses.sendgrid_event(name)
+    error = None
+    if meaning == statuses.FAILED:
+        code = _text(item, "status", "type", required=False, max_length=MAX_EVENT_TYPE_LENGTH) or name
+        reason = _text(item, "reason", "response", required=False, max_length=1000)
+        error = {"code": code, "message": reason or f"Email {name}"}
+    return StatusEvent(
+        provider="sendgrid",
+        event_id=event_id,
+        provider_message_id=message_id,
+        event_type=name,
+        meaning=meaning,
+        error=error,
+    )
+
+
+def sendgrid_event_raw(batch: RawWebhook, item: Any) -> RawWebhook:
+    """One event of a batch as a request of its own: stored, deduplicated and replayed by itself."""
+    # Readable text; a lone surrogate (legal in JSON escapes, not in a text column) becomes "?".
+    body = json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode("utf-8", errors="replace").decode()
+    return RawWebhook(
+        provider=batch.provider,
+        kind=batch.kind,
+        headers=batch.headers,
+        content_type="application/json",
+        body=body,
+        raw_bytes=body.encode(),
+    )
+
+
+def parse_status(raw: RawWebhook) -> StatusEvent:
+    """A stored status event, parsed again (replays and orphans)."""
+    if raw.provider == "twilio":
+        return parse_twilio_status(raw)
+    return parse_sendgrid_event(parse_json_object(raw))
+
+
+def raw_from_event(event) -> RawWebhook:
+    """A stored WebhookEvent as the request it was, to be processed again."""
+    return RawWebhook(
+        provider=event.provider,
+        kind=event.kind,
+        headers=event.headers,
+        content_type=event.content_type,
+        body=event.body,
+        raw_bytes=event.body.encode("utf-8"),
     )

@@ -1,22 +1,43 @@
 """Webhook intake: every request stored, each provider event processed at most once.
 
-Deduplication is the database's job: the first delivery of an event id inserts a row with a
-claiming outcome, which a partial unique index makes exclusive. A concurrent duplicate's INSERT waits
-for the first transaction and then fails, so exactly one delivery creates the message.
+Deduplication is the database's job: the first delivery of an event id saves a row with a claiming
+outcome (``processed`` or ``orphan``), which a partial unique index on (provider, kind, event_id)
+makes exclusive. A concurrent duplicate's write waits for the first transaction and then fails, so
+exactly one delivery has an effect; the others are stored as ``duplicate``.
+
+Status events can arrive before the send that produced their provider id has committed. Such an
+event is stored as ``orphan``. Both sides write first and look second, each in its own committed
+step: the event is committed, then the message is looked up again; the provider id is committed,
+then orphans are looked up (``webhook_apply_orphans``). Whichever commits last sees the other, and
+claiming an orphan is a guarded UPDATE, so it is applied exactly once.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from messaging.models import Direction, Message
-from messaging.services import InboundMessage, message_receive
-from webhooks.models import CLAIMING_OUTCOMES, WebhookEvent, WebhookOutcome
-from webhooks.parsing import RawWebhook
+from messaging.selectors import message_find_outbound
+from messaging.services import InboundMessage, message_apply_status, message_receive
+from providers import statuses
+from providers.statuses import canonical_message_id
+from webhooks.models import CLAIMING_OUTCOMES, WebhookEvent, WebhookKind, WebhookOutcome
+from webhooks.parsing import (
+    INBOUND_SPECS,
+    PayloadRejected,
+    RawWebhook,
+    StatusEvent,
+    parse_inbound,
+    parse_sendgrid_event,
+    parse_status,
+    raw_from_event,
+    sendgrid_event_raw,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -27,8 +48,8 @@ class WebhookResult:
     message: Message | None
 
     @property
-    def duplicate(self) -> bool:
-        return self.event.outcome == WebhookOutcome.DUPLICATE
+    def outcome(self) -> str:
+        return self.event.outcome
 
 
 def _event(raw: RawWebhook, *, outcome: str, event_id: str = "", **fields) -> WebhookEvent:
@@ -55,49 +76,232 @@ def webhook_record_rejected(*, raw: RawWebhook, error: str, event_id: str = "") 
     return event
 
 
+def _claim_of(event: WebhookEvent) -> WebhookEvent | None:
+    return (
+        WebhookEvent.objects.filter(
+            provider=event.provider, kind=event.kind, event_id=event.event_id, outcome__in=CLAIMING_OUTCOMES
+        )
+        .exclude(pk=event.pk)
+        .select_related("message")
+        .first()
+    )
+
+
+def _save_duplicate(event: WebhookEvent, *, original: Message | None) -> WebhookEvent:
+    event.outcome = WebhookOutcome.DUPLICATE
+    event.message = original
+    event.processed_at = timezone.now()
+    event.note = "already received"
+    event.save()
+    return event
+
+
+def _save_error(event: WebhookEvent, exc: Exception) -> None:
+    """Keeps a request whose processing failed; it claims nothing, so the provider's retry is processed."""
+    logger.exception("Webhook %s/%s %s failed", event.provider, event.kind, event.event_id)
+    event.outcome = WebhookOutcome.ERROR
+    event.error = _storable(f"{type(exc).__name__}: {exc}")
+    event.save()
+
+
+# Inbound messages ---------------------------------------------------------------------------------
+
+
 def webhook_receive_inbound(*, raw: RawWebhook, inbound: InboundMessage) -> WebhookResult:
     """Stores the event and its message together; a repeated event id creates nothing new."""
-    event_id = inbound.provider_message_id
+    event = _event(raw, outcome=WebhookOutcome.PROCESSED, event_id=inbound.provider_message_id)
+    return _process_inbound(event, inbound)
+
+
+def _process_inbound(event: WebhookEvent, inbound: InboundMessage) -> WebhookResult:
     try:
         with transaction.atomic():
-            event = _event(raw, outcome=WebhookOutcome.PROCESSED, event_id=event_id, processed_at=timezone.now())
-            event.save()
             message = message_receive(inbound=inbound)
+            event.outcome = WebhookOutcome.PROCESSED
+            event.event_id = inbound.provider_message_id
             event.message = message
-            event.save(update_fields=["message"])
+            event.processed_at = timezone.now()
+            event.error = ""
+            event.save()
     except IntegrityError as exc:
-        original = _claimed_message(raw=raw, inbound=inbound)
+        event.message = None
+        original = _inbound_original(event, inbound)
         if original is None:
-            _record_error(raw=raw, event_id=event_id, exc=exc)
+            _save_error(event, exc)
             raise
-        duplicate = _event(
-            raw, outcome=WebhookOutcome.DUPLICATE, event_id=event_id, message=original, processed_at=timezone.now()
-        )
-        duplicate.save()
-        return WebhookResult(event=duplicate, message=original)
+        return WebhookResult(event=_save_duplicate(event, original=original), message=original)
     except Exception as exc:
-        _record_error(raw=raw, event_id=event_id, exc=exc)
+        event.message = None
+        _save_error(event, exc)
         raise
     return WebhookResult(event=event, message=message)
 
 
-def _record_error(*, raw: RawWebhook, event_id: str, exc: Exception) -> None:
-    """Keeps a request whose processing failed; it claims nothing, so the provider's retry is processed."""
-    logger.exception("Webhook %s/%s failed", raw.provider, event_id)
-    _event(raw, outcome=WebhookOutcome.ERROR, event_id=event_id, error=_storable(f"{type(exc).__name__}: {exc}")).save()
-
-
-def _claimed_message(*, raw: RawWebhook, inbound: InboundMessage) -> Message | None:
-    """The message an earlier delivery of this event created, if that is why the insert failed."""
-    claim = (
-        WebhookEvent.objects.filter(
-            provider=raw.provider, event_id=inbound.provider_message_id, outcome__in=CLAIMING_OUTCOMES
-        )
-        .select_related("message")
-        .first()
-    )
+def _inbound_original(event: WebhookEvent, inbound: InboundMessage) -> Message | None:
+    """The message an earlier delivery of this event created, if that is why the write failed."""
+    claim = _claim_of(event)
     if claim is not None and claim.message is not None:
         return claim.message
     return Message.objects.filter(
         direction=Direction.INBOUND, provider=inbound.provider, provider_message_id=inbound.provider_message_id
     ).first()
+
+
+# Status callbacks ---------------------------------------------------------------------------------
+
+
+def webhook_receive_status(*, raw: RawWebhook, status: StatusEvent) -> WebhookResult:
+    """Stores one status event and applies it to its message, or keeps it as an orphan."""
+    event = _event(raw, outcome=WebhookOutcome.ORPHAN, event_id=status.event_id)
+    return _process_status(event, status)
+
+
+def _process_status(event: WebhookEvent, status: StatusEvent) -> WebhookResult:
+    event.event_id = status.event_id
+    event.event_type = status.event_type
+    event.provider_message_id = canonical_message_id(status.provider, status.provider_message_id)
+    event.error = ""
+    try:
+        with transaction.atomic():
+            message = message_find_outbound(provider=status.provider, provider_message_id=status.provider_message_id)
+            if message is None:
+                event.outcome = WebhookOutcome.ORPHAN
+                event.note = "message not known yet"
+                event.save()
+            else:
+                event.outcome = WebhookOutcome.PROCESSED
+                event.message = message
+                event.processed_at = timezone.now()
+                event.note = _apply(status, message)
+                event.save()
+    except IntegrityError as exc:
+        event.message = None
+        claim = _claim_of(event)
+        if claim is None:
+            _save_error(event, exc)
+            raise
+        return WebhookResult(event=_save_duplicate(event, original=claim.message), message=claim.message)
+    except Exception as exc:
+        event.message = None
+        _save_error(event, exc)
+        raise
+    if event.outcome == WebhookOutcome.ORPHAN:
+        # The event is committed; if the send committed its provider id meanwhile, apply it now.
+        message = message_find_outbound(provider=status.provider, provider_message_id=status.provider_message_id)
+        if message is not None:
+            _adopt_orphan(event, message, status)
+            event.refresh_from_db()
+    return WebhookResult(event=event, message=event.message)
+
+
+def _apply(status: StatusEvent, message: Message) -> str:
+    if status.meaning in (statuses.SENT, statuses.DELIVERED, statuses.FAILED):
+        return message_apply_status(message_id=message.pk, status=status.meaning, error=status.error)
+    if status.meaning == statuses.UNKNOWN:
+        logger.warning(
+            "Unknown %s status %r for message %s; kept, no change", status.provider, status.event_type, message.pk
+        )
+        return f"unknown status {status.event_type!r}: recorded, no change"
+    return f"recorded ({status.event_type}), no change"
+
+
+def _adopt_orphan(event: WebhookEvent, message: Message, status: StatusEvent) -> bool:
+    """Applies an orphan to the message that has now appeared, unless someone else already did."""
+    with transaction.atomic():
+        claimed = WebhookEvent.objects.filter(pk=event.pk, outcome=WebhookOutcome.ORPHAN).update(
+            outcome=WebhookOutcome.PROCESSED, message=message, processed_at=timezone.now()
+        )
+        if not claimed:
+            return False
+        note = _apply(status, message)
+        WebhookEvent.objects.filter(pk=event.pk).update(note=f"{note} (arrived before the message)")
+    return True
+
+
+def webhook_apply_orphans(*, provider: str, provider_message_id: str, message_id: int) -> int:
+    """Applies the status events that arrived for a provider id before its message was stored."""
+    orphans = WebhookEvent.objects.filter(
+        provider=provider,
+        kind=WebhookKind.STATUS,
+        outcome=WebhookOutcome.ORPHAN,
+        provider_message_id=canonical_message_id(provider, provider_message_id),
+    ).order_by("id")
+    message = Message.objects.get(pk=message_id)
+    applied = 0
+    for orphan in orphans:
+        applied += _adopt_orphan(orphan, message, parse_status(raw_from_event(orphan)))
+    if applied:
+        logger.info("Applied %s early status event(s) to message %s", applied, message_id)
+    return applied
+
+
+def webhook_receive_sendgrid_item(*, batch: RawWebhook, index: int, item: Any) -> dict[str, Any]:
+    """One event of a SendGrid batch, stored and processed on its own: a bad event fails alone."""
+    raw = sendgrid_event_raw(batch, item)
+    event_id = item.get("sg_event_id") if isinstance(item, dict) else None
+    event_id = event_id if isinstance(event_id, str) else None
+    result: dict[str, Any] = {"index": index, "event_id": event_id, "message_id": None}
+    try:
+        status = parse_sendgrid_event(item)
+    except PayloadRejected as rejection:
+        webhook_record_rejected(raw=raw, error=f"{rejection.code}: {rejection.message}", event_id=event_id or "")
+        return result | {"status": WebhookOutcome.REJECTED, "error": rejection.message}
+    try:
+        processed = webhook_receive_status(raw=raw, status=status)
+    except Exception:
+        # Stored as an error (and logged) by webhook_receive_status; SendGrid's retry or a replay redoes it.
+        return result | {"status": WebhookOutcome.ERROR, "error": "Processing failed; stored for replay."}
+    return result | {"status": processed.outcome, "message_id": processed.event.message_id}
+
+
+# Replay -------------------------------------------------------------------------------------------
+
+#: Outcomes a replay can change. Processed and duplicate events already had their effect.
+REPLAYABLE_OUTCOMES = [WebhookOutcome.ORPHAN, WebhookOutcome.REJECTED, WebhookOutcome.ERROR]
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    event: WebhookEvent
+    before: str
+    after: str
+    detail: str
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+
+def webhook_replay(*, event: WebhookEvent) -> ReplayResult:
+    """Processes a stored event again, as if the provider had just delivered it.
+
+    Idempotent: an event that was processed (or is a duplicate) is left alone, and one that is
+    processed by this replay is left alone by the next.
+    """
+    before = event.outcome
+    if before not in REPLAYABLE_OUTCOMES:
+        return ReplayResult(event=event, before=before, after=before, detail="already processed; nothing to do")
+    raw = raw_from_event(event)
+    try:
+        if event.kind == WebhookKind.STATUS:
+            status = parse_status(raw)
+        else:
+            inbound = parse_inbound(raw, INBOUND_SPECS[event.provider])
+    except PayloadRejected as rejection:
+        return ReplayResult(event=event, before=before, after=before, detail=f"still invalid: {rejection.message}")
+    try:
+        if event.kind != WebhookKind.STATUS:
+            _process_inbound(event, inbound)
+        elif before == WebhookOutcome.ORPHAN:
+            message = message_find_outbound(provider=status.provider, provider_message_id=status.provider_message_id)
+            if message is None:
+                return ReplayResult(event=event, before=before, after=before, detail="message still not known")
+            _adopt_orphan(event, message, status)
+        else:
+            _process_status(event, status)
+    except Exception as exc:
+        event.refresh_from_db()
+        return ReplayResult(event=event, before=before, after=event.outcome, detail=f"failed: {type(exc).__name__}")
+    WebhookEvent.objects.filter(pk=event.pk).update(replayed_at=timezone.now())
+    event.refresh_from_db()
+    return ReplayResult(event=event, before=before, after=event.outcome, detail=event.note or event.outcome)

@@ -1,11 +1,13 @@
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
+from rest_framework.parsers import FormParser
 from rest_framework.response import Response
 
 from core.errors import error_body
 from core.openapi import WRITE_ERROR_RESPONSES
-from webhooks.models import WebhookKind
+from core.parsers import StrictJSONParser
+from webhooks.models import WebhookKind, WebhookOutcome
 from webhooks.parsing import (
     INBOUND_EMAIL,
     INBOUND_SMS,
@@ -14,9 +16,16 @@ from webhooks.parsing import (
     InboundSpec,
     PayloadRejected,
     parse_inbound,
+    parse_sendgrid_batch,
+    parse_twilio_status,
     raw_webhook,
 )
-from webhooks.services import webhook_receive_inbound, webhook_record_rejected
+from webhooks.services import (
+    webhook_receive_inbound,
+    webhook_receive_sendgrid_item,
+    webhook_receive_status,
+    webhook_record_rejected,
+)
 
 WebhookAck = inline_serializer(
     "WebhookAck",
@@ -25,6 +34,69 @@ WebhookAck = inline_serializer(
         "event_id": serializers.CharField(),
         "message_id": serializers.IntegerField(allow_null=True),
     },
+)
+StatusAck = inline_serializer(
+    "StatusAck",
+    {
+        "status": serializers.ChoiceField(
+            choices=["processed", "duplicate", "orphan"],
+            help_text="orphan: the message is not known yet; the event is kept and applied when it is.",
+        ),
+        "event_id": serializers.CharField(),
+        "message_id": serializers.IntegerField(allow_null=True),
+    },
+)
+EventBatchAck = inline_serializer(
+    "EventBatchAck",
+    {
+        "received": serializers.IntegerField(),
+        "processed": serializers.IntegerField(),
+        "duplicate": serializers.IntegerField(),
+        "orphan": serializers.IntegerField(),
+        "rejected": serializers.IntegerField(),
+        "error": serializers.IntegerField(),
+        "events": inline_serializer(
+            "EventResult",
+            {
+                "index": serializers.IntegerField(),
+                "event_id": serializers.CharField(allow_null=True),
+                "status": serializers.ChoiceField(choices=WebhookOutcome.values),
+                "message_id": serializers.IntegerField(allow_null=True),
+                "error": serializers.CharField(required=False),
+            },
+            many=True,
+        ),
+    },
+)
+TwilioStatusSerializer = inline_serializer(
+    "TwilioStatusCallback",
+    {
+        "MessageSid": serializers.CharField(help_text="The message's sid (SmsSid is accepted too)."),
+        "MessageStatus": serializers.CharField(
+            help_text="queued, sending, sent, delivered, undelivered, failed, read, ... (SmsStatus is accepted too)."
+        ),
+        "ErrorCode": serializers.CharField(required=False),
+        "ErrorMessage": serializers.CharField(required=False),
+        "AccountSid": serializers.CharField(required=False),
+        "From": serializers.CharField(required=False),
+        "To": serializers.CharField(required=False),
+        "ApiVersion": serializers.CharField(required=False),
+    },
+)
+SendGridEventSerializer = inline_serializer(
+    "SendGridEvent",
+    {
+        "sg_event_id": serializers.CharField(),
+        "sg_message_id": serializers.CharField(),
+        "event": serializers.CharField(
+            help_text="processed, deferred, delivered, bounce, blocked, dropped, open, click, spamreport, ..."
+        ),
+        "email": serializers.CharField(required=False),
+        "timestamp": serializers.IntegerField(required=False),
+        "reason": serializers.CharField(required=False),
+        "status": serializers.CharField(required=False),
+    },
+    many=True,
 )
 
 _INBOUND_RESPONSES = {
@@ -85,17 +157,111 @@ class WebhookViewSet(viewsets.ViewSet):
     def email(self, request):
         return self._inbound(request, INBOUND_EMAIL)
 
+    @extend_schema(
+        tags=["webhooks"],
+        summary="SMS status callback (Twilio)",
+        description=(
+            "Form-encoded as Twilio sends it, or JSON. Deduplicated by MessageSid + MessageStatus. "
+            "A status only moves forward; an event for a message not stored yet is kept as an orphan "
+            "and applied when it is."
+        ),
+        request={
+            "application/x-www-form-urlencoded": TwilioStatusSerializer,
+            "application/json": TwilioStatusSerializer,
+        },
+        responses={
+            200: OpenApiResponse(StatusAck, "Stored and applied, kept as an orphan, or a duplicate."),
+            **WRITE_ERROR_RESPONSES,
+        },
+        examples=[
+            OpenApiExample(
+                "Undelivered",
+                request_only=True,
+                value={
+                    "MessageSid": "SM5f0b6ab3a4b1c43d2e0f9f8a7b6c5d4e",
+                    "MessageStatus": "undelivered",
+                    "ErrorCode": "30003",
+                    "AccountSid": "AC00000000000000000000000000000000",
+                    "From": "+12016661234",
+                    "To": "+18045551234",
+                    "ApiVersion": "2010-04-01",
+                },
+            )
+        ],
+    )
+    @action(detail=False, methods=["post"], url_path="sms/status", parser_classes=[StrictJSONParser, FormParser])
+    def sms_status(self, request):
+        raw = raw_webhook(request, provider="twilio", kind=WebhookKind.STATUS)
+        try:
+            status = parse_twilio_status(raw)
+        except PayloadRejected as rejection:
+            return self._rejected(raw, rejection)
+        result = webhook_receive_status(raw=raw, status=status)
+        return Response(
+            {"status": result.outcome, "event_id": result.event.event_id, "message_id": result.event.message_id}
+        )
+
+    @extend_schema(
+        tags=["webhooks"],
+        summary="Email events (SendGrid)",
+        description=(
+            "A JSON array of SendGrid events. Each event is stored, deduplicated by sg_event_id and applied "
+            "on its own: a malformed event is rejected without failing the rest, and a well-formed "
+            "request always answers 200 with what became of each event."
+        ),
+        request=SendGridEventSerializer,
+        responses={200: OpenApiResponse(EventBatchAck, "What became of each event."), **WRITE_ERROR_RESPONSES},
+        examples=[
+            OpenApiExample(
+                "Delivered and opened",
+                request_only=True,
+                value=[
+                    {
+                        "email": "contact@gmail.com",
+                        "timestamp": 1730469600,
+                        "event": "delivered",
+                        "sg_event_id": "ZGVsaXZlcmVkLTAtMjQ",
+                        "sg_message_id": "5f0b6ab3a4b1c43d.filter001.1730469600.0",
+                        "smtp-id": "<5f0b6ab3a4b1c43d@ismtpd0001p1>",
+                    },
+                    {
+                        "email": "contact@gmail.com",
+                        "timestamp": 1730469700,
+                        "event": "open",
+                        "sg_event_id": "b3Blbi0wLTI0",
+                        "sg_message_id": "5f0b6ab3a4b1c43d.filter001.1730469600.0",
+                    },
+                ],
+            )
+        ],
+    )
+    @action(detail=False, methods=["post"], url_path="email/events")
+    def email_events(self, request):
+        raw = raw_webhook(request, provider="sendgrid", kind=WebhookKind.STATUS)
+        try:
+            items = parse_sendgrid_batch(raw)
+        except PayloadRejected as rejection:
+            return self._rejected(raw, rejection)
+        results = [webhook_receive_sendgrid_item(batch=raw, index=index, item=item) for index, item in enumerate(items)]
+        counts = {outcome: 0 for outcome in WebhookOutcome.values}
+        for result in results:
+            counts[result["status"]] += 1
+        return Response({"received": len(items), **counts, "events": results})
+
+    def _rejected(self, raw, rejection: PayloadRejected) -> Response:
+        webhook_record_rejected(raw=raw, error=f"{rejection.code}: {rejection.message}")
+        return Response(error_body(rejection.code, rejection.message, rejection.details), status=rejection.status)
+
     def _inbound(self, request, spec: InboundSpec) -> Response:
         raw = raw_webhook(request, provider=spec.provider, kind=WebhookKind.INBOUND)
         try:
             inbound = parse_inbound(raw, spec)
         except PayloadRejected as rejection:
-            webhook_record_rejected(raw=raw, error=f"{rejection.code}: {rejection.message}")
-            return Response(error_body(rejection.code, rejection.message, rejection.details), status=rejection.status)
+            return self._rejected(raw, rejection)
         result = webhook_receive_inbound(raw=raw, inbound=inbound)
         return Response(
             {
-                "status": "duplicate" if result.duplicate else "processed",
+                "status": result.outcome,
                 "event_id": result.event.event_id,
                 "message_id": result.message.pk if result.message else None,
             }

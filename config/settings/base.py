@@ -160,10 +160,38 @@ PROVIDER_TIMEOUT_SECONDS = env.float("PROVIDER_TIMEOUT_SECONDS", 5.0, minimum=0.
 # How long a repeated idempotent request waits for the original's first attempt before a 409.
 IDEMPOTENCY_WAIT_SECONDS = env.float("IDEMPOTENCY_WAIT_SECONDS", PROVIDER_TIMEOUT_SECONDS + 1, minimum=0.0)
 
+# The mock providers' memory of idempotency tokens: shared by every process through Redis when
+# REDIS_URL is set, per process otherwise (enough for a single development server).
+REDIS_URL = env.str("REDIS_URL")
+MOCK_PROVIDER_CACHE = "mock_providers"
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    MOCK_PROVIDER_CACHE: (
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "messaging",
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "mock-providers"}
+    ),
+}
+
 # Retries of transient provider failures (the outbox worker acts on next_attempt_at).
 RETRY_BASE_DELAY_SECONDS = env.float("RETRY_BASE_DELAY_SECONDS", 2.0, minimum=0.0)
 RETRY_MAX_DELAY_SECONDS = env.float("RETRY_MAX_DELAY_SECONDS", 300.0, minimum=0.0)
 MAX_ATTEMPTS = env.int("MAX_ATTEMPTS", 6, minimum=1)
+# How long a claim holds a message. A worker that dies mid-send leaves its claims for this long;
+# it must outlast a provider call, or a slow send would be taken over while still running.
+OUTBOX_LEASE_SECONDS = env.float("OUTBOX_LEASE_SECONDS", max(30.0, PROVIDER_TIMEOUT_SECONDS * 3), minimum=1.0)
+if OUTBOX_LEASE_SECONDS <= PROVIDER_TIMEOUT_SECONDS:
+    raise ImproperlyConfigured(
+        f"OUTBOX_LEASE_SECONDS ({OUTBOX_LEASE_SECONDS:g}) must be longer than PROVIDER_TIMEOUT_SECONDS "
+        f"({PROVIDER_TIMEOUT_SECONDS:g}), or a slow send would be taken over while still running."
+    )
+WORKER_CONCURRENCY = env.int("WORKER_CONCURRENCY", 4, minimum=1, maximum=64)
+WORKER_POLL_SECONDS = env.float("WORKER_POLL_SECONDS", 1.0, minimum=0.05)
 
 LOG_LEVEL = env.choice("LOG_LEVEL", "INFO", {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
 LOGGING = {

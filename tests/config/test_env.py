@@ -77,3 +77,16 @@ def test_a_provider_that_cannot_be_imported_stops_start_up():
     )
     assert result.returncode != 0
     assert "Provider 'providers.nope.Missing' cannot be imported" in result.stderr
+
+
+def test_a_lease_no_longer_than_the_provider_timeout_stops_start_up():
+    result = _check_production(
+        {
+            "DJANGO_SECRET_KEY": "x" * 60 + "abcdef",
+            "ALLOWED_HOSTS": "h",
+            "PROVIDER_TIMEOUT_SECONDS": "10",
+            "OUTBOX_LEASE_SECONDS": "10",
+        }
+    )
+    assert result.returncode != 0
+    assert "OUTBOX_LEASE_SECONDS (10) must be longer than PROVIDER_TIMEOUT_SECONDS (10)" in result.stderr

@@ -1,6 +1,7 @@
 import re
 
 import pytest
+from django.utils import timezone
 
 from conversations.models import Conversation
 from messaging.models import Message
@@ -293,10 +294,29 @@ def test_a_repeat_while_the_original_is_still_in_flight_is_409(api, settings):
     body = payloads.sms(client_message_id="in-flight")
     first = send(api, "sms", body).json()
     # Rewind it to "stored, first attempt not finished" with the same request fingerprint.
-    Message.objects.filter(pk=first["id"]).update(status="pending", attempts=0)
+    Message.objects.filter(pk=first["id"]).update(status="pending", attempts=0, next_attempt_at=timezone.now())
 
     response = send(api, "sms", body)
 
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "idempotency_in_progress"
+    assert Message.objects.count() == 1
+
+
+def test_a_repeat_after_the_worker_sent_it_answers_with_the_original_code_and_the_current_message(api):
+    from messaging.outbox import OutboxWorker
+
+    body = payloads.sms(_forceError={"code": 503, "times": 1})
+    first = send(api, "sms", body, **{"Idempotency-Key": "retry-me"})
+    assert first.status_code == 202
+    Message.objects.update(next_attempt_at=timezone.now())
+    OutboxWorker(concurrency=1, once=True).run()
+
+    repeat = send(api, "sms", body, **{"Idempotency-Key": "retry-me"})
+
+    assert repeat.status_code == 202
+    assert repeat.headers["Idempotent-Replayed"] == "true"
+    assert repeat.json()["id"] == first.json()["id"]
+    assert repeat.json()["status"] == "sent"
+    assert repeat.json()["attempts"] == 2
     assert Message.objects.count() == 1

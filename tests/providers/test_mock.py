@@ -86,3 +86,37 @@ def test_random_failure_rate_produces_transient_errors(settings):
 )
 def test_segments_follow_gsm7_and_ucs2_limits(body, segments):
     assert sms_segments(body) == segments
+
+
+class TestIdempotencyTokens:
+    @pytest.mark.parametrize(
+        ("provider", "carried_in"),
+        [
+            (MockTwilioProvider(), lambda request: request["headers"]["I-Twilio-Idempotency-Token"]),
+            (MockSendGridProvider(), lambda request: request["json"]["custom_args"]["idempotency_token"]),
+        ],
+    )
+    def test_the_token_travels_as_the_real_api_carries_it(self, provider, carried_in):
+        message = outbound(idempotency_token="tok-42")
+
+        assert carried_in(provider.request_for(message)) == "tok-42"
+
+    @pytest.mark.parametrize("provider", [MockTwilioProvider(), MockSendGridProvider()])
+    def test_a_token_seen_before_gets_the_original_send_back_and_nothing_is_sent_again(self, provider):
+        first = provider.send(outbound(idempotency_token="tok-1"))
+        # Even a retry that would now fail gets the original answer: the provider already has it.
+        again = provider.send(outbound(idempotency_token="tok-1", forced_error=ForcedError(code=503)))
+
+        assert again.replayed is True
+        assert first.replayed is False
+        assert again.provider_message_id == first.provider_message_id
+        assert provider.counts() == {"sends": 1, "replays": 1}
+
+    def test_another_token_is_another_message(self):
+        provider = MockTwilioProvider()
+
+        first = provider.send(outbound(idempotency_token="tok-a"))
+        second = provider.send(outbound(idempotency_token="tok-b"))
+
+        assert first.provider_message_id != second.provider_message_id
+        assert provider.counts() == {"sends": 2, "replays": 0}

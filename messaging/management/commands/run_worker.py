@@ -1,0 +1,87 @@
+"""manage.py run_worker: deliver the outbox. Run as many as you like, on any machines."""
+
+from __future__ import annotations
+
+import signal
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
+
+from messaging.outbox import OutboxWorker
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if not 1 <= number <= 64:
+        raise ValueError(value)
+    return number
+
+
+def _seconds(value: str) -> float:
+    number = float(value)
+    if number < 0:
+        raise ValueError(value)
+    return number
+
+
+class Command(BaseCommand):
+    help = (
+        "Delivers pending outbound messages as they fall due: claims them (SKIP LOCKED leases), calls the "
+        "provider, records the outcome and schedules retries. SIGTERM or Ctrl-C finishes the deliveries in "
+        "flight and exits."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--once",
+            action="store_true",
+            help="Deliver what is due now (and what falls due within --due-within seconds), then exit.",
+        )
+        parser.add_argument(
+            "--concurrency",
+            type=_positive_int,
+            default=settings.WORKER_CONCURRENCY,
+            help="Provider calls in flight at once (threads), 1-64. Default: WORKER_CONCURRENCY (%(default)s).",
+        )
+        parser.add_argument(
+            "--due-within",
+            type=_seconds,
+            default=None,
+            help=(
+                "With --once: also wait for retries falling due within this many seconds of the start. "
+                "Default: twice RETRY_BASE_DELAY_SECONDS, so a burst of just-failed sends is included."
+            ),
+        )
+        parser.add_argument(
+            "--poll-interval",
+            type=_seconds,
+            default=settings.WORKER_POLL_SECONDS,
+            help="Seconds between looks at the outbox when idle. Default: WORKER_POLL_SECONDS (%(default)s).",
+        )
+
+    def handle(self, *args, once, concurrency, due_within, poll_interval, **options):
+        if due_within is None:
+            due_within = settings.RETRY_BASE_DELAY_SECONDS * 2 if once else 0.0
+        worker = OutboxWorker(
+            concurrency=concurrency,
+            poll_interval=max(poll_interval, 0.05),
+            once=once,
+            due_within=due_within,
+        )
+
+        def request_stop(signum, frame):
+            self.stderr.write(f"{signal.Signals(signum).name}: finishing deliveries in flight, then exiting.")
+            worker.stop()
+
+        previous = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGTERM, signal.SIGINT)}
+        mode = "once" if once else "continuously"
+        self.stdout.write(f"Outbox worker running {mode} with {concurrency} delivery thread(s).")
+        try:
+            report = worker.run()
+        except DatabaseError as exc:
+            raise CommandError(f"Database error, worker stopped: {exc}") from exc
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        self.stdout.write(f"Outbox worker done: {report}.")

@@ -1,0 +1,205 @@
+"""The outbox worker: claims, retries, backoff, give-up, takeover after a crash."""
+
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from messaging.models import Message
+from messaging.outbox import OutboxWorker, outbox_claim
+from messaging.services import _outbound_for, message_attempt_delivery
+from providers.base import MessageProvider, ProviderError
+from providers.mock import MockTwilioProvider
+from tests.factories import OutboxMessageFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def forced(code, times=None):
+    return {"force_error": {"code": code, "message": None, "times": times}}
+
+
+def drain(**options):
+    return OutboxWorker(concurrency=options.pop("concurrency", 1), once=True, poll_interval=0.05, **options).run()
+
+
+class TestClaims:
+    def test_a_claim_leases_due_messages_so_nobody_else_sees_them(self, settings):
+        settings.OUTBOX_LEASE_SECONDS = 60
+        due = OutboxMessageFactory.create_batch(3)
+
+        claimed = outbox_claim(limit=10)
+
+        assert sorted(m.pk for m in claimed) == sorted(m.pk for m in due)
+        assert outbox_claim(limit=10) == []
+        for message in Message.objects.all():
+            assert message.next_attempt_at > timezone.now() + timedelta(seconds=55)
+
+    def test_messages_not_yet_due_are_not_claimed(self):
+        OutboxMessageFactory(next_attempt_at=timezone.now() + timedelta(minutes=5))
+
+        assert outbox_claim(limit=10) == []
+
+    def test_only_pending_outbound_messages_are_claimed(self):
+        OutboxMessageFactory(status="sent", next_attempt_at=timezone.now())
+        OutboxMessageFactory(direction="inbound", status="received", next_attempt_at=timezone.now())
+
+        assert outbox_claim(limit=10) == []
+
+    def test_a_claim_takes_at_most_the_limit_oldest_due_first(self):
+        now = timezone.now()
+        oldest = OutboxMessageFactory(next_attempt_at=now - timedelta(minutes=3))
+        middle = OutboxMessageFactory(next_attempt_at=now - timedelta(minutes=2))
+        OutboxMessageFactory(next_attempt_at=now - timedelta(minutes=1))
+
+        assert [m.pk for m in outbox_claim(limit=2)] == [oldest.pk, middle.pk]
+
+    def test_a_crashed_workers_claims_are_taken_over_when_the_lease_runs_out(self, settings):
+        settings.OUTBOX_LEASE_SECONDS = 30
+        message = OutboxMessageFactory()
+        assert outbox_claim(limit=1)  # this worker dies without recording anything
+        assert outbox_claim(limit=1) == []
+
+        Message.objects.filter(pk=message.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+        drain()
+
+        message.refresh_from_db()
+        assert message.status == "sent"
+        assert message.attempts == 1
+
+
+class TestRetries:
+    def test_a_transient_failure_is_retried_and_counts_every_attempt(self):
+        message = OutboxMessageFactory(attempts=1, metadata=forced(503, times=1))
+
+        report = drain()
+
+        message.refresh_from_db()
+        assert message.status == "sent"
+        assert message.attempts == 2
+        assert message.last_error is None
+        assert report.attempted == 1
+
+    @pytest.mark.parametrize("code", [429, 500, 502, 503])
+    def test_transient_codes_schedule_a_retry_with_backoff(self, settings, code):
+        settings.RETRY_BASE_DELAY_SECONDS = 10
+        message = OutboxMessageFactory(attempts=1, metadata=forced(code))
+
+        message_attempt_delivery(message=message)
+
+        message.refresh_from_db()
+        assert message.status == "pending"
+        assert message.attempts == 2
+        assert message.last_error["code"] == code
+        # Second failure: base * 2, with equal jitter -> between 10 and 20 seconds.
+        delay = (message.next_attempt_at - timezone.now()).total_seconds()
+        assert 9 <= delay <= 20
+
+    @pytest.mark.parametrize("code", [400, 401, 403, 404, 422])
+    def test_other_client_errors_fail_at_once(self, code):
+        message = OutboxMessageFactory(attempts=1, metadata=forced(code))
+
+        drain()
+
+        message.refresh_from_db()
+        assert message.status == "failed"
+        assert message.attempts == 2
+        assert message.next_attempt_at is None
+        assert message.last_error["code"] == code
+
+    def test_after_the_last_attempt_the_message_fails_with_the_last_error(self, settings):
+        settings.MAX_ATTEMPTS = 4
+        settings.RETRY_BASE_DELAY_SECONDS = 0
+        message = OutboxMessageFactory(attempts=1, metadata=forced(503))
+
+        drain(due_within=5)
+
+        message.refresh_from_db()
+        assert message.status == "failed"
+        assert message.attempts == 4
+        assert message.last_error == {"code": 503, "message": "Service Unavailable"}
+
+    def test_a_providers_retry_after_is_honoured(self, settings):
+        settings.MESSAGE_PROVIDERS = {**settings.MESSAGE_PROVIDERS, "sms": f"{__name__}.SlowDownProvider"}
+        settings.RETRY_BASE_DELAY_SECONDS = 1
+        message = OutboxMessageFactory()
+
+        message_attempt_delivery(message=message)
+
+        message.refresh_from_db()
+        assert message.status == "pending"
+        assert (message.next_attempt_at - timezone.now()).total_seconds() > 110
+
+    def test_a_message_not_yet_due_is_left_for_a_later_run(self):
+        message = OutboxMessageFactory(next_attempt_at=timezone.now() + timedelta(minutes=5))
+
+        report = drain(due_within=1)
+
+        message.refresh_from_db()
+        assert message.status == "pending"
+        assert report.attempted == 0
+
+    def test_once_waits_for_retries_falling_due_within_its_horizon(self):
+        message = OutboxMessageFactory(next_attempt_at=timezone.now() + timedelta(seconds=0.3))
+
+        drain(due_within=2)
+
+        message.refresh_from_db()
+        assert message.status == "sent"
+
+    @pytest.mark.django_db(transaction=True)
+    def test_several_threads_deliver_each_message_once(self):
+        messages = OutboxMessageFactory.create_batch(20)
+
+        report = drain(concurrency=4)
+
+        assert report.attempted == 20
+        assert set(Message.objects.values_list("status", "attempts")) == {("sent", 1)}
+        assert MockTwilioProvider().counts() == {"sends": 20, "replays": 0}
+        assert len(messages) == 20
+
+
+class SlowDownProvider(MessageProvider):
+    name = "twilio"
+
+    def send(self, message):
+        raise ProviderError.from_http_status(provider=self.name, status=429, message="Slow down", retry_after=120)
+
+
+class TestProviderIdempotency:
+    def test_a_crash_between_the_providers_acceptance_and_our_commit_does_not_send_twice(self):
+        message = OutboxMessageFactory()
+        provider = MockTwilioProvider()
+        # The worker called the provider, which accepted, then died before recording the result.
+        accepted = provider.send(_outbound_for(message))
+        Message.objects.filter(pk=message.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+
+        drain()
+
+        message.refresh_from_db()
+        assert message.status == "sent"
+        assert message.provider_message_id == accepted.provider_message_id
+        assert provider.counts() == {"sends": 1, "replays": 1}
+
+    def test_every_attempt_of_a_message_carries_the_same_token(self):
+        message = OutboxMessageFactory(attempts=2)
+
+        first = _outbound_for(message)
+        message.attempts = 3
+        second = _outbound_for(message)
+
+        assert first.idempotency_token == second.idempotency_token == str(message.provider_token)
+        assert (first.attempt, second.attempt) == (3, 4)
+
+
+class TestRunWorkerCommand:
+    @pytest.mark.django_db(transaction=True)
+    def test_once_delivers_what_is_due_and_reports(self, capsys):
+        OutboxMessageFactory.create_batch(2)
+
+        call_command("run_worker", "--once", "--concurrency", "2")
+
+        out = capsys.readouterr().out
+        assert "Outbox worker done: 2 attempted (2 sent)." in out
+        assert set(Message.objects.values_list("status", flat=True)) == {"sent"}

@@ -1,0 +1,120 @@
+"""Outbox workers as separate operating-system processes, on a committed database."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from django.core.cache.backends.redis import RedisCache
+from django.db import connection
+from django.utils import timezone
+
+from messaging.models import Message
+from tests.factories import OutboxMessageFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ROOT = Path(__file__).resolve().parents[2]
+# The mock providers' shared memory for these tests; other suites use other Redis databases.
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+
+
+@pytest.fixture
+def mock_memory():
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    yield RedisCache(REDIS_URL, {"KEY_PREFIX": "messaging"})
+    client.flushdb()
+
+
+def worker(*args, **env):
+    """``manage.py run_worker`` in a process of its own, on the test database."""
+    db = connection.settings_dict
+    url = f"postgresql://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    environment = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": url,
+        "REDIS_URL": REDIS_URL,
+        "RETRY_BASE_DELAY_SECONDS": "0.2",
+        **env,
+    }
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "run_worker", *args],
+        cwd=ROOT,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(process, timeout=60):
+    out, err = process.communicate(timeout=timeout)
+    return process.returncode, out, err
+
+
+def wait_until(condition, timeout=20):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        time.sleep(0.05)
+
+
+def test_three_racing_workers_send_each_message_exactly_once(mock_memory):
+    # As after 60 sends that failed once inline with a 503: pending, one attempt made.
+    OutboxMessageFactory.create_batch(
+        60, attempts=1, metadata={"force_error": {"code": 503, "message": None, "times": 1}}
+    )
+
+    processes = [worker("--once", "--concurrency", "4") for _ in range(3)]
+    results = [finish(process) for process in processes]
+
+    assert [code for code, _, _ in results] == [0, 0, 0], [err for _, _, err in results]
+    assert set(Message.objects.values_list("status", "attempts")) == {("sent", 2)}
+    assert Message.objects.values("provider_message_id").distinct().count() == 60
+    # The provider saw each message once: no idempotent replays were needed.
+    assert mock_memory.get("mock-provider:twilio:sends") == 60
+    assert mock_memory.get("mock-provider:twilio:replays") is None
+    # Every attempt is accounted for exactly once across the three processes.
+    attempted = [int(out.split("done: ")[1].split(" attempted")[0]) for _, out, _ in results]
+    assert sum(attempted) == 60
+
+
+def test_sigterm_finishes_deliveries_in_flight_then_exits_cleanly(mock_memory):
+    OutboxMessageFactory.create_batch(6)
+    process = worker("--concurrency", "2", MOCK_PROVIDER_LATENCY_MS="1500-1500")
+    wait_until(lambda: Message.objects.filter(next_attempt_at__gt=timezone.now()).count() == 2)
+
+    process.send_signal(signal.SIGTERM)
+    code, out, err = finish(process)
+
+    assert code == 0, err
+    assert "SIGTERM: finishing deliveries in flight" in err
+    assert "Outbox worker done: 2 attempted (2 sent)." in out
+    assert Message.objects.filter(status="sent").count() == 2
+    # The rest were never claimed: still due, for the next worker.
+    assert Message.objects.filter(status="pending", next_attempt_at__lte=timezone.now()).count() == 4
+
+
+def test_a_killed_workers_messages_are_taken_over_after_the_lease(mock_memory):
+    message = OutboxMessageFactory()
+    settings = {"PROVIDER_TIMEOUT_SECONDS": "2", "OUTBOX_LEASE_SECONDS": "3"}
+    doomed = worker("--concurrency", "1", MOCK_PROVIDER_LATENCY_MS="1500-1500", **settings)
+    wait_until(lambda: Message.objects.filter(pk=message.pk, next_attempt_at__gt=timezone.now()).exists())
+
+    doomed.kill()  # SIGKILL mid-send: nothing recorded, the lease is all that is left
+    finish(doomed)
+    message.refresh_from_db()
+    assert (message.status, message.attempts) == ("pending", 0)
+
+    code, _, err = finish(worker("--once", "--due-within", "5", MOCK_PROVIDER_LATENCY_MS="0", **settings))
+
+    assert code == 0, err
+    message.refresh_from_db()
+    assert (message.status, message.attempts) == ("sent", 1)

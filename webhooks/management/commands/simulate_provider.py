@@ -1,0 +1,208 @@
+"""manage.py simulate_provider: act toward a running service as Twilio and SendGrid would.
+
+It sends real messages through the API, then calls the webhooks the way providers do: status
+callbacks form-encoded and out of order, SendGrid batches with duplicates and a malformed event,
+events for ids nobody knows, inbound messages delivered twice. Then it reads the messages back
+and checks that each ended where it should. Exits non-zero if any check fails.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from dataclasses import dataclass, field
+from urllib.error import HTTPError, URLError
+from urllib.parse import urlencode
+from urllib.request import Request, urlopen
+
+from django.core.management.base import BaseCommand, CommandError
+
+from core.cli import positive_int
+
+SCENARIOS = ("inbound", "sms-status", "email-events")
+
+
+@dataclass
+class Answer:
+    status: int
+    body: object
+
+
+@dataclass
+class Tally:
+    passed: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+class Command(BaseCommand):
+    help = (
+        "Posts inbound messages, Twilio status callbacks and SendGrid event batches to a running service, "
+        "with duplicates and out-of-order delivery, and checks the resulting message states."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "scenarios", nargs="*", metavar="scenario", help=f"Any of {', '.join(SCENARIOS)} (default: all)."
+        )
+        parser.add_argument("--base-url", default="http://127.0.0.1:8080", help="The running service.")
+        parser.add_argument("--api-key", help="Sent as X-API-Key when the service requires keys.")
+        parser.add_argument("--count", type=positive_int, default=3, help="Messages per scenario (default 3).")
+        parser.add_argument("--seed", type=int, help="Seed for the shuffling, to repeat a run exactly.")
+
+    def handle(self, *args, scenarios, base_url, api_key, count, seed, **options):
+        unknown = sorted(set(scenarios) - set(SCENARIOS))
+        if unknown:
+            raise CommandError(f"Unknown scenario {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}.")
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        self.random = random.Random(seed)
+        self.run_id = uuid.uuid4().hex[:8]
+        self.tally = Tally()
+        for scenario in scenarios or SCENARIOS:
+            self.stdout.write(f"== {scenario}")
+            getattr(self, "_" + scenario.replace("-", "_"))(count)
+        failed = len(self.tally.failures)
+        self.stdout.write(f"simulate_provider: {self.tally.passed} checks passed, {failed} failed")
+        if failed:
+            raise CommandError("; ".join(self.tally.failures))
+
+    # Scenarios ------------------------------------------------------------------------------------
+
+    def _inbound(self, count: int) -> None:
+        deliveries = []
+        for index in range(count):
+            sms = {
+                "from": f"+1804555{index:04d}",
+                "to": "+12016661234",
+                "type": "sms",
+                "messaging_provider_id": f"sim-{self.run_id}-sms-{index}",
+                "body": f"Simulated inbound SMS {index}",
+                "attachments": None,
+                "timestamp": "2024-11-01T14:00:00Z",
+            }
+            email = {
+                "from": f"sim{index}@example.com",
+                "to": "user@usehatchapp.com",
+                "xillio_id": f"sim-{self.run_id}-email-{index}",
+                "body": f"<p>Simulated inbound email {index}</p>",
+                "attachments": [],
+                "timestamp": "2024-11-01T14:00:00Z",
+            }
+            # Providers retry: each message is delivered twice.
+            deliveries += [("/api/webhooks/sms", sms)] * 2 + [("/api/webhooks/email", email)] * 2
+        self.random.shuffle(deliveries)
+        outcomes = [self._post_json(path, body) for path, body in deliveries]
+        self._check("every inbound delivery answered 200", all(a.status == 200 for a in outcomes), outcomes)
+        processed = sum(1 for a in outcomes if isinstance(a.body, dict) and a.body.get("status") == "processed")
+        self._check(f"{2 * count} messages stored once each, {2 * count} duplicates", processed == 2 * count, processed)
+
+    def _sms_status(self, count: int) -> None:
+        messages = [
+            self._send("sms", {"from": "+12016661234", "to": f"+1804555{i:04d}", "body": "Hi"}) for i in range(count)
+        ]
+        messages = [m for m in messages if m]
+        callbacks = []
+        for message in messages[:-1]:
+            for status in ("queued", "sent", "delivered", "delivered"):  # one duplicate each
+                callbacks.append((message["provider_message_id"], status, {}))
+        undelivered = messages[-1] if messages else None
+        if undelivered:
+            callbacks.append((undelivered["provider_message_id"], "sent", {}))
+            callbacks.append((undelivered["provider_message_id"], "undelivered", {"ErrorCode": "30003"}))
+        callbacks.append((f"SM{uuid.uuid4().hex}", "delivered", {}))  # a message this service never sent
+        self.random.shuffle(callbacks)
+        for sid, status, extra in callbacks:
+            answer = self._post_form(
+                "/api/webhooks/sms/status",
+                {"MessageSid": sid, "MessageStatus": status, "AccountSid": "AC" + "0" * 32, **extra},
+            )
+            self._check(f"status {status} for {sid} answered 200", answer.status == 200, answer)
+        for message in messages[:-1]:
+            self._expect_status(message["id"], "delivered")
+        if undelivered:
+            final = self._expect_status(undelivered["id"], "failed")
+            error = (final or {}).get("error") or {}
+            self._check("undelivered keeps the carrier's error 30003", error.get("code") == "30003", error)
+
+    def _email_events(self, count: int) -> None:
+        messages = [
+            self._send("email", {"from": "user@usehatchapp.com", "to": f"sim{i}@example.com", "body": "<p>Hi</p>"})
+            for i in range(count)
+        ]
+        messages = [m for m in messages if m]
+        events = []
+        for message in messages:
+            for name in ("processed", "delivered", "open", "click"):
+                events.append(self._sendgrid_event(message, name))
+        if events:
+            events.append(dict(events[1]))  # SendGrid retried part of a batch: a duplicate
+        events.append({"event": "delivered", "sg_message_id": "no-event-id"})  # malformed: no sg_event_id
+        events.append(
+            self._sendgrid_event({"provider_message_id": f"{uuid.uuid4().hex[:16]}.filter001.1.0"}, "delivered")
+        )
+        self.random.shuffle(events)
+        answer = self._post_json("/api/webhooks/email/events", events)
+        self._check("the event batch answered 200", answer.status == 200, answer)
+        summary = answer.body if isinstance(answer.body, dict) else {}
+        self._check("the malformed event alone was rejected", summary.get("rejected") == 1, summary)
+        self._check("the duplicate was recognised", summary.get("duplicate") == (1 if messages else 0), summary)
+        self._check("the unknown message's event was kept as an orphan", summary.get("orphan") == 1, summary)
+        for message in messages:
+            self._expect_status(message["id"], "delivered")
+
+    # HTTP -----------------------------------------------------------------------------------------
+
+    def _sendgrid_event(self, message: dict, name: str) -> dict:
+        return {
+            "email": "contact@example.com",
+            "timestamp": 1730469600,
+            "event": name,
+            "sg_event_id": uuid.uuid4().hex,
+            "sg_message_id": message["provider_message_id"],
+        }
+
+    def _send(self, channel: str, body: dict) -> dict | None:
+        answer = self._post_json(f"/api/messages/{channel}", body)
+        ok = answer.status == 201 and isinstance(answer.body, dict) and answer.body.get("provider_message_id")
+        self._check(f"sent a {channel} message (201)", bool(ok), answer)
+        return answer.body if ok else None
+
+    def _expect_status(self, message_id: int, expected: str) -> dict | None:
+        answer = self._request("GET", f"/api/messages/{message_id}", None, None)
+        actual = answer.body.get("status") if isinstance(answer.body, dict) else None
+        self._check(f"message {message_id} ended {expected}", actual == expected, actual)
+        return answer.body if isinstance(answer.body, dict) else None
+
+    def _post_json(self, path: str, body: object) -> Answer:
+        return self._request("POST", path, json.dumps(body).encode(), "application/json")
+
+    def _post_form(self, path: str, fields: dict) -> Answer:
+        return self._request("POST", path, urlencode(fields).encode(), "application/x-www-form-urlencoded")
+
+    def _request(self, method: str, path: str, data: bytes | None, content_type: str | None) -> Answer:
+        request = Request(self.base_url + path, data=data, method=method)
+        if content_type:
+            request.add_header("Content-Type", content_type)
+        if self.api_key:
+            request.add_header("X-API-Key", self.api_key)
+        try:
+            with urlopen(request, timeout=30) as response:
+                status, raw = response.status, response.read()
+        except HTTPError as error:
+            status, raw = error.code, error.read()
+        except URLError as error:
+            raise CommandError(f"Cannot reach {self.base_url}: {error.reason}") from None
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode(errors="replace")
+        return Answer(status=status, body=body)
+
+    def _check(self, what: str, ok: bool, evidence: object) -> None:
+        if ok:
+            self.tally.passed += 1
+            self.stdout.write(f"  ok    {what}")
+        else:
+            self.tally.failures.append(what)
+            self.stdout.write(f"  FAIL  {what}: {evidence}")
