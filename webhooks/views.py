@@ -1,6 +1,7 @@
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from core.errors import error_body
@@ -35,6 +36,9 @@ _INBOUND_RESPONSES = {
 
 class WebhookViewSet(viewsets.ViewSet):
     """Provider callbacks. Each request is stored raw with its outcome: processed, duplicate, rejected or error."""
+
+    authentication_classes = []  # providers prove themselves by signature, not by API key
+    permission_classes = [AllowAny]
 
     @extend_schema(
         tags=["webhooks"],
