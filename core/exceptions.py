@@ -21,7 +21,7 @@ _DRF_CODES = {
     exceptions.MethodNotAllowed: "method_not_allowed",
     exceptions.UnsupportedMediaType: "unsupported_media_type",
     exceptions.NotAcceptable: "not_acceptable",
-    exceptions.NotAuthenticated: "not_authenticated",
+    exceptions.NotAuthenticated: "authentication_required",
     exceptions.AuthenticationFailed: "authentication_failed",
     exceptions.PermissionDenied: "permission_denied",
     exceptions.Throttled: "rate_limited",
@@ -30,6 +30,11 @@ _DRF_CODES = {
 
 
 def _drf_code(exc: exceptions.APIException) -> str:
+    # A code given where the error was raised (``AuthenticationFailed(..., code="invalid_api_key")``)
+    # wins over the class's generic one.
+    explicit = getattr(exc.detail, "code", None)
+    if explicit and explicit != exc.default_code:
+        return explicit
     for cls in type(exc).__mro__:
         if cls in _DRF_CODES:
             return _DRF_CODES[cls]

@@ -4,19 +4,27 @@ from django.db import connection
 from django.db.utils import DatabaseError
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 _HealthSerializer = inline_serializer("Health", {"status": serializers.CharField()})
 
 
-class LivenessView(APIView):
+class OpenView(APIView):
+    """No API key, ever: load balancers and orchestrators probe these."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+
+class LivenessView(OpenView):
     @extend_schema(tags=["health"], responses={200: _HealthSerializer}, summary="Liveness")
     def get(self, request):
         return Response({"status": "ok"})
 
 
-class ReadinessView(APIView):
+class ReadinessView(OpenView):
     @extend_schema(
         tags=["health"],
         responses={200: _HealthSerializer, 503: _HealthSerializer},

@@ -23,6 +23,13 @@ ERROR_RESPONSES = {
     404: OpenApiResponse(ErrorEnvelope, "Not found"),
 }
 
+#: Added by ApiSchema to every operation that takes an API key; not listed per view.
+AUTH_ERROR_RESPONSE = OpenApiResponse(
+    ErrorEnvelope,
+    "API key missing (authentication_required) or malformed, unknown or revoked (invalid_api_key). "
+    "A missing key is refused only when the service runs with API_AUTH_REQUIRED.",
+)
+
 WRITE_ERROR_RESPONSES = {
     400: OpenApiResponse(ErrorEnvelope, "Invalid input (malformed JSON, missing or invalid fields)"),
     413: OpenApiResponse(ErrorEnvelope, "Request body too large"),
@@ -38,7 +45,24 @@ def strip_trailing_slashes(endpoints, **kwargs):
     ]
 
 
-class EnvelopeListSchema(AutoSchema):
+class ApiSchema(AutoSchema):
+    """The project's schema class: operations that take an API key also document its 401."""
+
+    # A hook on drf-spectacular's response building (a private method, pinned with the package):
+    # extend_schema(responses=...) replaces get_response_serializers() wholesale, so that cannot be it.
+    def _get_response_bodies(self, direction="response"):
+        responses = super()._get_response_bodies(direction)
+        if "401" not in responses and self._takes_credentials():
+            responses["401"] = self._get_response_for_code(AUTH_ERROR_RESPONSE, "401", direction=direction)
+        return responses
+
+    def _takes_credentials(self) -> bool:
+        # get_auth() lists the accepted security requirements; {} stands for "anonymous". A credential
+        # that is sent is checked even where anonymous requests pass, so any real one can mean a 401.
+        return any(self.get_auth())
+
+
+class EnvelopeListSchema(ApiSchema):
     """Our list actions answer one envelope object, not a bare array: don't wrap it in one."""
 
     def _is_list_view(self, serializer=None) -> bool:

@@ -2,6 +2,7 @@ from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from core.errors import error_body
@@ -107,6 +108,9 @@ _INBOUND_RESPONSES = {
 
 class WebhookViewSet(viewsets.ViewSet):
     """Provider callbacks. Each request is stored raw with its outcome: processed, duplicate, rejected or error."""
+
+    authentication_classes = []  # providers prove themselves by signature, not by API key
+    permission_classes = [AllowAny]
 
     @extend_schema(
         tags=["webhooks"],

@@ -26,6 +26,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "core",
+    "apikeys",
     "conversations",
     "messaging",
     "webhooks",
@@ -110,14 +111,19 @@ STORAGES = {
 MAX_REQUEST_BODY_BYTES = env.int("MAX_REQUEST_BODY_BYTES", 1024 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 
+# API keys (docs/API.md#authentication). Every DRF view checks a presented key; with
+# API_AUTH_REQUIRED a request without one is a 401. Off here and in development, on by default in
+# production. Views that opt out: webhooks (provider signatures), health, the schema and Swagger UI.
+API_AUTH_REQUIRED = env.bool("API_AUTH_REQUIRED", default=False)
+
 REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["core.parsers.StrictJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_AUTHENTICATION_CLASSES": [],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["apikeys.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["apikeys.permissions.HasApiKey"],
     "UNAUTHENTICATED_USER": None,
     "EXCEPTION_HANDLER": "core.exceptions.api_exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "core.openapi.ApiSchema",
     "DATETIME_FORMAT": "iso-8601",
     # ASCII-escaped JSON: a lone surrogate echoed back can never make rendering fail.
     "UNICODE_JSON": False,
@@ -127,10 +133,16 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Messaging Service API",
     "DESCRIPTION": (
         "Send and receive SMS, MMS and Email through provider adapters, grouped into conversations. "
-        'Errors always use the envelope `{"error": {"code", "message", "details"}}`.'
+        'Errors always use the envelope `{"error": {"code", "message", "details"}}`. '
+        "Send an API key as `Authorization: Bearer <key>` or `X-API-Key: <key>` (required when the "
+        "service runs with `API_AUTH_REQUIRED`); webhooks are authenticated by provider signatures instead."
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and Swagger UI are open (no key needed, a key sent along is ignored): the contract
+    # is not a secret, and Swagger UI's Authorize button needs the page before it has a key.
+    "SERVE_AUTHENTICATION": [],
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",

@@ -15,6 +15,8 @@ if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
 ALLOWED_HOSTS = ["*"]
 MOCK_PROVIDER_LATENCY_MS = (0, 0)
 MOCK_PROVIDER_FAILURE_RATE = 0.0
+# Fixed, whatever the environment says: tests that need keys enforced use override_settings.
+API_AUTH_REQUIRED = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
