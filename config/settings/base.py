@@ -6,6 +6,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import env
+from webhooks.signatures import require_webhook_secrets, validate_public_base_url, validate_public_keys
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -218,3 +219,22 @@ LOGGING = {
         "django.request": {"level": "ERROR"},
     },
 }
+
+# Webhook signatures (webhooks/signatures.py, docs/WEBHOOK_SIGNATURES.md). Each secret is a
+# comma-separated list so a rotation can accept the old and the new value at once. A provider's
+# webhooks must be signed as soon as one of its secrets is set.
+TWILIO_AUTH_TOKEN = env.list("TWILIO_AUTH_TOKEN", default=[])
+SENDGRID_WEBHOOK_VERIFICATION_KEY = env.list("SENDGRID_WEBHOOK_VERIFICATION_KEY", default=[])
+SENDGRID_WEBHOOK_PUBLIC_KEY = validate_public_keys(
+    setting="SENDGRID_WEBHOOK_PUBLIC_KEY", keys=env.list("SENDGRID_WEBHOOK_PUBLIC_KEY", default=[])
+)
+PUBLIC_BASE_URL = validate_public_base_url(setting="PUBLIC_BASE_URL", value=env.str("PUBLIC_BASE_URL"))
+WEBHOOK_TIMESTAMP_TOLERANCE_SECONDS = env.int("WEBHOOK_TIMESTAMP_TOLERANCE_SECONDS", 300, minimum=1)
+# Refuse to start without secrets for both providers; production turns this on by default.
+WEBHOOK_SIGNATURES_REQUIRED = env.bool("WEBHOOK_SIGNATURES_REQUIRED", default=False)
+if WEBHOOK_SIGNATURES_REQUIRED:
+    require_webhook_secrets(
+        twilio_tokens=TWILIO_AUTH_TOKEN,
+        sendgrid_keys=SENDGRID_WEBHOOK_VERIFICATION_KEY,
+        sendgrid_public_keys=SENDGRID_WEBHOOK_PUBLIC_KEY,
+    )

@@ -1,10 +1,16 @@
-"""Production: refuses to start with an insecure secret key or without explicit hosts."""
+"""Production: refuses to start with an insecure secret key, without explicit hosts or without webhook secrets."""
 
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import env
 from config.settings.base import *  # noqa: F403
-from config.settings.base import SECRET_KEY
+from config.settings.base import (
+    SECRET_KEY,
+    SENDGRID_WEBHOOK_PUBLIC_KEY,
+    SENDGRID_WEBHOOK_VERIFICATION_KEY,
+    TWILIO_AUTH_TOKEN,
+)
+from webhooks.signatures import require_webhook_secrets
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 if SECRET_KEY.startswith("django-insecure") or len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5:
@@ -28,3 +34,12 @@ SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", 60 * 60 * 24 * 30, minimum=
 SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 SECURE_HSTS_PRELOAD = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
+
+# Webhook signatures: required unless WEBHOOK_SIGNATURES_REQUIRED=false is set explicitly.
+WEBHOOK_SIGNATURES_REQUIRED = env.bool("WEBHOOK_SIGNATURES_REQUIRED", default=True)
+if WEBHOOK_SIGNATURES_REQUIRED:
+    require_webhook_secrets(
+        twilio_tokens=TWILIO_AUTH_TOKEN,
+        sendgrid_keys=SENDGRID_WEBHOOK_VERIFICATION_KEY,
+        sendgrid_public_keys=SENDGRID_WEBHOOK_PUBLIC_KEY,
+    )

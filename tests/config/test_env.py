@@ -48,7 +48,14 @@ def test_out_of_range_values_are_refused():
 
 
 def _check_production(extra_env):
-    env = {"DJANGO_SETTINGS_MODULE": "config.settings.production", "PATH": "/usr/bin:/bin", **extra_env}
+    env = {
+        "DJANGO_SETTINGS_MODULE": "config.settings.production",
+        "PATH": "/usr/bin:/bin",
+        # Production also requires webhook secrets (tests/webhooks/test_signatures.py covers that).
+        "TWILIO_AUTH_TOKEN": "test-token",
+        "SENDGRID_WEBHOOK_VERIFICATION_KEY": "test-key",
+        **extra_env,
+    }
     return subprocess.run(
         [sys.executable, "-c", "import django; django.setup()"], env=env, capture_output=True, text=True, check=False
     )
