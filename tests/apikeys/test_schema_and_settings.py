@@ -57,6 +57,8 @@ def _setting_under(module: str, environ: dict[str, str]) -> str:
         "PATH": "/usr/bin:/bin",
         "DJANGO_SECRET_KEY": "x" * 60 + "abcdef",
         "ALLOWED_HOSTS": "api.example.com",
+        "TWILIO_AUTH_TOKEN": "twilio-token",
+        "SENDGRID_WEBHOOK_VERIFICATION_KEY": "sendgrid-key",
         **environ,
     }
     code = "import django; django.setup(); from django.conf import settings; print(settings.API_AUTH_REQUIRED)"
