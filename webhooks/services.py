@@ -38,6 +38,7 @@ from webhooks.parsing import (
     raw_from_event,
     sendgrid_event_raw,
 )
+from webhooks.signatures import SignatureInvalid
 
 logger = logging.getLogger(__name__)
 
@@ -281,6 +282,9 @@ def webhook_replay(*, event: WebhookEvent) -> ReplayResult:
     before = event.outcome
     if before not in REPLAYABLE_OUTCOMES:
         return ReplayResult(event=event, before=before, after=before, detail="already processed; nothing to do")
+    if event.error.startswith(f"{SignatureInvalid.code}:"):
+        # Nobody proved this request came from the provider; replaying it would act on a forgery.
+        return ReplayResult(event=event, before=before, after=before, detail="signature was invalid; never replayed")
     raw = raw_from_event(event)
     try:
         if event.kind == WebhookKind.STATUS:

@@ -6,7 +6,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from core.errors import error_body
-from core.openapi import WRITE_ERROR_RESPONSES
+from core.openapi import WRITE_ERROR_RESPONSES, ErrorEnvelope
 from core.parsers import StrictJSONParser
 from webhooks.models import WebhookKind, WebhookOutcome
 from webhooks.parsing import (
@@ -27,6 +27,7 @@ from webhooks.services import (
     webhook_receive_status,
     webhook_record_rejected,
 )
+from webhooks.signatures import VERIFIERS, SignatureInvalid, signatures_enabled_for, signed_request_from_django
 
 WebhookAck = inline_serializer(
     "WebhookAck",
@@ -100,9 +101,15 @@ SendGridEventSerializer = inline_serializer(
     many=True,
 )
 
+#: Every webhook: a signature that is missing, wrong or stale (when the provider's secret is set) is a 403.
+WEBHOOK_ERROR_RESPONSES = {
+    **WRITE_ERROR_RESPONSES,
+    403: OpenApiResponse(ErrorEnvelope, "Signature missing, wrong or stale; the request is kept as rejected."),
+}
+
 _INBOUND_RESPONSES = {
     200: OpenApiResponse(WebhookAck, "Stored (first delivery) or recognised as a duplicate; nothing created twice."),
-    **WRITE_ERROR_RESPONSES,
+    **WEBHOOK_ERROR_RESPONSES,
 }
 
 
@@ -175,7 +182,7 @@ class WebhookViewSet(viewsets.ViewSet):
         },
         responses={
             200: OpenApiResponse(StatusAck, "Stored and applied, kept as an orphan, or a duplicate."),
-            **WRITE_ERROR_RESPONSES,
+            **WEBHOOK_ERROR_RESPONSES,
         },
         examples=[
             OpenApiExample(
@@ -196,6 +203,8 @@ class WebhookViewSet(viewsets.ViewSet):
     @action(detail=False, methods=["post"], url_path="sms/status", parser_classes=[StrictJSONParser, FormParser])
     def sms_status(self, request):
         raw = raw_webhook(request, provider="twilio", kind=WebhookKind.STATUS)
+        if refused := self._unverified(request, raw):
+            return refused
         try:
             status = parse_twilio_status(raw)
         except PayloadRejected as rejection:
@@ -214,7 +223,7 @@ class WebhookViewSet(viewsets.ViewSet):
             "request always answers 200 with what became of each event."
         ),
         request=SendGridEventSerializer,
-        responses={200: OpenApiResponse(EventBatchAck, "What became of each event."), **WRITE_ERROR_RESPONSES},
+        responses={200: OpenApiResponse(EventBatchAck, "What became of each event."), **WEBHOOK_ERROR_RESPONSES},
         examples=[
             OpenApiExample(
                 "Delivered and opened",
@@ -242,6 +251,8 @@ class WebhookViewSet(viewsets.ViewSet):
     @action(detail=False, methods=["post"], url_path="email/events")
     def email_events(self, request):
         raw = raw_webhook(request, provider="sendgrid", kind=WebhookKind.STATUS)
+        if refused := self._unverified(request, raw):
+            return refused
         try:
             items = parse_sendgrid_batch(raw)
         except PayloadRejected as rejection:
@@ -252,12 +263,25 @@ class WebhookViewSet(viewsets.ViewSet):
             counts[result["status"]] += 1
         return Response({"received": len(items), **counts, "events": results})
 
+    def _unverified(self, request, raw) -> Response | None:
+        """403 (and the request kept as rejected) unless the provider's signature checks out."""
+        if not signatures_enabled_for(raw.provider):
+            return None
+        try:
+            VERIFIERS[raw.provider](signed_request_from_django(request))
+        except SignatureInvalid as invalid:
+            webhook_record_rejected(raw=raw, error=f"{invalid.code}: {invalid.message}")
+            return Response(error_body(invalid.code, invalid.message), status=403)
+        return None
+
     def _rejected(self, raw, rejection: PayloadRejected) -> Response:
         webhook_record_rejected(raw=raw, error=f"{rejection.code}: {rejection.message}")
         return Response(error_body(rejection.code, rejection.message, rejection.details), status=rejection.status)
 
     def _inbound(self, request, spec: InboundSpec) -> Response:
         raw = raw_webhook(request, provider=spec.provider, kind=WebhookKind.INBOUND)
+        if refused := self._unverified(request, raw):
+            return refused
         try:
             inbound = parse_inbound(raw, spec)
         except PayloadRejected as rejection:

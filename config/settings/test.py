@@ -17,6 +17,10 @@ MOCK_PROVIDER_LATENCY_MS = (0, 0)
 MOCK_PROVIDER_FAILURE_RATE = 0.0
 # Fixed, whatever the environment says: tests that need keys enforced use override_settings.
 API_AUTH_REQUIRED = False
+TWILIO_AUTH_TOKEN: list[str] = []
+SENDGRID_WEBHOOK_VERIFICATION_KEY: list[str] = []
+SENDGRID_WEBHOOK_PUBLIC_KEY: list[str] = []
+PUBLIC_BASE_URL = None
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

@@ -10,15 +10,25 @@ from __future__ import annotations
 
 import json
 import random
+import time
 import uuid
 from dataclasses import dataclass, field
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlencode
 from urllib.request import Request, urlopen
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from core.cli import positive_int
+from webhooks.signatures import (
+    SENDGRID_SIGNATURE_HEADER,
+    SENDGRID_TIMESTAMP_HEADER,
+    TWILIO_SIGNATURE_HEADER,
+    sendgrid_hmac_signature,
+    twilio_json_url,
+    twilio_signature,
+)
 
 SCENARIOS = ("inbound", "sms-status", "email-events")
 
@@ -49,13 +59,27 @@ class Command(BaseCommand):
         parser.add_argument("--api-key", help="Sent as X-API-Key when the service requires keys.")
         parser.add_argument("--count", type=positive_int, default=3, help="Messages per scenario (default 3).")
         parser.add_argument("--seed", type=int, help="Seed for the shuffling, to repeat a run exactly.")
+        parser.add_argument(
+            "--twilio-auth-token",
+            default=(settings.TWILIO_AUTH_TOKEN or [None])[0],
+            help="Signs Twilio webhooks (X-Twilio-Signature). Default: the first TWILIO_AUTH_TOKEN.",
+        )
+        parser.add_argument(
+            "--sendgrid-key",
+            default=(settings.SENDGRID_WEBHOOK_VERIFICATION_KEY or [None])[0],
+            help="Signs SendGrid webhooks (HMAC-SHA256). Default: the first SENDGRID_WEBHOOK_VERIFICATION_KEY.",
+        )
 
-    def handle(self, *args, scenarios, base_url, api_key, count, seed, **options):
+    def handle(self, *args, scenarios, base_url, api_key, count, seed, twilio_auth_token, sendgrid_key, **options):
         unknown = sorted(set(scenarios) - set(SCENARIOS))
         if unknown:
             raise CommandError(f"Unknown scenario {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}.")
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
+        self.twilio_token = twilio_auth_token
+        self.sendgrid_key = sendgrid_key
+        # Signatures cover the URL the provider calls, which is the public one behind a proxy.
+        self.signed_base_url = settings.PUBLIC_BASE_URL or self.base_url
         self.random = random.Random(seed)
         self.run_id = uuid.uuid4().hex[:8]
         self.tally = Tally()
@@ -175,13 +199,34 @@ class Command(BaseCommand):
         return answer.body if isinstance(answer.body, dict) else None
 
     def _post_json(self, path: str, body: object) -> Answer:
-        return self._request("POST", path, json.dumps(body).encode(), "application/json")
+        data = json.dumps(body).encode()
+        headers = {}
+        if path.startswith("/api/webhooks/sms") and self.twilio_token:
+            # Twilio signs a JSON body through a bodySHA256 query parameter on the URL it calls.
+            url = twilio_json_url(url=self.signed_base_url + path, body=data)
+            path += url[url.index("?") :]
+            headers[TWILIO_SIGNATURE_HEADER] = twilio_signature(url=url, params={}, token=self.twilio_token)
+        elif path.startswith("/api/webhooks/email") and self.sendgrid_key:
+            timestamp = str(int(time.time()))
+            headers[SENDGRID_TIMESTAMP_HEADER] = timestamp
+            headers[SENDGRID_SIGNATURE_HEADER] = sendgrid_hmac_signature(
+                timestamp=timestamp, body=data, key=self.sendgrid_key
+            )
+        return self._request("POST", path, data, "application/json", headers)
 
     def _post_form(self, path: str, fields: dict) -> Answer:
-        return self._request("POST", path, urlencode(fields).encode(), "application/x-www-form-urlencoded")
+        headers = {}
+        if self.twilio_token:
+            signature = twilio_signature(url=self.signed_base_url + path, params=fields, token=self.twilio_token)
+            headers[TWILIO_SIGNATURE_HEADER] = signature
+        return self._request("POST", path, urlencode(fields).encode(), "application/x-www-form-urlencoded", headers)
 
-    def _request(self, method: str, path: str, data: bytes | None, content_type: str | None) -> Answer:
+    def _request(
+        self, method: str, path: str, data: bytes | None, content_type: str | None, headers: dict | None = None
+    ) -> Answer:
         request = Request(self.base_url + path, data=data, method=method)
+        for name, value in (headers or {}).items():
+            request.add_header(name, value)
         if content_type:
             request.add_header("Content-Type", content_type)
         if self.api_key:
