@@ -1,4 +1,5 @@
 import pytest
+from django.core.cache import caches
 from rest_framework.test import APIClient
 
 from tests import payloads
@@ -17,3 +18,9 @@ def sms_payload():
 @pytest.fixture
 def email_payload():
     return payloads.email()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    """Every test starts with empty rate-limit counters (the test settings keep them in memory)."""
+    caches["ratelimit"].clear()

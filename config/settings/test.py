@@ -22,3 +22,16 @@ STORAGES = {
 }
 # No collected static files in tests; WhiteNoise would warn about the missing directory.
 MIDDLEWARE = [m for m in MIDDLEWARE if m != "whitenoise.middleware.WhiteNoiseMiddleware"]  # noqa: F405
+
+# Rate limits as documented, whatever the environment says; counters in this process's memory, cleared
+# before each test (tests/conftest.py). Tests that need Redis point the "ratelimit" cache at it themselves.
+SMS_RATE_LIMIT = (100, 60)
+EMAIL_RATE_LIMIT = (500, 60)
+RATE_LIMIT_KEY = "sender"
+RATE_LIMIT_IP_HEADER = None
+RATE_LIMIT_FAIL_OPEN = True
+RATELIMIT_ENABLE = True
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "ratelimit": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "ratelimit-tests"},
+}
