@@ -14,6 +14,8 @@ from django.core.exceptions import ImproperlyConfigured
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+_RATE_PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
+_RATE_PERIODS |= {"d": 86400, "day": 86400}
 
 
 class Env:
@@ -92,6 +94,22 @@ class Env:
         if high < low:
             raise ImproperlyConfigured(f"{name}: LOW must not exceed HIGH, got {value!r}.")
         return low, high
+
+    def rate(self, name: str, default: str) -> tuple[int, int]:
+        """A rate like ``100/m``, ``100/min``, ``100/5m`` or a bare ``100`` (per minute) as (count, seconds)."""
+        value = self._raw(name) or default
+        match = re.fullmatch(r"(\d+)\s*(?:/\s*(\d*)\s*([a-z]+))?", value.lower())
+        unit = match.group(3) if match else None
+        if unit is not None and len(unit) > 2 and unit.endswith("s") and unit[:-1] in _RATE_PERIODS:
+            unit = unit[:-1]  # "mins", "minutes", "hours"
+        if not match or (unit is not None and unit not in _RATE_PERIODS):
+            raise ImproperlyConfigured(
+                f"{name} must be a rate like 100/m, 100/min, 100/h or 100 (per minute), got {value!r}."
+            )
+        count, multiplier = int(match.group(1)), int(match.group(2) or 1)
+        if count < 1 or multiplier < 1:
+            raise ImproperlyConfigured(f"{name} must allow at least 1 request in at least 1 second, got {value!r}.")
+        return count, multiplier * _RATE_PERIODS[unit or "m"]
 
 
 env = Env()

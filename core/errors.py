@@ -11,10 +11,19 @@ class ApplicationError(Exception):
     status_code = 400
     code = "bad_request"
 
-    def __init__(self, message: str, *, details: dict[str, Any] | None = None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: dict[str, Any] | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.details = details or {}
+        #: HTTP headers the error answer carries, e.g. Retry-After.
+        self.headers = headers or {}
         if code is not None:
             self.code = code
 
@@ -37,6 +46,18 @@ class Conflict(ApplicationError):
 class IdempotencyKeyReused(ApplicationError):
     status_code = 422
     code = "idempotency_key_reused"
+
+
+class RateLimited(ApplicationError):
+    status_code = 429
+    code = "rate_limited"
+
+
+class RateLimitUnavailable(ApplicationError):
+    """The rate-limit counters cannot be reached and the service is configured to fail closed."""
+
+    status_code = 503
+    code = "rate_limit_unavailable"
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:

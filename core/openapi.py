@@ -1,7 +1,8 @@
 """Shared OpenAPI pieces: the error envelope and the answers every endpoint may give."""
 
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.utils import OpenApiResponse, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
 ErrorEnvelope = inline_serializer(
@@ -35,6 +36,29 @@ WRITE_ERROR_RESPONSES = {
     413: OpenApiResponse(ErrorEnvelope, "Request body too large"),
     415: OpenApiResponse(ErrorEnvelope, "Content-Type is not application/json"),
 }
+
+RATE_LIMIT_RESPONSES = {
+    429: OpenApiResponse(ErrorEnvelope, "Rate limited (`rate_limited`): too many sends for this key; see Retry-After."),
+    503: OpenApiResponse(
+        ErrorEnvelope,
+        "Rate limiter unavailable (`rate_limit_unavailable`); only with RATE_LIMIT_FAIL_OPEN=false. See Retry-After.",
+    ),
+}
+
+#: Answers given after a send was counted: they carry the X-RateLimit-* headers.
+_COUNTED = [201, 202, 409, 422, 429, 502]
+
+
+def _response_header(name: str, statuses: list[int], description: str) -> OpenApiParameter:
+    return OpenApiParameter(name, OpenApiTypes.INT, OpenApiParameter.HEADER, response=statuses, description=description)
+
+
+RATE_LIMIT_HEADERS = [
+    _response_header("X-RateLimit-Limit", _COUNTED, "Sends allowed per window for this key."),
+    _response_header("X-RateLimit-Remaining", _COUNTED, "Sends left in the current window."),
+    _response_header("X-RateLimit-Reset", _COUNTED, "Unix time (seconds) when the next window starts."),
+    _response_header("Retry-After", [429, 503], "Seconds to wait before sending again."),
+]
 
 
 def strip_trailing_slashes(endpoints, **kwargs):

@@ -6,9 +6,17 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from core.errors import ValidationFailed
-from core.openapi import ERROR_RESPONSES, WRITE_ERROR_RESPONSES, EnvelopeListSchema, ErrorEnvelope
+from core.openapi import (
+    ERROR_RESPONSES,
+    RATE_LIMIT_HEADERS,
+    RATE_LIMIT_RESPONSES,
+    WRITE_ERROR_RESPONSES,
+    EnvelopeListSchema,
+    ErrorEnvelope,
+)
 from core.pagination import envelope_serializer, paginated_response
 from messaging.models import MessageStatus
+from messaging.ratelimits import rate_limit_consume, rate_limit_headers
 from messaging.selectors import message_get, message_list_for_conversation
 from messaging.serializers import (
     MessageListQuerySerializer,
@@ -40,6 +48,7 @@ _SEND_RESPONSES = {
     502: OpenApiResponse(MessageSerializer, "Failed: the provider rejected the message."),
     422: OpenApiResponse(ErrorEnvelope, "Idempotency key reused with another body."),
     **WRITE_ERROR_RESPONSES,
+    **RATE_LIMIT_RESPONSES,
 }
 
 _SMS_EXAMPLE = OpenApiExample(
@@ -143,7 +152,7 @@ class MessageViewSet(viewsets.ViewSet):
         tags=["messages"],
         summary="Send an SMS or MMS",
         request=SendSmsSerializer,
-        parameters=[IDEMPOTENCY_HEADER],
+        parameters=[IDEMPOTENCY_HEADER, *RATE_LIMIT_HEADERS],
         responses=_SEND_RESPONSES,
         examples=[_SMS_EXAMPLE, _FORCED_ERROR_EXAMPLE, _SENT_EXAMPLE],
     )
@@ -155,7 +164,7 @@ class MessageViewSet(viewsets.ViewSet):
         tags=["messages"],
         summary="Send an Email",
         request=SendEmailSerializer,
-        parameters=[IDEMPOTENCY_HEADER],
+        parameters=[IDEMPOTENCY_HEADER, *RATE_LIMIT_HEADERS],
         responses=_SEND_RESPONSES,
         examples=[_EMAIL_EXAMPLE],
     )
@@ -163,10 +172,17 @@ class MessageViewSet(viewsets.ViewSet):
     def email(self, request):
         return self._send(request, SendEmailSerializer)
 
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        for name, value in rate_limit_headers(request=request).items():  # every answer after the count
+            response.setdefault(name, value)
+        return response
+
     def _send(self, request, serializer_class: type[SendMessageSerializer]) -> Response:
         serializer = serializer_class(data=request.data)
         serializer.is_valid(raise_exception=True)
         command = _send_command(serializer.validated_data, request.headers.get("Idempotency-Key"))
+        rate_limit_consume(request=request, channel=command.channel, sender=command.from_address)
         outcome = message_send(command=command)
         message = outcome.message
         # A repeat answers with the first answer's code (Stripe's semantics) and the message as it is now.

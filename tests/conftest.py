@@ -22,6 +22,7 @@ def email_payload():
 
 @pytest.fixture(autouse=True)
 def _fresh_caches():
-    """The mock providers remember idempotency tokens in a cache; each test starts with none."""
+    """Each test starts with empty caches: the mock providers' memory of idempotency tokens and the
+    rate-limit counters (the test settings keep both in memory)."""
     for cache in caches.all():
         cache.clear()

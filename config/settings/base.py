@@ -1,9 +1,11 @@
 """Settings shared by every environment. Values come from ``config.env`` only."""
 
+import re
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from redis.connection import parse_url
 
 from config.env import env
 from webhooks.signatures import require_webhook_secrets, validate_public_base_url, validate_public_keys
@@ -173,23 +175,55 @@ PROVIDER_TIMEOUT_SECONDS = env.float("PROVIDER_TIMEOUT_SECONDS", 5.0, minimum=0.
 # How long a repeated idempotent request waits for the original's first attempt before a 409.
 IDEMPOTENCY_WAIT_SECONDS = env.float("IDEMPOTENCY_WAIT_SECONDS", PROVIDER_TIMEOUT_SECONDS + 1, minimum=0.0)
 
-# The mock providers' memory of idempotency tokens: shared by every process through Redis when
-# REDIS_URL is set, per process otherwise (enough for a single development server).
-REDIS_URL = env.str("REDIS_URL")
+# Rate limits on the send endpoints (docs/RATE_LIMITING.md): (count, window seconds) per key.
+SMS_RATE_LIMIT = env.rate("SMS_RATE_LIMIT", "100/m")
+EMAIL_RATE_LIMIT = env.rate("EMAIL_RATE_LIMIT", "500/m")
+#: What a limit counts per: the normalised sender address, the presented API key, or the client IP.
+RATE_LIMIT_KEY = env.choice("RATE_LIMIT_KEY", "sender", {"sender", "api_key", "ip"})
+#: A header a trusted proxy overwrites with the client IP (e.g. X-Real-IP). Unset: REMOTE_ADDR.
+RATE_LIMIT_IP_HEADER = env.str("RATE_LIMIT_IP_HEADER")
+if RATE_LIMIT_IP_HEADER is not None and not re.fullmatch(r"[A-Za-z0-9-]+", RATE_LIMIT_IP_HEADER):
+    raise ImproperlyConfigured(f"RATE_LIMIT_IP_HEADER must be a header name, got {RATE_LIMIT_IP_HEADER!r}.")
+#: When the counter store is unreachable: true lets sends through (logged), false answers 503.
+RATE_LIMIT_FAIL_OPEN = env.bool("RATE_LIMIT_FAIL_OPEN", default=True)
+# django-ratelimit's own settings. Its RATELIMIT_FAIL_OPEN stays off: messaging.ratelimits detects
+# store failures itself and applies RATE_LIMIT_FAIL_OPEN.
+RATELIMIT_ENABLE = env.bool("RATE_LIMIT_ENABLED", default=True)
+RATELIMIT_USE_CACHE = "ratelimit"
+
+
+def _redis_url() -> str | None:
+    url = env.str("REDIS_URL")
+    if url is not None:
+        try:
+            parse_url(url)
+        except ValueError as exc:  # the message names the problem, never the password
+            raise ImproperlyConfigured(f"REDIS_URL is not a valid Redis URL: {exc}") from None
+    return url
+
+
+def _caches(redis_url: str | None, timeout: float) -> dict:
+    """Rate-limit counters live in the "ratelimit" cache and the mock providers' memory of idempotency
+    tokens in "mock_providers": Redis, shared by every process, when REDIS_URL is set; otherwise this
+    process's memory, right only for a single development process."""
+    local = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    if redis_url is None:
+        shared = {alias: {**local, "LOCATION": alias} for alias in ("ratelimit", MOCK_PROVIDER_CACHE)}
+        return {"default": local, **shared}
+    redis = {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": redis_url,
+        "KEY_PREFIX": "messaging",
+        # Short timeouts: a slow or unreachable Redis must not hold sends up (see RATE_LIMIT_FAIL_OPEN).
+        "OPTIONS": {"socket_connect_timeout": timeout, "socket_timeout": timeout},
+    }
+    return {"default": local, "ratelimit": redis, MOCK_PROVIDER_CACHE: redis}
+
+
 MOCK_PROVIDER_CACHE = "mock_providers"
-CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-    MOCK_PROVIDER_CACHE: (
-        {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "messaging",
-            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
-        }
-        if REDIS_URL
-        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "mock-providers"}
-    ),
-}
+REDIS_URL = _redis_url()
+REDIS_TIMEOUT_SECONDS = env.float("REDIS_TIMEOUT_SECONDS", 0.25, minimum=0.01, maximum=10.0)
+CACHES = _caches(REDIS_URL, REDIS_TIMEOUT_SECONDS)
 
 # Retries of transient provider failures (the outbox worker acts on next_attempt_at).
 RETRY_BASE_DELAY_SECONDS = env.float("RETRY_BASE_DELAY_SECONDS", 2.0, minimum=0.0)

@@ -6,6 +6,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 os.environ.setdefault("DATABASE_URL", "postgresql://messaging_user:messaging_password@127.0.0.1:5432/messaging_service")
 
+from config.env import Env
 from config.settings.base import *  # noqa: F403
 from config.settings.base import DATABASES
 
@@ -13,7 +14,8 @@ if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured("Tests run on PostgreSQL only; DATABASE_URL must be a postgresql:// URL.")
 
 ALLOWED_HOSTS = ["*"]
-MOCK_PROVIDER_LATENCY_MS = (0, 0)
+# No latency, unless a test gives the worker processes it starts some (never the developer's setting).
+MOCK_PROVIDER_LATENCY_MS = Env(os.environ).millisecond_range("TEST_MOCK_PROVIDER_LATENCY_MS", default="0")
 MOCK_PROVIDER_FAILURE_RATE = 0.0
 # Fixed, whatever the environment says: tests that need keys enforced use override_settings.
 API_AUTH_REQUIRED = False
@@ -28,3 +30,27 @@ STORAGES = {
 }
 # No collected static files in tests; WhiteNoise would warn about the missing directory.
 MIDDLEWARE = [m for m in MIDDLEWARE if m != "whitenoise.middleware.WhiteNoiseMiddleware"]  # noqa: F405
+
+# Rate limits as documented, whatever the environment says; counters in this process's memory, cleared
+# before each test (tests/conftest.py). Tests that need Redis point the "ratelimit" cache at it themselves.
+SMS_RATE_LIMIT = (100, 60)
+EMAIL_RATE_LIMIT = (500, 60)
+RATE_LIMIT_KEY = "sender"
+RATE_LIMIT_IP_HEADER = None
+RATE_LIMIT_FAIL_OPEN = True
+RATELIMIT_ENABLE = True
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "ratelimit": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "ratelimit-tests"},
+    # The mocks' memory of idempotency tokens. Worker processes started by a test share it through the
+    # Redis database that test names (never REDIS_URL: a test must not flush a developer's Redis).
+    MOCK_PROVIDER_CACHE: (  # noqa: F405
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": os.environ["TEST_MOCK_PROVIDER_REDIS_URL"],
+            "KEY_PREFIX": "messaging",
+        }
+        if os.environ.get("TEST_MOCK_PROVIDER_REDIS_URL")
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "mock-providers-tests"}
+    ),
+}

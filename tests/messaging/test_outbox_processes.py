@@ -31,6 +31,20 @@ def mock_memory():
     client.flushdb()
 
 
+_started: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_workers():
+    """A failing test must not leave a worker running (it would hold the test database open)."""
+    yield
+    while _started:
+        process = _started.pop()
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
 def worker(*args, **env):
     """``manage.py run_worker`` in a process of its own, on the test database."""
     db = connection.settings_dict
@@ -39,11 +53,11 @@ def worker(*args, **env):
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings.test",
         "DATABASE_URL": url,
-        "REDIS_URL": REDIS_URL,
+        "TEST_MOCK_PROVIDER_REDIS_URL": REDIS_URL,
         "RETRY_BASE_DELAY_SECONDS": "0.2",
         **env,
     }
-    return subprocess.Popen(
+    process = subprocess.Popen(
         [sys.executable, "manage.py", "run_worker", *args],
         cwd=ROOT,
         env=environment,
@@ -51,6 +65,8 @@ def worker(*args, **env):
         stderr=subprocess.PIPE,
         text=True,
     )
+    _started.append(process)
+    return process
 
 
 def finish(process, timeout=60):
@@ -88,7 +104,7 @@ def test_three_racing_workers_send_each_message_exactly_once(mock_memory):
 
 def test_sigterm_finishes_deliveries_in_flight_then_exits_cleanly(mock_memory):
     OutboxMessageFactory.create_batch(6)
-    process = worker("--concurrency", "2", MOCK_PROVIDER_LATENCY_MS="1500-1500")
+    process = worker("--concurrency", "2", TEST_MOCK_PROVIDER_LATENCY_MS="1500-1500")
     wait_until(lambda: Message.objects.filter(next_attempt_at__gt=timezone.now()).count() == 2)
 
     process.send_signal(signal.SIGTERM)
@@ -105,7 +121,7 @@ def test_sigterm_finishes_deliveries_in_flight_then_exits_cleanly(mock_memory):
 def test_a_killed_workers_messages_are_taken_over_after_the_lease(mock_memory):
     message = OutboxMessageFactory()
     settings = {"PROVIDER_TIMEOUT_SECONDS": "2", "OUTBOX_LEASE_SECONDS": "3"}
-    doomed = worker("--concurrency", "1", MOCK_PROVIDER_LATENCY_MS="1500-1500", **settings)
+    doomed = worker("--concurrency", "1", TEST_MOCK_PROVIDER_LATENCY_MS="1500-1500", **settings)
     wait_until(lambda: Message.objects.filter(pk=message.pk, next_attempt_at__gt=timezone.now()).exists())
 
     doomed.kill()  # SIGKILL mid-send: nothing recorded, the lease is all that is left
@@ -113,7 +129,7 @@ def test_a_killed_workers_messages_are_taken_over_after_the_lease(mock_memory):
     message.refresh_from_db()
     assert (message.status, message.attempts) == ("pending", 0)
 
-    code, _, err = finish(worker("--once", "--due-within", "5", MOCK_PROVIDER_LATENCY_MS="0", **settings))
+    code, _, err = finish(worker("--once", "--due-within", "5", TEST_MOCK_PROVIDER_LATENCY_MS="0", **settings))
 
     assert code == 0, err
     message.refresh_from_db()
