@@ -12,6 +12,7 @@ from core.fields import StrictCharField
 from core.pagination import PageQuerySerializer
 from messaging.models import Message, MessageType
 from messaging.types import channel_for_type, infer_message_type
+from providers.registry import provider_for_channel
 
 MAX_URL_LENGTH = 2048
 MAX_ID_LENGTH = 255
@@ -99,7 +100,16 @@ class SendMessageSerializer(MessagePayloadSerializer):
         max_length=MAX_ID_LENGTH,
         help_text="Idempotency key (or send the Idempotency-Key header).",
     )
-    _forceError = ForceErrorSerializer(required=False, allow_null=True, help_text="Mock providers only.")
+    _forceError = ForceErrorSerializer(
+        required=False,
+        allow_null=True,
+        help_text="Mock providers only: makes the provider fail. Refused (400) with a real provider.",
+    )
+
+    def validate__forceError(self, value):  # noqa: N802 - DRF names the hook after the field
+        if value is not None and not provider_for_channel(self.channel).simulates_failures:
+            raise serializers.ValidationError("Only accepted while this channel uses a mock provider.")
+        return value
 
 
 def _type_field(choices: list[str], **kwargs) -> serializers.ChoiceField:

@@ -86,6 +86,9 @@ class MessageProvider(abc.ABC):
     """One provider of one channel. ``send`` returns a result or raises ``ProviderError``."""
 
     name: str
+    #: Whether the adapter honours ``OutboundMessage.forced_error`` (the mocks). A real provider never
+    #: does, and the API refuses ``_forceError`` for it rather than silently sending for real.
+    simulates_failures: bool = False
 
     @abc.abstractmethod
     def send(self, message: OutboundMessage) -> SendResult: ...

@@ -60,6 +60,8 @@ class MockProvider(MessageProvider):
     answer back and nothing is sent again. The mock's memory is the ``mock_providers`` cache: shared by
     every process when REDIS_URL is set, per process otherwise."""
 
+    simulates_failures = True
+
     def send(self, message: OutboundMessage) -> SendResult:
         self._simulate_latency()
         # The token travels the way the real API carries it, and is read back from there.

@@ -5,6 +5,7 @@ from django.utils import timezone
 
 from conversations.models import Conversation
 from messaging.models import Message
+from providers.base import MessageProvider, SendResult
 from tests import payloads
 
 pytestmark = pytest.mark.django_db
@@ -319,4 +320,27 @@ def test_a_repeat_after_the_worker_sent_it_answers_with_the_original_code_and_th
     assert repeat.json()["id"] == first.json()["id"]
     assert repeat.json()["status"] == "sent"
     assert repeat.json()["attempts"] == 2
+    assert Message.objects.count() == 1
+
+
+class RealProvider(MessageProvider):
+    """Stands in for a real adapter: it does not simulate failures."""
+
+    name = "twilio"
+
+    def send(self, message):
+        return SendResult(provider=self.name, provider_message_id="SM" + "e" * 32, status="queued")
+
+
+def test_force_error_is_refused_unless_a_mock_provider_serves_the_channel(api, settings):
+    settings.MESSAGE_PROVIDERS = {**settings.MESSAGE_PROVIDERS, "sms": f"{__name__}.RealProvider"}
+
+    refused = send(api, "sms", payloads.sms(_forceError={"code": 503}))
+    allowed = send(api, "sms", payloads.sms())
+
+    assert refused.status_code == 400
+    assert refused.json()["error"]["details"] == {
+        "_forceError": ["Only accepted while this channel uses a mock provider."]
+    }
+    assert allowed.status_code == 201
     assert Message.objects.count() == 1
