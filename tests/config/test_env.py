@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -97,3 +98,24 @@ def test_a_lease_no_longer_than_the_provider_timeout_stops_start_up():
     )
     assert result.returncode != 0
     assert "OUTBOX_LEASE_SECONDS (10) must be longer than PROVIDER_TIMEOUT_SECONDS (10)" in result.stderr
+
+
+def test_production_settings_pass_the_deployment_checklist():
+    env = {
+        "DJANGO_SETTINGS_MODULE": "config.settings.production",
+        "PATH": "/usr/bin:/bin",
+        "DJANGO_SECRET_KEY": "x" * 60 + "abcdef",
+        "ALLOWED_HOSTS": "api.example.com",
+        "TWILIO_AUTH_TOKEN": "twilio-token",
+        "SENDGRID_WEBHOOK_VERIFICATION_KEY": "sendgrid-key",
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
