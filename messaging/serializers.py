@@ -91,6 +91,9 @@ class ForceErrorSerializer(serializers.Serializer):
     times = serializers.IntegerField(
         required=False, min_value=1, max_value=100, help_text="Fail only the first N attempts (default: all)."
     )
+    retry_after = serializers.IntegerField(
+        required=False, min_value=1, max_value=3600, help_text="Seconds the provider asks to wait (Retry-After)."
+    )
 
 
 class SendMessageSerializer(MessagePayloadSerializer):

@@ -14,6 +14,8 @@ class ForcedError:
     code: int
     message: str | None = None
     times: int | None = None
+    #: Seconds the provider asks us to wait (its Retry-After header), for 429 and 503.
+    retry_after: int | None = None
 
     def applies_to(self, attempt: int) -> bool:
         return self.times is None or attempt <= self.times

@@ -72,7 +72,10 @@ class MockProvider(MessageProvider):
         forced = message.forced_error
         if forced is not None and forced.applies_to(message.attempt):
             raise ProviderError.from_http_status(
-                provider=self.name, status=forced.code, message=forced.message or _REASONS.get(forced.code, "Error")
+                provider=self.name,
+                status=forced.code,
+                message=forced.message or _REASONS.get(forced.code, "Error"),
+                retry_after=forced.retry_after,
             )
         if settings.MOCK_PROVIDER_FAILURE_RATE and random.random() < settings.MOCK_PROVIDER_FAILURE_RATE:
             raise ProviderError.from_http_status(provider=self.name, status=503, message="Service Unavailable")

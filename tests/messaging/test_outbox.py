@@ -203,3 +203,20 @@ class TestRunWorkerCommand:
         out = capsys.readouterr().out
         assert "Outbox worker done: 2 attempted (2 sent)." in out
         assert set(Message.objects.values_list("status", flat=True)) == {"sent"}
+
+
+def test_a_forced_retry_after_from_the_api_delays_the_retry_at_least_that_long(api):
+    response = api.post(
+        "/api/messages/sms",
+        {
+            "from": "+12016661234",
+            "to": "+18045551234",
+            "body": "slow down",
+            "_forceError": {"code": 429, "retry_after": 90},
+        },
+        format="json",
+    )
+
+    assert response.status_code == 202
+    message = Message.objects.get()
+    assert (message.next_attempt_at - timezone.now()).total_seconds() > 85
