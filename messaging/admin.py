@@ -8,7 +8,7 @@ from messaging.models import Direction, FailedMessage, Message, MessageStatus
 from messaging.outbox import outbox_deliver_now
 
 #: "Retry now" calls the provider from the admin request; keep a click's work bounded.
-RETRY_NOW_LIMIT = 50
+RETRY_NOW_LIMIT = 20
 
 
 @admin.action(description="Retry now (failed or pending outbound messages)")

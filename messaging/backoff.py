@@ -8,6 +8,9 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
+#: The longest Retry-After honoured; a provider asking for more is retried after a day.
+MAX_RETRY_AFTER_SECONDS = 24 * 60 * 60
+
 
 def retry_delay_seconds(*, attempts: int, retry_after: float | None = None) -> float:
     """Delay before the next attempt after ``attempts`` failed ones.
@@ -18,7 +21,8 @@ def retry_delay_seconds(*, attempts: int, retry_after: float | None = None) -> f
     ceiling = min(settings.RETRY_MAX_DELAY_SECONDS, settings.RETRY_BASE_DELAY_SECONDS * 2 ** max(attempts - 1, 0))
     delay = ceiling / 2 + random.uniform(0, ceiling / 2)
     if retry_after is not None:
-        delay = max(delay, retry_after)
+        # A floor, but a sane one: an absurd Retry-After must not park the message for years.
+        delay = max(delay, min(retry_after, MAX_RETRY_AFTER_SECONDS))
     return delay
 
 

@@ -44,12 +44,16 @@ class Message(models.Model):
     provider_token = models.UUIDField(default=uuid.uuid4, editable=False)
     # SHA-256 of the normalised send request: the same idempotency key with another body is refused.
     request_fingerprint = models.CharField(max_length=64, blank=True, default="")
-    # Every provider attempt, the inline one included.
+    # Every provider attempt started, the inline one included: counted when the attempt is claimed, so
+    # an attempt lost in a crash still counts towards MAX_ATTEMPTS.
     attempts = models.PositiveIntegerField(default=0)
     # ``attempts`` when an operator last re-queued the message: it gets MAX_ATTEMPTS more from there.
     attempt_base = models.PositiveIntegerField(default=0)
-    # For a pending message: when it is due (retry backoff), or until when a sender holds it (lease).
+    # For a pending message: when it is due (retry backoff).
     next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # While a sender (the inline attempt or an outbox worker) holds the message: until when. Nobody
+    # else claims it before then; if the sender dies, the message is taken over afterwards.
+    leased_until = models.DateTimeField(null=True, blank=True)
     last_error = models.JSONField(null=True, blank=True)
     # The status the send request answered with; an idempotent repeat answers with the same code.
     first_outcome = models.CharField(max_length=16, blank=True, default="")

@@ -1,12 +1,13 @@
 """The outbox: claiming due ``pending`` messages and delivering them, from any number of workers.
 
-A claim is a lease. In one short transaction the worker locks due rows with
-``SELECT ... FOR UPDATE SKIP LOCKED`` (rows another worker is claiming are skipped, not waited for)
-and moves their ``next_attempt_at`` forward by ``OUTBOX_LEASE_SECONDS``, so no other worker sees them
-as due. The provider is then called with no transaction open. The attempt's outcome replaces the
-lease (``sent``, ``failed``, or ``pending`` at the next backoff time). A worker that dies mid-send
-leaves its leases to expire; the messages then become due again and another worker takes them over,
-with the same provider idempotency token, so a send the provider had already accepted is not repeated.
+A claim is a lease. In one short transaction the worker locks due, unleased rows with
+``SELECT ... FOR UPDATE SKIP LOCKED`` (rows another worker is claiming are skipped, not waited for),
+sets their ``leased_until`` to now + ``OUTBOX_LEASE_SECONDS`` so no other worker claims them, and
+counts the attempt it is about to make in ``attempts``. The provider is then called with no
+transaction open, and the outcome ends the lease (``sent``, ``failed``, or ``pending`` with the next
+backoff time). A worker that dies mid-send leaves its leases to run out; the messages are then taken
+over by another worker with the same provider idempotency token, so a send the provider had already
+accepted is not repeated, and the lost attempt still counts towards ``MAX_ATTEMPTS``.
 
 On SQLite (development) there is no SKIP LOCKED; transactions there take the write lock when they
 begin, so claims are still exclusive, but one worker is the supported set-up.
@@ -24,6 +25,8 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, transaction
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from messaging.models import Direction, Message, MessageStatus
@@ -34,32 +37,51 @@ logger = logging.getLogger(__name__)
 _DATABASE_RETRY_SECONDS = 5.0
 
 
-def _due(now: datetime):
-    return Message.objects.filter(direction=Direction.OUTBOUND, status=MessageStatus.PENDING, next_attempt_at__lte=now)
+def _pending():
+    return Message.objects.filter(direction=Direction.OUTBOUND, status=MessageStatus.PENDING)
+
+
+def _claimable(now: datetime):
+    return _pending().filter(Q(leased_until__isnull=True) | Q(leased_until__lte=now), next_attempt_at__lte=now)
 
 
 def outbox_claim(*, limit: int, message_ids: list[int] | None = None) -> list[Message]:
-    """Leases up to ``limit`` due messages to the caller, oldest due first."""
+    """Leases up to ``limit`` due messages to the caller, oldest due first, counting the attempt the
+    caller is about to make. A message whose attempts are already used up (the last one was lost:
+    its sender died, or recording its outcome kept failing) is failed instead of tried again."""
     now = timezone.now()
     with transaction.atomic():
-        due = _due(now).select_for_update(skip_locked=True)
+        due = _claimable(now).select_for_update(skip_locked=True)
         if message_ids is not None:
             due = due.filter(pk__in=message_ids)
-        claimed = list(due.order_by("next_attempt_at", "id").values_list("pk", flat=True)[:limit])
-        if not claimed:
-            return []
-        Message.objects.filter(pk__in=claimed).update(
-            next_attempt_at=now + timedelta(seconds=settings.OUTBOX_LEASE_SECONDS), updated_at=now
-        )
-    return list(Message.objects.filter(pk__in=claimed).order_by("id"))
+        rows = list(due.order_by("next_attempt_at", "id").values_list("pk", "attempts", "attempt_base")[:limit])
+        exhausted = [pk for pk, attempts, base in rows if attempts - base >= settings.MAX_ATTEMPTS]
+        claimed = [pk for pk, attempts, base in rows if attempts - base < settings.MAX_ATTEMPTS]
+        if exhausted:
+            Message.objects.filter(pk__in=exhausted).update(
+                status=MessageStatus.FAILED,
+                next_attempt_at=None,
+                leased_until=None,
+                last_error={"code": "attempt_lost", "message": "The last attempt never recorded an outcome."},
+                updated_at=now,
+            )
+            logger.warning("Failed message(s) %s: their last attempt never recorded an outcome", exhausted)
+        if claimed:
+            Message.objects.filter(pk__in=claimed).update(
+                attempts=F("attempts") + 1,
+                leased_until=now + timedelta(seconds=settings.OUTBOX_LEASE_SECONDS),
+                updated_at=now,
+            )
+    return list(Message.objects.filter(pk__in=claimed).order_by("id")) if claimed else []
 
 
 def outbox_next_due_at() -> datetime | None:
-    """When the earliest pending message falls due (or its lease runs out)."""
+    """When the earliest pending message can next be claimed: its due time, or its lease's end."""
     return (
-        Message.objects.filter(direction=Direction.OUTBOUND, status=MessageStatus.PENDING)
-        .order_by("next_attempt_at")
-        .values_list("next_attempt_at", flat=True)
+        _pending()
+        .annotate(claimable_at=Greatest("next_attempt_at", Coalesce("leased_until", "next_attempt_at")))
+        .order_by("claimable_at")
+        .values_list("claimable_at", flat=True)
         .first()
     )
 
@@ -202,10 +224,13 @@ class _InlineExecutor(Executor):
 
 
 def outbox_deliver_now(*, message_ids: list[int]) -> list[Message]:
-    """Support's "Retry now": failed messages are re-queued, pending ones made due, and all of them
-    attempted at once by the caller. Claimed like any worker claim, so a worker that holds one of
-    them keeps it and it is not sent twice."""
+    """Support's "Retry now": failed messages are re-queued, pending ones made due, and each is then
+    attempted by the caller. Each is claimed like any worker claim, just before its attempt (so its
+    lease cannot run out while earlier ones are sent); one that a sender holds is left to it."""
     message_requeue(message_ids=message_ids)
     message_make_due(message_ids=message_ids)
-    claimed = outbox_claim(limit=len(message_ids), message_ids=message_ids)
-    return [message_attempt_delivery(message=message) for message in claimed]
+    attempted = []
+    for message_id in message_ids:
+        for message in outbox_claim(limit=1, message_ids=[message_id]):
+            attempted.append(message_attempt_delivery(message=message))
+    return attempted

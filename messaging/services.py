@@ -17,7 +17,6 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from conversations.services import conversation_get_or_create, conversation_record_message, message_preview
@@ -99,7 +98,7 @@ def _idempotent_replay(*, existing: Message, fingerprint: str) -> SendOutcome:
 
 
 def _first_attempt_in_flight(message: Message) -> bool:
-    return message.status == MessageStatus.PENDING and message.attempts == 0
+    return message.status == MessageStatus.PENDING and not message.first_outcome
 
 
 def _message_create_outbound(*, command: SendCommand, fingerprint: str) -> Message:
@@ -127,8 +126,11 @@ def _message_create_outbound(*, command: SendCommand, fingerprint: str) -> Messa
             client_message_id=command.client_message_id,
             request_fingerprint=fingerprint,
             timestamp=timestamp,
-            # The inline attempt holds the message until then; afterwards the outbox may take it.
-            next_attempt_at=now + timedelta(seconds=settings.PROVIDER_TIMEOUT_SECONDS * 2),
+            # The inline attempt is the first one, and holds the message until the lease runs out;
+            # if this process dies before recording its outcome, the outbox takes the message over then.
+            attempts=1,
+            next_attempt_at=now,
+            leased_until=now + timedelta(seconds=settings.PROVIDER_TIMEOUT_SECONDS * 2),
             metadata=metadata,
         )
         conversation_record_message(
@@ -156,13 +158,14 @@ def _outbound_for(message: Message) -> OutboundMessage:
         body=message.body,
         attachments=list(message.attachments),
         idempotency_token=str(message.provider_token),
-        attempt=message.attempts + 1,
+        attempt=message.attempts,
         forced_error=ForcedError(**forced) if forced else None,
     )
 
 
 def message_attempt_delivery(*, message: Message) -> Message:
-    """One provider attempt for a ``pending`` message; no transaction may be open around it."""
+    """One provider attempt for a ``pending`` message the caller holds (the inline send, or an outbox
+    claim), already counted in ``attempts``. No transaction may be open around it."""
     provider = provider_for_channel(message.channel)
     try:
         result = provider.send(_outbound_for(message))
@@ -190,8 +193,8 @@ def _record_success(*, message: Message, result: SendResult) -> None:
                 status=MessageStatus.SENT,
                 provider=result.provider,
                 provider_message_id=result.provider_message_id,
-                attempts=F("attempts") + 1,
                 next_attempt_at=None,
+                leased_until=None,
                 last_error=None,
                 metadata=metadata,
                 updated_at=timezone.now(),
@@ -220,20 +223,21 @@ def _record_success(*, message: Message, result: SendResult) -> None:
 
 
 def _first_outcome(message: Message, status: str) -> dict[str, str]:
-    return {"first_outcome": status} if message.attempts == 0 else {}
+    return {} if message.first_outcome else {"first_outcome": status}
 
 
 def _record_failure(*, message: Message, error: ProviderError) -> None:
-    attempts = message.attempts + 1
+    attempts = message.attempts
     retry = error.retryable and attempts - message.attempt_base < settings.MAX_ATTEMPTS
     status = MessageStatus.PENDING if retry else MessageStatus.FAILED
-    # Fenced on ``attempts``: a sender whose lease ran out and was overtaken records nothing twice.
-    updated = Message.objects.filter(pk=message.pk, status=MessageStatus.PENDING, attempts=message.attempts).update(
+    # Fenced on ``attempts``: a sender whose lease ran out and was overtaken (the new claim counted
+    # another attempt) records nothing.
+    updated = Message.objects.filter(pk=message.pk, status=MessageStatus.PENDING, attempts=attempts).update(
         status=status,
-        attempts=F("attempts") + 1,
         next_attempt_at=next_attempt_at(attempts=attempts - message.attempt_base, retry_after=error.retry_after)
         if retry
         else None,
+        leased_until=None,
         last_error={"code": error.code, "message": error.message},
         updated_at=timezone.now(),
         **_first_outcome(message, status),
@@ -264,7 +268,7 @@ def message_apply_status(*, message_id: int, status: str, error: dict | None = N
 
     Returns a note for the event's record: what changed, or why nothing did.
     """
-    fields = {"status": status, "next_attempt_at": None, "updated_at": timezone.now()}
+    fields = {"status": status, "next_attempt_at": None, "leased_until": None, "updated_at": timezone.now()}
     if status == MessageStatus.FAILED:
         fields["last_error"] = error
     updated = Message.objects.filter(pk=message_id, status__in=_STATUS_MOVES_FROM[status]).update(**fields)
@@ -291,6 +295,7 @@ def message_requeue(*, message_ids: list[int]) -> list[int]:
             "status": MessageStatus.PENDING,
             "attempt_base": message.attempts,
             "next_attempt_at": timezone.now(),
+            "leased_until": None,
             "updated_at": timezone.now(),
         }
         if message.provider_message_id:
@@ -307,7 +312,8 @@ def message_requeue(*, message_ids: list[int]) -> list[int]:
 
 
 def message_make_due(*, message_ids: list[int]) -> int:
-    """Pending outbound messages become due now instead of at their backoff time."""
+    """Pending outbound messages become due now instead of at their backoff time. A message a sender
+    holds keeps its lease: it is claimed again only if that sender never records an outcome."""
     return Message.objects.filter(
         pk__in=message_ids, direction=Direction.OUTBOUND, status=MessageStatus.PENDING
     ).update(next_attempt_at=timezone.now(), updated_at=timezone.now())

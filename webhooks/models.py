@@ -38,6 +38,9 @@ class WebhookEvent(models.Model):
     headers = models.JSONField(default=dict, blank=True)
     content_type = models.CharField(max_length=255, blank=True, default="")
     body = models.TextField(blank=True, default="")
+    # False when the body is not exactly the bytes received (invalid UTF-8 or NUL were replaced):
+    # such a request is never replayed, since the replay would not see what the provider sent.
+    body_exact = models.BooleanField(default=True)
     message = models.ForeignKey(
         Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="webhook_events"
     )

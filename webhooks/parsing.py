@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+from django.conf import settings
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.http import parse_header_parameters
@@ -51,6 +53,8 @@ class RawWebhook:
     content_type: str
     body: str
     raw_bytes: bytes
+    #: ``body`` holds exactly what was received (no undecodable byte or NUL had to be replaced).
+    body_exact: bool = True
 
 
 def raw_webhook(request: HttpRequest, *, provider: str, kind: str) -> RawWebhook:
@@ -66,6 +70,7 @@ def raw_webhook(request: HttpRequest, *, provider: str, kind: str) -> RawWebhook
         content_type=media_type.lower(),
         body=text,
         raw_bytes=raw,
+        body_exact=text.encode("utf-8") == raw,
     )
 
 
@@ -147,6 +152,9 @@ def parse_inbound(raw: RawWebhook, spec: InboundSpec) -> InboundMessage:
 
 #: The longest provider status or event name we store.
 MAX_EVENT_TYPE_LENGTH = 64
+#: Twilio sids are 34 characters; room to spare, and "<sid>:<status>" always fits an event id.
+MAX_SID_LENGTH = 64
+_STATUS_NAME = re.compile(r"[a-z0-9_.-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -184,6 +192,28 @@ def _text(payload: dict[str, Any], *names: str, required: bool, max_length: int 
     return None
 
 
+def _status_name(payload: dict[str, Any], *names: str) -> str:
+    """A provider status or event name: lower-cased first, then held to a plain-word pattern."""
+    name = _text(payload, *names, required=True, max_length=MAX_EVENT_TYPE_LENGTH * 4).lower()
+    if not _STATUS_NAME.fullmatch(name):
+        raise _field_error(names[0], "Must be a status name: up to 64 letters, digits, '_', '.' or '-'.")
+    return name
+
+
+def _optional_text(payload: dict[str, Any], *names: str, max_length: int) -> str | None:
+    """An optional detail (an error code or reason): kept if it is usable text, never a reason to
+    reject the event, since losing a bounce over its ``reason`` would be worse than a rough reason."""
+    for name in names:
+        value = payload.get(name)
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            continue
+        text = str(value).strip().replace("\x00", "")
+        text = text.encode("utf-8", errors="replace").decode("utf-8")[:max_length]
+        if text:
+            return text
+    return None
+
+
 def _field_error(name: str, problem: str) -> PayloadRejected:
     return PayloadRejected(status=400, code="validation_error", message=f"{name}: {problem}", details={name: [problem]})
 
@@ -213,13 +243,13 @@ def parse_twilio_status(raw: RawWebhook) -> StatusEvent:
             message=f"Unsupported media type {raw.content_type or '(none)'!r}; "
             "send application/x-www-form-urlencoded or application/json.",
         )
-    sid = _text(payload, "MessageSid", "SmsSid", required=True)
-    status = _text(payload, "MessageStatus", "SmsStatus", required=True, max_length=MAX_EVENT_TYPE_LENGTH).lower()
+    sid = _text(payload, "MessageSid", "SmsSid", required=True, max_length=MAX_SID_LENGTH)
+    status = _status_name(payload, "MessageStatus", "SmsStatus")
     meaning = statuses.twilio_status(status)
     error = None
     if meaning == statuses.FAILED:
-        code = _text(payload, "ErrorCode", required=False, max_length=MAX_EVENT_TYPE_LENGTH) or status
-        message = _text(payload, "ErrorMessage", required=False, max_length=1000)
+        code = _optional_text(payload, "ErrorCode", max_length=MAX_EVENT_TYPE_LENGTH) or status
+        message = _optional_text(payload, "ErrorMessage", max_length=1000)
         error = {"code": code, "message": message or statuses.TWILIO_ERROR_MESSAGES.get(code, f"Message {status}")}
     return StatusEvent(
         provider="twilio",
@@ -232,7 +262,9 @@ def parse_twilio_status(raw: RawWebhook) -> StatusEvent:
 
 
 def parse_sendgrid_batch(raw: RawWebhook) -> list[Any]:
-    """SendGrid posts a JSON array of events; a single event object is taken as an array of one."""
+    """SendGrid posts a JSON array of events; a single event object is taken as an array of one.
+    More than SENDGRID_MAX_EVENTS_PER_BATCH events is refused whole (413): each event is a row and a
+    transaction, and a real batch (at most 768 KB) holds far fewer."""
     if raw.content_type != "application/json" and not raw.content_type.endswith("+json"):
         raise PayloadRejected(
             status=415,
@@ -245,6 +277,12 @@ def parse_sendgrid_batch(raw: RawWebhook) -> list[Any]:
         raise PayloadRejected(status=400, code="malformed_json", message=f"JSON parse error - {exc}") from None
     if isinstance(payload, dict):
         return [payload]
+    if isinstance(payload, list) and len(payload) > settings.SENDGRID_MAX_EVENTS_PER_BATCH:
+        raise PayloadRejected(
+            status=413,
+            code="too_many_events",
+            message=f"At most {settings.SENDGRID_MAX_EVENTS_PER_BATCH} events per request; got {len(payload)}.",
+        )
     if not isinstance(payload, list):
         raise PayloadRejected(
             status=400,
@@ -264,13 +302,13 @@ def parse_sendgrid_event(item: Any) -> StatusEvent:
             details={"non_field_errors": ["Expected a JSON object."]},
         )
     event_id = _text(item, "sg_event_id", required=True)
-    name = _text(item, "event", required=True, max_length=MAX_EVENT_TYPE_LENGTH).lower()
+    name = _status_name(item, "event")
     message_id = _text(item, "sg_message_id", required=True)
     meaning = statuses.sendgrid_event(name)
     error = None
     if meaning == statuses.FAILED:
-        code = _text(item, "status", "type", required=False, max_length=MAX_EVENT_TYPE_LENGTH) or name
-        reason = _text(item, "reason", "response", required=False, max_length=1000)
+        code = _optional_text(item, "status", "type", max_length=MAX_EVENT_TYPE_LENGTH) or name
+        reason = _optional_text(item, "reason", "response", max_length=1000)
         error = {"code": code, "message": reason or f"Email {name}"}
     return StatusEvent(
         provider="sendgrid",
@@ -285,7 +323,8 @@ def parse_sendgrid_event(item: Any) -> StatusEvent:
 def sendgrid_event_raw(batch: RawWebhook, item: Any) -> RawWebhook:
     """One event of a batch as a request of its own: stored, deduplicated and replayed by itself."""
     # Readable text; a lone surrogate (legal in JSON escapes, not in a text column) becomes "?".
-    body = json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode("utf-8", errors="replace").decode()
+    dumped = json.dumps(item, ensure_ascii=False, separators=(",", ":"))
+    body = dumped.encode("utf-8", errors="replace").decode()
     return RawWebhook(
         provider=batch.provider,
         kind=batch.kind,
@@ -293,6 +332,7 @@ def sendgrid_event_raw(batch: RawWebhook, item: Any) -> RawWebhook:
         content_type="application/json",
         body=body,
         raw_bytes=body.encode(),
+        body_exact=batch.body_exact and body == dumped,
     )
 
 
@@ -312,4 +352,5 @@ def raw_from_event(event) -> RawWebhook:
         content_type=event.content_type,
         body=event.body,
         raw_bytes=event.body.encode("utf-8"),
+        body_exact=event.body_exact,
     )

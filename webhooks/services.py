@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
 from messaging.models import Direction, Message
@@ -62,6 +62,7 @@ def _event(raw: RawWebhook, *, outcome: str, event_id: str = "", **fields) -> We
         headers=raw.headers,
         content_type=raw.content_type[:255],
         body=raw.body,
+        body_exact=raw.body_exact,
         **fields,
     )
 
@@ -102,7 +103,13 @@ def _save_error(event: WebhookEvent, exc: Exception) -> None:
     logger.exception("Webhook %s/%s %s failed", event.provider, event.kind, event.event_id)
     event.outcome = WebhookOutcome.ERROR
     event.error = _storable(f"{type(exc).__name__}: {exc}")
-    event.save()
+    event.event_id = event.event_id[:255]
+    event.note = event.note[:255]
+    try:
+        event.save()
+    except DatabaseError:
+        # Keeping the record must never mask the original failure; the log above has it.
+        logger.exception("Could not store the failed webhook %s/%s", event.provider, event.kind)
 
 
 # Inbound messages ---------------------------------------------------------------------------------
@@ -173,7 +180,7 @@ def _process_status(event: WebhookEvent, status: StatusEvent) -> WebhookResult:
                 event.outcome = WebhookOutcome.PROCESSED
                 event.message = message
                 event.processed_at = timezone.now()
-                event.note = _apply(status, message)
+                event.note = _apply(status, message)[:255]
                 event.save()
     except IntegrityError as exc:
         event.message = None
@@ -215,7 +222,7 @@ def _adopt_orphan(event: WebhookEvent, message: Message, status: StatusEvent) ->
         if not claimed:
             return False
         note = _apply(status, message)
-        WebhookEvent.objects.filter(pk=event.pk).update(note=f"{note} (arrived before the message)")
+        WebhookEvent.objects.filter(pk=event.pk).update(note=f"{note} (arrived before the message)"[:255])
     return True
 
 
@@ -282,6 +289,9 @@ def webhook_replay(*, event: WebhookEvent) -> ReplayResult:
     before = event.outcome
     if before not in REPLAYABLE_OUTCOMES:
         return ReplayResult(event=event, before=before, after=before, detail="already processed; nothing to do")
+    if not event.body_exact:
+        # Invalid UTF-8 or NUL was replaced when it was stored: replaying would process other bytes.
+        return ReplayResult(event=event, before=before, after=before, detail="stored body is not exact; never replayed")
     if event.error.startswith(f"{SignatureInvalid.code}:"):
         # Nobody proved this request came from the provider; replaying it would act on a forgery.
         return ReplayResult(event=event, before=before, after=before, detail="signature was invalid; never replayed")

@@ -172,6 +172,8 @@ MESSAGE_PROVIDERS = {
 MOCK_PROVIDER_LATENCY_MS = env.millisecond_range("MOCK_PROVIDER_LATENCY_MS", default="100-500")
 MOCK_PROVIDER_FAILURE_RATE = env.float("MOCK_PROVIDER_FAILURE_RATE", 0.0, maximum=1.0)
 PROVIDER_TIMEOUT_SECONDS = env.float("PROVIDER_TIMEOUT_SECONDS", 5.0, minimum=0.1)
+#: SendGrid event batches larger than this are refused (413); real ones hold far fewer.
+SENDGRID_MAX_EVENTS_PER_BATCH = env.int("SENDGRID_MAX_EVENTS_PER_BATCH", 5000, minimum=1)
 # How long a repeated idempotent request waits for the original's first attempt before a 409.
 IDEMPOTENCY_WAIT_SECONDS = env.float("IDEMPOTENCY_WAIT_SECONDS", PROVIDER_TIMEOUT_SECONDS + 1, minimum=0.0)
 
@@ -208,8 +210,13 @@ def _caches(redis_url: str | None, timeout: float) -> dict:
     process's memory, right only for a single development process."""
     local = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     if redis_url is None:
-        shared = {alias: {**local, "LOCATION": alias} for alias in ("ratelimit", MOCK_PROVIDER_CACHE)}
-        return {"default": local, **shared}
+        # The mocks' memory must outlive a process (the inline attempt runs in gunicorn, its retry in
+        # run_worker): files under var/, shared by every process on this machine.
+        mock_memory = {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "mock-providers"),
+        }
+        return {"default": local, "ratelimit": {**local, "LOCATION": "ratelimit"}, MOCK_PROVIDER_CACHE: mock_memory}
     redis = {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": redis_url,

@@ -7,7 +7,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from messaging.models import Message
-from messaging.outbox import OutboxWorker, outbox_claim
+from messaging.outbox import OutboxWorker, outbox_claim, outbox_deliver_now
 from messaging.services import _outbound_for, message_attempt_delivery
 from providers.base import MessageProvider, ProviderError
 from providers.mock import MockTwilioProvider
@@ -18,6 +18,11 @@ pytestmark = pytest.mark.django_db
 
 def forced(code, times=None):
     return {"force_error": {"code": code, "message": None, "times": times}}
+
+
+def attempt_once(message):
+    [claimed] = outbox_claim(limit=1, message_ids=[message.pk])
+    return message_attempt_delivery(message=claimed)
 
 
 def drain(**options):
@@ -34,7 +39,8 @@ class TestClaims:
         assert sorted(m.pk for m in claimed) == sorted(m.pk for m in due)
         assert outbox_claim(limit=10) == []
         for message in Message.objects.all():
-            assert message.next_attempt_at > timezone.now() + timedelta(seconds=55)
+            assert message.leased_until > timezone.now() + timedelta(seconds=55)
+            assert message.attempts == 1  # the attempt the claimer is about to make
 
     def test_messages_not_yet_due_are_not_claimed(self):
         OutboxMessageFactory(next_attempt_at=timezone.now() + timedelta(minutes=5))
@@ -61,12 +67,32 @@ class TestClaims:
         assert outbox_claim(limit=1)  # this worker dies without recording anything
         assert outbox_claim(limit=1) == []
 
-        Message.objects.filter(pk=message.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+        Message.objects.filter(pk=message.pk).update(leased_until=timezone.now() - timedelta(seconds=1))
         drain()
 
         message.refresh_from_db()
         assert message.status == "sent"
-        assert message.attempts == 1
+        assert message.attempts == 2  # the lost attempt counts
+
+    def test_a_message_whose_last_attempt_was_lost_fails_instead_of_retrying_forever(self, settings):
+        settings.MAX_ATTEMPTS = 3
+        message = OutboxMessageFactory(attempts=3)  # the third attempt's sender died
+
+        assert outbox_claim(limit=1) == []
+
+        message.refresh_from_db()
+        assert (message.status, message.attempts) == ("failed", 3)
+        assert message.last_error["code"] == "attempt_lost"
+
+    def test_making_a_held_message_due_does_not_take_it_from_its_holder(self):
+        message = OutboxMessageFactory()
+        [held] = outbox_claim(limit=1)
+
+        assert outbox_deliver_now(message_ids=[message.pk]) == []
+
+        message.refresh_from_db()
+        assert message.attempts == held.attempts == 1
+        assert message.leased_until == held.leased_until
 
 
 class TestRetries:
@@ -86,7 +112,7 @@ class TestRetries:
         settings.RETRY_BASE_DELAY_SECONDS = 10
         message = OutboxMessageFactory(attempts=1, metadata=forced(code))
 
-        message_attempt_delivery(message=message)
+        attempt_once(message)
 
         message.refresh_from_db()
         assert message.status == "pending"
@@ -125,10 +151,11 @@ class TestRetries:
         settings.RETRY_BASE_DELAY_SECONDS = 1
         message = OutboxMessageFactory()
 
-        message_attempt_delivery(message=message)
+        attempt_once(message)
 
         message.refresh_from_db()
         assert message.status == "pending"
+        assert message.leased_until is None
         assert (message.next_attempt_at - timezone.now()).total_seconds() > 110
 
     def test_a_message_not_yet_due_is_left_for_a_later_run(self):
@@ -150,14 +177,13 @@ class TestRetries:
 
     @pytest.mark.django_db(transaction=True)
     def test_several_threads_deliver_each_message_once(self):
-        messages = OutboxMessageFactory.create_batch(20)
+        OutboxMessageFactory.create_batch(20)
 
         report = drain(concurrency=4)
 
         assert report.attempted == 20
         assert set(Message.objects.values_list("status", "attempts")) == {("sent", 1)}
         assert MockTwilioProvider().counts() == {"sends": 20, "replays": 0}
-        assert len(messages) == 20
 
 
 class SlowDownProvider(MessageProvider):
@@ -190,7 +216,7 @@ class TestProviderIdempotency:
         second = _outbound_for(message)
 
         assert first.idempotency_token == second.idempotency_token == str(message.provider_token)
-        assert (first.attempt, second.attempt) == (3, 4)
+        assert (first.attempt, second.attempt) == (2, 3)
 
 
 class TestRunWorkerCommand:

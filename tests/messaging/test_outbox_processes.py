@@ -45,11 +45,11 @@ def _no_stray_workers():
             process.communicate()
 
 
-def worker(*args, **env):
-    """``manage.py run_worker`` in a process of its own, on the test database."""
+def environment(**env):
+    """The environment of a process of its own on the test database, sharing the mocks' memory."""
     db = connection.settings_dict
     url = f"postgresql://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-    environment = {
+    return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings.test",
         "DATABASE_URL": url,
@@ -57,10 +57,14 @@ def worker(*args, **env):
         "RETRY_BASE_DELAY_SECONDS": "0.2",
         **env,
     }
+
+
+def worker(*args, **env):
+    """``manage.py run_worker`` in a process of its own, on the test database."""
     process = subprocess.Popen(
         [sys.executable, "manage.py", "run_worker", *args],
         cwd=ROOT,
-        env=environment,
+        env=environment(**env),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -88,7 +92,8 @@ def test_three_racing_workers_send_each_message_exactly_once(mock_memory):
         60, attempts=1, metadata={"force_error": {"code": 503, "message": None, "times": 1}}
     )
 
-    processes = [worker("--once", "--concurrency", "4") for _ in range(3)]
+    # 100 ms a send, so the work lasts long enough for all three to be racing for it.
+    processes = [worker("--once", "--concurrency", "4", TEST_MOCK_PROVIDER_LATENCY_MS="100-100") for _ in range(3)]
     results = [finish(process) for process in processes]
 
     assert [code for code, _, _ in results] == [0, 0, 0], [err for _, _, err in results]
@@ -100,12 +105,13 @@ def test_three_racing_workers_send_each_message_exactly_once(mock_memory):
     # Every attempt is accounted for exactly once across the three processes.
     attempted = [int(out.split("done: ")[1].split(" attempted")[0]) for _, out, _ in results]
     assert sum(attempted) == 60
+    assert sum(1 for count in attempted if count) >= 2, attempted  # they really raced
 
 
 def test_sigterm_finishes_deliveries_in_flight_then_exits_cleanly(mock_memory):
     OutboxMessageFactory.create_batch(6)
     process = worker("--concurrency", "2", TEST_MOCK_PROVIDER_LATENCY_MS="1500-1500")
-    wait_until(lambda: Message.objects.filter(next_attempt_at__gt=timezone.now()).count() == 2)
+    wait_until(lambda: Message.objects.filter(leased_until__gt=timezone.now()).count() == 2)
 
     process.send_signal(signal.SIGTERM)
     code, out, err = finish(process)
@@ -115,22 +121,46 @@ def test_sigterm_finishes_deliveries_in_flight_then_exits_cleanly(mock_memory):
     assert "Outbox worker done: 2 attempted (2 sent)." in out
     assert Message.objects.filter(status="sent").count() == 2
     # The rest were never claimed: still due, for the next worker.
-    assert Message.objects.filter(status="pending", next_attempt_at__lte=timezone.now()).count() == 4
+    assert Message.objects.filter(status="pending", attempts=0, leased_until=None).count() == 4
 
 
 def test_a_killed_workers_messages_are_taken_over_after_the_lease(mock_memory):
     message = OutboxMessageFactory()
     settings = {"PROVIDER_TIMEOUT_SECONDS": "2", "OUTBOX_LEASE_SECONDS": "3"}
     doomed = worker("--concurrency", "1", TEST_MOCK_PROVIDER_LATENCY_MS="1500-1500", **settings)
-    wait_until(lambda: Message.objects.filter(pk=message.pk, next_attempt_at__gt=timezone.now()).exists())
+    wait_until(lambda: Message.objects.filter(pk=message.pk, leased_until__gt=timezone.now()).exists())
 
     doomed.kill()  # SIGKILL mid-send: nothing recorded, the lease is all that is left
     finish(doomed)
     message.refresh_from_db()
-    assert (message.status, message.attempts) == ("pending", 0)
+    assert (message.status, message.attempts) == ("pending", 1)
 
     code, _, err = finish(worker("--once", "--due-within", "5", TEST_MOCK_PROVIDER_LATENCY_MS="0", **settings))
 
     assert code == 0, err
     message.refresh_from_db()
-    assert (message.status, message.attempts) == ("sent", 1)
+    assert (message.status, message.attempts) == ("sent", 2)
+
+
+def test_a_send_the_provider_accepted_from_a_process_that_then_died_is_not_sent_again(mock_memory):
+    message = OutboxMessageFactory(attempts=1, leased_until=timezone.now())
+    crashing_sender = f"""
+import os, django
+django.setup()
+from messaging.models import Message
+from messaging.services import _outbound_for
+from providers.registry import provider_for_channel
+provider_for_channel("sms").send(_outbound_for(Message.objects.get(pk={message.pk})))
+os._exit(0)  # dies before recording anything
+"""
+    subprocess.run([sys.executable, "-c", crashing_sender], cwd=ROOT, env=environment(), check=True, timeout=60)
+    assert mock_memory.get("mock-provider:twilio:sends") == 1
+
+    code, _, err = finish(worker("--once", "--due-within", "0"))
+
+    assert code == 0, err
+    message.refresh_from_db()
+    assert (message.status, message.attempts) == ("sent", 2)
+    # The worker's attempt got the original send back: the provider sent the message once.
+    assert mock_memory.get("mock-provider:twilio:sends") == 1
+    assert mock_memory.get("mock-provider:twilio:replays") == 1

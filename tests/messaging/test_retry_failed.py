@@ -88,3 +88,7 @@ def test_a_dry_run_changes_nothing():
 def test_without_a_selection_it_refuses():
     with pytest.raises(CommandError, match="Say which messages"):
         retry_failed()
+
+
+def test_an_error_code_in_other_digits_is_matched_as_text_not_a_crash():
+    assert "Re-queued 0" in retry_failed("--error-code", "²")

@@ -295,7 +295,7 @@ def test_a_repeat_while_the_original_is_still_in_flight_is_409(api, settings):
     body = payloads.sms(client_message_id="in-flight")
     first = send(api, "sms", body).json()
     # Rewind it to "stored, first attempt not finished" with the same request fingerprint.
-    Message.objects.filter(pk=first["id"]).update(status="pending", attempts=0, next_attempt_at=timezone.now())
+    Message.objects.filter(pk=first["id"]).update(status="pending", first_outcome="", next_attempt_at=timezone.now())
 
     response = send(api, "sms", body)
 

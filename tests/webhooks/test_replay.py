@@ -1,3 +1,4 @@
+import json
 from urllib.parse import urlencode
 
 import pytest
@@ -131,3 +132,17 @@ def test_unknown_ids_and_bad_dates_are_clear_errors():
         replay("999")
     with pytest.raises(CommandError, match="not an ISO-8601"):
         replay("--since", "yesterday")
+
+
+def test_a_body_that_was_not_stored_exactly_is_never_replayed(client):
+    body = (
+        json.dumps(payloads.inbound_sms()).replace("incoming", "caf\\u00e9").encode().replace(b"caf\\u00e9", b"caf\xe9")
+    )
+
+    response = client.post("/api/webhooks/sms", data=body, content_type="application/json")
+
+    assert response.status_code == 400
+    event = WebhookEvent.objects.get()
+    assert event.body_exact is False
+    assert "stored body is not exact; never replayed" in replay()
+    assert Message.objects.count() == 0

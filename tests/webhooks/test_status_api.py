@@ -307,3 +307,45 @@ class TestSendGridEvents:
 
         assert response.status_code == status_code
         assert WebhookEvent.objects.get().outcome == "rejected"
+
+
+class TestHostileStatusInput:
+    def test_an_overlong_sid_is_rejected_and_kept(self, client):
+        response = twilio_form(client, "S" * 250, "delivered")
+
+        assert response.status_code == 400
+        assert WebhookEvent.objects.get().outcome == "rejected"
+
+    @pytest.mark.parametrize("status", ["İ" * 64, "\u0001" * 64, "deli vered", "x" * 65])
+    def test_a_status_that_is_not_a_plain_name_is_rejected_and_kept(self, client, status):
+        body = json.dumps({"MessageSid": "SM" + "a" * 32, "MessageStatus": status})
+
+        response = client.post(TWILIO, data=body, content_type="application/json")
+
+        assert response.status_code == 400
+        assert WebhookEvent.objects.get().outcome == "rejected"
+
+    def test_a_sendgrid_event_with_such_a_name_is_rejected_alone(self, client):
+        response = sendgrid(client, [payloads.sendgrid_event("m.filter001.1.0", "İ" * 64)])
+
+        assert response.status_code == 200
+        assert response.json()["rejected"] == 1
+        assert WebhookEvent.objects.get().outcome == "rejected"
+
+    def test_a_bounce_with_an_odd_reason_still_fails_the_message(self, client):
+        message = sent_email()
+
+        sendgrid(client, [payloads.sendgrid_event(message.provider_message_id, "bounce", reason=1.5, status=["5.1.1"])])
+
+        message.refresh_from_db()
+        assert message.status == "failed"
+        assert message.last_error == {"code": "bounce", "message": "Email bounce"}
+
+    def test_a_batch_over_the_limit_is_refused_whole(self, client, settings):
+        settings.SENDGRID_MAX_EVENTS_PER_BATCH = 3
+
+        response = sendgrid(client, [0, 0, 0, 0])
+
+        assert response.status_code == 413
+        assert response.json()["error"]["code"] == "too_many_events"
+        assert WebhookEvent.objects.get().outcome == "rejected"

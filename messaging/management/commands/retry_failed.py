@@ -40,7 +40,7 @@ class Command(BaseCommand):
             failed = failed.filter(channel=channel)
         if error_code:
             # The code is stored as the provider gave it: a number (503) or a string ("30003").
-            codes = [error_code, int(error_code)] if error_code.isdigit() else [error_code]
+            codes = [error_code, int(error_code)] if error_code.isascii() and error_code.isdecimal() else [error_code]
             failed = failed.filter(last_error__code__in=codes)
         if since:
             failed = failed.filter(created_at__gte=since)
