@@ -78,7 +78,7 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def parse_json_object(raw: RawWebhook) -> dict[str, Any]:
+def _load_json(raw: RawWebhook) -> Any:
     if raw.content_type != "application/json" and not raw.content_type.endswith("+json"):
         raise PayloadRejected(
             status=415,
@@ -86,9 +86,13 @@ def parse_json_object(raw: RawWebhook) -> dict[str, Any]:
             message=f"Unsupported media type {raw.content_type or '(none)'!r}; send application/json.",
         )
     try:
-        payload = json.loads(raw.raw_bytes, parse_constant=_reject_constant)
+        return json.loads(raw.raw_bytes, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
         raise PayloadRejected(status=400, code="malformed_json", message=f"JSON parse error - {exc}") from None
+
+
+def parse_json_object(raw: RawWebhook) -> dict[str, Any]:
+    payload = _load_json(raw)
     if not isinstance(payload, dict):
         raise PayloadRejected(
             status=400,
@@ -265,16 +269,7 @@ def parse_sendgrid_batch(raw: RawWebhook) -> list[Any]:
     """SendGrid posts a JSON array of events; a single event object is taken as an array of one.
     More than SENDGRID_MAX_EVENTS_PER_BATCH events is refused whole (413): each event is a row and a
     transaction, and a real batch (at most 768 KB) holds far fewer."""
-    if raw.content_type != "application/json" and not raw.content_type.endswith("+json"):
-        raise PayloadRejected(
-            status=415,
-            code="unsupported_media_type",
-            message=f"Unsupported media type {raw.content_type or '(none)'!r}; send application/json.",
-        )
-    try:
-        payload = json.loads(raw.raw_bytes, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
-        raise PayloadRejected(status=400, code="malformed_json", message=f"JSON parse error - {exc}") from None
+    payload = _load_json(raw)
     if isinstance(payload, dict):
         return [payload]
     if isinstance(payload, list) and len(payload) > settings.SENDGRID_MAX_EVENTS_PER_BATCH:
