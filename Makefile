@@ -19,7 +19,7 @@ setup:
 	@bin/bootstrap.sh dev
 
 run:
-	@bin/start.sh
+	@BIND_ADDRESS="$${BIND_ADDRESS:-127.0.0.1}" bin/start.sh
 
 test: setup lint pytest e2e
 

@@ -17,12 +17,19 @@ print(urlunsplit(parts._replace(path="/" + sys.argv[2])))
 PY
 )"
 
+# CREATE/DROP DATABASE run on the server's maintenance database, so the database DATABASE_URL names
+# need not exist (pytest does not need it either).
 admin_sql() {
   "$python" - "$DATABASE_URL" "$1" <<'PY'
 import sys
+from urllib.parse import urlsplit, urlunsplit
 import psycopg
-with psycopg.connect(sys.argv[1], autocommit=True) as conn:
-    conn.execute(sys.argv[2])
+url = urlunsplit(urlsplit(sys.argv[1])._replace(path="/postgres"))
+try:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sys.argv[2])
+except psycopg.Error as exc:
+    sys.exit(f"e2e: {sys.argv[2].split(' IF ')[0]} failed: {exc}".strip())
 PY
 }
 

@@ -48,7 +48,7 @@ CACHES = {
         {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": os.environ["TEST_MOCK_PROVIDER_REDIS_URL"],
-            "KEY_PREFIX": "messaging",
+            "KEY_PREFIX": os.environ.get("TEST_MOCK_PROVIDER_REDIS_PREFIX", "messaging-tests"),
         }
         if os.environ.get("TEST_MOCK_PROVIDER_REDIS_URL")
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "mock-providers-tests"}

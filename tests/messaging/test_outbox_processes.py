@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -24,11 +25,15 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 
 
 @pytest.fixture
-def mock_memory():
+def mock_memory(monkeypatch):
+    """The mocks' memory in Redis under a prefix of this test's own, so concurrent runs on one Redis
+    never see (or flush) each other's keys."""
+    prefix = f"test-{uuid.uuid4().hex}"
+    monkeypatch.setenv("TEST_MOCK_PROVIDER_REDIS_PREFIX", prefix)
+    yield RedisCache(REDIS_URL, {"KEY_PREFIX": prefix})
     client = redis.Redis.from_url(REDIS_URL)
-    client.flushdb()
-    yield RedisCache(REDIS_URL, {"KEY_PREFIX": "messaging"})
-    client.flushdb()
+    for key in client.scan_iter(f"{prefix}:*"):
+        client.delete(key)
 
 
 _started: list[subprocess.Popen] = []

@@ -122,8 +122,10 @@ class Command(BaseCommand):
         self._check(f"{2 * count} messages stored once each, {2 * count} duplicates", processed == 2 * count, processed)
 
     def _sms_status(self, count: int) -> None:
+        # One sender per message, so a low send rate limit (per sender) does not trip the simulation.
         messages = [
-            self._send("sms", {"from": "+12016661234", "to": f"+1804555{i:04d}", "body": "Hi"}) for i in range(count)
+            self._send("sms", {"from": f"+1201666{i:04d}", "to": f"+1804555{i:04d}", "body": "Hi"})
+            for i in range(count)
         ]
         messages = [m for m in messages if m]
         callbacks = []
@@ -151,7 +153,9 @@ class Command(BaseCommand):
 
     def _email_events(self, count: int) -> None:
         messages = [
-            self._send("email", {"from": "user@usehatchapp.com", "to": f"sim{i}@example.com", "body": "<p>Hi</p>"})
+            self._send(
+                "email", {"from": f"sender{i}@usehatchapp.com", "to": f"sim{i}@example.com", "body": "<p>Hi</p>"}
+            )
             for i in range(count)
         ]
         messages = [m for m in messages if m]
