@@ -46,6 +46,7 @@ _SEND_RESPONSES = {
     201: OpenApiResponse(MessageSerializer, "Sent: the provider accepted the message."),
     202: OpenApiResponse(MessageSerializer, "Pending: a transient provider failure; a retry is scheduled."),
     502: OpenApiResponse(MessageSerializer, "Failed: the provider rejected the message."),
+    409: OpenApiResponse(ErrorEnvelope, "The first request with this idempotency key is still in flight."),
     422: OpenApiResponse(ErrorEnvelope, "Idempotency key reused with another body."),
     **WRITE_ERROR_RESPONSES,
     **RATE_LIMIT_RESPONSES,

@@ -40,11 +40,19 @@ _REASONS = {
 def _ledger_call(method: str, *args: Any) -> Any:
     """The mock's memory is best effort: if its cache is down, the mock still answers (ids are derived
     from the token, so a repeat still gets the same id; only the replay bookkeeping is lost)."""
+    global _last_warning
     try:
         return getattr(caches[settings.MOCK_PROVIDER_CACHE], method)(*args)
-    except Exception:
-        logger.warning("Mock provider cache unavailable for %s", method, exc_info=True)
+    except Exception as exc:
+        if time.monotonic() - _last_warning > 60:  # once a minute, not once a send
+            _last_warning = time.monotonic()
+            logger.warning(
+                "Mock provider memory unavailable (%s: %s); idempotency tokens not remembered", type(exc).__name__, exc
+            )
         return None
+
+
+_last_warning = float("-inf")
 
 
 def _digest(token: str, salt: str) -> str:

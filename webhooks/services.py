@@ -14,6 +14,7 @@ claiming an orphan is a guarded UPDATE, so it is applied exactly once.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -74,6 +75,25 @@ def _storable(text: str) -> str:
 
 def webhook_record_rejected(*, raw: RawWebhook, error: str, event_id: str = "") -> WebhookEvent:
     event = _event(raw, outcome=WebhookOutcome.REJECTED, event_id=_storable(event_id[:255]), error=_storable(error))
+    event.save()
+    return event
+
+
+#: How much of a request that failed its signature check is kept. Anyone can send those, so keeping
+#: them whole would let anyone fill the database; the start, the length and a digest are enough to
+#: investigate, and such a request is never replayed anyway.
+UNVERIFIED_BODY_KEPT = 4096
+
+
+def webhook_record_unverified(*, raw: RawWebhook, error: str) -> WebhookEvent:
+    """Keeps a request that failed its signature check: headers, the body's start, length and digest."""
+    kept = raw.body[:UNVERIFIED_BODY_KEPT]
+    event = _event(raw, outcome=WebhookOutcome.REJECTED, error=_storable(error))
+    event.body = kept
+    event.body_exact = kept == raw.body and raw.body_exact
+    if not event.body_exact:
+        digest = hashlib.sha256(raw.raw_bytes).hexdigest()
+        event.note = f"body truncated: {len(raw.raw_bytes)} bytes, sha256 {digest}"
     event.save()
     return event
 

@@ -126,14 +126,15 @@ def verify_twilio(request: SignedRequest) -> None:
     )
     if not any(_equal(candidate, signature) for candidate in candidates):
         raise SignatureInvalid(f"{TWILIO_SIGNATURE_HEADER} does not match this request.")
-    if request.content_type != FORM_MEDIA_TYPE:
+    if request.content_type != FORM_MEDIA_TYPE or "bodySHA256=" in urlsplit(request.url).query:
         _check_body_hash(request)
 
 
 def twilio_signature(*, url: str, params: Mapping[str, str] | Iterable[tuple[str, str]], token: str) -> str:
-    """base64(HMAC-SHA1(token, url + name + value for each parameter sorted by name, then value))."""
+    """base64(HMAC-SHA1(token, url + name + value for each parameter sorted by name, then value)).
+    A parameter repeated with the same value counts once, as twilio-python signs it."""
     pairs = params.items() if isinstance(params, Mapping) else params
-    payload = url + "".join(name + value for name, value in sorted(pairs))
+    payload = url + "".join(name + value for name, value in sorted(set(pairs)))
     digest = hmac.new(token.encode("utf-8"), payload.encode("utf-8"), hashlib.sha1).digest()
     return base64.b64encode(digest).decode("ascii")
 

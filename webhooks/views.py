@@ -26,6 +26,7 @@ from webhooks.services import (
     webhook_receive_sendgrid_item,
     webhook_receive_status,
     webhook_record_rejected,
+    webhook_record_unverified,
 )
 from webhooks.signatures import VERIFIERS, SignatureInvalid, signatures_enabled_for, signed_request_from_django
 
@@ -270,7 +271,7 @@ class WebhookViewSet(viewsets.ViewSet):
         try:
             VERIFIERS[raw.provider](signed_request_from_django(request))
         except SignatureInvalid as invalid:
-            webhook_record_rejected(raw=raw, error=f"{invalid.code}: {invalid.message}")
+            webhook_record_unverified(raw=raw, error=f"{invalid.code}: {invalid.message}")
             return Response(error_body(invalid.code, invalid.message), status=403)
         return None
 

@@ -1,10 +1,12 @@
-"""Production: refuses to start with an insecure secret key, without explicit hosts or without webhook secrets."""
+"""Production: refuses to start with DEBUG on, an insecure secret key, without explicit hosts, without
+webhook secrets or without a shared store for the rate-limit counters."""
 
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import env
 from config.settings.base import *  # noqa: F403
 from config.settings.base import (
+    REDIS_URL,
     SECRET_KEY,
     SENDGRID_WEBHOOK_PUBLIC_KEY,
     SENDGRID_WEBHOOK_VERIFICATION_KEY,
@@ -13,6 +15,8 @@ from config.settings.base import (
 from webhooks.signatures import require_webhook_secrets
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
+if DEBUG:
+    raise ImproperlyConfigured("DJANGO_DEBUG must be off in production: it shows internals to anyone.")
 if SECRET_KEY.startswith("django-insecure") or len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5:
     raise ImproperlyConfigured(
         "DJANGO_SECRET_KEY must be set to a long random value in production "
@@ -42,4 +46,12 @@ if WEBHOOK_SIGNATURES_REQUIRED:
         twilio_tokens=TWILIO_AUTH_TOKEN,
         sendgrid_keys=SENDGRID_WEBHOOK_VERIFICATION_KEY,
         sendgrid_public_keys=SENDGRID_WEBHOOK_PUBLIC_KEY,
+    )
+
+# Rate limits are counted in Redis, shared by every process. Without it each of bin/start.sh's
+# processes would count alone and let through several times the limit.
+if REDIS_URL is None and not env.bool("RATE_LIMIT_ALLOW_LOCAL_MEMORY", default=False):
+    raise ImproperlyConfigured(
+        "REDIS_URL must be set in production: rate limits are shared by every process through it "
+        "(RATE_LIMIT_ALLOW_LOCAL_MEMORY=true accepts per-process counting, right for a single process only)."
     )

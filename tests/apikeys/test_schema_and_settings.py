@@ -59,6 +59,7 @@ def _setting_under(module: str, environ: dict[str, str]) -> str:
         "ALLOWED_HOSTS": "api.example.com",
         "TWILIO_AUTH_TOKEN": "twilio-token",
         "SENDGRID_WEBHOOK_VERIFICATION_KEY": "sendgrid-key",
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
         **environ,
     }
     code = "import django; django.setup(); from django.conf import settings; print(settings.API_AUTH_REQUIRED)"

@@ -55,6 +55,7 @@ def _check_production(extra_env):
         # Production also requires webhook secrets (tests/webhooks/test_signatures.py covers that).
         "TWILIO_AUTH_TOKEN": "test-token",
         "SENDGRID_WEBHOOK_VERIFICATION_KEY": "test-key",
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
         **extra_env,
     }
     return subprocess.run(
@@ -108,6 +109,7 @@ def test_production_settings_pass_the_deployment_checklist():
         "ALLOWED_HOSTS": "api.example.com",
         "TWILIO_AUTH_TOKEN": "twilio-token",
         "SENDGRID_WEBHOOK_VERIFICATION_KEY": "sendgrid-key",
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
     }
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
@@ -119,3 +121,30 @@ def test_production_settings_pass_the_deployment_checklist():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"DJANGO_DEBUG": "true"}, "DJANGO_DEBUG must be off in production"),
+        ({"REDIS_URL": ""}, "REDIS_URL must be set in production"),
+    ],
+)
+def test_production_refuses_debug_and_per_process_rate_limits(extra, message):
+    result = _check_production({"DJANGO_SECRET_KEY": "x" * 60 + "abcdef", "ALLOWED_HOSTS": "h", **extra})
+
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_production_accepts_per_process_rate_limits_when_told_so():
+    result = _check_production(
+        {
+            "DJANGO_SECRET_KEY": "x" * 60 + "abcdef",
+            "ALLOWED_HOSTS": "h",
+            "REDIS_URL": "",
+            "RATE_LIMIT_ALLOW_LOCAL_MEMORY": "true",
+        }
+    )
+
+    assert result.returncode == 0, result.stderr

@@ -65,3 +65,11 @@ def test_the_schema_generates_without_warnings(capsys):
     from django.core.management import call_command
 
     call_command("spectacular", "--fail-on-warn", "--validate", "--file", "/dev/null")
+
+
+def test_the_send_endpoints_document_every_answer_they_give(client):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+
+    for path in ("/api/messages/sms", "/api/messages/email"):
+        documented = set(schema["paths"][path]["post"]["responses"])
+        assert {"201", "202", "400", "409", "413", "415", "422", "429", "502"} <= documented, path

@@ -155,3 +155,15 @@ def test_without_a_secret_the_provider_is_not_checked(client, settings):
     response = client.post("/api/webhooks/sms", data=payloads.inbound_sms(), content_type="application/json")
 
     assert response.status_code == 200
+
+
+def test_an_unsigned_request_is_kept_only_in_part_so_nobody_can_fill_the_database(client):
+    body = json.dumps({**payloads.inbound_sms(), "body": "x" * 100_000})
+
+    response = client.post("/api/webhooks/sms", data=body, content_type="application/json")
+
+    assert response.status_code == 403
+    event = WebhookEvent.objects.get()
+    assert len(event.body) == 4096
+    assert event.body_exact is False
+    assert event.note.startswith(f"body truncated: {len(body)} bytes, sha256 ")
