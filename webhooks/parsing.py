@@ -147,6 +147,8 @@ def parse_inbound(raw: RawWebhook, spec: InboundSpec) -> InboundMessage:
 
 #: The longest provider status or event name we store.
 MAX_EVENT_TYPE_LENGTH = 64
+#: The longest provider error message we store.
+MAX_ERROR_MESSAGE_LENGTH = 1000
 
 
 @dataclass(frozen=True)
@@ -163,13 +165,20 @@ class StatusEvent:
     error: dict[str, str] | None = None
 
 
-def _text(payload: dict[str, Any], *names: str, required: bool, max_length: int = MAX_ID_LENGTH) -> str | None:
-    """The first of ``names`` present, as a non-blank string of at most ``max_length`` characters."""
+def _text(
+    payload: dict[str, Any], *names: str, required: bool, max_length: int = MAX_ID_LENGTH, integers: bool = True
+) -> str | None:
+    """The first of ``names`` present, as a non-blank string of at most ``max_length`` characters.
+
+    ``integers``: a JSON integer is taken as its decimal text; otherwise only strings are.
+    """
     for name in names:
         value = payload.get(name)
         if value is None or value == "":
             continue
-        if isinstance(value, bool) or not isinstance(value, str | int):
+        if isinstance(value, list):
+            raise _field_error(names[0], "Must be a single string.")
+        if isinstance(value, bool) or not isinstance(value, str | int) or (isinstance(value, int) and not integers):
             raise _field_error(names[0], "Must be a string.")
         text = str(value).strip()
         if not text:
@@ -188,16 +197,27 @@ def _field_error(name: str, problem: str) -> PayloadRejected:
     return PayloadRejected(status=400, code="validation_error", message=f"{name}: {problem}", details={name: [problem]})
 
 
-def parse_form(raw: RawWebhook) -> dict[str, str]:
+def parse_form(raw: RawWebhook) -> dict[str, str | list[str]]:
+    """The form's fields; a repeated one is the list of its values, which no text field accepts."""
     try:
         text = raw.raw_bytes.decode("utf-8")
     except UnicodeDecodeError:
         raise PayloadRejected(status=400, code="malformed_form", message="The form body is not UTF-8.") from None
     try:
-        # Twilio never repeats a parameter; if one is repeated the last value wins.
-        return dict(parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text), max_num_fields=1000))
+        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text), max_num_fields=1000)
     except ValueError as exc:
         raise PayloadRejected(status=400, code="malformed_form", message=f"Form parse error - {exc}") from None
+    # Twilio never repeats a parameter. Two values of a field the service reads (two statuses, say)
+    # are refused rather than one of them guessed at; repeats of the other fields do no harm.
+    fields: dict[str, str | list[str]] = {}
+    for name, value in pairs:
+        if name not in fields:
+            fields[name] = value
+        elif isinstance(fields[name], list):
+            fields[name].append(value)
+        else:
+            fields[name] = [fields[name], value]
+    return fields
 
 
 def parse_twilio_status(raw: RawWebhook) -> StatusEvent:
@@ -213,14 +233,20 @@ def parse_twilio_status(raw: RawWebhook) -> StatusEvent:
             message=f"Unsupported media type {raw.content_type or '(none)'!r}; "
             "send application/x-www-form-urlencoded or application/json.",
         )
-    sid = _text(payload, "MessageSid", "SmsSid", required=True)
-    status = _text(payload, "MessageStatus", "SmsStatus", required=True, max_length=MAX_EVENT_TYPE_LENGTH).lower()
+    # Twilio posts every field as text; the JSON form of a callback takes the same strings. The four
+    # fields read are checked whatever the status, so a callback is accepted or refused as a whole.
+    sid = _text(payload, "MessageSid", "SmsSid", required=True, integers=False)
+    status = _text(
+        payload, "MessageStatus", "SmsStatus", required=True, max_length=MAX_EVENT_TYPE_LENGTH, integers=False
+    ).lower()
+    error_code = _text(payload, "ErrorCode", required=False, max_length=MAX_EVENT_TYPE_LENGTH, integers=False)
+    error_message = _text(payload, "ErrorMessage", required=False, max_length=MAX_ERROR_MESSAGE_LENGTH, integers=False)
     meaning = statuses.twilio_status(status)
     error = None
     if meaning == statuses.FAILED:
-        code = _text(payload, "ErrorCode", required=False, max_length=MAX_EVENT_TYPE_LENGTH) or status
-        message = _text(payload, "ErrorMessage", required=False, max_length=1000)
-        error = {"code": code, "message": message or statuses.TWILIO_ERROR_MESSAGES.get(code, f"Message {status}")}
+        code = error_code or status
+        message = error_message or statuses.TWILIO_ERROR_MESSAGES.get(code, f"Message {status}")
+        error = {"code": code, "message": message}
     return StatusEvent(
         provider="twilio",
         event_id=f"{sid}:{status}",
@@ -270,7 +296,7 @@ def parse_sendgrid_event(item: Any) -> StatusEvent:
     error = None
     if meaning == statuses.FAILED:
         code = _text(item, "status", "type", required=False, max_length=MAX_EVENT_TYPE_LENGTH) or name
-        reason = _text(item, "reason", "response", required=False, max_length=1000)
+        reason = _text(item, "reason", "response", required=False, max_length=MAX_ERROR_MESSAGE_LENGTH)
         error = {"code": code, "message": reason or f"Email {name}"}
     return StatusEvent(
         provider="sendgrid",
