@@ -6,11 +6,12 @@ PY := .venv/bin/python
 # role and database on a machine without Docker). pytest makes its own test_ database beside it.
 TEST_DATABASE_URL ?= postgresql://messaging_user:messaging_password@127.0.0.1:5432/messaging_service
 
-.PHONY: help setup run test pytest e2e lint format migrate superuser clean
+.PHONY: help setup run test pytest e2e fuzz lint format migrate superuser clean
 
 help:
 	@echo "make run        install into .venv, migrate and serve on :8080 (SQLite unless DATABASE_URL is set)"
 	@echo "make test       lint, pytest on PostgreSQL, then bin/test.sh against a real gunicorn"
+	@echo "make fuzz       schemathesis against the OpenAPI schema on a fresh gunicorn and database"
 	@echo "make lint       ruff check and ruff format --check"
 	@echo "make format     ruff format and ruff check --fix"
 	@echo "make superuser  create an admin login"
@@ -29,6 +30,10 @@ pytest: setup
 e2e: setup
 	DATABASE_URL="$${DATABASE_URL:-$(TEST_DATABASE_URL)}" bin/e2e.sh
 
+# Not part of `make test` (it takes most of a minute); .ci/run runs it after the tests.
+fuzz: setup
+	DATABASE_URL="$${DATABASE_URL:-$(TEST_DATABASE_URL)}" bin/fuzz.sh
+
 lint: setup
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
@@ -44,4 +49,4 @@ superuser: setup
 	$(PY) manage.py createsuperuser
 
 clean:
-	rm -rf .venv var staticfiles .pytest_cache .ruff_cache
+	rm -rf .venv var staticfiles .pytest_cache .ruff_cache .hypothesis

@@ -1,7 +1,23 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from conversations.models import Channel, Conversation, ConversationStatus
+from core.openapi import NOT_BLANK_PATTERN, PHONE_OR_EMAIL_FORMAT
 from core.pagination import PageQuerySerializer
+
+MAX_PARTICIPANT_LENGTH = 320
+
+
+@extend_schema_field(
+    {
+        "type": "string",
+        "format": PHONE_OR_EMAIL_FORMAT,
+        "maxLength": MAX_PARTICIPANT_LENGTH,
+        "pattern": NOT_BLANK_PATTERN,
+    }
+)
+class ParticipantField(serializers.CharField):
+    """A phone number or an e-mail address; one that is neither is a 400 (invalid_address)."""
 
 
 class ConversationSerializer(serializers.ModelSerializer):
@@ -32,6 +48,8 @@ class ConversationListQuerySerializer(PageQuerySerializer):
     limit = serializers.IntegerField(min_value=1, required=False, help_text="Default 20; above 100 is clamped to 100.")
     channel = serializers.ChoiceField(choices=Channel.choices, required=False)
     status = serializers.ChoiceField(choices=ConversationStatus.choices, required=False)
-    participant = serializers.CharField(
-        required=False, max_length=320, help_text="A phone number or e-mail address; normalised before matching."
+    participant = ParticipantField(
+        required=False,
+        max_length=MAX_PARTICIPANT_LENGTH,
+        help_text="A phone number or e-mail address; normalised before matching.",
     )

@@ -1,5 +1,6 @@
 """Shared OpenAPI pieces: the error envelope and the answers every endpoint may give."""
 
+from django.core.validators import RegexValidator
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, inline_serializer
@@ -18,6 +19,21 @@ ErrorEnvelope = inline_serializer(
         )
     },
 )
+
+#: This API's own string formats; standard ones (``email``, ``date-time``) keep their standard meaning.
+#: bin/fuzz_hooks.py tells schemathesis how to make values of each.
+PHONE_FORMAT = "phone"
+PHONE_OR_EMAIL_FORMAT = "phone-or-email"
+HTTP_URL_FORMAT = "http-url"
+PHONE_DESCRIPTION = (
+    "a phone number: E.164 (+12015550123) preferred, national numbers are read in the service's default "
+    "region; it must have the right length for its country"
+)
+
+#: "Holds a character other than whitespace", whitespace being what Python's str.strip() removes (DRF
+#: trims text fields with it, and so do the webhook parsers), spelled out: ECMAScript's \s, which the
+#: schema's readers use, differs (it lacks \x1c-\x1f and \x85 and adds \ufeff).
+NOT_BLANK_PATTERN = r"[^\t-\r\x1c- \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 
 ERROR_RESPONSES = {
     400: OpenApiResponse(ErrorEnvelope, "Invalid input"),
@@ -69,8 +85,36 @@ def strip_trailing_slashes(endpoints, **kwargs):
     ]
 
 
+def refuses_blank_text(field) -> bool:
+    """A writable text field that trims its input and then refuses it blank: whitespace alone is a 400."""
+    return (
+        isinstance(field, serializers.CharField)
+        and not field.read_only
+        and field.trim_whitespace
+        and not field.allow_blank
+        # A field with a pattern of its own says what it accepts already.
+        and not any(isinstance(validator, RegexValidator) for validator in field.validators)
+    )
+
+
 class ApiSchema(AutoSchema):
-    """The project's schema class: operations that take an API key also document its 401."""
+    """The project's schema class: operations that take an API key also document its 401, and text
+    fields that refuse blank input say that whitespace alone is blank too."""
+
+    def _map_serializer_field(self, field, direction, bypass_extensions=False):
+        schema = super()._map_serializer_field(field, direction, bypass_extensions)
+        # minLength 1 alone would promise that " " is accepted; DRF trims it to "" and refuses it.
+        if direction == "request" and refuses_blank_text(field) and schema and schema.get("type") == "string":
+            schema.setdefault("pattern", NOT_BLANK_PATTERN)
+        return schema
+
+    def _get_parameters(self):
+        parameters = super()._get_parameters()
+        for parameter in parameters:
+            # DRF reads an optional query parameter sent empty (?status=) as absent, not as a bad value.
+            if parameter.get("in") == OpenApiParameter.QUERY and not parameter.get("required"):
+                parameter["allowEmptyValue"] = True
+        return parameters
 
     # A hook on drf-spectacular's response building (a private method, pinned with the package):
     # extend_schema(responses=...) replaces get_response_serializers() wholesale, so that cannot be it.

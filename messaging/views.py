@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from core.errors import ValidationFailed
 from core.openapi import (
     ERROR_RESPONSES,
+    NOT_BLANK_PATTERN,
     RATE_LIMIT_HEADERS,
     RATE_LIMIT_RESPONSES,
     WRITE_ERROR_RESPONSES,
@@ -36,7 +37,7 @@ SEND_STATUS_CODES = {
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
-    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": r"\S"},
+    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": NOT_BLANK_PATTERN},
     OpenApiParameter.HEADER,
     required=False,
     description="Same key and body: the original message, nothing sent again. Same key, other body: 422.",
@@ -45,8 +46,14 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
 _SEND_RESPONSES = {
     201: OpenApiResponse(MessageSerializer, "Sent: the provider accepted the message."),
     202: OpenApiResponse(MessageSerializer, "Pending: a transient provider failure; a retry is scheduled."),
-    502: OpenApiResponse(MessageSerializer, "Failed: the provider rejected the message."),
-    409: OpenApiResponse(ErrorEnvelope, "The first request with this idempotency key is still in flight."),
+    502: OpenApiResponse(
+        MessageSerializer,
+        "Failed: the provider rejected the message for good (with the mock providers: `_forceError` with any "
+        "4xx code but 429; 429 and 5xx are transient and answer 202).",
+    ),
+    409: OpenApiResponse(
+        ErrorEnvelope, "A repeat of an idempotent send whose original is still on its first attempt; retry later."
+    ),
     422: OpenApiResponse(ErrorEnvelope, "Idempotency key reused with another body."),
     **WRITE_ERROR_RESPONSES,
     **RATE_LIMIT_RESPONSES,

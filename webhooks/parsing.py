@@ -158,7 +158,10 @@ def parse_inbound(raw: RawWebhook, spec: InboundSpec) -> InboundMessage:
 MAX_EVENT_TYPE_LENGTH = 64
 #: Twilio sids are 34 characters; room to spare, and "<sid>:<status>" always fits an event id.
 MAX_SID_LENGTH = 64
-_STATUS_NAME = re.compile(r"[a-z0-9_.-]{1,64}")
+#: A provider status or event name as sent: a plain word, so it can never overflow or garble a note.
+STATUS_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+#: The longest provider error message we store.
+MAX_ERROR_MESSAGE_LENGTH = 1000
 
 
 @dataclass(frozen=True)
@@ -175,13 +178,20 @@ class StatusEvent:
     error: dict[str, str] | None = None
 
 
-def _text(payload: dict[str, Any], *names: str, required: bool, max_length: int = MAX_ID_LENGTH) -> str | None:
-    """The first of ``names`` present, as a non-blank string of at most ``max_length`` characters."""
+def _text(
+    payload: dict[str, Any], *names: str, required: bool, max_length: int = MAX_ID_LENGTH, integers: bool = True
+) -> str | None:
+    """The first of ``names`` present, as a non-blank string of at most ``max_length`` characters.
+
+    ``integers``: a JSON integer is taken as its decimal text; otherwise only strings are.
+    """
     for name in names:
         value = payload.get(name)
         if value is None or value == "":
             continue
-        if isinstance(value, bool) or not isinstance(value, str | int):
+        if isinstance(value, list):
+            raise _field_error(names[0], "Must be a single string.")
+        if isinstance(value, bool) or not isinstance(value, str | int) or (isinstance(value, int) and not integers):
             raise _field_error(names[0], "Must be a string.")
         text = str(value).strip()
         if not text:
@@ -197,11 +207,18 @@ def _text(payload: dict[str, Any], *names: str, required: bool, max_length: int 
 
 
 def _status_name(payload: dict[str, Any], *names: str) -> str:
-    """A provider status or event name: lower-cased first, then held to a plain-word pattern."""
-    name = _text(payload, *names, required=True, max_length=MAX_EVENT_TYPE_LENGTH * 4).lower()
-    if not _STATUS_NAME.fullmatch(name):
-        raise _field_error(names[0], "Must be a status name: up to 64 letters, digits, '_', '.' or '-'.")
-    return name
+    """A provider status or event name: a plain word as sent (so lower-casing cannot lengthen it),
+    compared lower-cased."""
+    for name in names:
+        value = payload.get(name)
+        if value is None or value == "":
+            continue
+        if isinstance(value, list):
+            raise _field_error(names[0], "Must be a single string.")
+        if not isinstance(value, str) or not re.fullmatch(STATUS_NAME_PATTERN, value):
+            raise _field_error(names[0], "Must be a status name: up to 64 letters, digits, '_', '.' or '-'.")
+        return value.lower()
+    raise _field_error(names[0], "This field is required.")
 
 
 def _optional_text(payload: dict[str, Any], *names: str, max_length: int) -> str | None:
@@ -222,16 +239,27 @@ def _field_error(name: str, problem: str) -> PayloadRejected:
     return PayloadRejected(status=400, code="validation_error", message=f"{name}: {problem}", details={name: [problem]})
 
 
-def parse_form(raw: RawWebhook) -> dict[str, str]:
+def parse_form(raw: RawWebhook) -> dict[str, str | list[str]]:
+    """The form's fields; a repeated one is the list of its values, which no text field accepts."""
     try:
         text = raw.raw_bytes.decode("utf-8")
     except UnicodeDecodeError:
         raise PayloadRejected(status=400, code="malformed_form", message="The form body is not UTF-8.") from None
     try:
-        # Twilio never repeats a parameter; if one is repeated the last value wins.
-        return dict(parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text), max_num_fields=1000))
+        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text), max_num_fields=1000)
     except ValueError as exc:
         raise PayloadRejected(status=400, code="malformed_form", message=f"Form parse error - {exc}") from None
+    # Twilio never repeats a parameter. Two values of a field the service reads (two statuses, say)
+    # are refused rather than one of them guessed at; repeats of the other fields do no harm.
+    fields: dict[str, str | list[str]] = {}
+    for name, value in pairs:
+        if name not in fields:
+            fields[name] = value
+        elif isinstance(fields[name], list):
+            fields[name].append(value)
+        else:
+            fields[name] = [fields[name], value]
+    return fields
 
 
 def parse_twilio_status(raw: RawWebhook) -> StatusEvent:
@@ -247,14 +275,18 @@ def parse_twilio_status(raw: RawWebhook) -> StatusEvent:
             message=f"Unsupported media type {raw.content_type or '(none)'!r}; "
             "send application/x-www-form-urlencoded or application/json.",
         )
-    sid = _text(payload, "MessageSid", "SmsSid", required=True, max_length=MAX_SID_LENGTH)
+    # Twilio posts every field as text; the JSON form of a callback takes the same strings. The four
+    # fields read are checked whatever the status, so a callback is accepted or refused as a whole.
+    sid = _text(payload, "MessageSid", "SmsSid", required=True, max_length=MAX_SID_LENGTH, integers=False)
     status = _status_name(payload, "MessageStatus", "SmsStatus")
+    error_code = _text(payload, "ErrorCode", required=False, max_length=MAX_EVENT_TYPE_LENGTH, integers=False)
+    error_message = _text(payload, "ErrorMessage", required=False, max_length=MAX_ERROR_MESSAGE_LENGTH, integers=False)
     meaning = statuses.twilio_status(status)
     error = None
     if meaning == statuses.FAILED:
-        code = _optional_text(payload, "ErrorCode", max_length=MAX_EVENT_TYPE_LENGTH) or status
-        message = _optional_text(payload, "ErrorMessage", max_length=1000)
-        error = {"code": code, "message": message or statuses.TWILIO_ERROR_MESSAGES.get(code, f"Message {status}")}
+        code = error_code or status
+        message = error_message or statuses.TWILIO_ERROR_MESSAGES.get(code, f"Message {status}")
+        error = {"code": code, "message": message}
     return StatusEvent(
         provider="twilio",
         event_id=f"{sid}:{status}",
@@ -303,7 +335,7 @@ def parse_sendgrid_event(item: Any) -> StatusEvent:
     error = None
     if meaning == statuses.FAILED:
         code = _optional_text(item, "status", "type", max_length=MAX_EVENT_TYPE_LENGTH) or name
-        reason = _optional_text(item, "reason", "response", max_length=1000)
+        reason = _optional_text(item, "reason", "response", max_length=MAX_ERROR_MESSAGE_LENGTH)
         error = {"code": code, "message": reason or f"Email {name}"}
     return StatusEvent(
         provider="sendgrid",

@@ -12,6 +12,10 @@ from webhooks.models import WebhookKind, WebhookOutcome
 from webhooks.parsing import (
     INBOUND_EMAIL,
     INBOUND_SMS,
+    MAX_ERROR_MESSAGE_LENGTH,
+    MAX_EVENT_TYPE_LENGTH,
+    MAX_SID_LENGTH,
+    STATUS_NAME_PATTERN,
     InboundEmailSerializer,
     InboundSmsSerializer,
     InboundSpec,
@@ -71,19 +75,26 @@ EventBatchAck = inline_serializer(
         ),
     },
 )
+# The four fields the service reads; Twilio's others (AccountSid, From, To, ApiVersion, ...) are kept
+# with the stored request and otherwise ignored, so the schema leaves them open. Optional fields may be
+# blank or null: the parser takes either as absent (webhooks/parsing.py).
 TwilioStatusSerializer = inline_serializer(
     "TwilioStatusCallback",
     {
-        "MessageSid": serializers.CharField(help_text="The message's sid (SmsSid is accepted too)."),
-        "MessageStatus": serializers.CharField(
-            help_text="queued, sending, sent, delivered, undelivered, failed, read, ... (SmsStatus is accepted too)."
+        "MessageSid": serializers.CharField(
+            max_length=MAX_SID_LENGTH, help_text="The message's sid (SmsSid is accepted too)."
         ),
-        "ErrorCode": serializers.CharField(required=False),
-        "ErrorMessage": serializers.CharField(required=False),
-        "AccountSid": serializers.CharField(required=False),
-        "From": serializers.CharField(required=False),
-        "To": serializers.CharField(required=False),
-        "ApiVersion": serializers.CharField(required=False),
+        "MessageStatus": serializers.RegexField(
+            STATUS_NAME_PATTERN,
+            max_length=MAX_EVENT_TYPE_LENGTH,
+            help_text="queued, sending, sent, delivered, undelivered, failed, read, ... (SmsStatus is accepted too).",
+        ),
+        "ErrorCode": serializers.CharField(
+            required=False, allow_blank=True, allow_null=True, max_length=MAX_EVENT_TYPE_LENGTH
+        ),
+        "ErrorMessage": serializers.CharField(
+            required=False, allow_blank=True, allow_null=True, max_length=MAX_ERROR_MESSAGE_LENGTH
+        ),
     },
 )
 SendGridEventSerializer = inline_serializer(
@@ -94,10 +105,10 @@ SendGridEventSerializer = inline_serializer(
         "event": serializers.CharField(
             help_text="processed, deferred, delivered, bounce, blocked, dropped, open, click, spamreport, ..."
         ),
-        "email": serializers.CharField(required=False),
+        "email": serializers.CharField(required=False, allow_blank=True),
         "timestamp": serializers.IntegerField(required=False),
-        "reason": serializers.CharField(required=False),
-        "status": serializers.CharField(required=False),
+        "reason": serializers.CharField(required=False, allow_blank=True),
+        "status": serializers.CharField(required=False, allow_blank=True),
     },
     many=True,
 )
@@ -173,7 +184,9 @@ class WebhookViewSet(viewsets.ViewSet):
         tags=["webhooks"],
         summary="SMS status callback (Twilio)",
         description=(
-            "Form-encoded as Twilio sends it, or JSON. Deduplicated by MessageSid + MessageStatus. "
+            "Form-encoded as Twilio sends it, or JSON with the same string fields. Other fields Twilio sends "
+            "(AccountSid, From, To, ...) are stored with the request and otherwise ignored. "
+            "Deduplicated by MessageSid + MessageStatus. "
             "A status only moves forward; an event for a message not stored yet is kept as an orphan "
             "and applied when it is."
         ),

@@ -171,6 +171,81 @@ class TestTwilioStatusCallbacks:
         assert (event.kind, event.outcome) == ("status", "rejected")
 
 
+class TestTwilioCallbackFieldsAsTheSchemaStatesThem:
+    """Found by schemathesis (bin/fuzz.sh): the callback is accepted or refused by the four fields read,
+    whatever the status, and the fields the service ignores are never a reason to refuse it."""
+
+    def test_a_malformed_error_message_is_refused_even_when_the_status_needs_no_error(self, client):
+        body = {"MessageSid": "SM" + "a" * 32, "MessageStatus": "delivered", "ErrorMessage": {}}
+
+        response = client.post(TWILIO, data=json.dumps(body), content_type="application/json")
+
+        assert response.status_code == 400
+        assert response.json()["error"] == {
+            "code": "validation_error",
+            "message": "ErrorMessage: Must be a string.",
+            "details": {"ErrorMessage": ["Must be a string."]},
+        }
+
+    def test_a_json_number_is_not_a_sid(self, client):
+        response = client.post(
+            TWILIO, data=json.dumps({"MessageSid": 12345, "MessageStatus": "sent"}), content_type="application/json"
+        )
+
+        assert response.status_code == 400
+        assert response.json()["error"]["details"] == {"MessageSid": ["Must be a string."]}
+
+    def test_null_optional_fields_count_as_absent(self, client):
+        message = sent_sms()
+        body = {
+            "MessageSid": message.provider_message_id,
+            "MessageStatus": "undelivered",
+            "ErrorCode": None,
+            "ErrorMessage": None,
+        }
+
+        response = client.post(TWILIO, data=json.dumps(body), content_type="application/json")
+
+        assert response.status_code == 200
+        assert response.json()["status"] == "processed"
+        message.refresh_from_db()
+        assert message.last_error == {"code": "undelivered", "message": "Message undelivered"}
+
+    def test_fields_the_service_does_not_read_may_hold_anything(self, client):
+        body = {"MessageSid": "SM" + "b" * 32, "MessageStatus": "sent", "ApiVersion": {}, "AccountSid": 7}
+
+        response = client.post(TWILIO, data=json.dumps(body), content_type="application/json")
+
+        assert response.status_code == 200
+        assert response.json() == {"status": "orphan", "event_id": "SM" + "b" * 32 + ":sent", "message_id": None}
+
+    def test_a_field_the_service_reads_given_twice_is_refused(self, client):
+        body = "MessageSid=SM1&MessageStatus=delivered&MessageStatus=failed"
+
+        response = client.post(TWILIO, data=body, content_type="application/x-www-form-urlencoded")
+
+        assert response.status_code == 400
+        assert response.json()["error"]["details"] == {"MessageStatus": ["Must be a single string."]}
+        assert WebhookEvent.objects.get().outcome == "rejected"
+
+    def test_other_fields_may_repeat(self, client):
+        body = "MessageSid=SM1&MessageStatus=sent&To=%2B18045551234&To=%2B18045550000"
+
+        response = client.post(TWILIO, data=body, content_type="application/x-www-form-urlencoded")
+
+        assert response.status_code == 200
+        assert response.json() == {"status": "orphan", "event_id": "SM1:sent", "message_id": None}
+
+    @pytest.mark.parametrize("blank", ["\x1d", "\x85", " \u3000 "])
+    def test_a_status_of_python_whitespace_only_is_refused(self, client, blank):
+        body = urlencode({"MessageSid": "SM1", "MessageStatus": blank})
+
+        response = client.post(TWILIO, data=body, content_type="application/x-www-form-urlencoded")
+
+        assert response.status_code == 400
+        assert list(response.json()["error"]["details"]) == ["MessageStatus"]
+
+
 class TestOrphans:
     def test_statuses_that_beat_the_send_are_applied_when_its_provider_id_is_stored(self, client):
         message = OutboxMessageFactory()

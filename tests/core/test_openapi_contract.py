@@ -1,0 +1,200 @@
+"""The OpenAPI schema states what the service accepts and answers: findings of schemathesis (bin/fuzz.sh).
+
+Each case pairs a request with the schema's verdict and the service's answer, so a schema that
+drifts from the validation (or the reverse) fails here, not only in `make fuzz`.
+"""
+
+import json
+import re
+import sys
+
+import jsonschema
+import pytest
+
+from core.openapi import NOT_BLANK_PATTERN
+from tests import payloads
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(scope="module")
+def schema(django_db_blocker):
+    from django.test import Client
+
+    with django_db_blocker.unblock():
+        response = Client().get("/api/schema/?format=json")
+    assert response.status_code == 200
+    return response.json()
+
+
+def component(schema, name):
+    return schema["components"]["schemas"][name]
+
+
+def operation(schema, method, path):
+    return schema["paths"][path][method]
+
+
+def as_json_schema(node):
+    """OpenAPI 3.0's ``nullable`` spelled as JSON Schema."""
+    if isinstance(node, list):
+        return [as_json_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    converted = {key: as_json_schema(value) for key, value in node.items() if key != "nullable"}
+    if node.get("nullable"):
+        return {"anyOf": [converted, {"type": "null"}]}
+    return converted
+
+
+def schema_accepts(schema, name, payload) -> bool:
+    """Whether the request component ``name`` admits ``payload`` (formats are not asserted, as in OpenAPI)."""
+    validator = jsonschema.Draft202012Validator(
+        {"$ref": f"#/components/schemas/{name}", "components": as_json_schema(schema["components"])}
+    )
+    return validator.is_valid(payload)
+
+
+def test_the_not_blank_pattern_is_exactly_pythons_idea_of_blank():
+    # DRF trims text with str.strip(); ECMAScript's \s (the schema's readers) disagrees on a few characters.
+    for codepoint in range(sys.maxunicode + 1):
+        if 0xD800 <= codepoint <= 0xDFFF:
+            continue
+        char = chr(codepoint)
+        assert (re.search(NOT_BLANK_PATTERN, char) is None) == char.isspace(), hex(codepoint)
+
+
+class TestSendBodies:
+    @pytest.mark.parametrize(
+        ("overrides", "status_code"),
+        [
+            ({}, 201),
+            ({"body": "   ", "attachments": None}, 400),
+            ({"body": "", "attachments": []}, 400),
+            ({"body": "\x1d", "attachments": None}, 400),
+            ({"body": "", "attachments": ["https://example.com/a.jpg"], "type": "mms"}, 201),
+            ({"body": "x" * 1600}, 201),
+            ({"body": "x" * 1601}, 400),
+        ],
+    )
+    def test_blank_bodies_and_body_limits_are_in_the_schema(self, api, schema, overrides, status_code):
+        payload = payloads.sms(**overrides)
+
+        response = api.post("/api/messages/sms", payload, format="json")
+
+        assert response.status_code == status_code, response.content
+        assert schema_accepts(schema, "SendSmsRequest", payload) == (status_code == 201)
+
+    def test_addresses_and_attachments_name_their_formats(self, schema):
+        sms, email = component(schema, "SendSmsRequest"), component(schema, "SendEmailRequest")
+
+        assert sms["properties"]["from"]["format"] == sms["properties"]["to"]["format"] == "phone"
+        assert email["properties"]["from"]["format"] == email["properties"]["to"]["format"] == "email"
+        assert sms["properties"]["attachments"]["items"]["format"] == "http-url"
+        assert email["properties"]["body"]["maxLength"] == 200_000
+        for inbound in ("InboundSmsRequest", "InboundEmailRequest"):
+            assert "anyOf" in component(schema, inbound), "inbound payloads follow the same body rule"
+
+    @pytest.mark.parametrize("blank", [" ", "\x85", "\u3000"])
+    def test_whitespace_only_text_is_refused_and_the_schema_says_so(self, api, schema, blank):
+        payload = payloads.sms(client_message_id=blank)
+
+        response = api.post("/api/messages/sms", payload, format="json")
+
+        assert response.status_code == 400
+        assert response.json()["error"]["details"] == {"client_message_id": ["This field may not be blank."]}
+        assert not schema_accepts(schema, "SendSmsRequest", payload)
+
+    def test_the_pattern_is_for_requests_only(self, schema):
+        # A stored value is answered as it is; the pattern describes what input may be.
+        result = component(schema, "EventResult")["properties"]["event_id"]
+        assert "pattern" not in result
+
+    def test_send_answers_document_the_failed_send_and_the_in_flight_repeat(self, schema):
+        responses = operation(schema, "post", "/api/messages/sms")["responses"]
+
+        assert "_forceError" in responses["502"]["description"]
+        assert responses["409"]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/ErrorEnvelope"
+        }
+        key = next(p for p in operation(schema, "post", "/api/messages/sms")["parameters"] if p["in"] == "header")
+        assert key["schema"]["pattern"] == NOT_BLANK_PATTERN
+
+    def test_a_forced_4xx_answers_502_with_the_failed_message(self, api):
+        payload = payloads.sms(_forceError={"code": 400, "message": "Invalid 'To' number"})
+
+        response = api.post("/api/messages/sms", payload, format="json")
+
+        assert response.status_code == 502
+        assert response.json()["status"] == "failed"
+        assert response.json()["error"] == {"code": 400, "message": "Invalid 'To' number"}
+
+    def test_a_schema_valid_email_body_can_still_be_too_large_in_bytes(self, api, schema):
+        # 200,000 characters pass maxLength; escaped in JSON they take 1.2 MB, past the 1 MiB limit.
+        payload = payloads.email(body="\u009e" * 200_000)
+        encoded = json.dumps(payload)
+        assert schema_accepts(schema, "SendEmailRequest", payload)
+
+        response = api.post("/api/messages/email", encoded, content_type="application/json")
+
+        assert response.status_code == 413
+        assert response.json()["error"]["code"] == "payload_too_large"
+        assert "413" in operation(schema, "post", "/api/messages/email")["responses"]
+
+
+class TestQueryParameters:
+    def test_optional_query_parameters_may_be_sent_empty(self, schema):
+        parameters = operation(schema, "get", "/api/conversations")["parameters"]
+
+        assert {p["name"] for p in parameters if p.get("allowEmptyValue")} == {
+            "channel",
+            "limit",
+            "page",
+            "participant",
+            "status",
+        }
+
+    def test_an_empty_filter_is_no_filter(self, api):
+        api.post("/api/messages/sms", payloads.sms(), format="json")
+
+        response = api.get("/api/conversations?status=&channel=&participant=&limit=&page=")
+
+        assert response.status_code == 200
+        assert response.json()["meta"] == {"page": 1, "limit": 20, "total": 1}
+
+    def test_the_participant_filter_is_a_phone_number_or_an_email_address(self, api, schema):
+        parameter = next(
+            p for p in operation(schema, "get", "/api/conversations")["parameters"] if p["name"] == "participant"
+        )
+        assert parameter["schema"]["format"] == "phone-or-email"
+
+        response = api.get("/api/conversations?participant=0")
+
+        assert response.status_code == 400
+        assert response.json()["error"]["code"] == "invalid_address"
+
+
+class TestTwilioStatusCallbackSchema:
+    def test_only_the_fields_read_are_described(self, schema):
+        callback = component(schema, "TwilioStatusCallbackRequest")
+
+        assert set(callback["properties"]) == {"MessageSid", "MessageStatus", "ErrorCode", "ErrorMessage"}
+        assert callback["required"] == ["MessageSid", "MessageStatus"]
+        assert callback["properties"]["ErrorMessage"]["nullable"] is True
+        assert callback["properties"]["MessageStatus"]["maxLength"] == 64
+
+    @pytest.mark.parametrize(
+        ("body", "status_code"),
+        [
+            ({"MessageSid": "SM1", "MessageStatus": "sent", "ApiVersion": ""}, 200),
+            ({"MessageSid": "SM1", "MessageStatus": "sent", "ErrorCode": "", "ErrorMessage": None}, 200),
+            ({"MessageSid": "SM1", "MessageStatus": "sent", "ErrorMessage": {}}, 400),
+            ({"MessageSid": 1, "MessageStatus": "sent"}, 400),
+            ({"MessageSid": "SM1", "MessageStatus": "\x1d"}, 400),
+        ],
+    )
+    def test_the_schema_and_the_parser_agree(self, client, schema, body, status_code):
+        response = client.post("/api/webhooks/sms/status", data=json.dumps(body), content_type="application/json")
+
+        assert response.status_code == status_code, response.content
+        assert schema_accepts(schema, "TwilioStatusCallbackRequest", body) == (status_code == 200)
