@@ -2,7 +2,7 @@
 
 The cache is Redis when ``REDIS_URL`` is set, so every process shares one count per key; otherwise it
 is this process's memory. Each channel has its own limit (``SMS_RATE_LIMIT``, ``EMAIL_RATE_LIMIT``)
-per key (``RATE_LIMIT_KEY``: the sender address, the presented API key, or the client IP), counted in
+per key (``RATE_LIMIT_KEY``: the sender address, the authenticated API key, or the client IP), counted in
 django-ratelimit's fixed windows.
 
 The view counts a send once the request is fully validated (so invalid requests cost nothing and the
