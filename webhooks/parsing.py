@@ -91,15 +91,16 @@ def _load_json(raw: RawWebhook) -> Any:
         raise PayloadRejected(status=400, code="malformed_json", message=f"JSON parse error - {exc}") from None
 
 
+def _wrong_shape(message: str, *, expected: str) -> PayloadRejected:
+    return PayloadRejected(
+        status=400, code="validation_error", message=message, details={"non_field_errors": [expected]}
+    )
+
+
 def parse_json_object(raw: RawWebhook) -> dict[str, Any]:
     payload = _load_json(raw)
     if not isinstance(payload, dict):
-        raise PayloadRejected(
-            status=400,
-            code="validation_error",
-            message="The body must be a JSON object.",
-            details={"non_field_errors": ["Expected a JSON object."]},
-        )
+        raise _wrong_shape("The body must be a JSON object.", expected="Expected a JSON object.")
     return payload
 
 
@@ -311,23 +312,13 @@ def parse_sendgrid_batch(raw: RawWebhook) -> list[Any]:
             message=f"At most {settings.SENDGRID_MAX_EVENTS_PER_BATCH} events per request; got {len(payload)}.",
         )
     if not isinstance(payload, list):
-        raise PayloadRejected(
-            status=400,
-            code="validation_error",
-            message="The body must be a JSON array of events.",
-            details={"non_field_errors": ["Expected a JSON array."]},
-        )
+        raise _wrong_shape("The body must be a JSON array of events.", expected="Expected a JSON array.")
     return payload
 
 
 def parse_sendgrid_event(item: Any) -> StatusEvent:
     if not isinstance(item, dict):
-        raise PayloadRejected(
-            status=400,
-            code="validation_error",
-            message="An event must be a JSON object.",
-            details={"non_field_errors": ["Expected a JSON object."]},
-        )
+        raise _wrong_shape("An event must be a JSON object.", expected="Expected a JSON object.")
     event_id = _text(item, "sg_event_id", required=True)
     name = _status_name(item, "event")
     message_id = _text(item, "sg_message_id", required=True)

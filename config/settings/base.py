@@ -271,11 +271,19 @@ SENDGRID_WEBHOOK_PUBLIC_KEY = validate_public_keys(
 )
 PUBLIC_BASE_URL = validate_public_base_url(setting="PUBLIC_BASE_URL", value=env.str("PUBLIC_BASE_URL"))
 WEBHOOK_TIMESTAMP_TOLERANCE_SECONDS = env.int("WEBHOOK_TIMESTAMP_TOLERANCE_SECONDS", 300, minimum=1)
-# Refuse to start without secrets for both providers; production turns this on by default.
-WEBHOOK_SIGNATURES_REQUIRED = env.bool("WEBHOOK_SIGNATURES_REQUIRED", default=False)
-if WEBHOOK_SIGNATURES_REQUIRED:
-    require_webhook_secrets(
-        twilio_tokens=TWILIO_AUTH_TOKEN,
-        sendgrid_keys=SENDGRID_WEBHOOK_VERIFICATION_KEY,
-        sendgrid_public_keys=SENDGRID_WEBHOOK_PUBLIC_KEY,
-    )
+
+
+def webhook_signatures_required(*, default: bool) -> bool:
+    """WEBHOOK_SIGNATURES_REQUIRED; when true, start-up stops unless both providers have secrets."""
+    required = env.bool("WEBHOOK_SIGNATURES_REQUIRED", default=default)
+    if required:
+        require_webhook_secrets(
+            twilio_tokens=TWILIO_AUTH_TOKEN,
+            sendgrid_keys=SENDGRID_WEBHOOK_VERIFICATION_KEY,
+            sendgrid_public_keys=SENDGRID_WEBHOOK_PUBLIC_KEY,
+        )
+    return required
+
+
+# Production turns this on by default.
+WEBHOOK_SIGNATURES_REQUIRED = webhook_signatures_required(default=False)

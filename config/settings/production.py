@@ -5,14 +5,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from config.env import env
 from config.settings.base import *  # noqa: F403
-from config.settings.base import (
-    REDIS_URL,
-    SECRET_KEY,
-    SENDGRID_WEBHOOK_PUBLIC_KEY,
-    SENDGRID_WEBHOOK_VERIFICATION_KEY,
-    TWILIO_AUTH_TOKEN,
-)
-from webhooks.signatures import require_webhook_secrets
+from config.settings.base import REDIS_URL, SECRET_KEY, webhook_signatures_required
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 if DEBUG:
@@ -40,13 +33,7 @@ SECURE_HSTS_PRELOAD = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 
 # Webhook signatures: required unless WEBHOOK_SIGNATURES_REQUIRED=false is set explicitly.
-WEBHOOK_SIGNATURES_REQUIRED = env.bool("WEBHOOK_SIGNATURES_REQUIRED", default=True)
-if WEBHOOK_SIGNATURES_REQUIRED:
-    require_webhook_secrets(
-        twilio_tokens=TWILIO_AUTH_TOKEN,
-        sendgrid_keys=SENDGRID_WEBHOOK_VERIFICATION_KEY,
-        sendgrid_public_keys=SENDGRID_WEBHOOK_PUBLIC_KEY,
-    )
+WEBHOOK_SIGNATURES_REQUIRED = webhook_signatures_required(default=True)
 
 # Rate limits are counted in Redis, shared by every process. Without it each of bin/start.sh's
 # processes would count alone and let through several times the limit.
