@@ -61,8 +61,9 @@ RATE_LIMIT_RESPONSES = {
     ),
 }
 
-#: Answers given after a send was counted: they carry the X-RateLimit-* headers.
-_COUNTED = [201, 202, 409, 422, 429, 502]
+#: Answers given after a send was counted carry the X-RateLimit-* headers; so does a 400 whose key
+#: (its valid sender, API key or client IP) can be told, read without counting.
+_COUNTED = [201, 202, 400, 409, 422, 429, 502]
 
 
 def _response_header(name: str, statuses: list[int], description: str) -> OpenApiParameter:

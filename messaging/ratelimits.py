@@ -82,6 +82,21 @@ def rate_limit_consume(*, request: HttpRequest, channel: str, sender: str) -> Qu
     return quota
 
 
+def rate_limit_peek(*, request: HttpRequest, channel: str, sender: str | None) -> None:
+    """For a send refused before it is counted (a validation error): where its key stands, without
+    counting it, so that answer carries the X-RateLimit-* headers too. Nothing when the key cannot be
+    told (per-sender limits and no valid sender) or the counters are unreachable."""
+    if settings.RATE_LIMIT_KEY == "sender" and sender is None:
+        return
+    try:
+        quota = _count(
+            request=request, channel=channel, key=rate_limit_key(request=request, sender=sender or ""), increment=False
+        )
+    except RateLimitUnavailable:
+        return  # the request is refused for its own reasons; the limiter's state is not its answer
+    setattr(request, _QUOTA_ATTRIBUTE, quota)
+
+
 def rate_limit_headers(*, request: HttpRequest) -> dict[str, str]:
     """The X-RateLimit-* headers for any answer to a counted request; empty when it was not counted."""
     quota = getattr(request, _QUOTA_ATTRIBUTE, None)
@@ -118,7 +133,7 @@ def client_ip(request: HttpRequest) -> str:
     return "unknown"
 
 
-def _count(*, request: HttpRequest, channel: str, key: str) -> Quota | None:
+def _count(*, request: HttpRequest, channel: str, key: str, increment: bool = True) -> Quota | None:
     if not settings.RATELIMIT_ENABLE:
         return None
     _warn_once_if_counted_per_process()
@@ -129,7 +144,7 @@ def _count(*, request: HttpRequest, channel: str, key: str) -> Quota | None:
             group=_GROUPS[channel],
             key=lambda _group, _request: key,
             rate=(limit, window_seconds),
-            increment=True,
+            increment=increment,
         )
     except (RedisError, OSError) as exc:
         return _counters_unavailable(reason=f"{type(exc).__name__}: {exc}")

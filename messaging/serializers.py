@@ -188,3 +188,15 @@ class MessageListQuerySerializer(PageQuerySerializer):
 
     limit = serializers.IntegerField(min_value=1, required=False, help_text="Default 50; above 200 is clamped to 200.")
     order = serializers.ChoiceField(choices=["asc", "desc"], default="desc", help_text="By timestamp; newest first.")
+
+
+def normalised_sender(data: object, *, channel: str) -> str | None:
+    """The request's ``from`` address normalised for ``channel``, or None when there is no valid one:
+    what a send refused for another field is rate-limited under."""
+    raw = data.get("from") if isinstance(data, dict) else None
+    if not isinstance(raw, str) or len(raw) > 320:
+        return None
+    try:
+        return normalise_address(raw, channel=channel, field="from")
+    except (InvalidAddress, ValueError):
+        return None

@@ -3,6 +3,7 @@ from __future__ import annotations
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError as DRFValidationError
 from rest_framework.response import Response
 
 from core.errors import ValidationFailed
@@ -17,7 +18,7 @@ from core.openapi import (
 )
 from core.pagination import envelope_serializer, paginated_response
 from messaging.models import MessageStatus
-from messaging.ratelimits import rate_limit_consume, rate_limit_headers
+from messaging.ratelimits import rate_limit_consume, rate_limit_headers, rate_limit_peek
 from messaging.selectors import message_get, message_list_for_conversation
 from messaging.serializers import (
     MessageListQuerySerializer,
@@ -25,6 +26,7 @@ from messaging.serializers import (
     SendEmailSerializer,
     SendMessageSerializer,
     SendSmsSerializer,
+    normalised_sender,
 )
 from messaging.services import SendCommand, message_send
 from providers.base import ForcedError
@@ -188,8 +190,14 @@ class MessageViewSet(viewsets.ViewSet):
 
     def _send(self, request, serializer_class: type[SendMessageSerializer]) -> Response:
         serializer = serializer_class(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        command = _send_command(serializer.validated_data, request.headers.get("Idempotency-Key"))
+        try:
+            serializer.is_valid(raise_exception=True)
+            command = _send_command(serializer.validated_data, request.headers.get("Idempotency-Key"))
+        except (DRFValidationError, ValidationFailed):
+            # Not counted, but answered with the headers of the sender's (or key's) current window.
+            sender = normalised_sender(request.data, channel=serializer_class.channel)
+            rate_limit_peek(request=request, channel=serializer_class.channel, sender=sender)
+            raise
         rate_limit_consume(request=request, channel=command.channel, sender=command.from_address)
         outcome = message_send(command=command)
         message = outcome.message

@@ -209,18 +209,34 @@ def test_sms_and_email_are_counted_apart_for_one_key(api, settings):
 # --- What counts ---------------------------------------------------------------------------------
 
 
-def test_invalid_requests_do_not_count_and_carry_no_limit_headers(api, settings):
+def test_invalid_requests_do_not_count_but_carry_the_senders_limit_headers(api, settings):
     settings.SMS_RATE_LIMIT = (1, DAY)
 
     invalid = [send(api, "sms", payloads.sms(to="not-a-number")) for _ in range(3)]
     bad_key = send_sms(api, **{"Idempotency-Key": " "})
+    no_sender = send(api, "sms", payloads.sms(**{"from": "nobody"}))
     valid = send_sms(api)
 
     assert [r.status_code for r in invalid] == [400, 400, 400]
     assert bad_key.status_code == 400
-    assert all("X-RateLimit-Limit" not in r.headers for r in [*invalid, bad_key])
+    for refused in [*invalid, bad_key]:
+        assert refused.headers["X-RateLimit-Limit"] == "1"
+        assert refused.headers["X-RateLimit-Remaining"] == "1"  # nothing was counted
+        assert int(refused.headers["X-RateLimit-Reset"]) > time.time()
+    assert no_sender.status_code == 400
+    assert "X-RateLimit-Limit" not in no_sender.headers  # no valid sender: no key to report on
     assert valid.status_code == 201
     assert valid.headers["X-RateLimit-Remaining"] == "0"
+
+
+def test_in_ip_mode_even_a_request_without_a_valid_sender_carries_the_headers(api, settings):
+    settings.RATE_LIMIT_KEY = "ip"
+    settings.SMS_RATE_LIMIT = (3, DAY)
+
+    refused = send(api, "sms", payloads.sms(**{"from": "nobody"}))
+
+    assert refused.status_code == 400
+    assert refused.headers["X-RateLimit-Remaining"] == "3"
 
 
 def test_idempotent_replays_count_against_the_limit(api, settings, provider_calls):
@@ -371,6 +387,17 @@ def test_with_redis_down_and_failing_closed_sends_answer_503_and_store_nothing(a
         assert "Traceback" not in response.content.decode()
     assert Message.objects.count() == 0
     assert provider_calls == []
+
+
+def test_with_redis_down_an_invalid_send_is_still_answered_for_what_is_wrong_with_it(api, settings):
+    settings.CACHES = {**settings.CACHES, "ratelimit": redis_cache(f"redis://127.0.0.1:{closed_port()}/14")}
+    settings.RATE_LIMIT_FAIL_OPEN = False
+
+    response = send(api, "sms", payloads.sms(to="not-a-number"))
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "validation_error"
+    assert "X-RateLimit-Limit" not in response.headers
 
 
 _WORKER = textwrap.dedent(
