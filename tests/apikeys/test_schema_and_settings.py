@@ -1,7 +1,6 @@
-import subprocess
-import sys
-
 import pytest
+
+from tests.settings_env import PRODUCTION_ENV, run_with_settings
 
 pytestmark = pytest.mark.django_db
 
@@ -52,18 +51,8 @@ def test_webhooks_and_health_are_documented_as_open(schema):
 
 
 def _setting_under(module: str, environ: dict[str, str]) -> str:
-    env = {
-        "DJANGO_SETTINGS_MODULE": module,
-        "PATH": "/usr/bin:/bin",
-        "DJANGO_SECRET_KEY": "x" * 60 + "abcdef",
-        "ALLOWED_HOSTS": "api.example.com",
-        "TWILIO_AUTH_TOKEN": "twilio-token",
-        "SENDGRID_WEBHOOK_VERIFICATION_KEY": "sendgrid-key",
-        "REDIS_URL": "redis://127.0.0.1:6379/0",
-        **environ,
-    }
     code = "import django; django.setup(); from django.conf import settings; print(settings.API_AUTH_REQUIRED)"
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
+    result = run_with_settings(module, {**PRODUCTION_ENV, **environ}, "-c", code)
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
 

@@ -1,11 +1,8 @@
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import Env
+from tests.settings_env import PRODUCTION_ENV, run_with_settings
 
 
 def test_typed_values_are_parsed():
@@ -49,22 +46,11 @@ def test_out_of_range_values_are_refused():
 
 
 def _check_production(extra_env):
-    env = {
-        "DJANGO_SETTINGS_MODULE": "config.settings.production",
-        "PATH": "/usr/bin:/bin",
-        # Production also requires webhook secrets (tests/webhooks/test_signatures.py covers that).
-        "TWILIO_AUTH_TOKEN": "test-token",
-        "SENDGRID_WEBHOOK_VERIFICATION_KEY": "test-key",
-        "REDIS_URL": "redis://127.0.0.1:6379/0",
-        **extra_env,
-    }
-    return subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"], env=env, capture_output=True, text=True, check=False
-    )
+    return run_with_settings("config.settings.production", {**PRODUCTION_ENV, **extra_env})
 
 
 def test_production_refuses_an_insecure_secret_key():
-    result = _check_production({"ALLOWED_HOSTS": "api.example.com"})
+    result = _check_production({"DJANGO_SECRET_KEY": "", "ALLOWED_HOSTS": "api.example.com"})
     assert result.returncode != 0
     assert "DJANGO_SECRET_KEY must be set" in result.stderr
 
@@ -102,22 +88,8 @@ def test_a_lease_no_longer_than_the_provider_timeout_stops_start_up():
 
 
 def test_production_settings_pass_the_deployment_checklist():
-    env = {
-        "DJANGO_SETTINGS_MODULE": "config.settings.production",
-        "PATH": "/usr/bin:/bin",
-        "DJANGO_SECRET_KEY": "x" * 60 + "abcdef",
-        "ALLOWED_HOSTS": "api.example.com",
-        "TWILIO_AUTH_TOKEN": "twilio-token",
-        "SENDGRID_WEBHOOK_VERIFICATION_KEY": "sendgrid-key",
-        "REDIS_URL": "redis://127.0.0.1:6379/0",
-    }
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=Path(__file__).resolve().parents[2],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
+    result = run_with_settings(
+        "config.settings.production", PRODUCTION_ENV, "manage.py", "check", "--deploy", "--fail-level", "WARNING"
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout

@@ -1,7 +1,5 @@
 import base64
 import json
-import subprocess
-import sys
 import time
 from urllib.parse import urlencode
 
@@ -11,6 +9,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from django.core.exceptions import ImproperlyConfigured
 from django.test import RequestFactory
 
+from tests.settings_env import PRODUCTION_ENV, run_with_settings
 from webhooks.signatures import (
     VERIFIERS,
     SignatureInvalid,
@@ -569,17 +568,13 @@ def test_a_malformed_public_key_is_a_configuration_error_naming_the_variable(key
         validate_public_keys(setting="SENDGRID_WEBHOOK_PUBLIC_KEY", keys=[good, key])
 
 
-def _start(settings_module, extra_env):
-    env = {"DJANGO_SETTINGS_MODULE": settings_module, "PATH": "/usr/bin:/bin", **extra_env}
-    return subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"], env=env, capture_output=True, text=True, check=False
-    )
+_start = run_with_settings
 
-
+#: Production's environment without any webhook secret.
 PRODUCTION = {
-    "DJANGO_SECRET_KEY": "x" * 60 + "abcdef",
-    "ALLOWED_HOSTS": "api.example.com",
-    "REDIS_URL": "redis://127.0.0.1:6379/0",
+    name: value
+    for name, value in PRODUCTION_ENV.items()
+    if name not in ("TWILIO_AUTH_TOKEN", "SENDGRID_WEBHOOK_VERIFICATION_KEY")
 }
 
 
