@@ -10,7 +10,7 @@ from conversations.views import ConversationViewSet
 from core.health import LivenessView, ReadinessView
 from core.middleware import json_not_found
 from messaging.views import ConversationMessageViewSet, MessageViewSet
-from webhooks.views import WebhookViewSet
+from webhooks.views import webhook_urls
 
 
 class OptionalSlashRouter(SimpleRouter):
@@ -23,13 +23,13 @@ class OptionalSlashRouter(SimpleRouter):
 
 router = OptionalSlashRouter()
 router.register("messages", MessageViewSet, basename="message")
-router.register("webhooks", WebhookViewSet, basename="webhook")
 router.register("conversations", ConversationViewSet, basename="conversation")
 router.register(
     r"conversations/(?P<conversation_id>[^/]+)/messages", ConversationMessageViewSet, basename="conversation-message"
 )
 
 urlpatterns = [
+    *webhook_urls(),
     re_path(r"^api/", include(router.urls)),
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
     re_path(r"^api/docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

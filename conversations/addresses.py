@@ -67,7 +67,48 @@ def looks_like_email(raw: str) -> bool:
     return "@" in raw
 
 
-def normalise_address(raw: str, *, channel: str, field: str = "address") -> str:
-    if channel == "email":
-        return normalise_email(raw, field=field)
-    return normalise_phone(raw, field=field)
+#: Meta's business-scoped user ids (and seed 004's ``user-123``): kept exactly as given.
+_SCOPED_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+#: Meta's wa_id: the number's digits without the ``+``.
+_WA_ID = re.compile(r"[1-9][0-9]{6,14}")
+
+
+def normalise_scoped_id(raw: str, *, field: str = "address") -> str:
+    """An opaque user id of 1-64 letters, digits, ``-``, ``_`` or ``.``, kept as given."""
+    value = raw.strip()
+    if not _SCOPED_ID.fullmatch(value):
+        raise InvalidAddress(
+            f"{field} is not a valid user id.",
+            details={field: [f"Invalid user id: {raw[:80]!r}. Use 1-64 letters, digits, '-', '_' or '.'."]},
+        )
+    return value
+
+
+def normalise_whatsapp(raw: str, *, field: str = "address") -> str:
+    """A WhatsApp user: a phone number (``+14155550123``, ``whatsapp:+1...`` or wa_id digits), kept as
+    E.164, or an opaque user id kept as given. A value starting with ``+`` must be a valid number."""
+    value = raw.strip()
+    if value.lower().startswith("whatsapp:"):
+        value = value[len("whatsapp:") :].strip()
+        return _whatsapp_phone(value, raw=raw, field=field)
+    if value.startswith("+"):
+        return _whatsapp_phone(value, raw=raw, field=field)
+    if _WA_ID.fullmatch(value):
+        return _whatsapp_phone("+" + value, raw=raw, field=field)
+    return normalise_scoped_id(value, field=field)
+
+
+def _whatsapp_phone(value: str, *, raw: str, field: str) -> str:
+    error = InvalidAddress(
+        f"{field} is not a valid WhatsApp number.",
+        details={field: [f"Invalid WhatsApp number: {raw[:80]!r}. Use E.164, e.g. +14155550123."]},
+    )
+    if len(value) > _MAX_PHONE_INPUT or not value.startswith("+"):
+        raise error
+    try:
+        number = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException:
+        raise error from None
+    if not phonenumbers.is_valid_number(number):
+        raise error
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

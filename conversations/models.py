@@ -1,11 +1,6 @@
 from django.db import models
 
-
-class Channel(models.TextChoices):
-    """A channel family: ``sms`` carries SMS and MMS, so both share one thread."""
-
-    SMS = "sms", "SMS/MMS"
-    EMAIL = "email", "Email"
+from conversations.channels import channel_choices, channel_names
 
 
 class ConversationStatus(models.TextChoices):
@@ -20,7 +15,8 @@ class Conversation(models.Model):
     constraint makes find-or-create safe under concurrency.
     """
 
-    channel = models.CharField(max_length=16, choices=Channel.choices)
+    # One of the channel registry's names (conversations/channels.py); ``sms`` carries SMS and MMS.
+    channel = models.CharField(max_length=16, choices=channel_choices)
     participant_a = models.CharField(max_length=320)
     participant_b = models.CharField(max_length=320)
     status = models.CharField(max_length=16, choices=ConversationStatus.choices, default=ConversationStatus.OPEN)
@@ -39,7 +35,7 @@ class Conversation(models.Model):
             models.UniqueConstraint(
                 fields=["participant_a", "participant_b", "channel"], name="conversation_unique_participants"
             ),
-            models.CheckConstraint(condition=models.Q(channel__in=Channel.values), name="conversation_channel_valid"),
+            models.CheckConstraint(condition=models.Q(channel__in=channel_names()), name="conversation_channel_valid"),
             models.CheckConstraint(
                 condition=models.Q(status__in=ConversationStatus.values), name="conversation_status_valid"
             ),

@@ -1,7 +1,8 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from conversations.models import Channel, Conversation, ConversationStatus
+from conversations.channels import channel_choices
+from conversations.models import Conversation, ConversationStatus
 from core.openapi import NOT_BLANK_PATTERN, PHONE_OR_EMAIL_FORMAT
 from core.pagination import PageQuerySerializer
 
@@ -46,7 +47,7 @@ class ConversationListQuerySerializer(PageQuerySerializer):
     MAX_LIMIT = 100
 
     limit = serializers.IntegerField(min_value=1, required=False, help_text="Default 20; above 100 is clamped to 100.")
-    channel = serializers.ChoiceField(choices=Channel.choices, required=False)
+    channel = serializers.ChoiceField(choices=channel_choices(), required=False)
     status = serializers.ChoiceField(choices=ConversationStatus.choices, required=False)
     participant = ParticipantField(
         required=False,

@@ -2,7 +2,8 @@ import uuid
 
 from django.db import models
 
-from conversations.models import Channel, Conversation
+from conversations.channels import channel_choices, channel_names, message_type_choices, message_types
+from conversations.models import Conversation
 
 
 class Direction(models.TextChoices):
@@ -11,15 +12,20 @@ class Direction(models.TextChoices):
 
 
 class MessageType(models.TextChoices):
+    """Names for the types code refers to; the full list (and the CHECK) comes from the channel registry."""
+
     SMS = "sms", "SMS"
     MMS = "mms", "MMS"
     EMAIL = "email", "Email"
+    WHATSAPP = "whatsapp", "WhatsApp"
+    INSTAGRAM = "instagram", "Instagram"
 
 
 class MessageStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     SENT = "sent", "Sent"
     DELIVERED = "delivered", "Delivered"
+    READ = "read", "Read"
     FAILED = "failed", "Failed"
     RECEIVED = "received", "Received"
 
@@ -28,9 +34,9 @@ class Message(models.Model):
     # No index of its own: message_thread_idx starts with conversation_id.
     conversation = models.ForeignKey(Conversation, on_delete=models.PROTECT, related_name="messages", db_index=False)
     # Denormalised from the type so the idempotency key can be unique per channel in the database.
-    channel = models.CharField(max_length=16, choices=Channel.choices)
+    channel = models.CharField(max_length=16, choices=channel_choices)
     direction = models.CharField(max_length=16, choices=Direction.choices)
-    type = models.CharField(max_length=16, choices=MessageType.choices)
+    type = models.CharField(max_length=16, choices=message_type_choices)
     from_address = models.CharField(max_length=320)
     to_address = models.CharField(max_length=320)
     body = models.TextField(blank=True, default="")
@@ -81,9 +87,9 @@ class Message(models.Model):
                 condition=models.Q(client_message_id__isnull=False),
                 name="message_unique_client_id",
             ),
-            models.CheckConstraint(condition=models.Q(channel__in=Channel.values), name="message_channel_valid"),
+            models.CheckConstraint(condition=models.Q(channel__in=channel_names()), name="message_channel_valid"),
             models.CheckConstraint(condition=models.Q(direction__in=Direction.values), name="message_direction_valid"),
-            models.CheckConstraint(condition=models.Q(type__in=MessageType.values), name="message_type_valid"),
+            models.CheckConstraint(condition=models.Q(type__in=message_types()), name="message_type_valid"),
             models.CheckConstraint(condition=models.Q(status__in=MessageStatus.values), name="message_status_valid"),
             # The outbox only finds what is scheduled: a pending message without a time would be lost.
             models.CheckConstraint(

@@ -6,20 +6,25 @@ format of the endpoint's channel, the channel's body length limit, http(s) attac
 body that is not blank, or at least one attachment". Loaded by ``MessagingConfig.ready``.
 """
 
-from django.conf import settings
 from drf_spectacular.extensions import OpenApiSerializerExtension
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 
-from conversations.models import Channel
-from core.openapi import HTTP_URL_FORMAT, NOT_BLANK_PATTERN, PHONE_DESCRIPTION, PHONE_FORMAT
+from conversations.channels import CHANNELS
+from core.openapi import (
+    HTTP_URL_FORMAT,
+    NOT_BLANK_PATTERN,
+    RATE_LIMIT_RESPONSES,
+    WRITE_ERROR_RESPONSES,
+    ErrorEnvelope,
+)
+from messaging.serializers import MessageSerializer
 
-_ADDRESSES = {
-    Channel.SMS: (PHONE_FORMAT, PHONE_DESCRIPTION),
-    Channel.EMAIL: ("email", "an e-mail address (a display name, `Name <a@example.com>`, is accepted)"),
-}
 _ATTACHMENT_DESCRIPTION = "An http(s) URL with a host name (with a top-level domain) or an IP address."
 
 
 class MessagePayloadSchema(OpenApiSerializerExtension):
+    """Per-channel endpoints: the channel's address format, types and body limit, from the registry."""
+
     target_class = "messaging.serializers.MessagePayloadSerializer"
     match_subclasses = True
 
@@ -27,21 +32,158 @@ class MessagePayloadSchema(OpenApiSerializerExtension):
         schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
         if direction != "request":
             return schema
-        channel = self.target.channel
-        properties = schema["properties"]
-        address_format, address_description = _ADDRESSES[channel]
-        for name, role in (("from", "Sender"), ("to", "Recipient")):
-            properties[name]["format"] = address_format
-            properties[name]["description"] = f"{role}: {address_description}."
-        properties["attachments"]["items"]["format"] = HTTP_URL_FORMAT
-        properties["attachments"]["items"]["description"] = _ATTACHMENT_DESCRIPTION
-        limit = settings.SMS_MAX_BODY_CHARS if channel == Channel.SMS else settings.EMAIL_MAX_BODY_CHARS
-        properties["body"]["maxLength"] = limit
-        properties["body"]["description"] = (
-            f"At most {limit} characters. May be blank or absent only when attachments are given."
+        if "channel" in schema["properties"]:
+            return _any_channel_schema(schema)
+        return _channel_schema(schema, channel=self.target.channel)
+
+
+class ScaffoldInboundSchema(MessagePayloadSchema):
+    """The scaffold's inbound webhooks (providers/scaffold.py) follow their channel's rules too."""
+
+    target_class = "providers.scaffold.ScaffoldInboundSerializer"
+
+
+def _any_channel_schema(schema: dict) -> dict:
+    """POST /api/messages: one variant per channel (JSON Schema oneOf on ``channel``)."""
+    variants = []
+    for name in CHANNELS:
+        variant = _channel_schema(
+            {"type": "object", "properties": {key: dict(value) for key, value in schema["properties"].items()}},
+            channel=name,
         )
-        schema["anyOf"] = [
-            {"required": ["body"], "properties": {"body": {"type": "string", "pattern": NOT_BLANK_PATTERN}}},
-            {"required": ["attachments"], "properties": {"attachments": {"type": "array", "minItems": 1}}},
-        ]
-        return schema
+        variant["properties"]["channel"] = {"type": "string", "enum": [name]}
+        variant["required"] = ["channel", "to"] + ([] if CHANNELS[name].sender_setting else ["from"])
+        variants.append(variant)
+    schema["properties"]["attachments"]["items"]["format"] = HTTP_URL_FORMAT
+    schema["oneOf"] = variants
+    return schema
+
+
+def _channel_schema(schema: dict, *, channel: str) -> dict:
+    spec = CHANNELS[channel]
+    properties = schema["properties"]
+    rule = spec.address
+    for name, role in (("from", "Sender"), ("to", "Recipient")):
+        properties[name] = dict(properties[name])
+        if rule.schema_format:
+            properties[name]["format"] = rule.schema_format
+        if rule.schema_pattern:
+            properties[name]["pattern"] = rule.schema_pattern
+        properties[name]["description"] = f"{role}: {rule.description}."
+    properties["attachments"] = {**properties["attachments"], "items": dict(properties["attachments"]["items"])}
+    properties["attachments"]["items"]["format"] = HTTP_URL_FORMAT
+    properties["attachments"]["items"]["description"] = _ATTACHMENT_DESCRIPTION
+    limit = spec.body_limit
+    properties["body"] = dict(properties["body"])
+    properties["body"]["maxLength"] = limit
+    properties["body"]["description"] = (
+        f"At most {limit} characters. May be blank or absent only when attachments are given."
+    )
+    schema["anyOf"] = [
+        {"required": ["body"], "properties": {"body": {"type": "string", "pattern": NOT_BLANK_PATTERN}}},
+        {"required": ["attachments"], "properties": {"attachments": {"type": "array", "minItems": 1}}},
+    ]
+    return schema
+
+
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key",
+    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": NOT_BLANK_PATTERN},
+    OpenApiParameter.HEADER,
+    required=False,
+    description="Same key and body: the original message, nothing sent again. Same key, other body: 422.",
+)
+
+SEND_RESPONSES = {
+    201: OpenApiResponse(MessageSerializer, "Sent: the provider accepted the message."),
+    202: OpenApiResponse(MessageSerializer, "Pending: a transient provider failure; a retry is scheduled."),
+    502: OpenApiResponse(
+        MessageSerializer,
+        "Failed: the provider rejected the message for good (with the mock providers: `_forceError` with any "
+        "4xx code but 429; 429 and 5xx are transient and answer 202).",
+    ),
+    409: OpenApiResponse(
+        ErrorEnvelope, "A repeat of an idempotent send whose original is still on its first attempt; retry later."
+    ),
+    422: OpenApiResponse(ErrorEnvelope, "Idempotency key reused with another body."),
+    **WRITE_ERROR_RESPONSES,
+    **RATE_LIMIT_RESPONSES,
+}
+
+SMS_EXAMPLE = OpenApiExample(
+    "MMS",
+    request_only=True,
+    value={
+        "from": "+12016661234",
+        "to": "+18045551234",
+        "type": "mms",
+        "body": "Hello! This is a test MMS message with attachment.",
+        "attachments": ["https://example.com/image.jpg"],
+        "timestamp": "2024-11-01T14:00:00Z",
+    },
+)
+FORCED_ERROR_EXAMPLE = OpenApiExample(
+    "Transient failure once (answers 202, retried by the outbox)",
+    request_only=True,
+    value={
+        "from": "+12016661234",
+        "to": "+18045551234",
+        "body": "Retry me",
+        "_forceError": {"code": 503, "times": 1},
+    },
+)
+EMAIL_EXAMPLE = OpenApiExample(
+    "Email",
+    request_only=True,
+    value={
+        "from": "user@usehatchapp.com",
+        "to": "contact@gmail.com",
+        "body": "Hello! This is a test email message with <b>HTML</b> formatting.",
+        "attachments": ["https://example.com/document.pdf"],
+        "timestamp": "2024-11-01T14:00:00Z",
+    },
+)
+SENT_EXAMPLE = OpenApiExample(
+    "Sent",
+    response_only=True,
+    status_codes=["201"],
+    value={
+        "id": 1,
+        "conversation_id": 1,
+        "direction": "outbound",
+        "type": "mms",
+        "from": "+12016661234",
+        "to": "+18045551234",
+        "body": "Hello! This is a test MMS message with attachment.",
+        "attachments": ["https://example.com/image.jpg"],
+        "status": "sent",
+        "provider": "twilio",
+        "provider_message_id": "MM5f0b6ab3a4b1c43d2e0f9f8a7b6c5d4e",
+        "client_message_id": None,
+        "timestamp": "2024-11-01T14:00:00Z",
+        "attempts": 1,
+        "next_attempt_at": None,
+        "error": None,
+        "created_at": "2026-11-22T10:00:00.123456Z",
+        "updated_at": "2026-11-22T10:00:00.345678Z",
+    },
+)
+
+
+ANY_CHANNEL_EXAMPLES = [
+    OpenApiExample(
+        "WhatsApp (from defaults to WHATSAPP_PHONE_NUMBER)",
+        request_only=True,
+        value={"channel": "whatsapp", "to": "+14155550123", "body": "Merhaba!", "client_message_id": "order-42-1"},
+    ),
+    OpenApiExample(
+        "Instagram",
+        request_only=True,
+        value={"channel": "instagram", "to": "6789012345", "body": "Thanks for reaching out!"},
+    ),
+    OpenApiExample(
+        "SMS",
+        request_only=True,
+        value={"channel": "sms", "from": "+12016661234", "to": "+18045551234", "body": "Hello!"},
+    ),
+]

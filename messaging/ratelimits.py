@@ -1,7 +1,8 @@
 """Rate limits on the send endpoints, counted by django-ratelimit in the "ratelimit" cache.
 
 The cache is Redis when ``REDIS_URL`` is set, so every process shares one count per key; otherwise it
-is this process's memory. Each channel has its own limit (``SMS_RATE_LIMIT``, ``EMAIL_RATE_LIMIT``)
+is this process's memory. Each channel has its own limit (the channel registry names its setting: ``SMS_RATE_LIMIT``,
+``EMAIL_RATE_LIMIT``, ``WHATSAPP_RATE_LIMIT``, ``INSTAGRAM_RATE_LIMIT``)
 per key (``RATE_LIMIT_KEY``: the sender address, the authenticated API key, or the client IP), counted in
 django-ratelimit's fixed windows.
 
@@ -23,14 +24,11 @@ from django.http import HttpRequest
 from django_ratelimit.core import get_usage
 from redis.exceptions import RedisError
 
-from conversations.models import Channel
+from conversations.channels import CHANNELS
 from core.errors import RateLimited, RateLimitUnavailable
 
 logger = logging.getLogger(__name__)
 
-#: One django-ratelimit group per channel: SMS and e-mail are counted separately.
-_GROUPS = {Channel.SMS: "messaging.send.sms", Channel.EMAIL: "messaging.send.email"}
-_RATE_SETTINGS = {Channel.SMS: "SMS_RATE_LIMIT", Channel.EMAIL: "EMAIL_RATE_LIMIT"}
 _KEY_LABELS = {"sender": "sender", "api_key": "API key", "ip": "client IP"}
 #: The attribute of the request that keeps its quota until the answer's headers are written.
 _QUOTA_ATTRIBUTE = "send_rate_limit_quota"
@@ -74,7 +72,7 @@ def rate_limit_consume(*, request: HttpRequest, channel: str, sender: str) -> Qu
     if quota is not None and quota.exceeded:
         who = _KEY_LABELS[key.partition(":")[0]]
         raise RateLimited(
-            f"Too many {Channel(channel).label} messages for this {who}: at most {quota.limit} every "
+            f"Too many {CHANNELS[channel].label} messages for this {who}: at most {quota.limit} every "
             f"{quota.window_seconds} seconds. Retry in {quota.retry_after} seconds.",
             details={"limit": quota.limit, "window_seconds": quota.window_seconds, "retry_after": quota.retry_after},
             headers={**quota.headers(), "Retry-After": str(quota.retry_after)},
@@ -137,11 +135,12 @@ def _count(*, request: HttpRequest, channel: str, key: str, increment: bool = Tr
     if not settings.RATELIMIT_ENABLE:
         return None
     _warn_once_if_counted_per_process()
-    limit, window_seconds = getattr(settings, _RATE_SETTINGS[channel])
+    limit, window_seconds = CHANNELS[channel].rate_limit
     try:
         usage = get_usage(
             request,
-            group=_GROUPS[channel],
+            # One django-ratelimit group per channel: each channel is counted separately.
+            group=f"messaging.send.{channel}",
             key=lambda _group, _request: key,
             rate=(limit, window_seconds),
             increment=increment,

@@ -7,7 +7,7 @@ from django.db.models import QuerySet
 from conversations.selectors import conversation_get
 from core.ids import get_by_id
 from messaging.models import Direction, Message
-from providers.statuses import canonical_message_id
+from providers.registry import provider_by_stored_name
 
 
 def message_get(*, message_id: int | str) -> Message:
@@ -23,10 +23,12 @@ def message_list_for_conversation(*, conversation_id: int | str, order: str = "d
 
 def message_find_outbound(*, provider: str, provider_message_id: str) -> Message | None:
     """The outbound message a provider's status event is about, or None if it is not stored (yet)."""
-    key = canonical_message_id(provider, provider_message_id)
+    adapter = provider_by_stored_name(provider)
+    key = adapter.canonical_message_id(provider_message_id)
     messages = Message.objects.filter(direction=Direction.OUTBOUND, provider=provider)
     match = messages.filter(provider_message_id__in={provider_message_id, key}).first()
-    if match is None and provider == "sendgrid":
-        # Stored as a full sg_message_id with a different ".filter..." tail than the event's.
-        match = messages.filter(provider_message_id__startswith=f"{key}.filter").first()
+    prefix = adapter.message_id_prefix(provider_message_id)
+    if match is None and prefix:
+        # Stored with another suffix than the event's (SendGrid's ".filter..." tails).
+        match = messages.filter(provider_message_id__startswith=prefix).first()
     return match

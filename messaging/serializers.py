@@ -1,44 +1,32 @@
 from __future__ import annotations
 
-from django.conf import settings
-from django.core.validators import URLValidator
+from typing import Any
+
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from conversations.addresses import InvalidAddress, normalise_address
-from conversations.models import Channel
-from core.fields import StrictCharField
+from conversations.addresses import InvalidAddress
+from conversations.channels import CHANNELS, ChannelSpec, channel_get, message_types
+from core.fields import AttachmentsField, StrictCharField
 from core.pagination import PageQuerySerializer
 from messaging.models import Message, MessageType
-from messaging.types import channel_for_type, infer_message_type
-from providers.registry import provider_for_channel
+from messaging.rules import content_check
+from providers.registry import provider_get
 
-MAX_URL_LENGTH = 2048
 MAX_ID_LENGTH = 255
 
 
-class AttachmentsField(serializers.ListField):
-    """A list of http(s) URLs, at most ``MAX_ATTACHMENTS``; ``null`` means none."""
-
-    child = StrictCharField(max_length=MAX_URL_LENGTH, validators=[URLValidator(schemes=["http", "https"])])
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("required", False)
-        kwargs.setdefault("allow_null", True)
-        kwargs.setdefault("max_length", settings.MAX_ATTACHMENTS)
-        super().__init__(**kwargs)
-
-
 class MessagePayloadSerializer(serializers.Serializer):
-    """Fields every message payload shares, outbound or inbound.
+    """Fields every message payload shares.
 
-    Validation normalises the addresses for the channel, infers the type and enforces the body rules;
-    ``validated_data`` then holds ``from_address``, ``to_address``, ``type`` and ``channel``.
+    Validation applies the channel's rules (messaging/rules.py): the type, the addresses normalised for
+    the channel, the body rules; ``validated_data`` then holds ``from_address``, ``to_address``,
+    ``type`` and ``channel``.
     """
 
     #: The channel this endpoint serves; a payload that infers another channel is refused.
-    channel: str = Channel.SMS
+    channel: str = "sms"
 
     locals()["from"] = StrictCharField(max_length=320, help_text="Sender address.")
     to = StrictCharField(max_length=320, help_text="Recipient address.")
@@ -51,36 +39,31 @@ class MessagePayloadSerializer(serializers.Serializer):
         help_text="ISO-8601; naive values are read as UTC. Defaults to now.",
     )
 
+    def channel_spec(self, attrs: dict[str, Any]) -> ChannelSpec:
+        return CHANNELS[self.channel]
+
     def validate(self, attrs):
-        raw_from, raw_to = attrs.pop("from"), attrs.pop("to")
+        spec = self.channel_spec(attrs)
+        raw_from = attrs.pop("from", None) or spec.default_sender
+        raw_to = attrs.pop("to")
+        if raw_from is None:
+            raise serializers.ValidationError({"from": [f"This field is required for {spec.name}."]})
         attachments = attrs.get("attachments") or []
         attrs["attachments"] = attachments
-        if self.channel == Channel.EMAIL:
-            message_type = MessageType.EMAIL
-        else:
-            message_type = infer_message_type(
-                requested_type=attrs.get("type"), from_address=raw_from, to_address=raw_to, attachments=attachments
-            )
-        if channel_for_type(message_type) != self.channel:
-            raise serializers.ValidationError(
-                {"type": [f"This endpoint carries {self.channel} messages; this payload is {message_type}."]}
-            )
-        attrs["type"] = message_type
-        attrs["channel"] = self.channel
-        errors = {}
-        for field, raw in (("from", raw_from), ("to", raw_to)):
-            try:
-                attrs[f"{field}_address"] = normalise_address(raw, channel=self.channel, field=field)
-            except InvalidAddress as exc:
-                errors.update(exc.details)
-        body = attrs.get("body") or ""
-        if not body.strip() and not attachments:
-            errors["body"] = ["Must not be blank unless attachments are given."]
-        limit = settings.SMS_MAX_BODY_CHARS if self.channel == Channel.SMS else settings.EMAIL_MAX_BODY_CHARS
-        if len(body) > limit:
-            errors["body"] = [f"Must be at most {limit} characters for {self.channel}; got {len(body)}."]
-        if errors:
+        content, errors = content_check(
+            spec=spec,
+            requested_type=attrs.get("type"),
+            raw_from=raw_from,
+            raw_to=raw_to,
+            body=attrs.get("body") or "",
+            attachments=attachments,
+        )
+        if content is None:
             raise serializers.ValidationError(errors)
+        attrs["type"] = content.type
+        attrs["channel"] = spec.name
+        attrs["from_address"] = content.from_address
+        attrs["to_address"] = content.to_address
         attrs.setdefault("timestamp", None)  # absent: the service stamps the arrival time
         return attrs
 
@@ -109,10 +92,14 @@ class SendMessageSerializer(MessagePayloadSerializer):
         help_text="Mock providers only: makes the provider fail. Refused (400) with a real provider.",
     )
 
-    def validate__forceError(self, value):  # noqa: N802 - DRF names the hook after the field
-        if value is not None and not provider_for_channel(self.channel).simulates_failures:
-            raise serializers.ValidationError("Only accepted while this channel uses a mock provider.")
-        return value
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        forced = attrs.get("_forceError")
+        if forced is not None and not provider_get(CHANNELS[attrs["channel"]].provider_name).simulates_failures:
+            raise serializers.ValidationError(
+                {"_forceError": ["Only accepted while this channel uses a mock provider."]}
+            )
+        return attrs
 
 
 def _type_field(choices: list[str], **kwargs) -> serializers.ChoiceField:
@@ -132,13 +119,40 @@ def email_type_field() -> serializers.ChoiceField:
 
 
 class SendSmsSerializer(SendMessageSerializer):
-    channel = Channel.SMS
+    channel = "sms"
     type = sms_type_field()
 
 
 class SendEmailSerializer(SendMessageSerializer):
-    channel = Channel.EMAIL
+    channel = "email"
     type = email_type_field()
+
+
+class SendAnyChannelSerializer(SendMessageSerializer):
+    """``POST /api/messages``: the channel is a field, and ``from`` defaults to the channel's business
+    identity (WHATSAPP_PHONE_NUMBER, INSTAGRAM_ACCOUNT_ID); sms and email still need it."""
+
+    locals()["channel"] = serializers.ChoiceField(
+        choices=list(CHANNELS),
+        error_messages={"invalid_choice": f"Unknown channel; one of: {', '.join(CHANNELS)}."},
+        help_text="sms (SMS and MMS), email, whatsapp or instagram.",
+    )
+    locals()["from"] = StrictCharField(
+        max_length=320,
+        required=False,
+        allow_null=True,
+        help_text="Sender; defaults to the channel's business identity.",
+    )
+    type = serializers.ChoiceField(
+        choices=message_types(),
+        required=False,
+        allow_null=True,
+        error_messages={"invalid_choice": f"Must be one of: {', '.join(message_types())}."},
+        help_text="Optional; inferred from the channel (mms when an sms carries attachments).",
+    )
+
+    def channel_spec(self, attrs: dict[str, Any]) -> ChannelSpec:
+        return channel_get(attrs.pop("channel"))
 
 
 class ErrorDetailSerializer(serializers.Serializer):
@@ -190,13 +204,23 @@ class MessageListQuerySerializer(PageQuerySerializer):
     order = serializers.ChoiceField(choices=["asc", "desc"], default="desc", help_text="By timestamp; newest first.")
 
 
+def request_channel(data: object, *, default: str | None) -> str | None:
+    """The channel a send request is for: the endpoint's, or the body's ``channel`` if it names one."""
+    if default is not None:
+        return default
+    channel = data.get("channel") if isinstance(data, dict) else None
+    return channel if isinstance(channel, str) and channel in CHANNELS else None
+
+
 def normalised_sender(data: object, *, channel: str) -> str | None:
-    """The request's ``from`` address normalised for ``channel``, or None when there is no valid one:
-    what a send refused for another field is rate-limited under."""
+    """The request's ``from`` address normalised for ``channel`` (or the channel's business identity),
+    or None when there is no valid one: what a send refused for another field is rate-limited under."""
+    spec = CHANNELS[channel]
     raw = data.get("from") if isinstance(data, dict) else None
+    raw = raw if raw is not None else spec.default_sender
     if not isinstance(raw, str) or len(raw) > 320:
         return None
     try:
-        return normalise_address(raw, channel=channel, field="from")
+        return spec.address.normalise(raw, field="from")
     except (InvalidAddress, ValueError):
         return None

@@ -12,20 +12,23 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from conversations.channels import CHANNELS
 from conversations.services import conversation_get_or_create, conversation_record_message, message_preview
-from core.errors import Conflict, IdempotencyKeyReused
+from core.errors import Conflict, IdempotencyKeyReused, ValidationFailed
+from core.exceptions import validation_summary
 from messaging.backoff import next_attempt_at
-from messaging.models import Direction, Message, MessageStatus, MessageType
+from messaging.models import Direction, Message, MessageStatus
+from messaging.rules import content_check
 from messaging.signals import provider_message_id_assigned
-from providers.base import ForcedError, OutboundMessage, ProviderError, SendResult
-from providers.registry import provider_for_channel
+from providers.base import ForcedError, InboundMessage, OutboundMessage, Provider, ProviderError, SendResult
+from providers.registry import provider_get
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +58,11 @@ class SendOutcome:
     message: Message
     #: True when an idempotency key matched an earlier request and nothing new was sent.
     replayed: bool = False
+
+
+def provider_for_channel(channel: str) -> Provider:
+    """The provider configured for a channel (the registry's default unless MESSAGE_PROVIDERS says)."""
+    return provider_get(CHANNELS[channel].provider_name)
 
 
 def message_send(*, command: SendCommand) -> SendOutcome:
@@ -144,7 +152,7 @@ def _message_create_outbound(*, command: SendCommand, fingerprint: str) -> Messa
 
 def _preview(message: Message) -> str:
     return message_preview(
-        body=message.body, is_html=message.type == MessageType.EMAIL, attachment_count=len(message.attachments)
+        body=message.body, is_html=CHANNELS[message.channel].html_body, attachment_count=len(message.attachments)
     )
 
 
@@ -254,17 +262,18 @@ def _record_failure(*, message: Message, error: ProviderError) -> None:
         logger.warning("Message %s changed before its failed attempt %s was recorded", message.pk, attempts)
 
 
-#: Which statuses a status callback may move a message from: only forward, and never out of
-#: ``delivered`` or ``failed``.
+#: Which statuses a status callback may move a message from: only forward
+#: (pending < sent < delivered < read), and never out of ``read`` or ``failed``.
 _STATUS_MOVES_FROM = {
     MessageStatus.SENT: [MessageStatus.PENDING],
     MessageStatus.DELIVERED: [MessageStatus.PENDING, MessageStatus.SENT],
+    MessageStatus.READ: [MessageStatus.PENDING, MessageStatus.SENT, MessageStatus.DELIVERED],
     MessageStatus.FAILED: [MessageStatus.PENDING, MessageStatus.SENT],
 }
 
 
 def message_apply_status(*, message_id: int, status: str, error: dict | None = None) -> str:
-    """Moves an outbound message forward to ``status`` (sent, delivered or failed) if that is forward.
+    """Moves an outbound message forward to ``status`` (sent, delivered, read or failed) if that is forward.
 
     Returns a note for the event's record: what changed, or why nothing did.
     """
@@ -319,22 +328,35 @@ def message_make_due(*, message_ids: list[int]) -> int:
     ).update(next_attempt_at=timezone.now(), updated_at=timezone.now())
 
 
-@dataclass(frozen=True)
-class InboundMessage:
-    channel: str
-    type: str
-    provider: str
-    provider_message_id: str
-    from_address: str
-    to_address: str
-    body: str
-    timestamp: datetime
-    attachments: list[str] = field(default_factory=list)
+def inbound_validate(*, inbound: InboundMessage) -> InboundMessage:
+    """The provider's message with the channel's rules applied (messaging/rules.py): the type, the
+    addresses normalised, the body checked; the arrival time when the payload gave none.
+    ``ValidationFailed`` (400) names each problem."""
+    spec = CHANNELS[inbound.channel]
+    content, errors = content_check(
+        spec=spec,
+        requested_type=inbound.type,
+        raw_from=inbound.from_address,
+        raw_to=inbound.to_address,
+        body=inbound.body,
+        attachments=inbound.attachments,
+    )
+    if content is None:
+        raise ValidationFailed(validation_summary(errors), details=errors)
+    return replace(
+        inbound,
+        type=content.type,
+        from_address=content.from_address,
+        to_address=content.to_address,
+        timestamp=inbound.timestamp or timezone.now(),
+    )
 
 
 def message_receive(*, inbound: InboundMessage) -> Message:
-    """Stores a received message and counts it unread. Runs inside the caller's transaction, so the
-    webhook event, the message and the summary commit together or not at all."""
+    """Stores a received message (validated by ``inbound_validate``) and counts it unread. Runs inside
+    the caller's transaction, so the webhook event, the message and the summary commit together or not
+    at all."""
+    timestamp = inbound.timestamp or timezone.now()
     conversation = conversation_get_or_create(
         channel=inbound.channel, address_1=inbound.from_address, address_2=inbound.to_address
     )
@@ -342,7 +364,7 @@ def message_receive(*, inbound: InboundMessage) -> Message:
         conversation=conversation,
         channel=inbound.channel,
         direction=Direction.INBOUND,
-        type=inbound.type,
+        type=inbound.type or CHANNELS[inbound.channel].message_types[0],
         from_address=inbound.from_address,
         to_address=inbound.to_address,
         body=inbound.body,
@@ -350,9 +372,9 @@ def message_receive(*, inbound: InboundMessage) -> Message:
         status=MessageStatus.RECEIVED,
         provider=inbound.provider,
         provider_message_id=inbound.provider_message_id,
-        timestamp=inbound.timestamp,
+        timestamp=timestamp,
     )
     conversation_record_message(
-        conversation_id=conversation.pk, timestamp=inbound.timestamp, preview=_preview(message), inbound=True
+        conversation_id=conversation.pk, timestamp=timestamp, preview=_preview(message), inbound=True
     )
     return message

@@ -1,32 +1,35 @@
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError as DRFValidationError
 from rest_framework.response import Response
 
 from core.errors import ValidationFailed
-from core.openapi import (
-    ERROR_RESPONSES,
-    NOT_BLANK_PATTERN,
-    RATE_LIMIT_HEADERS,
-    RATE_LIMIT_RESPONSES,
-    WRITE_ERROR_RESPONSES,
-    EnvelopeListSchema,
-    ErrorEnvelope,
-)
+from core.openapi import ERROR_RESPONSES, RATE_LIMIT_HEADERS, EnvelopeListSchema
 from core.pagination import envelope_serializer, paginated_response
 from messaging.models import MessageStatus
+from messaging.openapi import (
+    ANY_CHANNEL_EXAMPLES,
+    EMAIL_EXAMPLE,
+    FORCED_ERROR_EXAMPLE,
+    IDEMPOTENCY_HEADER,
+    SEND_RESPONSES,
+    SENT_EXAMPLE,
+    SMS_EXAMPLE,
+)
 from messaging.ratelimits import rate_limit_consume, rate_limit_headers, rate_limit_peek
 from messaging.selectors import message_get, message_list_for_conversation
 from messaging.serializers import (
     MessageListQuerySerializer,
     MessageSerializer,
+    SendAnyChannelSerializer,
     SendEmailSerializer,
     SendMessageSerializer,
     SendSmsSerializer,
     normalised_sender,
+    request_channel,
 )
 from messaging.services import SendCommand, message_send
 from providers.base import ForcedError
@@ -36,89 +39,6 @@ SEND_STATUS_CODES = {
     MessageStatus.PENDING: status.HTTP_202_ACCEPTED,
     MessageStatus.FAILED: status.HTTP_502_BAD_GATEWAY,
 }
-
-IDEMPOTENCY_HEADER = OpenApiParameter(
-    "Idempotency-Key",
-    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": NOT_BLANK_PATTERN},
-    OpenApiParameter.HEADER,
-    required=False,
-    description="Same key and body: the original message, nothing sent again. Same key, other body: 422.",
-)
-
-_SEND_RESPONSES = {
-    201: OpenApiResponse(MessageSerializer, "Sent: the provider accepted the message."),
-    202: OpenApiResponse(MessageSerializer, "Pending: a transient provider failure; a retry is scheduled."),
-    502: OpenApiResponse(
-        MessageSerializer,
-        "Failed: the provider rejected the message for good (with the mock providers: `_forceError` with any "
-        "4xx code but 429; 429 and 5xx are transient and answer 202).",
-    ),
-    409: OpenApiResponse(
-        ErrorEnvelope, "A repeat of an idempotent send whose original is still on its first attempt; retry later."
-    ),
-    422: OpenApiResponse(ErrorEnvelope, "Idempotency key reused with another body."),
-    **WRITE_ERROR_RESPONSES,
-    **RATE_LIMIT_RESPONSES,
-}
-
-_SMS_EXAMPLE = OpenApiExample(
-    "MMS",
-    request_only=True,
-    value={
-        "from": "+12016661234",
-        "to": "+18045551234",
-        "type": "mms",
-        "body": "Hello! This is a test MMS message with attachment.",
-        "attachments": ["https://example.com/image.jpg"],
-        "timestamp": "2024-11-01T14:00:00Z",
-    },
-)
-_FORCED_ERROR_EXAMPLE = OpenApiExample(
-    "Transient failure once (answers 202, retried by the outbox)",
-    request_only=True,
-    value={
-        "from": "+12016661234",
-        "to": "+18045551234",
-        "body": "Retry me",
-        "_forceError": {"code": 503, "times": 1},
-    },
-)
-_EMAIL_EXAMPLE = OpenApiExample(
-    "Email",
-    request_only=True,
-    value={
-        "from": "user@usehatchapp.com",
-        "to": "contact@gmail.com",
-        "body": "Hello! This is a test email message with <b>HTML</b> formatting.",
-        "attachments": ["https://example.com/document.pdf"],
-        "timestamp": "2024-11-01T14:00:00Z",
-    },
-)
-_SENT_EXAMPLE = OpenApiExample(
-    "Sent",
-    response_only=True,
-    status_codes=["201"],
-    value={
-        "id": 1,
-        "conversation_id": 1,
-        "direction": "outbound",
-        "type": "mms",
-        "from": "+12016661234",
-        "to": "+18045551234",
-        "body": "Hello! This is a test MMS message with attachment.",
-        "attachments": ["https://example.com/image.jpg"],
-        "status": "sent",
-        "provider": "twilio",
-        "provider_message_id": "MM5f0b6ab3a4b1c43d2e0f9f8a7b6c5d4e",
-        "client_message_id": None,
-        "timestamp": "2024-11-01T14:00:00Z",
-        "attempts": 1,
-        "next_attempt_at": None,
-        "error": None,
-        "created_at": "2026-11-22T10:00:00.123456Z",
-        "updated_at": "2026-11-22T10:00:00.345678Z",
-    },
-)
 
 
 def _send_command(data: dict, idempotency_key: str | None) -> SendCommand:
@@ -150,9 +70,25 @@ def _send_command(data: dict, idempotency_key: str | None) -> SendCommand:
 
 
 class MessageViewSet(viewsets.ViewSet):
-    """Send SMS/MMS and Email; read one message."""
+    """Send on any channel; read one message."""
 
     lookup_value_regex = "[^/]+"
+
+    @extend_schema(
+        tags=["messages"],
+        summary="Send a message on any channel",
+        description=(
+            "One endpoint for every channel (sms, email, whatsapp, instagram). `from` defaults to the "
+            "channel's business identity (WHATSAPP_PHONE_NUMBER, INSTAGRAM_ACCOUNT_ID) and is still "
+            "required for sms and email. Same answers, idempotency and rate limits as the per-channel endpoints."
+        ),
+        request=SendAnyChannelSerializer,
+        parameters=[IDEMPOTENCY_HEADER, *RATE_LIMIT_HEADERS],
+        responses=SEND_RESPONSES,
+        examples=ANY_CHANNEL_EXAMPLES,
+    )
+    def create(self, request):
+        return self._send(request, SendAnyChannelSerializer)
 
     @extend_schema(tags=["messages"], responses={200: MessageSerializer, **ERROR_RESPONSES}, summary="Get a message")
     def retrieve(self, request, pk=None):
@@ -163,8 +99,8 @@ class MessageViewSet(viewsets.ViewSet):
         summary="Send an SMS or MMS",
         request=SendSmsSerializer,
         parameters=[IDEMPOTENCY_HEADER, *RATE_LIMIT_HEADERS],
-        responses=_SEND_RESPONSES,
-        examples=[_SMS_EXAMPLE, _FORCED_ERROR_EXAMPLE, _SENT_EXAMPLE],
+        responses=SEND_RESPONSES,
+        examples=[SMS_EXAMPLE, FORCED_ERROR_EXAMPLE, SENT_EXAMPLE],
     )
     @action(detail=False, methods=["post"], url_path="sms")
     def sms(self, request):
@@ -175,8 +111,8 @@ class MessageViewSet(viewsets.ViewSet):
         summary="Send an Email",
         request=SendEmailSerializer,
         parameters=[IDEMPOTENCY_HEADER, *RATE_LIMIT_HEADERS],
-        responses=_SEND_RESPONSES,
-        examples=[_EMAIL_EXAMPLE],
+        responses=SEND_RESPONSES,
+        examples=[EMAIL_EXAMPLE],
     )
     @action(detail=False, methods=["post"], url_path="email")
     def email(self, request):
@@ -195,8 +131,11 @@ class MessageViewSet(viewsets.ViewSet):
             command = _send_command(serializer.validated_data, request.headers.get("Idempotency-Key"))
         except (DRFValidationError, ValidationFailed):
             # Not counted, but answered with the headers of the sender's (or key's) current window.
-            sender = normalised_sender(request.data, channel=serializer_class.channel)
-            rate_limit_peek(request=request, channel=serializer_class.channel, sender=sender)
+            endpoint_channel = None if serializer_class is SendAnyChannelSerializer else serializer_class.channel
+            channel = request_channel(request.data, default=endpoint_channel)
+            if channel is not None:
+                sender = normalised_sender(request.data, channel=channel)
+                rate_limit_peek(request=request, channel=channel, sender=sender)
             raise
         rate_limit_consume(request=request, channel=command.channel, sender=command.from_address)
         outcome = message_send(command=command)

@@ -1,10 +1,25 @@
-"""The provider interface. Adapters take and return plain dataclasses; no models here."""
+"""The provider interface and the plain dataclasses that cross it. No models here.
+
+One ``Provider`` subclass per provider module owns everything about that provider: how it sends, the
+webhook endpoints it calls, how it signs them, how its payloads read and what its statuses mean.
+The service's generic code (the send pipeline in ``messaging``, the webhook pipeline in ``webhooks``)
+only ever asks a provider; it never compares a provider's name.
+"""
 
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, ClassVar
+
+from django.utils.datastructures import CaseInsensitiveMapping
+from django.utils.http import parse_header_parameters
+
+from core.errors import ApplicationError
+
+# Sending --------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -84,13 +99,178 @@ class ProviderTimeout(ProviderError):
         super().__init__(provider=provider, code="timeout", message=f"No answer within {seconds:g}s.", retryable=True)
 
 
-class MessageProvider(abc.ABC):
-    """One provider of one channel. ``send`` returns a result or raises ``ProviderError``."""
+# Webhooks -------------------------------------------------------------------------------------------
 
-    name: str
-    #: Whether the adapter honours ``OutboundMessage.forced_error`` (the mocks). A real provider never
+#: What a status event means for our outbound message (each provider maps its own names to these).
+SENT = "sent"
+DELIVERED = "delivered"
+READ = "read"
+FAILED = "failed"
+#: Kept with the message, no status change (opens, clicks, deferrals).
+RECORD_ONLY = "record_only"
+#: A status we have never heard of: kept raw, no status change, logged.
+UNKNOWN = "unknown"
+STATUS_CHANGES = (SENT, DELIVERED, READ, FAILED)
+
+INBOUND = "inbound"
+STATUS = "status"
+#: A whole request whose items may be of either kind (stored so only when it is refused as a whole).
+DELIVERY = "delivery"
+
+
+@dataclass(frozen=True)
+class RawWebhook:
+    """A provider's request (or one item of a batch) as received: what is stored and replayed."""
+
+    provider: str
+    #: INBOUND or STATUS; DELIVERY for a whole request whose items may be of either kind.
+    kind: str
+    headers: Mapping[str, str]
+    content_type: str
+    body: str
+    raw_bytes: bytes
+    #: ``body`` holds exactly what was received (no undecodable byte or NUL had to be replaced).
+    body_exact: bool = True
+
+
+@dataclass(frozen=True)
+class SignedRequest:
+    """What a signature covers, independent of Django so tests and tools can build one directly.
+
+    ``url`` is the full public URL as the provider called it (scheme://host[:port]/path?query);
+    ``headers`` are looked up case-insensitively; ``content_type`` keeps only the media type, lowercased.
+    """
+
+    method: str
+    url: str
+    # Kept out of repr: headers can hold credentials and the body personal data, and reprs get logged.
+    headers: Mapping[str, str] = field(repr=False)
+    body: bytes = field(repr=False)
+    content_type: str = ""
+
+    def __post_init__(self) -> None:
+        media_type, _ = parse_header_parameters(self.content_type)
+        object.__setattr__(self, "method", self.method.upper())
+        object.__setattr__(self, "headers", CaseInsensitiveMapping(self.headers))
+        object.__setattr__(self, "content_type", media_type.strip().lower())
+
+
+class SignatureInvalid(ApplicationError):
+    """The request cannot be proven to come from the provider (403).
+
+    The message says what is wrong with the request and is safe to show the caller: it never holds a
+    secret or the signature we expected.
+    """
+
+    status_code = 403
+    code = "invalid_signature"
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """A message a provider delivered, as its payload says it. ``type`` is what the payload asked for
+    (None: infer it); the addresses are raw until the channel's rules have normalised them."""
+
+    channel: str
+    type: str | None
+    provider: str
+    provider_message_id: str
+    from_address: str
+    to_address: str
+    body: str
+    timestamp: datetime | None
+    attachments: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class StatusEvent:
+    """One provider event about an outbound message, mapped to what it means for us."""
+
+    provider: str
+    event_id: str
+    provider_message_id: str
+    #: The provider's own status or event name, lower-cased.
+    event_type: str
+    #: SENT, DELIVERED, READ, FAILED, RECORD_ONLY or UNKNOWN.
+    meaning: str
+    error: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class WebhookItem:
+    """One event of a provider's request: stored, deduplicated and applied on its own.
+
+    ``raw`` is what is stored for it (for a batch, the item alone, in a shape ``parse_stored`` reads
+    back). ``parsed`` is the event, or ``rejection`` says why this item cannot be processed.
+    """
+
+    raw: RawWebhook
+    kind: str
+    parsed: InboundMessage | StatusEvent | None = None
+    rejection: ApplicationError | None = None
+    #: The item's event id as far as it could be read, for the record of a rejected item.
+    event_id: str = ""
+
+
+@dataclass(frozen=True)
+class WebhookEndpoint:
+    """One URL a provider calls: ``/api/webhooks/<path>``.
+
+    ``batch``: the request carries several events, each answered in the batch acknowledgement;
+    otherwise it carries one, answered with that event's outcome. ``openapi``: keyword arguments for
+    drf-spectacular's ``extend_schema`` (summary, request, examples ...), so the provider documents it.
+    """
+
+    path: str
+    #: INBOUND, STATUS, or DELIVERY when one request may carry both.
+    kind: str
+    parse: Callable[[RawWebhook], list[WebhookItem]]
+    batch: bool = False
+    #: Media types the endpoint takes; anything else is a 415.
+    media_types: tuple[str, ...] = ("application/json",)
+    #: GET handshake (e.g. Meta's hub.challenge): query parameters -> the text to answer.
+    handshake: Callable[[Mapping[str, str]], str] | None = None
+    openapi: Mapping[str, Any] = field(default_factory=dict)
+    handshake_openapi: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Provider(abc.ABC):
+    """One provider: sending, its webhooks, its signatures, its payloads and its status tables."""
+
+    #: The provider's name as stored on messages and webhook events.
+    name: ClassVar[str]
+    #: Whether ``send`` honours ``OutboundMessage.forced_error`` (the mocks). A real provider never
     #: does, and the API refuses ``_forceError`` for it rather than silently sending for real.
-    simulates_failures: bool = False
+    simulates_failures: ClassVar[bool] = False
+    #: Request headers worth keeping with a stored webhook (signatures, ids); never credentials.
+    kept_headers: ClassVar[tuple[str, ...]] = ()
+    #: Settings holding this provider's webhook secrets (each a list, for rotation).
+    secret_settings: ClassVar[tuple[str, ...]] = ()
 
     @abc.abstractmethod
-    def send(self, message: OutboundMessage) -> SendResult: ...
+    def send(self, message: OutboundMessage) -> SendResult:
+        """Sends one message; returns the result or raises ``ProviderError``."""
+
+    def webhook_endpoints(self) -> list[WebhookEndpoint]:
+        """The URLs this provider calls; none by default."""
+        return []
+
+    def verify(self, request: SignedRequest) -> None:
+        """Raises ``SignatureInvalid`` unless the request is signed by this provider."""
+        raise SignatureInvalid(f"{self.name} does not sign its webhooks; none is accepted while signatures are on.")
+
+    def settings_problems(self) -> list[str]:
+        """What is wrong with this provider's settings, for the start-up checks."""
+        return []
+
+    def parse_stored(self, raw: RawWebhook) -> WebhookItem:
+        """A stored item read again (replays, orphans): the same parser as its first delivery."""
+        raise NotImplementedError
+
+    def canonical_message_id(self, provider_message_id: str) -> str:
+        """The part of a message id that names the message in every event about it."""
+        return provider_message_id
+
+    def message_id_prefix(self, provider_message_id: str) -> str | None:
+        """A prefix stored ids of this message start with, when events use another suffix; None if exact."""
+        return None

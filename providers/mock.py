@@ -1,24 +1,22 @@
-"""In-process stand-ins for Twilio (SMS/MMS) and SendGrid (Email).
+"""The in-process simulation every provider's mock mode shares.
 
-``MockProvider`` owns the pipeline (latency, timeout, forced and random failures, acceptance);
-each subclass only shapes the provider's identifiers and response fields.
+``MockProvider`` owns the pipeline (latency, timeout, forced and random failures, idempotency tokens,
+acceptance); each provider module only shapes its request, its identifiers and its response fields.
 """
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import logging
 import random
 import time
-from datetime import UTC, datetime
-from email.utils import format_datetime
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import caches
 
-from providers.base import MessageProvider, OutboundMessage, ProviderError, ProviderTimeout, SendResult
-from providers.segments import sms_segments
+from providers.base import OutboundMessage, Provider, ProviderError, ProviderTimeout, SendResult
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +53,7 @@ def _ledger_call(method: str, *args: Any) -> Any:
 _last_warning = float("-inf")
 
 
-def _digest(token: str, salt: str) -> str:
+def digest(token: str, salt: str) -> str:
     return hashlib.sha256(f"{salt}:{token}".encode()).hexdigest()
 
 
@@ -63,7 +61,7 @@ def _digest(token: str, salt: str) -> str:
 TOKEN_TTL_SECONDS = 24 * 60 * 60
 
 
-class MockProvider(MessageProvider):
+class MockProvider(Provider):
     """Honours idempotency tokens like the real providers: a token already accepted gets the original
     answer back and nothing is sent again. The mock's memory is the ``mock_providers`` cache: shared by
     every process when REDIS_URL is set, per process otherwise."""
@@ -134,90 +132,14 @@ class MockProvider(MessageProvider):
         if seconds:
             time.sleep(seconds)
 
+    @abc.abstractmethod
     def request_for(self, message: OutboundMessage) -> dict[str, Any]:
         """The HTTP request the real provider's API would get for this message."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def idempotency_token(self, request: dict[str, Any]) -> str:
-        raise NotImplementedError
+        """The idempotency token, read back from where ``request_for`` put it."""
 
+    @abc.abstractmethod
     def accept(self, message: OutboundMessage) -> SendResult:
-        raise NotImplementedError
-
-
-class MockTwilioProvider(MockProvider):
-    """Twilio's Messages resource: sid ``SM``/``MM`` + 32 hex, status ``queued``."""
-
-    name = "twilio"
-    account_sid = "AC" + "0" * 32
-
-    def request_for(self, message: OutboundMessage) -> dict[str, Any]:
-        return {
-            "method": "POST",
-            "url": f"https://api.twilio.com/2010-04-01/Accounts/{self.account_sid}/Messages.json",
-            "headers": {"I-Twilio-Idempotency-Token": message.idempotency_token},
-            "data": {
-                "From": message.from_address,
-                "To": message.to_address,
-                "Body": message.body,
-                "MediaUrl": message.attachments,
-            },
-        }
-
-    def idempotency_token(self, request: dict[str, Any]) -> str:
-        return request["headers"]["I-Twilio-Idempotency-Token"]
-
-    def accept(self, message: OutboundMessage) -> SendResult:
-        prefix = "MM" if message.type == "mms" else "SM"
-        # Derived from the idempotency token: the same message always gets the same sid.
-        sid = prefix + _digest(message.idempotency_token, "twilio")[:32]
-        now = format_datetime(datetime.now(UTC), usegmt=True)
-        response: dict[str, Any] = {
-            "sid": sid,
-            "account_sid": self.account_sid,
-            "messaging_service_sid": None,
-            "from": message.from_address,
-            "to": message.to_address,
-            "body": message.body,
-            "status": "queued",
-            "num_segments": str(sms_segments(message.body)),
-            "num_media": str(len(message.attachments)),
-            "direction": "outbound-api",
-            "api_version": "2010-04-01",
-            "price": None,
-            "price_unit": "USD",
-            "error_code": None,
-            "error_message": None,
-            "date_created": now,
-            "date_updated": now,
-            "date_sent": None,
-            "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}.json",
-        }
-        return SendResult(provider=self.name, provider_message_id=sid, status="queued", response=response)
-
-
-class MockSendGridProvider(MockProvider):
-    """SendGrid's v3 mail/send: 202 with ``X-Message-Id``; ids look like ``{16 hex}.filter001.{ts}.0``."""
-
-    name = "sendgrid"
-
-    def request_for(self, message: OutboundMessage) -> dict[str, Any]:
-        return {
-            "method": "POST",
-            "url": "https://api.sendgrid.com/v3/mail/send",
-            "json": {
-                "personalizations": [{"to": [{"email": message.to_address}]}],
-                "from": {"email": message.from_address},
-                "content": [{"type": "text/html", "value": message.body}],
-                # Custom args come back on every event about the message, and carry the token.
-                "custom_args": {"idempotency_token": message.idempotency_token},
-            },
-        }
-
-    def idempotency_token(self, request: dict[str, Any]) -> str:
-        return request["json"]["custom_args"]["idempotency_token"]
-
-    def accept(self, message: OutboundMessage) -> SendResult:
-        message_id = f"{_digest(message.idempotency_token, 'sendgrid')[:16]}.filter001.{int(time.time())}.0"
-        response = {"statusCode": 202, "message_id": message_id, "body": None}
-        return SendResult(provider=self.name, provider_message_id=message_id, status="accepted", response=response)
+        """The provider's answer to a first send: its id and response fields."""

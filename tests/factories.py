@@ -1,7 +1,7 @@
 import factory
 from django.utils import timezone
 
-from conversations.models import Channel, Conversation
+from conversations.models import Conversation
 from messaging.models import Direction, Message, MessageStatus, MessageType
 
 
@@ -9,7 +9,7 @@ class ConversationFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Conversation
 
-    channel = Channel.SMS
+    channel = "sms"
     participant_a = factory.Sequence(lambda n: f"+1201555{n:04d}")
     participant_b = "+18045551234"
 

@@ -12,12 +12,14 @@ PRODUCTION_ENV = {
     "ALLOWED_HOSTS": "api.example.com",
     "TWILIO_AUTH_TOKEN": "twilio-token",
     "SENDGRID_WEBHOOK_VERIFICATION_KEY": "sendgrid-key",
+    "META_APP_SECRET": "meta-secret",
     "REDIS_URL": "redis://127.0.0.1:6379/0",
 }
 
 
 def run_with_settings(module: str, env: dict[str, str], *command: str) -> subprocess.CompletedProcess:
-    """``command`` (default: just load the settings) under ``module`` with only ``env`` set."""
-    argv = [sys.executable, *(command or ("-c", "import django; django.setup()"))]
+    """``command`` (default: load the WSGI application as gunicorn does, start-up checks included)
+    under ``module`` with only ``env`` set."""
+    argv = [sys.executable, *(command or ("-c", "import config.wsgi"))]
     environment = {"DJANGO_SETTINGS_MODULE": module, "PATH": "/usr/bin:/bin", **env}
     return subprocess.run(argv, cwd=ROOT, env=environment, capture_output=True, text=True, check=False)

@@ -12,7 +12,7 @@ from django.test import Client
 from conversations.models import Conversation
 from messaging.models import Message
 from messaging.services import _outbound_for, message_attempt_delivery
-from providers.mock import MockTwilioProvider
+from providers.twilio import TwilioProvider as MockTwilioProvider
 from tests import payloads
 from tests.factories import MessageFactory, OutboxMessageFactory
 from webhooks.models import WebhookEvent

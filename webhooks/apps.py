@@ -19,6 +19,7 @@ class WebhooksConfig(AppConfig):
     name = "webhooks"
 
     def ready(self) -> None:
+        import webhooks.checks  # noqa: F401  (registers the start-up checks)
         from messaging.signals import provider_message_id_assigned
 
         provider_message_id_assigned.connect(_apply_orphans, dispatch_uid="webhooks.apply_orphans")

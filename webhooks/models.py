@@ -6,6 +6,7 @@ from messaging.models import Message
 class WebhookKind(models.TextChoices):
     INBOUND = "inbound", "Inbound message"
     STATUS = "status", "Status callback"
+    DELIVERY = "delivery", "Whole delivery (refused before its items were read)"
 
 
 class WebhookOutcome(models.TextChoices):
@@ -33,6 +34,9 @@ class WebhookEvent(models.Model):
     provider_message_id = models.CharField(max_length=255, blank=True, default="")
     outcome = models.CharField(max_length=16, choices=WebhookOutcome.choices)
     error = models.TextField(blank=True, default="")
+    # The error code a rejection was answered with (invalid_signature, validation_error, ...), as data:
+    # a request whose signature failed is never replayed.
+    rejection_code = models.CharField(max_length=64, blank=True, default="")
     # What processing did, for support staff: "sent -> delivered", "kept: already delivered", ...
     note = models.CharField(max_length=255, blank=True, default="")
     headers = models.JSONField(default=dict, blank=True)

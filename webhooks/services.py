@@ -17,29 +17,27 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from typing import Any
 
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
+from core.errors import ApplicationError
 from messaging.models import Direction, Message
 from messaging.selectors import message_find_outbound
-from messaging.services import InboundMessage, message_apply_status, message_receive
-from providers import statuses
-from providers.statuses import canonical_message_id
-from webhooks.models import CLAIMING_OUTCOMES, WebhookEvent, WebhookKind, WebhookOutcome
-from webhooks.parsing import (
-    INBOUND_SPECS,
-    PayloadRejected,
+from messaging.services import inbound_validate, message_apply_status, message_receive
+from providers.base import (
+    STATUS_CHANGES,
+    UNKNOWN,
+    InboundMessage,
+    Provider,
     RawWebhook,
+    SignatureInvalid,
     StatusEvent,
-    parse_inbound,
-    parse_sendgrid_event,
-    parse_status,
-    raw_from_event,
-    sendgrid_event_raw,
+    WebhookEndpoint,
+    WebhookItem,
 )
-from webhooks.signatures import SignatureInvalid
+from providers.registry import provider_by_stored_name
+from webhooks.models import CLAIMING_OUTCOMES, WebhookEvent, WebhookKind, WebhookOutcome
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +71,14 @@ def _storable(text: str) -> str:
     return text.encode("utf-8", errors="replace").decode("utf-8").replace("\x00", "\ufffd")
 
 
-def webhook_record_rejected(*, raw: RawWebhook, error: str, event_id: str = "") -> WebhookEvent:
-    event = _event(raw, outcome=WebhookOutcome.REJECTED, event_id=_storable(event_id[:255]), error=_storable(error))
+def webhook_record_rejected(*, raw: RawWebhook, rejection: ApplicationError, event_id: str = "") -> WebhookEvent:
+    event = _event(
+        raw,
+        outcome=WebhookOutcome.REJECTED,
+        event_id=_storable(event_id[:255]),
+        error=_storable(f"{rejection.code}: {rejection.message}"),
+        rejection_code=rejection.code[:64],
+    )
     event.save()
     return event
 
@@ -85,10 +89,16 @@ def webhook_record_rejected(*, raw: RawWebhook, error: str, event_id: str = "") 
 UNVERIFIED_BODY_KEPT = 4096
 
 
-def webhook_record_unverified(*, raw: RawWebhook, error: str) -> WebhookEvent:
-    """Keeps a request that failed its signature check: headers, the body's start, length and digest."""
+def webhook_record_unverified(*, raw: RawWebhook, invalid: SignatureInvalid) -> WebhookEvent:
+    """Keeps a request that failed its signature check: headers, the body's start, length and digest.
+    Marked with the rejection code, so it is never replayed."""
     kept = raw.body[:UNVERIFIED_BODY_KEPT]
-    event = _event(raw, outcome=WebhookOutcome.REJECTED, error=_storable(error))
+    event = _event(
+        raw,
+        outcome=WebhookOutcome.REJECTED,
+        error=_storable(f"{invalid.code}: {invalid.message}"),
+        rejection_code=invalid.code,
+    )
     event.body = kept
     event.body_exact = kept == raw.body and raw.body_exact
     if not event.body_exact:
@@ -130,6 +140,81 @@ def _save_error(event: WebhookEvent, exc: Exception) -> None:
     except DatabaseError:
         # Keeping the record must never mask the original failure; the log above has it.
         logger.exception("Could not store the failed webhook %s/%s", event.provider, event.kind)
+
+
+# The pipeline: keep raw -> (verified by the view) -> parse -> dedupe -> apply ----------------------
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """What became of one item of a request."""
+
+    index: int
+    event_id: str
+    outcome: str
+    message_id: int | None
+    #: Why the item was rejected or failed; None when it was processed (or was a duplicate/orphan).
+    error: str | None = None
+    rejection: ApplicationError | None = None
+
+
+def webhook_ingest(*, endpoint: WebhookEndpoint, raw: RawWebhook) -> list[ItemResult]:
+    """Parses a verified request with its provider's endpoint and processes every item on its own.
+
+    A request that does not read at all raises its ``ApplicationError`` (stored as rejected first); an
+    item that does not read is stored as rejected and the others go on.
+    """
+    try:
+        items = endpoint.parse(raw)
+    except ApplicationError as rejection:
+        webhook_record_rejected(raw=raw, rejection=rejection)
+        raise
+    return [_ingest_item(index, item, batch=endpoint.batch) for index, item in enumerate(items)]
+
+
+def _ingest_item(index: int, item: WebhookItem, *, batch: bool) -> ItemResult:
+    parsed = item.parsed
+    rejection = item.rejection
+    if isinstance(parsed, InboundMessage):
+        try:
+            parsed = inbound_validate(inbound=parsed)
+        except ApplicationError as invalid:
+            rejection = invalid
+    if rejection is not None or parsed is None:
+        rejection = rejection or ApplicationError("The event could not be read.")
+        webhook_record_rejected(raw=item.raw, rejection=rejection, event_id=item.event_id)
+        return ItemResult(
+            index=index,
+            event_id=item.event_id or "",
+            outcome=WebhookOutcome.REJECTED,
+            message_id=None,
+            error=rejection.message,
+            rejection=rejection,
+        )
+    try:
+        if isinstance(parsed, InboundMessage):
+            result = webhook_receive_inbound(raw=item.raw, inbound=parsed)
+        else:
+            result = webhook_receive_status(raw=item.raw, status=parsed)
+    except (OperationalError, InterfaceError):
+        raise  # the database is unreachable: answer so that the provider delivers the request again
+    except Exception:
+        if not batch:
+            raise
+        # Stored as an error (and logged) on the way out; the provider's retry or a replay redoes it.
+        return ItemResult(
+            index=index,
+            event_id=item.event_id,
+            outcome=WebhookOutcome.ERROR,
+            message_id=None,
+            error="Processing failed; stored for replay.",
+        )
+    return ItemResult(
+        index=index,
+        event_id=result.event.event_id,
+        outcome=result.outcome,
+        message_id=result.event.message_id,
+    )
 
 
 # Inbound messages ---------------------------------------------------------------------------------
@@ -187,7 +272,9 @@ def webhook_receive_status(*, raw: RawWebhook, status: StatusEvent) -> WebhookRe
 def _process_status(event: WebhookEvent, status: StatusEvent) -> WebhookResult:
     event.event_id = status.event_id
     event.event_type = status.event_type
-    event.provider_message_id = canonical_message_id(status.provider, status.provider_message_id)
+    event.provider_message_id = provider_by_stored_name(status.provider).canonical_message_id(
+        status.provider_message_id
+    )
     event.error = ""
     try:
         with transaction.atomic():
@@ -223,9 +310,9 @@ def _process_status(event: WebhookEvent, status: StatusEvent) -> WebhookResult:
 
 
 def _apply(status: StatusEvent, message: Message) -> str:
-    if status.meaning in (statuses.SENT, statuses.DELIVERED, statuses.FAILED):
+    if status.meaning in STATUS_CHANGES:
         return message_apply_status(message_id=message.pk, status=status.meaning, error=status.error)
-    if status.meaning == statuses.UNKNOWN:
+    if status.meaning == UNKNOWN:
         logger.warning(
             "Unknown %s status %r for message %s; kept, no change", status.provider, status.event_type, message.pk
         )
@@ -248,38 +335,20 @@ def _adopt_orphan(event: WebhookEvent, message: Message, status: StatusEvent) ->
 
 def webhook_apply_orphans(*, provider: str, provider_message_id: str, message_id: int) -> int:
     """Applies the status events that arrived for a provider id before its message was stored."""
+    adapter = provider_by_stored_name(provider)
     orphans = WebhookEvent.objects.filter(
         provider=provider,
         kind=WebhookKind.STATUS,
         outcome=WebhookOutcome.ORPHAN,
-        provider_message_id=canonical_message_id(provider, provider_message_id),
+        provider_message_id=adapter.canonical_message_id(provider_message_id),
     ).order_by("id")
     message = Message.objects.get(pk=message_id)
     applied = 0
     for orphan in orphans:
-        applied += _adopt_orphan(orphan, message, parse_status(raw_from_event(orphan)))
+        applied += _adopt_orphan(orphan, message, _stored_status(adapter, orphan))
     if applied:
         logger.info("Applied %s early status event(s) to message %s", applied, message_id)
     return applied
-
-
-def webhook_receive_sendgrid_item(*, batch: RawWebhook, index: int, item: Any) -> dict[str, Any]:
-    """One event of a SendGrid batch, stored and processed on its own: a bad event fails alone."""
-    raw = sendgrid_event_raw(batch, item)
-    event_id = item.get("sg_event_id") if isinstance(item, dict) else None
-    event_id = event_id if isinstance(event_id, str) else None
-    result: dict[str, Any] = {"index": index, "event_id": event_id, "message_id": None}
-    try:
-        status = parse_sendgrid_event(item)
-    except PayloadRejected as rejection:
-        webhook_record_rejected(raw=raw, error=f"{rejection.code}: {rejection.message}", event_id=event_id or "")
-        return result | {"status": WebhookOutcome.REJECTED, "error": rejection.message}
-    try:
-        processed = webhook_receive_status(raw=raw, status=status)
-    except Exception:
-        # Stored as an error (and logged) by webhook_receive_status; SendGrid's retry or a replay redoes it.
-        return result | {"status": WebhookOutcome.ERROR, "error": "Processing failed; stored for replay."}
-    return result | {"status": processed.outcome, "message_id": processed.event.message_id}
 
 
 # Replay -------------------------------------------------------------------------------------------
@@ -312,19 +381,25 @@ def webhook_replay(*, event: WebhookEvent) -> ReplayResult:
     if not event.body_exact:
         # Invalid UTF-8 or NUL was replaced when it was stored: replaying would process other bytes.
         return ReplayResult(event=event, before=before, after=before, detail="stored body is not exact; never replayed")
-    if event.error.startswith(f"{SignatureInvalid.code}:"):
+    if event.rejection_code == SignatureInvalid.code:
         # Nobody proved this request came from the provider; replaying it would act on a forgery.
         return ReplayResult(event=event, before=before, after=before, detail="signature was invalid; never replayed")
-    raw = raw_from_event(event)
+    if not event.kind:
+        # A whole request refused before its items could be told apart: there is no item to process.
+        return ReplayResult(event=event, before=before, after=before, detail="whole request refused; nothing to replay")
     try:
-        if event.kind == WebhookKind.STATUS:
-            status = parse_status(raw)
+        item = provider_by_stored_name(event.provider).parse_stored(raw_from_event(event))
+        parsed = item.parsed
+        if item.rejection is not None or parsed is None:
+            raise item.rejection or ApplicationError("The event could not be read.")
+        if isinstance(parsed, InboundMessage):
+            inbound = inbound_validate(inbound=parsed)
         else:
-            inbound = parse_inbound(raw, INBOUND_SPECS[event.provider])
-    except PayloadRejected as rejection:
+            status = parsed
+    except ApplicationError as rejection:
         return ReplayResult(event=event, before=before, after=before, detail=f"still invalid: {rejection.message}")
     try:
-        if event.kind != WebhookKind.STATUS:
+        if isinstance(parsed, InboundMessage):
             _process_inbound(event, inbound)
         elif before == WebhookOutcome.ORPHAN:
             message = message_find_outbound(provider=status.provider, provider_message_id=status.provider_message_id)
@@ -339,3 +414,23 @@ def webhook_replay(*, event: WebhookEvent) -> ReplayResult:
     WebhookEvent.objects.filter(pk=event.pk).update(replayed_at=timezone.now())
     event.refresh_from_db()
     return ReplayResult(event=event, before=before, after=event.outcome, detail=event.note or event.outcome)
+
+
+def raw_from_event(event: WebhookEvent) -> RawWebhook:
+    """A stored WebhookEvent as the request it was, to be processed again."""
+    return RawWebhook(
+        provider=event.provider,
+        kind=event.kind,
+        headers=event.headers,
+        content_type=event.content_type,
+        body=event.body,
+        raw_bytes=event.body.encode("utf-8"),
+        body_exact=event.body_exact,
+    )
+
+
+def _stored_status(provider: Provider, event: WebhookEvent) -> StatusEvent:
+    parsed = provider.parse_stored(raw_from_event(event)).parsed
+    if not isinstance(parsed, StatusEvent):
+        raise ApplicationError(f"Stored event {event.pk} is not a status event.")
+    return parsed

@@ -1,310 +1,167 @@
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
-from rest_framework import serializers, viewsets
-from rest_framework.decorators import action
-from rest_framework.parsers import FormParser
+"""Webhook intake: one view for every provider endpoint, one pipeline.
+
+keep raw -> verify (the provider's signature) -> parse (the provider's endpoint) -> dedupe -> apply
+(webhooks/services.py). ``webhook_urls()`` makes one route per endpoint every registered provider
+declares, so a new provider's webhooks need no code here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from django.urls import URLPattern, re_path
+from django.utils.http import parse_header_parameters
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework.parsers import BaseParser
 from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from core.errors import error_body
+from core.errors import ApplicationError, error_body
 from core.openapi import WRITE_ERROR_RESPONSES, ErrorEnvelope
-from core.parsers import StrictJSONParser
-from webhooks.models import WebhookKind, WebhookOutcome
-from webhooks.parsing import (
-    INBOUND_EMAIL,
-    INBOUND_SMS,
-    MAX_ERROR_MESSAGE_LENGTH,
-    MAX_EVENT_TYPE_LENGTH,
-    MAX_SID_LENGTH,
-    STATUS_NAME_PATTERN,
-    InboundEmailSerializer,
-    InboundSmsSerializer,
-    InboundSpec,
-    PayloadRejected,
-    parse_inbound,
-    parse_sendgrid_batch,
-    parse_twilio_status,
-    raw_webhook,
-)
-from webhooks.services import (
-    webhook_receive_inbound,
-    webhook_receive_sendgrid_item,
-    webhook_receive_status,
-    webhook_record_rejected,
-    webhook_record_unverified,
-)
-from webhooks.signatures import VERIFIERS, SignatureInvalid, signatures_enabled_for, signed_request_from_django
+from providers.base import Provider, RawWebhook, SignatureInvalid, WebhookEndpoint
+from providers.registry import providers_all
+from webhooks.openapi import EventBatchAck, WebhookAck
+from webhooks.services import ItemResult, webhook_ingest, webhook_record_unverified
+from webhooks.signatures import signatures_required, signed_request_from_django
 
-WebhookAck = inline_serializer(
-    "WebhookAck",
-    {
-        "status": serializers.ChoiceField(choices=["processed", "duplicate"]),
-        "event_id": serializers.CharField(),
-        "message_id": serializers.IntegerField(allow_null=True),
-    },
-)
-StatusAck = inline_serializer(
-    "StatusAck",
-    {
-        "status": serializers.ChoiceField(
-            choices=["processed", "duplicate", "orphan"],
-            help_text="orphan: the message is not known yet; the event is kept and applied when it is.",
-        ),
-        "event_id": serializers.CharField(),
-        "message_id": serializers.IntegerField(allow_null=True),
-    },
-)
-EventBatchAck = inline_serializer(
-    "EventBatchAck",
-    {
-        "received": serializers.IntegerField(),
-        "processed": serializers.IntegerField(),
-        "duplicate": serializers.IntegerField(),
-        "orphan": serializers.IntegerField(),
-        "rejected": serializers.IntegerField(),
-        "error": serializers.IntegerField(),
-        "events": inline_serializer(
-            "EventResult",
-            {
-                "index": serializers.IntegerField(),
-                "event_id": serializers.CharField(allow_null=True),
-                "status": serializers.ChoiceField(choices=WebhookOutcome.values),
-                "message_id": serializers.IntegerField(allow_null=True),
-                "error": serializers.CharField(required=False),
-            },
-            many=True,
-        ),
-    },
-)
-# The four fields the service reads; Twilio's others (AccountSid, From, To, ApiVersion, ...) are kept
-# with the stored request and otherwise ignored, so the schema leaves them open. Optional fields may be
-# blank or null: the parser takes either as absent (webhooks/parsing.py).
-TwilioStatusSerializer = inline_serializer(
-    "TwilioStatusCallback",
-    {
-        "MessageSid": serializers.CharField(
-            max_length=MAX_SID_LENGTH, help_text="The message's sid (SmsSid is accepted too)."
-        ),
-        "MessageStatus": serializers.RegexField(
-            STATUS_NAME_PATTERN,
-            max_length=MAX_EVENT_TYPE_LENGTH,
-            help_text="queued, sending, sent, delivered, undelivered, failed, read, ... (SmsStatus is accepted too).",
-        ),
-        "ErrorCode": serializers.CharField(
-            required=False, allow_blank=True, allow_null=True, max_length=MAX_EVENT_TYPE_LENGTH
-        ),
-        "ErrorMessage": serializers.CharField(
-            required=False, allow_blank=True, allow_null=True, max_length=MAX_ERROR_MESSAGE_LENGTH
-        ),
-    },
-)
-SendGridEventSerializer = inline_serializer(
-    "SendGridEvent",
-    {
-        "sg_event_id": serializers.CharField(),
-        "sg_message_id": serializers.CharField(),
-        "event": serializers.CharField(
-            help_text="processed, deferred, delivered, bounce, blocked, dropped, open, click, spamreport, ..."
-        ),
-        "email": serializers.CharField(required=False, allow_blank=True),
-        "timestamp": serializers.IntegerField(required=False),
-        "reason": serializers.CharField(required=False, allow_blank=True),
-        "status": serializers.CharField(required=False, allow_blank=True),
-    },
-    many=True,
-)
+#: Request headers worth keeping with any event (the provider's own are added); never credentials.
+KEPT_HEADERS = ("Content-Type", "Content-Length", "User-Agent", "X-Forwarded-For", "X-Request-Id")
 
-#: Every webhook: a signature that is missing, wrong or stale (when the provider's secret is set) is a 403.
+#: Every webhook: a signature that is missing, wrong or stale (when signatures apply) is a 403.
 WEBHOOK_ERROR_RESPONSES = {
     **WRITE_ERROR_RESPONSES,
     403: OpenApiResponse(ErrorEnvelope, "Signature missing, wrong or stale; the request is kept as rejected."),
 }
 
-_INBOUND_RESPONSES = {
-    200: OpenApiResponse(WebhookAck, "Stored (first delivery) or recognised as a duplicate; nothing created twice."),
-    **WEBHOOK_ERROR_RESPONSES,
-}
+
+class _RawBodyParser(BaseParser):
+    """Leaves the body alone: the provider reads it from the stored bytes. Declared per endpoint so
+    DRF answers 415 for a media type the endpoint does not take."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        return {}
 
 
-class WebhookViewSet(viewsets.ViewSet):
-    """Provider callbacks. Each request is stored raw with its outcome: processed, duplicate, rejected or error."""
+class WebhookView(APIView):
+    """One provider endpoint. Each request is stored raw with its outcome."""
 
-    authentication_classes = []  # providers prove themselves by signature, not by API key
+    authentication_classes: list = []  # providers prove themselves by signature, not by API key
     permission_classes = [AllowAny]
+    provider: Provider
+    endpoint: WebhookEndpoint
 
-    @extend_schema(
-        tags=["webhooks"],
-        summary="Inbound SMS/MMS",
-        request=InboundSmsSerializer,
-        responses=_INBOUND_RESPONSES,
-        examples=[
-            OpenApiExample(
-                "Inbound MMS",
-                request_only=True,
-                value={
-                    "from": "+18045551234",
-                    "to": "+12016661234",
-                    "type": "mms",
-                    "messaging_provider_id": "message-2",
-                    "body": "This is an incoming MMS message",
-                    "attachments": ["https://example.com/received-image.jpg"],
-                    "timestamp": "2024-11-01T14:00:00Z",
-                },
-            )
-        ],
+    def post(self, request: Request) -> Response:
+        raw = _raw_webhook(request, provider=self.provider, kind=self.endpoint.kind)
+        if signatures_required(self.provider):
+            try:
+                self.provider.verify(signed_request_from_django(request))
+            except SignatureInvalid as invalid:
+                webhook_record_unverified(raw=raw, invalid=invalid)
+                return Response(error_body(invalid.code, invalid.message), status=invalid.status_code)
+        try:
+            results = webhook_ingest(endpoint=self.endpoint, raw=raw)
+        except ApplicationError as rejection:
+            return _error(rejection)
+        if self.endpoint.batch:
+            return Response(_batch_ack(results))
+        result = results[0]
+        if result.rejection is not None:
+            return _error(result.rejection)
+        return Response({"status": result.outcome, "event_id": result.event_id, "message_id": result.message_id})
+
+    def get(self, request: Request) -> HttpResponse:
+        if self.endpoint.handshake is None:
+            return Response(error_body("method_not_allowed", 'Method "GET" not allowed.'), status=405)
+        try:
+            challenge = self.endpoint.handshake(request.query_params)
+        except ApplicationError as refused:
+            return _error(refused)
+        return HttpResponse(challenge, content_type="text/plain; charset=utf-8")
+
+
+def _error(error: ApplicationError) -> Response:
+    return Response(error_body(error.code, error.message, error.details), status=error.status_code)
+
+
+def _batch_ack(results: list[ItemResult]) -> dict[str, Any]:
+    counts = dict.fromkeys(("processed", "duplicate", "orphan", "rejected", "error"), 0)
+    events = []
+    for result in results:
+        counts[result.outcome] += 1
+        entry: dict[str, Any] = {
+            "index": result.index,
+            "event_id": result.event_id or None,
+            "status": result.outcome,
+            "message_id": result.message_id,
+        }
+        if result.error:
+            entry["error"] = result.error
+        events.append(entry)
+    return {"received": len(results), **counts, "events": events}
+
+
+def _raw_webhook(request: HttpRequest, *, provider: Provider, kind: str) -> RawWebhook:
+    raw = request.body
+    # Text columns cannot hold NUL; anything undecodable is kept visibly replaced.
+    text = raw.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+    kept = (*KEPT_HEADERS, *provider.kept_headers)
+    headers = {name: request.headers[name] for name in kept if name in request.headers}
+    media_type, _ = parse_header_parameters(request.META.get("CONTENT_TYPE", ""))
+    return RawWebhook(
+        provider=provider.name,
+        kind=kind,
+        headers=headers,
+        content_type=media_type.lower(),
+        body=text,
+        raw_bytes=raw,
+        body_exact=text.encode("utf-8") == raw,
     )
-    @action(detail=False, methods=["post"], url_path="sms")
-    def sms(self, request):
-        return self._inbound(request, INBOUND_SMS)
 
-    @extend_schema(
-        tags=["webhooks"],
-        summary="Inbound Email",
-        request=InboundEmailSerializer,
-        responses=_INBOUND_RESPONSES,
-        examples=[
-            OpenApiExample(
-                "Inbound email",
-                request_only=True,
-                value={
-                    "from": "contact@gmail.com",
-                    "to": "user@usehatchapp.com",
-                    "xillio_id": "message-3",
-                    "body": "<html><body>This is an incoming email with <b>HTML</b> content</body></html>",
-                    "attachments": ["https://example.com/received-document.pdf"],
-                    "timestamp": "2024-11-01T14:00:00Z",
-                },
-            )
-        ],
-    )
-    @action(detail=False, methods=["post"], url_path="email")
-    def email(self, request):
-        return self._inbound(request, INBOUND_EMAIL)
 
-    @extend_schema(
-        tags=["webhooks"],
-        summary="SMS status callback (Twilio)",
-        description=(
-            "Form-encoded as Twilio sends it, or JSON with the same string fields. Other fields Twilio sends "
-            "(AccountSid, From, To, ...) are stored with the request and otherwise ignored. "
-            "Deduplicated by MessageSid + MessageStatus. "
-            "A status only moves forward; an event for a message not stored yet is kept as an orphan "
-            "and applied when it is."
+def _view_for(provider: Provider, endpoint: WebhookEndpoint):
+    """A WebhookView subclass for one endpoint, documented from the provider's OpenAPI details."""
+    parsers = [type(f"{media}Parser", (_RawBodyParser,), {"media_type": media}) for media in endpoint.media_types]
+    responses = {
+        200: OpenApiResponse(
+            EventBatchAck if endpoint.batch else WebhookAck,
+            "What became of each event." if endpoint.batch else "Stored (first delivery), a duplicate or an orphan.",
         ),
-        request={
-            "application/x-www-form-urlencoded": TwilioStatusSerializer,
-            "application/json": TwilioStatusSerializer,
-        },
-        responses={
-            200: OpenApiResponse(StatusAck, "Stored and applied, kept as an orphan, or a duplicate."),
-            **WEBHOOK_ERROR_RESPONSES,
-        },
-        examples=[
-            OpenApiExample(
-                "Undelivered",
-                request_only=True,
-                value={
-                    "MessageSid": "SM5f0b6ab3a4b1c43d2e0f9f8a7b6c5d4e",
-                    "MessageStatus": "undelivered",
-                    "ErrorCode": "30003",
-                    "AccountSid": "AC00000000000000000000000000000000",
-                    "From": "+12016661234",
-                    "To": "+18045551234",
-                    "ApiVersion": "2010-04-01",
-                },
-            )
-        ],
-    )
-    @action(detail=False, methods=["post"], url_path="sms/status", parser_classes=[StrictJSONParser, FormParser])
-    def sms_status(self, request):
-        raw = raw_webhook(request, provider="twilio", kind=WebhookKind.STATUS)
-        if refused := self._unverified(request, raw):
-            return refused
-        try:
-            status = parse_twilio_status(raw)
-        except PayloadRejected as rejection:
-            return self._rejected(raw, rejection)
-        result = webhook_receive_status(raw=raw, status=status)
-        return Response(
-            {"status": result.outcome, "event_id": result.event.event_id, "message_id": result.event.message_id}
-        )
+        **WEBHOOK_ERROR_RESPONSES,
+    }
+    docs = {"tags": ["webhooks"], "responses": responses, **endpoint.openapi}
+    name = "".join(part.capitalize() for part in endpoint.path.replace("/", "-").split("-")) + "WebhookView"
+    view_class = type(name, (WebhookView,), {"provider": provider, "endpoint": endpoint, "parser_classes": parsers})
+    view_class.post = extend_schema(
+        operation_id=f"webhook_{endpoint.path.replace('/', '_').replace('-', '_')}", **docs
+    )(_copy(WebhookView.post))
+    if endpoint.handshake is not None:
+        handshake_docs = {
+            "tags": ["webhooks"],
+            "summary": "Webhook verification handshake",
+            "responses": {200: OpenApiResponse(str, "The challenge, as text/plain."), 403: ErrorEnvelope},
+            **endpoint.handshake_openapi,
+        }
+        view_class.get = extend_schema(**handshake_docs)(_copy(WebhookView.get))
+    else:
+        view_class.http_method_names = ["post", "options"]
+    return view_class.as_view()
 
-    @extend_schema(
-        tags=["webhooks"],
-        summary="Email events (SendGrid)",
-        description=(
-            "A JSON array of SendGrid events. Each event is stored, deduplicated by sg_event_id and applied "
-            "on its own: a malformed event is rejected without failing the rest, and a well-formed "
-            "request always answers 200 with what became of each event."
-        ),
-        request=SendGridEventSerializer,
-        responses={200: OpenApiResponse(EventBatchAck, "What became of each event."), **WEBHOOK_ERROR_RESPONSES},
-        examples=[
-            OpenApiExample(
-                "Delivered and opened",
-                request_only=True,
-                value=[
-                    {
-                        "email": "contact@gmail.com",
-                        "timestamp": 1730469600,
-                        "event": "delivered",
-                        "sg_event_id": "ZGVsaXZlcmVkLTAtMjQ",
-                        "sg_message_id": "5f0b6ab3a4b1c43d.filter001.1730469600.0",
-                        "smtp-id": "<5f0b6ab3a4b1c43d@ismtpd0001p1>",
-                    },
-                    {
-                        "email": "contact@gmail.com",
-                        "timestamp": 1730469700,
-                        "event": "open",
-                        "sg_event_id": "b3Blbi0wLTI0",
-                        "sg_message_id": "5f0b6ab3a4b1c43d.filter001.1730469600.0",
-                    },
-                ],
-            )
-        ],
-    )
-    @action(detail=False, methods=["post"], url_path="email/events")
-    def email_events(self, request):
-        raw = raw_webhook(request, provider="sendgrid", kind=WebhookKind.STATUS)
-        if refused := self._unverified(request, raw):
-            return refused
-        try:
-            items = parse_sendgrid_batch(raw)
-        except PayloadRejected as rejection:
-            return self._rejected(raw, rejection)
-        results = [webhook_receive_sendgrid_item(batch=raw, index=index, item=item) for index, item in enumerate(items)]
-        counts = {outcome: 0 for outcome in WebhookOutcome.values}
-        for result in results:
-            counts[result["status"]] += 1
-        return Response({"received": len(items), **counts, "events": results})
 
-    def _unverified(self, request, raw) -> Response | None:
-        """403 (and the request kept as rejected) unless the provider's signature checks out."""
-        if not signatures_enabled_for(raw.provider):
-            return None
-        try:
-            VERIFIERS[raw.provider](signed_request_from_django(request))
-        except SignatureInvalid as invalid:
-            webhook_record_unverified(raw=raw, error=f"{invalid.code}: {invalid.message}")
-            return Response(error_body(invalid.code, invalid.message), status=403)
-        return None
+def _copy(function):
+    def method(self, request):
+        return function(self, request)
 
-    def _rejected(self, raw, rejection: PayloadRejected) -> Response:
-        webhook_record_rejected(raw=raw, error=f"{rejection.code}: {rejection.message}")
-        return Response(error_body(rejection.code, rejection.message, rejection.details), status=rejection.status)
+    method.__name__ = function.__name__
+    return method
 
-    def _inbound(self, request, spec: InboundSpec) -> Response:
-        raw = raw_webhook(request, provider=spec.provider, kind=WebhookKind.INBOUND)
-        if refused := self._unverified(request, raw):
-            return refused
-        try:
-            inbound = parse_inbound(raw, spec)
-        except PayloadRejected as rejection:
-            return self._rejected(raw, rejection)
-        result = webhook_receive_inbound(raw=raw, inbound=inbound)
-        return Response(
-            {
-                "status": result.outcome,
-                "event_id": result.event.event_id,
-                "message_id": result.message.pk if result.message else None,
-            }
-        )
+
+def webhook_urls() -> list[URLPattern]:
+    """``/api/webhooks/<path>`` for every endpoint of every registered provider (trailing slash optional)."""
+    return [
+        re_path(rf"^api/webhooks/{endpoint.path}/?$", _view_for(provider, endpoint), name=f"webhook-{endpoint.path}")
+        for provider in providers_all()
+        for endpoint in provider.webhook_endpoints()
+    ]

@@ -8,7 +8,6 @@ from django.core.exceptions import ImproperlyConfigured
 from redis.connection import parse_url
 
 from config.env import env
-from webhooks.signatures import require_webhook_secrets, validate_public_base_url, validate_public_keys
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -164,11 +163,26 @@ SMS_MAX_BODY_CHARS = 1600
 EMAIL_MAX_BODY_CHARS = env.int("EMAIL_MAX_BODY_CHARS", 200_000, minimum=1)
 MAX_ATTACHMENTS = 10
 
-# Providers: one adapter per channel, by dotted path. The mock adapters stand in for Twilio/SendGrid.
+WHATSAPP_MAX_BODY_CHARS = 4096
+INSTAGRAM_MAX_BODY_CHARS = 1000
+
+# Providers: each channel's provider comes from the channel registry (conversations/channels.py);
+# these override it by registered name (twilio, sendgrid, meta) or by dotted path to a provider class.
 MESSAGE_PROVIDERS = {
-    "sms": env.str("SMS_PROVIDER", default="providers.mock.MockTwilioProvider"),
-    "email": env.str("EMAIL_PROVIDER", default="providers.mock.MockSendGridProvider"),
+    channel: value
+    for channel, value in {
+        "sms": env.str("SMS_PROVIDER"),
+        "email": env.str("EMAIL_PROVIDER"),
+        "whatsapp": env.str("WHATSAPP_PROVIDER"),
+        "instagram": env.str("INSTAGRAM_PROVIDER"),
+    }.items()
+    if value
 }
+# The business's own identity on the Meta channels: the default ``from`` of a send, and the ``to`` of
+# an inbound message (seed 004's payload names no recipient).
+WHATSAPP_PHONE_NUMBER = env.str("WHATSAPP_PHONE_NUMBER", default="+12015550100")
+INSTAGRAM_ACCOUNT_ID = env.str("INSTAGRAM_ACCOUNT_ID", default="17841400000000000")
+WHATSAPP_PHONE_NUMBER_ID = env.str("WHATSAPP_PHONE_NUMBER_ID")
 MOCK_PROVIDER_LATENCY_MS = env.millisecond_range("MOCK_PROVIDER_LATENCY_MS", default="100-500")
 MOCK_PROVIDER_FAILURE_RATE = env.float("MOCK_PROVIDER_FAILURE_RATE", 0.0, maximum=1.0)
 PROVIDER_TIMEOUT_SECONDS = env.float("PROVIDER_TIMEOUT_SECONDS", 5.0, minimum=0.1)
@@ -180,6 +194,8 @@ IDEMPOTENCY_WAIT_SECONDS = env.float("IDEMPOTENCY_WAIT_SECONDS", PROVIDER_TIMEOU
 # Rate limits on the send endpoints (docs/RATE_LIMITING.md): (count, window seconds) per key.
 SMS_RATE_LIMIT = env.rate("SMS_RATE_LIMIT", "100/m")
 EMAIL_RATE_LIMIT = env.rate("EMAIL_RATE_LIMIT", "500/m")
+WHATSAPP_RATE_LIMIT = env.rate("WHATSAPP_RATE_LIMIT", "600/m")
+INSTAGRAM_RATE_LIMIT = env.rate("INSTAGRAM_RATE_LIMIT", "200/m")
 #: What a limit counts per: the normalised sender address, the presented API key, or the client IP.
 RATE_LIMIT_KEY = env.choice("RATE_LIMIT_KEY", "sender", {"sender", "api_key", "ip"})
 #: A header a trusted proxy overwrites with the client IP (e.g. X-Real-IP). Unset: REMOTE_ADDR.
@@ -261,29 +277,17 @@ LOGGING = {
     },
 }
 
-# Webhook signatures (webhooks/signatures.py, docs/WEBHOOK_SIGNATURES.md). Each secret is a
+# Webhook signatures (providers/<name>.py, docs/WEBHOOK_SIGNATURES.md). Each secret is a
 # comma-separated list so a rotation can accept the old and the new value at once. A provider's
-# webhooks must be signed as soon as one of its secrets is set.
+# webhooks must be signed as soon as one of its secrets is set, and always when
+# WEBHOOK_SIGNATURES_REQUIRED is on (production's default); webhooks/checks.py stops start-up when a
+# required secret is missing or a key does not parse.
 TWILIO_AUTH_TOKEN = env.list("TWILIO_AUTH_TOKEN", default=[])
 SENDGRID_WEBHOOK_VERIFICATION_KEY = env.list("SENDGRID_WEBHOOK_VERIFICATION_KEY", default=[])
-SENDGRID_WEBHOOK_PUBLIC_KEY = validate_public_keys(
-    setting="SENDGRID_WEBHOOK_PUBLIC_KEY", keys=env.list("SENDGRID_WEBHOOK_PUBLIC_KEY", default=[])
-)
-PUBLIC_BASE_URL = validate_public_base_url(setting="PUBLIC_BASE_URL", value=env.str("PUBLIC_BASE_URL"))
+SENDGRID_WEBHOOK_PUBLIC_KEY = env.list("SENDGRID_WEBHOOK_PUBLIC_KEY", default=[])
+META_APP_SECRET = env.list("META_APP_SECRET", default=[])
+META_VERIFY_TOKEN = env.str("META_VERIFY_TOKEN")
+_public_base_url = env.str("PUBLIC_BASE_URL")
+PUBLIC_BASE_URL = _public_base_url.rstrip("/") if _public_base_url else None
 WEBHOOK_TIMESTAMP_TOLERANCE_SECONDS = env.int("WEBHOOK_TIMESTAMP_TOLERANCE_SECONDS", 300, minimum=1)
-
-
-def webhook_signatures_required(*, default: bool) -> bool:
-    """WEBHOOK_SIGNATURES_REQUIRED; when true, start-up stops unless both providers have secrets."""
-    required = env.bool("WEBHOOK_SIGNATURES_REQUIRED", default=default)
-    if required:
-        require_webhook_secrets(
-            twilio_tokens=TWILIO_AUTH_TOKEN,
-            sendgrid_keys=SENDGRID_WEBHOOK_VERIFICATION_KEY,
-            sendgrid_public_keys=SENDGRID_WEBHOOK_PUBLIC_KEY,
-        )
-    return required
-
-
-# Production turns this on by default.
-WEBHOOK_SIGNATURES_REQUIRED = webhook_signatures_required(default=False)
+WEBHOOK_SIGNATURES_REQUIRED = env.bool("WEBHOOK_SIGNATURES_REQUIRED", default=False)

@@ -5,7 +5,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from config.env import env
 from config.settings.base import *  # noqa: F403
-from config.settings.base import REDIS_URL, SECRET_KEY, webhook_signatures_required
+from config.settings.base import REDIS_URL, SECRET_KEY
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 if DEBUG:
@@ -32,8 +32,9 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 SECURE_HSTS_PRELOAD = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 
-# Webhook signatures: required unless WEBHOOK_SIGNATURES_REQUIRED=false is set explicitly.
-WEBHOOK_SIGNATURES_REQUIRED = webhook_signatures_required(default=True)
+# Webhook signatures: required unless WEBHOOK_SIGNATURES_REQUIRED=false is set explicitly; a missing
+# secret then stops start-up (webhooks/checks.py, run by migrate and config/wsgi.py).
+WEBHOOK_SIGNATURES_REQUIRED = env.bool("WEBHOOK_SIGNATURES_REQUIRED", default=True)
 
 # Rate limits are counted in Redis, shared by every process. Without it each of bin/start.sh's
 # processes would count alone and let through several times the limit.

@@ -2,17 +2,7 @@
 
 from django.db import migrations, models
 
-
-class PortableNullsLastIndex(migrations.AddIndex):
-    """PostgreSQL gets the index exactly as declared. SQLite (development only) cannot say NULLS LAST
-    in an index, and needs not: it sorts NULLs first ascending, so last descending."""
-
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor != 'sqlite':
-            return super().database_forwards(app_label, schema_editor, from_state, to_state)
-        model = to_state.apps.get_model(app_label, self.model_name)
-        index = models.Index(models.F('last_message_at').desc(), models.F('id').desc(), name=self.index.name)
-        schema_editor.add_index(model, index)
+from conversations.migration_operations import PortableNullsLastIndex
 
 
 class Migration(migrations.Migration):

@@ -195,7 +195,7 @@ def test_an_unexpected_error_is_a_json_500_without_a_stack_trace(client, debug, 
     assert "secret" not in json.dumps(error)
 
 
-@pytest.mark.parametrize("path", ["/api/messages", "/api/nothing", "/api/conversations/%2F/read"])
+@pytest.mark.parametrize("path", ["/api/nothing", "/api/conversations/%2F/read"])
 def test_a_post_to_an_unknown_path_is_a_json_404_not_a_csrf_page(path):
     from django.test import Client
 

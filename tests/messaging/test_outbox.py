@@ -9,8 +9,8 @@ from django.utils import timezone
 from messaging.models import Message
 from messaging.outbox import OutboxWorker, outbox_claim, outbox_deliver_now
 from messaging.services import _outbound_for, message_attempt_delivery
-from providers.base import MessageProvider, ProviderError
-from providers.mock import MockTwilioProvider
+from providers.base import Provider, ProviderError
+from providers.twilio import TwilioProvider as MockTwilioProvider
 from tests.factories import OutboxMessageFactory
 
 pytestmark = pytest.mark.django_db
@@ -186,7 +186,7 @@ class TestRetries:
         assert MockTwilioProvider().counts() == {"sends": 20, "replays": 0}
 
 
-class SlowDownProvider(MessageProvider):
+class SlowDownProvider(Provider):
     name = "twilio"
 
     def send(self, message):

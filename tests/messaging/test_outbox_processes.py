@@ -154,7 +154,7 @@ import os, django
 django.setup()
 from messaging.models import Message
 from messaging.services import _outbound_for
-from providers.registry import provider_for_channel
+from messaging.services import provider_for_channel
 provider_for_channel("sms").send(_outbound_for(Message.objects.get(pk={message.pk})))
 os._exit(0)  # dies before recording anything
 """

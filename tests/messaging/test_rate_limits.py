@@ -70,7 +70,8 @@ def _warnings_not_throttled(monkeypatch):
 
 @pytest.fixture
 def provider_calls(monkeypatch):
-    from providers.mock import MockSendGridProvider, MockTwilioProvider
+    from providers.sendgrid import SendGridProvider as MockSendGridProvider
+    from providers.twilio import TwilioProvider as MockTwilioProvider
 
     calls = []
     for provider_class in (MockTwilioProvider, MockSendGridProvider):

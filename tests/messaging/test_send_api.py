@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from conversations.models import Conversation
 from messaging.models import Message
-from providers.base import MessageProvider, SendResult
+from providers.base import Provider, SendResult
 from tests import payloads
 
 pytestmark = pytest.mark.django_db
@@ -143,7 +143,7 @@ def test_the_retry_delay_follows_the_backoff_schedule(api, settings):
 def test_no_provider_call_happens_inside_a_database_transaction(api, monkeypatch):
     from django.db import connection
 
-    from providers.mock import MockTwilioProvider
+    from providers.twilio import TwilioProvider as MockTwilioProvider
 
     seen = []
     original = MockTwilioProvider.send
@@ -158,7 +158,7 @@ def test_no_provider_call_happens_inside_a_database_transaction(api, monkeypatch
 
 
 def test_an_unexpected_provider_exception_schedules_a_retry_instead_of_a_500(api, monkeypatch):
-    from providers.mock import MockTwilioProvider
+    from providers.twilio import TwilioProvider as MockTwilioProvider
 
     def broken(self, message):
         raise ConnectionResetError("peer reset")
@@ -274,7 +274,7 @@ def test_provider_ids_cannot_be_predicted_from_message_ids(api):
 
 def test_a_provider_id_already_stored_fails_the_send_instead_of_a_500(api, monkeypatch):
     from providers.base import SendResult
-    from providers.mock import MockTwilioProvider
+    from providers.twilio import TwilioProvider as MockTwilioProvider
     from tests.factories import MessageFactory
 
     MessageFactory(direction="outbound", status="sent", provider="twilio", provider_message_id="SMtaken")
@@ -323,7 +323,7 @@ def test_a_repeat_after_the_worker_sent_it_answers_with_the_original_code_and_th
     assert Message.objects.count() == 1
 
 
-class RealProvider(MessageProvider):
+class RealProvider(Provider):
     """Stands in for a real adapter: it does not simulate failures."""
 
     name = "twilio"

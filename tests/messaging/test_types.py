@@ -1,6 +1,6 @@
 import pytest
 
-from messaging.types import infer_message_type
+from conversations.channels import CHANNELS
 
 
 @pytest.mark.parametrize(
@@ -16,12 +16,21 @@ from messaging.types import infer_message_type
         (None, "+12015550123", [], "sms"),
     ],
 )
-def test_type_is_inferred_from_the_requested_type_addresses_and_attachments(
+def test_sms_channel_infers_the_type_from_the_requested_type_addresses_and_attachments(
     requested, from_address, attachments, expected
 ):
+    spec = CHANNELS["sms"]
     assert (
-        infer_message_type(
-            requested_type=requested, from_address=from_address, to_address="+18045551234", attachments=attachments
+        spec.message_type(
+            requested=requested, from_address=from_address, to_address="+18045551234", attachments=attachments
         )
         == expected
     )
+
+
+@pytest.mark.parametrize(
+    ("channel", "expected"), [("email", "email"), ("whatsapp", "whatsapp"), ("instagram", "instagram")]
+)
+def test_other_channels_carry_their_one_type(channel, expected):
+    spec = CHANNELS[channel]
+    assert spec.message_type(requested=None, from_address="a", to_address="b", attachments=["x"]) == expected

@@ -3,8 +3,9 @@ import re
 import pytest
 
 from providers.base import ForcedError, OutboundMessage, ProviderError, ProviderTimeout
-from providers.mock import MockSendGridProvider, MockTwilioProvider
 from providers.segments import sms_segments
+from providers.sendgrid import SendGridProvider as MockSendGridProvider
+from providers.twilio import TwilioProvider as MockTwilioProvider
 
 
 def outbound(**overrides):

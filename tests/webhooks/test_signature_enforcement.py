@@ -8,10 +8,12 @@ import pytest
 from django.core.management import call_command
 
 from messaging.models import Message
+from providers.sendgrid import hmac_signature as sendgrid_hmac_signature
+from providers.twilio import json_url as twilio_json_url
+from providers.twilio import signature_for as twilio_signature
 from tests import payloads
 from tests.factories import MessageFactory
 from webhooks.models import WebhookEvent
-from webhooks.signatures import sendgrid_hmac_signature, twilio_json_url, twilio_signature
 
 pytestmark = pytest.mark.django_db
 

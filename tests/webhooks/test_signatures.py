@@ -6,25 +6,21 @@ from urllib.parse import urlencode
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from django.core.exceptions import ImproperlyConfigured
 from django.test import RequestFactory
 
+from providers import sendgrid, twilio
+from providers.base import SignatureInvalid, SignedRequest
+from providers.registry import provider_get
 from tests.settings_env import PRODUCTION_ENV, run_with_settings
-from webhooks.signatures import (
-    VERIFIERS,
-    SignatureInvalid,
-    SignedRequest,
-    sendgrid_ecdsa_signature,
-    sendgrid_hmac_signature,
-    signatures_enabled_for,
-    signed_request_from_django,
-    twilio_json_url,
-    twilio_signature,
-    validate_public_base_url,
-    validate_public_keys,
-    verify_sendgrid,
-    verify_twilio,
-)
+from webhooks.checks import public_base_url_problem
+from webhooks.signatures import signatures_required, signed_request_from_django
+
+twilio_signature = twilio.signature_for
+twilio_json_url = twilio.json_url
+sendgrid_hmac_signature = sendgrid.hmac_signature
+sendgrid_ecdsa_signature = sendgrid.ecdsa_signature
+verify_twilio = provider_get("twilio").verify
+verify_sendgrid = provider_get("sendgrid").verify
 
 FORM = "application/x-www-form-urlencoded"
 
@@ -432,6 +428,10 @@ def test_sendgrid_verification_without_keys_fails_closed():
 # Which providers are on
 
 
+def signatures_enabled_for(name):
+    return signatures_required(provider_get(name))
+
+
 def test_signatures_are_enabled_per_provider_by_its_secrets(settings):
     assert not signatures_enabled_for("twilio")
     assert not signatures_enabled_for("sendgrid")
@@ -448,14 +448,13 @@ def test_signatures_are_enabled_per_provider_by_its_secrets(settings):
     assert signatures_enabled_for("sendgrid")
 
 
-def test_an_unknown_provider_is_a_programming_error():
-    with pytest.raises(ValueError, match="Unknown webhook provider 'meta'"):
-        signatures_enabled_for("meta")
+def test_when_signatures_are_required_every_provider_needs_them_even_without_a_secret(settings):
+    settings.WEBHOOK_SIGNATURES_REQUIRED = True
 
-
-def test_each_provider_has_its_verifier():
-    assert VERIFIERS["twilio"] is verify_twilio
-    assert VERIFIERS["sendgrid"] is verify_sendgrid
+    assert signatures_enabled_for("twilio")
+    assert signatures_enabled_for("meta")
+    with pytest.raises(SignatureInvalid, match="not configured"):
+        verify_twilio(twilio_form_request())
 
 
 # From a Django request
@@ -510,18 +509,28 @@ def test_a_signed_django_form_post_verifies_end_to_end(settings, twilio_token):
 
 
 @pytest.mark.parametrize(
-    ("value", "expected"),
+    "value",
     [
-        (None, None),
-        ("https://api.example.com", "https://api.example.com"),
-        ("https://api.example.com/", "https://api.example.com"),
-        ("http://localhost:8080", "http://localhost:8080"),
-        ("HTTPS://api.example.com/messaging/", "https://api.example.com/messaging"),
-        ("http://[::1]:8080", "http://[::1]:8080"),
+        None,
+        "https://api.example.com",
+        "http://localhost:8080",
+        "https://api.example.com/messaging",
+        "http://[::1]:8080",
     ],
 )
-def test_public_base_url_is_normalised(value, expected):
-    assert validate_public_base_url(setting="PUBLIC_BASE_URL", value=value) == expected
+def test_a_well_formed_public_base_url_passes_the_start_up_check(value):
+    assert public_base_url_problem(value) is None
+
+
+def test_the_public_base_url_loses_its_trailing_slash():
+    result = run_with_settings(
+        "config.settings.development",
+        {"PUBLIC_BASE_URL": "https://api.example.com/messaging/"},
+        "-c",
+        "import django; django.setup(); from django.conf import settings; print(settings.PUBLIC_BASE_URL)",
+    )
+
+    assert result.stdout.strip() == "https://api.example.com/messaging", result.stderr
 
 
 @pytest.mark.parametrize(
@@ -540,15 +549,14 @@ def test_public_base_url_is_normalised(value, expected):
         "https://api example.com",
     ],
 )
-def test_a_malformed_public_base_url_is_a_configuration_error(value):
-    with pytest.raises(ImproperlyConfigured, match="PUBLIC_BASE_URL must be http"):
-        validate_public_base_url(setting="PUBLIC_BASE_URL", value=value)
+def test_a_malformed_public_base_url_fails_the_start_up_check(value):
+    assert "PUBLIC_BASE_URL must be http" in public_base_url_problem(value)
 
 
 def test_valid_public_keys_pass_validation():
     keys = [spki_base64(ec.generate_private_key(ec.SECP256R1())), spki_pem(ec.generate_private_key(ec.SECP256R1()))]
 
-    assert validate_public_keys(setting="SENDGRID_WEBHOOK_PUBLIC_KEY", keys=keys) == keys
+    assert sendgrid.public_key_problems(keys) == []
 
 
 @pytest.mark.parametrize(
@@ -564,8 +572,8 @@ def test_valid_public_keys_pass_validation():
 def test_a_malformed_public_key_is_a_configuration_error_naming_the_variable(key):
     good = spki_base64(ec.generate_private_key(ec.SECP256R1()))
 
-    with pytest.raises(ImproperlyConfigured, match=r"SENDGRID_WEBHOOK_PUBLIC_KEY: key 2 of 2 is not an ECDSA P-256"):
-        validate_public_keys(setting="SENDGRID_WEBHOOK_PUBLIC_KEY", keys=[good, key])
+    (problem,) = sendgrid.public_key_problems([good, key])
+    assert problem.startswith("SENDGRID_WEBHOOK_PUBLIC_KEY: key 2 of 2 is not an ECDSA P-256")
 
 
 _start = run_with_settings
@@ -574,7 +582,7 @@ _start = run_with_settings
 PRODUCTION = {
     name: value
     for name, value in PRODUCTION_ENV.items()
-    if name not in ("TWILIO_AUTH_TOKEN", "SENDGRID_WEBHOOK_VERIFICATION_KEY")
+    if name not in ("TWILIO_AUTH_TOKEN", "SENDGRID_WEBHOOK_VERIFICATION_KEY", "META_APP_SECRET")
 }
 
 
@@ -583,8 +591,9 @@ def test_production_refuses_to_start_without_webhook_secrets():
 
     assert result.returncode != 0
     assert (
-        "Webhook signatures are required, but these are not set: "
-        "TWILIO_AUTH_TOKEN; SENDGRID_WEBHOOK_PUBLIC_KEY or SENDGRID_WEBHOOK_VERIFICATION_KEY." in result.stderr
+        "Webhook signatures are required, but these providers have no secret: "
+        "twilio (TWILIO_AUTH_TOKEN); sendgrid (SENDGRID_WEBHOOK_VERIFICATION_KEY or SENDGRID_WEBHOOK_PUBLIC_KEY); "
+        "meta (META_APP_SECRET)." in result.stderr
     )
 
 
@@ -592,14 +601,21 @@ def test_production_refuses_to_start_with_only_the_twilio_token():
     result = _start("config.settings.production", {**PRODUCTION, "TWILIO_AUTH_TOKEN": "t"})
 
     assert result.returncode != 0
-    assert "these are not set: SENDGRID_WEBHOOK_PUBLIC_KEY or SENDGRID_WEBHOOK_VERIFICATION_KEY." in result.stderr
+    assert (
+        "have no secret: sendgrid (SENDGRID_WEBHOOK_VERIFICATION_KEY or SENDGRID_WEBHOOK_PUBLIC_KEY); "
+        "meta (META_APP_SECRET)." in result.stderr
+    )
 
 
 @pytest.mark.parametrize(
     "secrets",
     [
-        {"TWILIO_AUTH_TOKEN": "t1,t2", "SENDGRID_WEBHOOK_VERIFICATION_KEY": "k"},
-        {"TWILIO_AUTH_TOKEN": "t", "SENDGRID_WEBHOOK_PUBLIC_KEY": spki_base64(ec.generate_private_key(ec.SECP256R1()))},
+        {"TWILIO_AUTH_TOKEN": "t1,t2", "SENDGRID_WEBHOOK_VERIFICATION_KEY": "k", "META_APP_SECRET": "m"},
+        {
+            "TWILIO_AUTH_TOKEN": "t",
+            "SENDGRID_WEBHOOK_PUBLIC_KEY": spki_base64(ec.generate_private_key(ec.SECP256R1())),
+            "META_APP_SECRET": "m1,m2",
+        },
         {"WEBHOOK_SIGNATURES_REQUIRED": "false"},
     ],
 )

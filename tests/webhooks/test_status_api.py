@@ -282,7 +282,7 @@ class TestOrphans:
 
 def expected_twilio_sid(message):
     from messaging.services import _outbound_for
-    from providers.mock import MockTwilioProvider
+    from providers.twilio import TwilioProvider as MockTwilioProvider
 
     return MockTwilioProvider().accept(_outbound_for(message)).provider_message_id
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from conversations.models import Channel
+from conversations.channels import channel_names
 from core.cli import moment, positive_int
 from messaging.models import Direction, Message, MessageStatus
 from messaging.services import message_requeue
@@ -18,7 +18,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("ids", nargs="*", type=positive_int, help="Message ids.")
-        parser.add_argument("--channel", choices=Channel.values)
+        parser.add_argument("--channel", choices=channel_names())
         parser.add_argument("--error-code", help="Only messages whose last error has this code (e.g. 503, 30003).")
         parser.add_argument("--since", type=moment, help="Created at or after (ISO-8601; naive means UTC).")
         parser.add_argument("--until", type=moment, help="Created before (ISO-8601; naive means UTC).")

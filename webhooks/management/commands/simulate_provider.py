@@ -21,14 +21,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from core.cli import positive_int
-from webhooks.signatures import (
-    SENDGRID_SIGNATURE_HEADER,
-    SENDGRID_TIMESTAMP_HEADER,
-    TWILIO_SIGNATURE_HEADER,
-    sendgrid_hmac_signature,
-    twilio_json_url,
-    twilio_signature,
-)
+from providers import sendgrid, twilio
 
 SCENARIOS = ("inbound", "sms-status", "email-events")
 
@@ -207,13 +200,13 @@ class Command(BaseCommand):
         headers = {}
         if path.startswith("/api/webhooks/sms") and self.twilio_token:
             # Twilio signs a JSON body through a bodySHA256 query parameter on the URL it calls.
-            url = twilio_json_url(url=self.signed_base_url + path, body=data)
+            url = twilio.json_url(url=self.signed_base_url + path, body=data)
             path += url[url.index("?") :]
-            headers[TWILIO_SIGNATURE_HEADER] = twilio_signature(url=url, params={}, token=self.twilio_token)
+            headers[twilio.SIGNATURE_HEADER] = twilio.signature_for(url=url, params={}, token=self.twilio_token)
         elif path.startswith("/api/webhooks/email") and self.sendgrid_key:
             timestamp = str(int(time.time()))
-            headers[SENDGRID_TIMESTAMP_HEADER] = timestamp
-            headers[SENDGRID_SIGNATURE_HEADER] = sendgrid_hmac_signature(
+            headers[sendgrid.TIMESTAMP_HEADER] = timestamp
+            headers[sendgrid.SIGNATURE_HEADER] = sendgrid.hmac_signature(
                 timestamp=timestamp, body=data, key=self.sendgrid_key
             )
         return self._request("POST", path, data, "application/json", headers)
@@ -221,8 +214,8 @@ class Command(BaseCommand):
     def _post_form(self, path: str, fields: dict) -> Answer:
         headers = {}
         if self.twilio_token:
-            signature = twilio_signature(url=self.signed_base_url + path, params=fields, token=self.twilio_token)
-            headers[TWILIO_SIGNATURE_HEADER] = signature
+            signature = twilio.signature_for(url=self.signed_base_url + path, params=fields, token=self.twilio_token)
+            headers[twilio.SIGNATURE_HEADER] = signature
         return self._request("POST", path, urlencode(fields).encode(), "application/x-www-form-urlencoded", headers)
 
     def _request(
