@@ -239,10 +239,12 @@ class MetaProvider(MockProvider):
 
             for message in _list(value, "messages"):
                 stored = item_raw(raw, single("messages", message), kind=INBOUND)
-                items.append(_item(stored, INBOUND, lambda m=message, c=context: self._whatsapp_message(m, c)))
+                items.append(
+                    _item(stored, INBOUND, lambda m=message, c=context: self._whatsapp_message(m, c), hint=message)
+                )
             for status in _list(value, "statuses"):
                 stored = item_raw(raw, single("statuses", status), kind=STATUS)
-                items.append(_item(stored, STATUS, lambda s=status: self._whatsapp_status(s)))
+                items.append(_item(stored, STATUS, lambda s=status: self._whatsapp_status(s), hint=status))
         return items
 
     def _whatsapp_message(self, message: Any, context: Mapping[str, Any]) -> InboundMessage:
@@ -301,7 +303,7 @@ class MetaProvider(MockProvider):
                 items.append(_rejected(raw, single(event), INBOUND, wrong_shape("Not an object.", expected="object")))
             elif isinstance(event.get("message"), dict) and not event["message"].get("is_echo"):
                 stored = item_raw(raw, single(event), kind=INBOUND)
-                items.append(_item(stored, INBOUND, lambda e=event: self._instagram_message(e)))
+                items.append(_item(stored, INBOUND, lambda e=event: self._instagram_message(e), hint=event))
             elif isinstance(event.get("message"), dict):  # an echo of a message we sent
                 stored = item_raw(raw, single(event), kind=STATUS)
                 items.append(
@@ -392,12 +394,12 @@ def _list(value: Mapping[str, Any], key: str) -> list[Any]:
     return items if isinstance(items, list) else []
 
 
-def _item(raw: RawWebhook, kind: str, parse: Any) -> WebhookItem:
-    """Parses one item; a problem with it rejects that item alone."""
+def _item(raw: RawWebhook, kind: str, parse: Any, *, hint: Any = None) -> WebhookItem:
+    """Parses one item; a problem with it rejects that item alone (kept with its id if it has one)."""
     try:
         parsed = parse()
     except ApplicationError as rejection:
-        return WebhookItem(raw=raw, kind=kind, rejection=rejection, event_id=_event_id_hint(raw))
+        return WebhookItem(raw=raw, kind=kind, rejection=rejection, event_id=_event_id_hint(hint))
     return WebhookItem(
         raw=raw, kind=kind, parsed=parsed, event_id=parsed.event_id if kind == STATUS else parsed.provider_message_id
     )
@@ -407,6 +409,14 @@ def _rejected(raw: RawWebhook, item: Any, kind: str, rejection: ApplicationError
     return WebhookItem(raw=item_raw(raw, item, kind=kind), kind=kind, rejection=rejection)
 
 
-def _event_id_hint(raw: RawWebhook) -> str:
-    match = re.search(r'"(?:id|mid)":"([^"]{1,255})"', raw.body)
-    return match.group(1) if match else ""
+def _event_id_hint(item: Any) -> str:
+    """The id of an item that could not be read, if it has a usable one."""
+    if not isinstance(item, dict):
+        return ""
+    for candidate in (
+        item.get("id"),
+        (item.get("message") or {}).get("mid") if isinstance(item.get("message"), dict) else None,
+    ):
+        if isinstance(candidate, str) and 0 < len(candidate) <= 255:
+            return candidate
+    return ""

@@ -133,3 +133,21 @@ def test_a_callback_racing_the_sends_commit_is_applied_exactly_once(round_):
     assert message.status == "delivered"
     event = WebhookEvent.objects.get()
     assert (event.outcome, event.message_id) == ("processed", message.pk)
+
+
+def test_twenty_simultaneous_deliveries_of_one_seed_004_event_make_one_message_counted_unread_once():
+    body = {
+        "eventId": "evt-race",
+        "channel": "whatsapp",
+        "from": "user-123",
+        "text": "Hello",
+        "timestamp": "2025-01-01T10:00:00Z",
+    }
+
+    responses = race(20, lambda client, _: post_json(client, "/api/webhooks/mock-meta", body))
+
+    assert [r.status_code for r in responses] == [200] * 20
+    assert sorted(r.json()["status"] for r in responses) == ["duplicate"] * 19 + ["processed"]
+    assert Message.objects.count() == 1
+    conversation = Conversation.objects.get()
+    assert (conversation.unread_count, conversation.message_count) == (1, 1)

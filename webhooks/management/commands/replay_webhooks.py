@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from core.cli import moment, positive_int
+from providers.registry import providers_all
 from webhooks.models import WebhookEvent, WebhookKind, WebhookOutcome
 from webhooks.services import REPLAYABLE_OUTCOMES, webhook_replay
 
@@ -18,7 +19,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("ids", nargs="*", type=positive_int, help="WebhookEvent ids.")
-        parser.add_argument("--provider", choices=["twilio", "sendgrid"])
+        parser.add_argument("--provider", choices=[provider.name for provider in providers_all()])
         parser.add_argument("--kind", choices=WebhookKind.values)
         parser.add_argument("--outcome", action="append", choices=WebhookOutcome.values, help="Repeatable.")
         parser.add_argument("--since", type=moment, help="Received at or after (ISO-8601; naive means UTC).")
