@@ -12,7 +12,7 @@ help:
 	@echo "make run        install into .venv, migrate and serve on :8080 (SQLite unless DATABASE_URL is set)"
 	@echo "make test       lint, pytest on PostgreSQL, then bin/test.sh against a real gunicorn"
 	@echo "make fuzz       schemathesis against the OpenAPI schema on a fresh gunicorn and database"
-	@echo "make lint       ruff check and ruff format --check"
+	@echo "make lint       ruff check, ruff format --check and mypy (django-stubs, djangorestframework-stubs)"
 	@echo "make format     ruff format and ruff check --fix"
 	@echo "make superuser  create an admin login"
 
@@ -37,6 +37,7 @@ fuzz: setup
 lint: setup
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	.venv/bin/mypy .
 
 format: setup
 	.venv/bin/ruff format .

@@ -6,9 +6,11 @@ names the variable, instead of surfacing later as a confusing runtime error.
 
 from __future__ import annotations
 
+import builtins
 import os
 import re
 from collections.abc import Mapping
+from typing import overload
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -22,17 +24,23 @@ class Env:
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self._environ = os.environ if environ is None else environ
 
-    def _raw(self, name: str) -> str | None:
+    def _raw(self, name: builtins.str) -> builtins.str | None:
         value = self._environ.get(name)
         if value is None or value.strip() == "":
             return None
         return value.strip()
 
-    def str(self, name: str, default: str | None = None) -> str | None:
+    @overload
+    def str(self, name: builtins.str, default: builtins.str) -> builtins.str: ...
+
+    @overload
+    def str(self, name: builtins.str, default: None = None) -> builtins.str | None: ...
+
+    def str(self, name: builtins.str, default: builtins.str | None = None) -> builtins.str | None:
         value = self._raw(name)
         return default if value is None else value
 
-    def bool(self, name: str, default: bool) -> bool:
+    def bool(self, name: builtins.str, default: bool) -> bool:
         value = self._raw(name)
         if value is None:
             return default
@@ -42,7 +50,14 @@ class Env:
             return False
         raise ImproperlyConfigured(f"{name} must be a boolean (true/false), got {value!r}.")
 
-    def int(self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    def int(
+        self,
+        name: builtins.str,
+        default: builtins.int,
+        *,
+        minimum: builtins.int | None = None,
+        maximum: builtins.int | None = None,
+    ) -> builtins.int:
         value = self._raw(name)
         if value is None:
             return default
@@ -56,7 +71,14 @@ class Env:
             raise ImproperlyConfigured(f"{name} must be at most {maximum}, got {number}.")
         return number
 
-    def float(self, name: str, default: float, *, minimum: float = 0.0, maximum: float | None = None) -> float:
+    def float(
+        self,
+        name: builtins.str,
+        default: builtins.float,
+        *,
+        minimum: builtins.float = 0.0,
+        maximum: builtins.float | None = None,
+    ) -> builtins.float:
         value = self._raw(name)
         if value is None:
             return default
@@ -69,13 +91,13 @@ class Env:
             raise ImproperlyConfigured(f"{name} must be {bound}, got {number}.")
         return number
 
-    def list(self, name: str, default: list[str]) -> list[str]:
+    def list(self, name: builtins.str, default: builtins.list[builtins.str]) -> builtins.list[builtins.str]:
         value = self._raw(name)
         if value is None:
             return list(default)
         return [item.strip() for item in value.split(",") if item.strip()]
 
-    def choice(self, name: str, default: str, choices: set[str]) -> str:
+    def choice(self, name: builtins.str, default: builtins.str, choices: set[builtins.str]) -> builtins.str:
         value = self._raw(name)
         if value is None:
             return default
@@ -83,7 +105,7 @@ class Env:
             raise ImproperlyConfigured(f"{name} must be one of {sorted(choices)}, got {value!r}.")
         return value
 
-    def millisecond_range(self, name: str, default: str) -> tuple[int, int]:
+    def millisecond_range(self, name: builtins.str, default: builtins.str) -> tuple[builtins.int, builtins.int]:
         """A latency like ``250`` or ``100-500`` (milliseconds) as an inclusive (low, high) pair."""
         value = self._raw(name) or default
         match = re.fullmatch(r"(\d+)(?:\s*-\s*(\d+))?", value)
@@ -95,7 +117,7 @@ class Env:
             raise ImproperlyConfigured(f"{name}: LOW must not exceed HIGH, got {value!r}.")
         return low, high
 
-    def rate(self, name: str, default: str) -> tuple[int, int]:
+    def rate(self, name: builtins.str, default: builtins.str) -> tuple[builtins.int, builtins.int]:
         """A rate like ``100/m``, ``100/min``, ``100/5m`` or a bare ``100`` (per minute) as (count, seconds)."""
         value = self._raw(name) or default
         match = re.fullmatch(r"(\d+)\s*(?:/\s*(\d*)\s*([a-z]+))?", value.lower())

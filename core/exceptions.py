@@ -78,8 +78,10 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     else:
         body = error_body(_drf_code(exc), str(exc.detail))
     headers = {}
-    if getattr(exc, "auth_header", None):
-        headers["WWW-Authenticate"] = exc.auth_header
-    if getattr(exc, "wait", None):
-        headers["Retry-After"] = str(int(exc.wait))
+    auth_header = getattr(exc, "auth_header", None)
+    if auth_header:
+        headers["WWW-Authenticate"] = auth_header
+    wait = getattr(exc, "wait", None)
+    if wait:
+        headers["Retry-After"] = str(int(wait))
     return Response(body, status=exc.status_code, headers=headers)

@@ -1,3 +1,5 @@
+from typing import TypeVar
+
 from django.db.models import Model, QuerySet
 
 from core.errors import NotFound
@@ -11,7 +13,10 @@ def parse_id(value: object) -> int | None:
     return int(text)
 
 
-def get_by_id(queryset: QuerySet, raw_id: object, *, label: str) -> Model:
+_M = TypeVar("_M", bound=Model)
+
+
+def get_by_id(queryset: QuerySet[_M], raw_id: object, *, label: str) -> _M:
     """The row with this URL id, or a 404 for an unknown, non-numeric or out-of-range id."""
     pk = parse_id(raw_id)
     found = queryset.filter(pk=pk).first() if pk is not None else None

@@ -133,7 +133,7 @@ class MessageAdmin(admin.ModelAdmin):
 class FailedMessageAdmin(MessageAdmin):
     """Every failed outbound message with its error, newest first; "Retry now" re-queues and sends."""
 
-    list_display = (
+    list_display = (  # type: ignore[assignment]
         "id",
         "updated_at",
         "type",
@@ -144,7 +144,7 @@ class FailedMessageAdmin(MessageAdmin):
         "error_code",
         "error_message",
     )
-    list_filter = ("type", "provider", "channel")
+    list_filter = ("type", "provider", "channel")  # type: ignore[assignment]
 
     def get_queryset(self, request):
         return super().get_queryset(request).filter(direction=Direction.OUTBOUND, status=MessageStatus.FAILED)

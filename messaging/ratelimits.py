@@ -162,7 +162,7 @@ def _count(*, request: HttpRequest, channel: str, key: str, increment: bool = Tr
     )
 
 
-def _counters_unavailable(*, reason: str) -> None:
+def _counters_unavailable(*, reason: str) -> Quota | None:
     """Fail open (count nothing, answer without X-RateLimit-* headers) or closed (503), and say so."""
     fail_open = settings.RATE_LIMIT_FAIL_OPEN
     _warn_unavailable(

@@ -183,8 +183,10 @@ def message_attempt_delivery(*, message: Message) -> Message:
         # An adapter bug or an unexpected network error: the message is stored, so schedule a retry
         # rather than answer 500 and tempt the client to send it again.
         logger.exception("Provider %s raised unexpectedly for message %s", provider.name, message.pk)
-        error = ProviderError(provider=provider.name, code="provider_error", message=type(exc).__name__, retryable=True)
-        _record_failure(message=message, error=error)
+        unexpected = ProviderError(
+            provider=provider.name, code="provider_error", message=type(exc).__name__, retryable=True
+        )
+        _record_failure(message=message, error=unexpected)
     else:
         _record_success(message=message, result=result)
     message.refresh_from_db()
@@ -264,7 +266,7 @@ def _record_failure(*, message: Message, error: ProviderError) -> None:
 
 #: Which statuses a status callback may move a message from: only forward
 #: (pending < sent < delivered < read), and never out of ``read`` or ``failed``.
-_STATUS_MOVES_FROM = {
+_STATUS_MOVES_FROM: dict[str, list[str]] = {
     MessageStatus.SENT: [MessageStatus.PENDING],
     MessageStatus.DELIVERED: [MessageStatus.PENDING, MessageStatus.SENT],
     MessageStatus.READ: [MessageStatus.PENDING, MessageStatus.SENT, MessageStatus.DELIVERED],
@@ -277,7 +279,12 @@ def message_apply_status(*, message_id: int, status: str, error: dict | None = N
 
     Returns a note for the event's record: what changed, or why nothing did.
     """
-    fields = {"status": status, "next_attempt_at": None, "leased_until": None, "updated_at": timezone.now()}
+    fields: dict[str, object] = {
+        "status": status,
+        "next_attempt_at": None,
+        "leased_until": None,
+        "updated_at": timezone.now(),
+    }
     if status == MessageStatus.FAILED:
         fields["last_error"] = error
     updated = Message.objects.filter(pk=message_id, status__in=_STATUS_MOVES_FROM[status]).update(**fields)

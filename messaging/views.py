@@ -35,7 +35,7 @@ from messaging.services import SendCommand, message_send
 from providers.base import ForcedError
 
 #: How each state of a just-sent message answers: sent 201, retry scheduled 202, provider refused 502.
-SEND_STATUS_CODES = {
+SEND_STATUS_CODES: dict[str, int] = {
     MessageStatus.PENDING: status.HTTP_202_ACCEPTED,
     MessageStatus.FAILED: status.HTTP_502_BAD_GATEWAY,
 }
@@ -144,7 +144,7 @@ class MessageViewSet(viewsets.ViewSet):
         answered_as = message.first_outcome if outcome.replayed and message.first_outcome else message.status
         return Response(
             MessageSerializer(message).data,
-            status=SEND_STATUS_CODES.get(answered_as, status.HTTP_201_CREATED),
+            status=SEND_STATUS_CODES.get(str(answered_as), status.HTTP_201_CREATED),
             headers={"Idempotent-Replayed": "true"} if outcome.replayed else None,
         )
 

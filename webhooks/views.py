@@ -132,11 +132,13 @@ def _view_for(provider: Provider, endpoint: WebhookEndpoint):
         **WEBHOOK_ERROR_RESPONSES,
     }
     docs = {"tags": ["webhooks"], "responses": responses, **endpoint.openapi}
-    name = "".join(part.capitalize() for part in endpoint.path.replace("/", "-").split("-")) + "WebhookView"
-    view_class = type(name, (WebhookView,), {"provider": provider, "endpoint": endpoint, "parser_classes": parsers})
-    view_class.post = extend_schema(
-        operation_id=f"webhook_{endpoint.path.replace('/', '_').replace('-', '_')}", **docs
-    )(_copy(WebhookView.post))
+    operation_id = "webhook_" + endpoint.path.replace("/", "_").replace("-", "_")
+    namespace: dict[str, Any] = {
+        "provider": provider,
+        "endpoint": endpoint,
+        "parser_classes": parsers,
+        "post": extend_schema(operation_id=operation_id, **docs)(_copy(WebhookView.post)),
+    }
     if endpoint.handshake is not None:
         handshake_docs = {
             "tags": ["webhooks"],
@@ -144,9 +146,11 @@ def _view_for(provider: Provider, endpoint: WebhookEndpoint):
             "responses": {200: OpenApiResponse(str, "The challenge, as text/plain."), 403: ErrorEnvelope},
             **endpoint.handshake_openapi,
         }
-        view_class.get = extend_schema(**handshake_docs)(_copy(WebhookView.get))
+        namespace["get"] = extend_schema(**handshake_docs)(_copy(WebhookView.get))
     else:
-        view_class.http_method_names = ["post", "options"]
+        namespace["http_method_names"] = ["post", "options"]
+    name = "".join(part.capitalize() for part in endpoint.path.replace("/", "-").split("-")) + "WebhookView"
+    view_class: type[WebhookView] = type(name, (WebhookView,), namespace)
     return view_class.as_view()
 
 

@@ -19,10 +19,10 @@ MOCK_PROVIDER_LATENCY_MS = Env(os.environ).millisecond_range("TEST_MOCK_PROVIDER
 MOCK_PROVIDER_FAILURE_RATE = 0.0
 # Fixed, whatever the environment says: tests that need keys enforced use override_settings.
 API_AUTH_REQUIRED = False
-TWILIO_AUTH_TOKEN: list[str] = []
-SENDGRID_WEBHOOK_VERIFICATION_KEY: list[str] = []
-SENDGRID_WEBHOOK_PUBLIC_KEY: list[str] = []
-META_APP_SECRET: list[str] = []
+TWILIO_AUTH_TOKEN = []
+SENDGRID_WEBHOOK_VERIFICATION_KEY = []
+SENDGRID_WEBHOOK_PUBLIC_KEY = []
+META_APP_SECRET = []
 META_VERIFY_TOKEN = "test-verify-token"
 WEBHOOK_SIGNATURES_REQUIRED = False
 PUBLIC_BASE_URL = None

@@ -8,21 +8,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
+from core.cli import int_between, non_negative_seconds
 from messaging.outbox import OutboxWorker
-
-
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if not 1 <= number <= 64:
-        raise ValueError(value)
-    return number
-
-
-def _seconds(value: str) -> float:
-    number = float(value)
-    if number < 0:
-        raise ValueError(value)
-    return number
 
 
 class Command(BaseCommand):
@@ -40,13 +27,13 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--concurrency",
-            type=_positive_int,
+            type=int_between(1, 64),
             default=settings.WORKER_CONCURRENCY,
             help="Provider calls in flight at once (threads), 1-64. Default: WORKER_CONCURRENCY (%(default)s).",
         )
         parser.add_argument(
             "--due-within",
-            type=_seconds,
+            type=non_negative_seconds,
             default=None,
             help=(
                 "With --once: also wait for retries falling due within this many seconds of the start. "
@@ -55,7 +42,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--poll-interval",
-            type=_seconds,
+            type=non_negative_seconds,
             default=settings.WORKER_POLL_SECONDS,
             help="Seconds between looks at the outbox when idle. Default: WORKER_POLL_SECONDS (%(default)s).",
         )

@@ -1,4 +1,4 @@
-"""manage.py simulate_provider: act toward a running service as Twilio and SendGrid would.
+"""manage.py simulate_provider: act toward a running service as Twilio, SendGrid and Meta would.
 
 It sends real messages through the API, then calls the webhooks the way providers do: status
 callbacks form-encoded and out of order, SendGrid batches with duplicates and a malformed event,
@@ -12,6 +12,7 @@ import json
 import random
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlencode
@@ -21,9 +22,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from core.cli import positive_int
-from providers import sendgrid, twilio
+from providers import meta, sendgrid, twilio
 
-SCENARIOS = ("inbound", "sms-status", "email-events")
+SCENARIOS = ("inbound", "sms-status", "email-events", "meta-inbound", "meta-status")
 
 
 @dataclass
@@ -54,16 +55,33 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, help="Seed for the shuffling, to repeat a run exactly.")
         parser.add_argument(
             "--twilio-auth-token",
-            default=(settings.TWILIO_AUTH_TOKEN or [None])[0],
+            default=next(iter(settings.TWILIO_AUTH_TOKEN), None),
             help="Signs Twilio webhooks (X-Twilio-Signature). Default: the first TWILIO_AUTH_TOKEN.",
         )
         parser.add_argument(
             "--sendgrid-key",
-            default=(settings.SENDGRID_WEBHOOK_VERIFICATION_KEY or [None])[0],
+            default=next(iter(settings.SENDGRID_WEBHOOK_VERIFICATION_KEY), None),
             help="Signs SendGrid webhooks (HMAC-SHA256). Default: the first SENDGRID_WEBHOOK_VERIFICATION_KEY.",
         )
+        parser.add_argument(
+            "--meta-app-secret",
+            default=next(iter(settings.META_APP_SECRET), None),
+            help="Signs Meta webhooks (X-Hub-Signature-256). Default: the first META_APP_SECRET.",
+        )
 
-    def handle(self, *args, scenarios, base_url, api_key, count, seed, twilio_auth_token, sendgrid_key, **options):
+    def handle(
+        self,
+        *args,
+        scenarios,
+        base_url,
+        api_key,
+        count,
+        seed,
+        twilio_auth_token,
+        sendgrid_key,
+        meta_app_secret,
+        **options,
+    ):
         unknown = sorted(set(scenarios) - set(SCENARIOS))
         if unknown:
             raise CommandError(f"Unknown scenario {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}.")
@@ -71,6 +89,7 @@ class Command(BaseCommand):
         self.api_key = api_key
         self.twilio_token = twilio_auth_token
         self.sendgrid_key = sendgrid_key
+        self.meta_secret = meta_app_secret
         # Signatures cover the URL the provider calls, which is the public one behind a proxy.
         self.signed_base_url = settings.PUBLIC_BASE_URL or self.base_url
         self.random = random.Random(seed)
@@ -116,12 +135,12 @@ class Command(BaseCommand):
 
     def _sms_status(self, count: int) -> None:
         # One sender per message, so a low send rate limit (per sender) does not trip the simulation.
-        messages = [
+        sent = [
             self._send("sms", {"from": f"+1201666{i:04d}", "to": f"+1804555{i:04d}", "body": "Hi"})
             for i in range(count)
         ]
-        messages = [m for m in messages if m]
-        callbacks = []
+        messages = [m for m in sent if m is not None]
+        callbacks: list[tuple[str, str, dict[str, str]]] = []
         for message in messages[:-1]:
             for status in ("queued", "sent", "delivered", "delivered"):  # one duplicate each
                 callbacks.append((message["provider_message_id"], status, {}))
@@ -145,13 +164,13 @@ class Command(BaseCommand):
             self._check("undelivered keeps the carrier's error 30003", error.get("code") == "30003", error)
 
     def _email_events(self, count: int) -> None:
-        messages = [
+        sent = [
             self._send(
                 "email", {"from": f"sender{i}@usehatchapp.com", "to": f"sim{i}@example.com", "body": "<p>Hi</p>"}
             )
             for i in range(count)
         ]
-        messages = [m for m in messages if m]
+        messages = [m for m in sent if m is not None]
         events = []
         for message in messages:
             for name in ("processed", "delivered", "open", "click"):
@@ -172,7 +191,108 @@ class Command(BaseCommand):
         for message in messages:
             self._expect_status(message["id"], "delivered")
 
+    def _meta_inbound(self, count: int) -> None:
+        # Seed 004's gateway retries: twenty simultaneous deliveries of one event make one message.
+        event = {
+            "eventId": f"sim-{self.run_id}-evt",
+            "channel": "whatsapp",
+            "from": f"user-{self.run_id}",
+            "text": "Simulated inbound WhatsApp",
+            "timestamp": "2025-01-01T10:00:00Z",
+        }
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            answers = list(pool.map(lambda _: self._post_json("/api/webhooks/mock-meta", event), range(20)))
+        self._check(
+            "20 simultaneous deliveries of one event answered 200", all(a.status == 200 for a in answers), answers
+        )
+        processed = [a for a in answers if isinstance(a.body, dict) and a.body.get("status") == "processed"]
+        self._check("exactly one of them stored the message", len(processed) == 1, len(processed))
+        # Meta's own format: several messages in one delivery, one of them twice, and an Instagram message.
+        texts = [self._whatsapp_text(f"wamid.sim-{self.run_id}-{index}", index) for index in range(count)]
+        delivery = self._whatsapp_delivery(messages=[*texts, texts[0]])
+        answer = self._post_json("/api/webhooks/meta", delivery)
+        summary = answer.body if isinstance(answer.body, dict) else {}
+        self._check(
+            f"a WhatsApp delivery of {count + 1} messages stored {count} and one duplicate",
+            answer.status == 200 and summary.get("processed") == count and summary.get("duplicate") == 1,
+            summary,
+        )
+        instagram = {
+            "object": "instagram",
+            "entry": [
+                {
+                    "id": "17841400000000000",
+                    "time": int(time.time() * 1000),
+                    "messaging": [
+                        {
+                            "sender": {"id": f"ig-{self.run_id}"},
+                            "recipient": {"id": "17841400000000000"},
+                            "timestamp": int(time.time() * 1000),
+                            "message": {"mid": f"m_sim-{self.run_id}", "text": "Simulated Instagram message"},
+                        }
+                    ],
+                }
+            ],
+        }
+        answer = self._post_json("/api/webhooks/meta", instagram)
+        body = answer.body if isinstance(answer.body, dict) else {}
+        self._check("an Instagram message was stored", body.get("processed") == 1, body)
+
+    def _meta_status(self, count: int) -> None:
+        whatsapp = [
+            self._send_any({"channel": "whatsapp", "to": f"+1415555{i:04d}", "body": "Order shipped"})
+            for i in range(count)
+        ]
+        instagram = [
+            self._send_any({"channel": "instagram", "to": f"ig-{self.run_id}-{i}", "body": "Hi"}) for i in range(count)
+        ]
+        statuses = []
+        for message in (m for m in whatsapp if m is not None):
+            for status in ("sent", "delivered", "read", "delivered"):  # a duplicate, and read before it in the shuffle
+                statuses.append(
+                    {"id": message["provider_message_id"], "status": status, "timestamp": str(int(time.time()))}
+                )
+        statuses.append({"id": f"wamid.unknown-{self.run_id}", "status": "delivered", "timestamp": "1"})
+        self.random.shuffle(statuses)
+        for item in statuses:
+            answer = self._post_json("/api/webhooks/meta", self._whatsapp_delivery(statuses=[item]))
+            self._check(f"WhatsApp status {item['status']} answered 200", answer.status == 200, answer)
+        for message in (m for m in instagram if m is not None):
+            read = {"sender": {"id": message["to"]}, "recipient": {"id": message["from"]}, "timestamp": 1}
+            for event in ({**read, "read": {"mid": message["provider_message_id"]}},) * 2:
+                self._post_json(
+                    "/api/webhooks/meta", {"object": "instagram", "entry": [{"id": "1", "messaging": [event]}]}
+                )
+        for message in (m for m in whatsapp + instagram if m is not None):
+            self._expect_status(message["id"], "read")
+
     # HTTP -----------------------------------------------------------------------------------------
+
+    def _whatsapp_text(self, wamid: str, index: int) -> dict:
+        return {
+            "from": f"1415555{index:04d}",
+            "id": wamid,
+            "timestamp": str(int(time.time())),
+            "type": "text",
+            "text": {"body": f"Simulated WhatsApp message {index}"},
+        }
+
+    def _whatsapp_delivery(self, *, messages: list | None = None, statuses: list | None = None) -> dict:
+        value = {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": settings.WHATSAPP_PHONE_NUMBER.lstrip("+"), "phone_number_id": "1"},
+            "messages": messages or [],
+            "statuses": statuses or [],
+        }
+        change = {"field": "messages", "value": value}
+        return {"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [change]}]}
+
+    def _send_any(self, body: dict) -> dict | None:
+        answer = self._post_json("/api/messages", body)
+        sent = answer.body if isinstance(answer.body, dict) else {}
+        ok = answer.status == 201 and bool(sent.get("provider_message_id"))
+        self._check(f"sent a {body['channel']} message (201)", ok, answer)
+        return sent if ok else None
 
     def _sendgrid_event(self, message: dict, name: str) -> dict:
         return {
@@ -185,9 +305,10 @@ class Command(BaseCommand):
 
     def _send(self, channel: str, body: dict) -> dict | None:
         answer = self._post_json(f"/api/messages/{channel}", body)
-        ok = answer.status == 201 and isinstance(answer.body, dict) and answer.body.get("provider_message_id")
-        self._check(f"sent a {channel} message (201)", bool(ok), answer)
-        return answer.body if ok else None
+        body = answer.body if isinstance(answer.body, dict) else {}
+        ok = answer.status == 201 and bool(body.get("provider_message_id"))
+        self._check(f"sent a {channel} message (201)", ok, answer)
+        return body if ok else None
 
     def _expect_status(self, message_id: int, expected: str) -> dict | None:
         answer = self._request("GET", f"/api/messages/{message_id}", None, None)
@@ -203,6 +324,8 @@ class Command(BaseCommand):
             url = twilio.json_url(url=self.signed_base_url + path, body=data)
             path += url[url.index("?") :]
             headers[twilio.SIGNATURE_HEADER] = twilio.signature_for(url=url, params={}, token=self.twilio_token)
+        elif path.startswith(("/api/webhooks/meta", "/api/webhooks/mock-meta")) and self.meta_secret:
+            headers[meta.SIGNATURE_HEADER] = meta.signature_for(body=data, secret=self.meta_secret)
         elif path.startswith("/api/webhooks/email") and self.sendgrid_key:
             timestamp = str(int(time.time()))
             headers[sendgrid.TIMESTAMP_HEADER] = timestamp
