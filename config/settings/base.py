@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "conversations",
     "messaging",
     "webhooks",
+    "providers",
 ]
 
 MIDDLEWARE = [
