@@ -62,6 +62,7 @@ class Simulator:
             timeout=config.callback_timeout_seconds,
             workers=config.callback_workers,
         )
+        self.dispatcher.set_paused(config.behaviour.callbacks_paused)
         self.apis: list[FakeApi] = [FakeTwilio(config), FakeSendGrid(config), FakeMeta(config)]
         self._sendgrid = self.apis[1]
         self._rng = rng or random.Random()
@@ -242,9 +243,10 @@ class Simulator:
                 400, "validation_error", "seconds applies to a mode change.", {"seconds": ["needs mode"]}
             )
         try:
-            self.behaviour.update(changes, now=time.monotonic(), mode_seconds=seconds)
+            behaviour = self.behaviour.update(changes, now=time.monotonic(), mode_seconds=seconds)
         except (ValueError, TypeError) as error:
             return error_answer(400, "validation_error", str(error), {"modes": list(MODES)})
+        self.dispatcher.set_paused(behaviour.callbacks_paused)
         logger.info("control: %s", json.dumps(changes))
         return json_answer(200, self._control_view())
 

@@ -103,6 +103,7 @@ class CallbackDispatcher:
         self._sequence = itertools.count()
         self._condition = threading.Condition()
         self._stopping = False
+        self._paused = False
         self._in_flight = 0
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sim-callback")
         self._thread = threading.Thread(target=self._run, name="sim-callback-scheduler", daemon=True)
@@ -116,6 +117,12 @@ class CallbackDispatcher:
             self._condition.notify_all()
         self._thread.join(timeout=5)
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def set_paused(self, paused: bool) -> None:
+        """While paused, due callbacks wait; they are posted as soon as the pause ends."""
+        with self._condition:
+            self._paused = paused
+            self._condition.notify_all()
 
     def schedule(self, callback: Callback, delay: float, *, duplicate: bool = False) -> None:
         self._stats.add("callbacks", "duplicates" if duplicate else "scheduled")
@@ -150,8 +157,8 @@ class CallbackDispatcher:
     def _run(self) -> None:
         while True:
             with self._condition:
-                while not self._stopping and (not self._heap or self._heap[0][0] > time.monotonic()):
-                    wait = self._heap[0][0] - time.monotonic() if self._heap else None
+                while not self._stopping and (self._paused or not self._heap or self._heap[0][0] > time.monotonic()):
+                    wait = self._heap[0][0] - time.monotonic() if self._heap and not self._paused else None
                     self._condition.wait(timeout=wait)
                 if self._stopping:
                     return

@@ -73,6 +73,8 @@ class Behaviour:
     #: How long a ``timeout`` fault holds the answer back.
     timeout_seconds: float = 30.0
     callbacks: bool = True
+    #: Hold every due callback (and post them when set back to false): lets a test act before they land.
+    callbacks_paused: bool = False
     #: When the last status callback of a message is due after acceptance.
     callback_delay_ms: tuple[int, int] = (200, 2000)
     #: Share of status callbacks delivered twice.
@@ -94,8 +96,9 @@ class Behaviour:
         if isinstance(self.timeout_seconds, bool) or float(self.timeout_seconds) < 0:
             raise ValueError(f"timeout_seconds must be >= 0, got {self.timeout_seconds!r}")
         object.__setattr__(self, "timeout_seconds", float(self.timeout_seconds))
-        if not isinstance(self.callbacks, bool):
-            raise ValueError(f"callbacks must be true or false, got {self.callbacks!r}")
+        for name in ("callbacks", "callbacks_paused"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
     def updated(self, changes: dict[str, Any]) -> Behaviour:
         """A copy with ``changes`` applied; raises ValueError naming an unknown or bad field."""

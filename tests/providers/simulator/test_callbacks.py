@@ -65,3 +65,16 @@ def test_no_callbacks_when_switched_off(start_simulator, receiver):
     wait_for(lambda: sim.stats()["callbacks"]["delivered"] == 3, "the second message's callbacks")
     assert sim.stats()["callbacks"]["scheduled"] == 3
     assert sim.stats()["twilio"]["sends"] == 2
+
+
+def test_paused_callbacks_wait_and_are_posted_when_the_pause_ends(start_simulator, receiver):
+    sim = start_simulator(callbacks_paused=True)
+    sim.twilio(sms())
+    sim.twilio(sms())
+
+    held = sim.stats()["callbacks"]["pending"]
+    posted_while_paused = len(receiver.on(STATUS))
+    sim.post_json("/control", {"callbacks_paused": False})
+
+    assert (held, posted_while_paused) == (6, 0)
+    wait_for(lambda: sim.stats()["callbacks"]["delivered"] == 6, "the held callbacks")
