@@ -68,6 +68,7 @@ class Simulator:
         self._rng = rng or random.Random()
         self._rng_lock = threading.Lock()
         self.stopping = threading.Event()
+        self._serving = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -83,6 +84,7 @@ class Simulator:
 
     def serve_forever(self) -> None:
         assert self._server is not None, "bind() first"
+        self._serving.set()
         self._server.serve_forever(poll_interval=0.2)
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
@@ -95,7 +97,8 @@ class Simulator:
     def stop(self) -> None:
         self.stopping.set()
         if self._server is not None:
-            self._server.shutdown()
+            if self._serving.is_set():  # shutdown() waits for serve_forever(), which may never have run
+                self._server.shutdown()
             self._server.server_close()
         self.dispatcher.stop()
         if self._thread is not None:
@@ -163,7 +166,7 @@ class Simulator:
         if header:
             return parse_fault(header)
         if behaviour.mode == "down":
-            return Fault(kind="status", status=503)
+            return Fault(kind="status", status=503, retry_after=behaviour.retry_after)
         if behaviour.mode == "ratelimit":
             return Fault(kind="status", status=429, retry_after=behaviour.retry_after)
         if behaviour.mode == "timeout":
@@ -182,10 +185,7 @@ class Simulator:
                 Answer(fault.status or 500, b"<html><body>Bad Gateway</body></html>", (("Content-Type", "text/html"),))
             )
         status = fault.status or 503
-        retry_after = fault.retry_after
-        if retry_after is None and status in (429, 503) and self.behaviour.get(time.monotonic()).mode != "normal":
-            retry_after = self.behaviour.get(time.monotonic()).retry_after
-        return Reply(api.error(status, code=fault.code, retry_after=retry_after, send=parsed))
+        return Reply(api.error(status, code=fault.code, retry_after=fault.retry_after, send=parsed))
 
     def _schedule_callbacks(self, api: FakeApi, answer: Answer, behaviour) -> None:
         if not behaviour.callbacks:

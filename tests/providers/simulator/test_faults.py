@@ -143,6 +143,8 @@ def test_down_mode_refuses_every_send_until_set_back(start_simulator):
     back = sim.twilio(sms())
 
     assert [reply.status for reply in down] == [503, 503, 503]
+    assert down[0].json()["code"] == 20503
+    assert down[0].headers["retry-after"] == "1"
     assert back.status == 201
 
 
