@@ -18,7 +18,7 @@ from typing import Any
 from providers.simulator.apis import FakeApi, Request, SendRequest, json_answer
 from providers.simulator.callbacks import CallbackDispatcher, plan
 from providers.simulator.config import MODES, BehaviourBox, SimulatorConfig
-from providers.simulator.fake_meta import FakeMeta
+from providers.simulator.fake_meta import FakeMeta, FakeSeedMeta
 from providers.simulator.fake_sendgrid import FakeSendGrid
 from providers.simulator.fake_twilio import FakeTwilio
 from providers.simulator.faults import HEADER as FAULT_HEADER
@@ -63,7 +63,7 @@ class Simulator:
             workers=config.callback_workers,
         )
         self.dispatcher.set_paused(config.behaviour.callbacks_paused)
-        self.apis: list[FakeApi] = [FakeTwilio(config), FakeSendGrid(config), FakeMeta(config)]
+        self.apis: list[FakeApi] = [FakeTwilio(config), FakeSendGrid(config), FakeMeta(config), FakeSeedMeta(config)]
         self._sendgrid = self.apis[1]
         self._rng = rng or random.Random()
         self._rng_lock = threading.Lock()

@@ -266,3 +266,47 @@ def _instagram_delivery(accepted: Accepted) -> tuple[str, dict[str, Any]]:
         "delivery": {"mids": [accepted.message_id], "watermark": now_ms},
     }
     return "delivered", {"object": "instagram", "entry": [{"id": account, "time": now_ms, "messaging": [event]}]}
+
+
+class FakeSeedMeta(FakeMeta):
+    """Seed 004's mock provider contract, ``POST /messages {channel, to, text}``: 200 on success, 429
+    and 5xx for transient failures. A bearer token is checked only when META_ACCESS_TOKEN is set; the
+    idempotency token is the ``Idempotency-Key`` header or ``clientMessageId``. Statuses come back as
+    the Graph API's do."""
+
+    path = re.compile(r"/messages")
+
+    def authenticate(self, request: Request) -> Answer | None:
+        expected = self.credentials.meta_access_token
+        if expected is not None and bearer_token(request) != expected:
+            return self.error(401)
+        return None
+
+    def parse(self, request: Request, match: re.Match[str]) -> SendRequest | Answer:
+        try:
+            payload = request.json()
+        except ValueError:
+            return graph_error(400, 100, "(#100) The request body is not valid JSON.")
+        if not isinstance(payload, dict):
+            return graph_error(400, 100, "(#100) The request body must be a JSON object.")
+        channel, to, text = payload.get("channel"), payload.get("to"), payload.get("text")
+        if channel not in ("whatsapp", "instagram"):
+            return graph_error(400, 100, "(#100) Param channel must be one of {whatsapp, instagram}")
+        if not isinstance(to, str) or not to.strip():
+            return graph_error(400, 100, "(#100) The parameter to is required.")
+        if not isinstance(text, str) or not text:
+            return graph_error(400, 100, "(#100) The parameter text is required.")
+        token = request.header(IDEMPOTENCY_HEADER) or payload.get("clientMessageId")
+        node = (
+            self.credentials.whatsapp_phone_number_id
+            if channel == "whatsapp"
+            else self.credentials.instagram_account_id
+        )
+        fields = {"channel": channel, "node": node or "0", "to": to.strip()}
+        return SendRequest(token=str(token) if token else None, fields=fields)
+
+    def accept(self, send: SendRequest) -> Answer:
+        graph = super().accept(send)
+        accepted = graph.accepted
+        body = {"messageId": accepted.message_id, "channel": accepted.channel, "to": send.fields["to"]}
+        return json_answer(200, body, accepted=accepted)

@@ -119,3 +119,31 @@ def test_a_failed_whatsapp_message_reports_failed_with_an_error(start_simulator,
     (status,) = receiver.on(WEBHOOK)[-1].json()["entry"][0]["changes"][0]["value"]["statuses"]
     assert status["status"] == "failed"
     assert status["errors"][0]["code"] == 131026
+
+
+def test_seed_004s_post_messages_sends_once_per_client_message_id(start_simulator, receiver):
+    sim = start_simulator(credentials=Credentials(meta_app_secret=SECRET))
+    body = {"channel": "whatsapp", "to": "user-123", "text": "Merhaba!", "clientMessageId": "c-1"}
+
+    first = sim.post_json("/messages", body)
+    again = sim.post_json("/messages", body)
+
+    assert first.status == 200
+    assert first.json()["messageId"].startswith("wamid.")
+    assert again.json() == first.json()
+    assert sim.stats()["meta"] == {"requests": 2, "sends": 1, "replays": 1, "errors": 0}
+    wait_for(lambda: len(receiver.on(WEBHOOK)) == 2, "the message's status webhooks")
+
+
+def test_seed_004s_post_messages_fails_transiently_on_request(start_simulator):
+    sim = start_simulator()
+    body = {"channel": "instagram", "to": "user-123", "text": "Hi"}
+
+    limited = sim.post_json("/messages", body, {"X-Sim-Fail": "429;retry_after=2"})
+    broken = sim.post_json("/messages", body, {"X-Sim-Fail": "500"})
+    invalid = sim.post_json("/messages", {"channel": "sms", "to": "x", "text": "Hi"})
+
+    assert (limited.status, limited.headers["retry-after"]) == (429, "2")
+    assert broken.status == 500
+    assert invalid.status == 400
+    assert sim.stats()["meta"]["sends"] == 0
