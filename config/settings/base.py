@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "conversations",
     "messaging",
     "webhooks",
+    "providers",
 ]
 
 MIDDLEWARE = [
