@@ -84,7 +84,28 @@ HTTP_URLS = st.builds(
     _url, st.sampled_from(["http", "https"]), _HOSTS, st.text(_LOWER + _DIGITS + "-._~/%", max_size=40)
 )
 
+
+def _whatsapp_number(area: str, line: str) -> str:
+    # Valid numbers (a WhatsApp number must be valid, not merely possible): NANP 555-01xx lines.
+    return f"+1{area}55501{line}"
+
+
+def _whatsapp_prefixed(number: str) -> str:
+    return f"whatsapp:{number}"
+
+
+_WHATSAPP_NUMBERS = st.builds(_whatsapp_number, st.sampled_from(["201", "212", "415", "646"]), _digits(2))
+
+#: WhatsApp users: valid numbers in Meta's spellings, or opaque user ids (a letter first, so that an
+#: id is never read as a wa_id number).
+WHATSAPP_ADDRESSES = st.one_of(
+    _WHATSAPP_NUMBERS,
+    _WHATSAPP_NUMBERS.map(_whatsapp_prefixed),
+    st.from_regex(r"\A[A-Za-z][A-Za-z0-9._-]{0,20}\Z"),
+)
+
 schemathesis.openapi.format("phone", PHONE_NUMBERS)
+schemathesis.openapi.format("whatsapp-address", WHATSAPP_ADDRESSES)
 schemathesis.openapi.format("phone-or-email", st.one_of(PHONE_NUMBERS, EMAILS))
 schemathesis.openapi.format("http-url", HTTP_URLS)
 

@@ -44,19 +44,21 @@ class ScaffoldInboundSchema(MessagePayloadSchema):
 
 
 def _any_channel_schema(schema: dict) -> dict:
-    """POST /api/messages: one variant per channel (JSON Schema oneOf on ``channel``)."""
+    """POST /api/messages: one complete variant per channel, told apart by ``channel`` (oneOf), so
+    each channel's address format, types and body limit are stated as for its own endpoint."""
     variants = []
-    for name in CHANNELS:
-        variant = _channel_schema(
-            {"type": "object", "properties": {key: dict(value) for key, value in schema["properties"].items()}},
-            channel=name,
-        )
-        variant["properties"]["channel"] = {"type": "string", "enum": [name]}
-        variant["required"] = ["channel", "to"] + ([] if CHANNELS[name].sender_setting else ["from"])
+    for name, spec in CHANNELS.items():
+        properties = {key: dict(value) for key, value in schema["properties"].items()}
+        variant = _channel_schema({"type": "object", "properties": properties}, channel=name)
+        variant["title"] = f"Send on {name}"
+        # Patterns rather than one-value enums, which drf-spectacular would turn into a component each.
+        properties["channel"] = {"type": "string", "pattern": f"^{name}$"}
+        properties["type"] = {"type": "string", "pattern": f"^({'|'.join(spec.message_types)})$", "nullable": True}
+        variant["required"] = ["channel", "to"] + ([] if spec.sender_setting else ["from"])
+        if not spec.sender_setting:
+            properties["from"].pop("nullable", None)
         variants.append(variant)
-    schema["properties"]["attachments"]["items"]["format"] = HTTP_URL_FORMAT
-    schema["oneOf"] = variants
-    return schema
+    return {"oneOf": variants, "description": schema.get("description", "")}
 
 
 def _channel_schema(schema: dict, *, channel: str) -> dict:

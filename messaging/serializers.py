@@ -7,7 +7,14 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from conversations.addresses import InvalidAddress
-from conversations.channels import CHANNELS, ChannelSpec, channel_get, message_types
+from conversations.channels import (
+    CHANNELS,
+    ChannelSpec,
+    channel_choices,
+    channel_get,
+    message_type_choices,
+    message_types,
+)
 from core.fields import AttachmentsField, StrictCharField
 from core.pagination import PageQuerySerializer
 from messaging.models import Message, MessageType
@@ -133,7 +140,7 @@ class SendAnyChannelSerializer(SendMessageSerializer):
     identity (WHATSAPP_PHONE_NUMBER, INSTAGRAM_ACCOUNT_ID); sms and email still need it."""
 
     locals()["channel"] = serializers.ChoiceField(
-        choices=list(CHANNELS),
+        choices=channel_choices(),
         error_messages={"invalid_choice": f"Unknown channel; one of: {', '.join(CHANNELS)}."},
         help_text="sms (SMS and MMS), email, whatsapp or instagram.",
     )
@@ -144,7 +151,7 @@ class SendAnyChannelSerializer(SendMessageSerializer):
         help_text="Sender; defaults to the channel's business identity.",
     )
     type = serializers.ChoiceField(
-        choices=message_types(),
+        choices=message_type_choices(),
         required=False,
         allow_null=True,
         error_messages={"invalid_choice": f"Must be one of: {', '.join(message_types())}."},

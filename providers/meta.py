@@ -205,7 +205,7 @@ class MetaProvider(MockProvider):
             from_address=sender,
             to_address=_business_identity(channel, fallback=""),
             body=body,
-            timestamp=unix_time(payload.get("timestamp")) or iso_time(payload.get("timestamp"), name="timestamp"),
+            timestamp=iso_time(payload.get("timestamp"), name="timestamp"),
         )
         return [WebhookItem(raw=as_kind(raw, INBOUND), kind=INBOUND, parsed=inbound, event_id=event_id)]
 

@@ -170,8 +170,8 @@ def unix_time(value: Any) -> datetime | None:
 
 
 def iso_time(value: Any, *, name: str) -> datetime | None:
-    """An ISO-8601 timestamp (naive means UTC); None if absent; 400 if unreadable."""
-    if value is None or value == "":
+    """An ISO-8601 timestamp (naive means UTC); None if absent (null); 400 if unreadable."""
+    if value is None:
         return None
     if not isinstance(value, str):
         raise field_error(name, "Must be an ISO-8601 date-time string.")

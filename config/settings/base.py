@@ -151,8 +151,13 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "PREPROCESSING_HOOKS": ["core.openapi.strip_trailing_slashes"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "core.openapi.require_request_bodies",
+    ],
     "ENUM_NAME_OVERRIDES": {
-        "MessageTypeEnum": "messaging.models.MessageType",
+        "ChannelEnum": "conversations.channels.channel_choices",
+        "MessageTypeEnum": "conversations.channels.message_type_choices",
         "SmsMessageTypeEnum": ["sms", "mms"],
         "EmailMessageTypeEnum": ["email"],
     },

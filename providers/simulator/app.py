@@ -80,7 +80,8 @@ class Simulator:
         server.simulator = self
         self._server = server
         self.dispatcher.start()
-        return server.server_address[0], server.server_address[1]
+        host_bound, port_bound = server.server_address[:2]
+        return str(host_bound), int(port_bound)
 
     def serve_forever(self) -> None:
         assert self._server is not None, "bind() first"

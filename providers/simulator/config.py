@@ -123,8 +123,8 @@ class SimulatorConfig:
     #: Where the service's webhooks live, e.g. http://127.0.0.1:8080 (no trailing slash).
     callback_base_url: str = "http://127.0.0.1:8080"
     #: The base URL the service believes it is called at (its PUBLIC_BASE_URL), used in Twilio
-    #: signatures; defaults to callback_base_url.
-    signed_base_url: str | None = None
+    #: signatures; empty: callback_base_url.
+    signed_base_url: str = ""
     credentials: Credentials = field(default_factory=Credentials)
     behaviour: Behaviour = field(default_factory=Behaviour)
     callback_attempts: int = 5

@@ -68,7 +68,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--signed-base-url",
-            default=os.environ.get("PROVIDER_SIM_SIGNED_BASE_URL") or None,
+            default=os.environ.get("PROVIDER_SIM_SIGNED_BASE_URL", ""),
             help="The service's PUBLIC_BASE_URL, when it differs from the callback base (Twilio signs it).",
         )
         parser.add_argument(

@@ -6,8 +6,12 @@ import hmac
 
 from django.test import override_settings
 
+from providers.base import SignedRequest
+from providers.registry import provider_get
 from providers.simulator.config import Credentials
-from webhooks.signatures import SignedRequest, verify_sendgrid, verify_twilio
+
+verify_twilio = provider_get("twilio").verify
+verify_sendgrid = provider_get("sendgrid").verify
 
 SECRET = "meta-app-secret"
 MOCK_META = "/api/webhooks/mock-meta"

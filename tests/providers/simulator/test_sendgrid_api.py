@@ -9,9 +9,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from django.test import override_settings
 
+from providers.base import SignedRequest
+from providers.registry import provider_get
 from providers.simulator.config import Credentials
 from tests.providers.simulator.conftest import mail, wait_for
-from webhooks.signatures import SignedRequest, verify_sendgrid
+
+verify_sendgrid = provider_get("sendgrid").verify
 
 KEY = "sendgrid-key"
 WEBHOOK_KEY = "webhook-hmac-key"

@@ -8,9 +8,12 @@ from email.utils import parsedate_to_datetime
 
 from django.test import override_settings
 
+from providers.base import SignedRequest
+from providers.registry import provider_get
 from providers.simulator.config import Credentials
 from tests.providers.simulator.conftest import sms, wait_for
-from webhooks.signatures import SignedRequest, verify_twilio
+
+verify_twilio = provider_get("twilio").verify
 
 SID = "AC" + "1" * 32
 TOKEN = "twilio-token"
