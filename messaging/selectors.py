@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from collections.abc import Iterable
+
+from django.db.models import Q, QuerySet
 
 from conversations.selectors import conversation_get
 from core.ids import get_by_id
@@ -32,3 +34,41 @@ def message_find_outbound(*, provider: str, provider_message_id: str) -> Message
         # Stored with another suffix than the event's (SendGrid's ".filter..." tails).
         match = messages.filter(provider_message_id__startswith=prefix).first()
     return match
+
+
+#: How many prefixes one query looks for (SendGrid ids stored with another ``.filter`` tail).
+_PREFIXES_PER_QUERY = 200
+
+
+def message_find_outbound_many(*, provider: str, provider_message_ids: Iterable[str]) -> dict[str, int]:
+    """``message_find_outbound`` for many ids at once: the id of the stored outbound message each
+    provider message id names, for those that are stored; a query for all exact matches, then one per
+    200 ids still missing that the provider matches by prefix."""
+    adapter = provider_by_stored_name(provider)
+    wanted = set(provider_message_ids)
+    keys = {provider_message_id: adapter.canonical_message_id(provider_message_id) for provider_message_id in wanted}
+    messages = Message.objects.filter(direction=Direction.OUTBOUND, provider=provider)
+    stored = dict(
+        messages.filter(provider_message_id__in=wanted | set(keys.values())).values_list("provider_message_id", "pk")
+    )
+    found = {}
+    for provider_message_id in wanted:
+        pk = stored.get(provider_message_id) or stored.get(keys[provider_message_id])
+        if pk is not None:
+            found[provider_message_id] = pk
+    prefixes = {
+        provider_message_id: prefix
+        for provider_message_id in wanted - set(found)
+        if (prefix := adapter.message_id_prefix(provider_message_id))
+    }
+    missing = sorted(prefixes)
+    for start in range(0, len(missing), _PREFIXES_PER_QUERY):
+        chunk = missing[start : start + _PREFIXES_PER_QUERY]
+        condition = Q()
+        for provider_message_id in chunk:
+            condition |= Q(provider_message_id__startswith=prefixes[provider_message_id])
+        for stored_id, pk in messages.filter(condition).values_list("provider_message_id", "pk"):
+            for provider_message_id in chunk:
+                if stored_id and stored_id.startswith(prefixes[provider_message_id]):
+                    found.setdefault(provider_message_id, pk)
+    return found

@@ -294,6 +294,41 @@ def message_apply_status(*, message_id: int, status: str, error: dict | None = N
     return f"kept: already {current}"
 
 
+def message_apply_statuses(*, changes: list[tuple[int, str, dict | None]]) -> list[str]:
+    """``message_apply_status`` for many events at once, in the caller's transaction: the messages are
+    locked (in id order, so concurrent batches cannot deadlock), each ``(message id, status, error)``
+    is applied in turn with the same forward-only rules, and every changed message is written once.
+    Returns one note per change, in order."""
+    locked = (
+        Message.objects.select_for_update().filter(pk__in={message_id for message_id, _, _ in changes}).order_by("pk")
+    )
+    current: dict[int, str] = dict(locked.values_list("pk", "status"))
+    errors: dict[int, dict | None] = {}
+    changed: set[int] = set()
+    notes = []
+    for message_id, status, error in changes:
+        if current[message_id] in _STATUS_MOVES_FROM[status]:
+            current[message_id] = status
+            changed.add(message_id)
+            if status == MessageStatus.FAILED:
+                errors[message_id] = error
+            notes.append(f"status -> {status}")
+        else:
+            notes.append(f"kept: already {current[message_id]}")
+    now = timezone.now()
+    by_status: dict[str, list[int]] = {}
+    for message_id in changed:
+        by_status.setdefault(current[message_id], []).append(message_id)
+    for status, message_ids in by_status.items():
+        fields: dict[str, object] = {"status": status, "next_attempt_at": None, "leased_until": None, "updated_at": now}
+        if status != MessageStatus.FAILED:
+            Message.objects.filter(pk__in=message_ids).update(**fields)
+            continue
+        for message_id in message_ids:  # each keeps its own provider error
+            Message.objects.filter(pk=message_id).update(**fields, last_error=errors[message_id])
+    return notes
+
+
 def message_requeue(*, message_ids: list[int]) -> list[int]:
     """Puts failed outbound messages back in the outbox, due now, with MAX_ATTEMPTS more attempts.
 

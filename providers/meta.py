@@ -189,7 +189,7 @@ class MetaProvider(MockProvider):
 
     def parse_mock(self, raw: RawWebhook) -> list[WebhookItem]:
         payload = json_object(raw)
-        event_id = required_text(payload, "eventId", max_length=MAX_ID_LENGTH)
+        event_id = required_text(payload, "eventId", max_length=MAX_ID_LENGTH, integers=False)
         channel = payload.get("channel")
         if channel not in (WHATSAPP, INSTAGRAM):
             raise field_error("channel", "Must be one of: whatsapp, instagram.")

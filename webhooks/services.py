@@ -23,8 +23,8 @@ from django.utils import timezone
 
 from core.errors import ApplicationError
 from messaging.models import Direction, Message
-from messaging.selectors import message_find_outbound
-from messaging.services import inbound_validate, message_apply_status, message_receive
+from messaging.selectors import message_find_outbound, message_find_outbound_many
+from messaging.services import inbound_validate, message_apply_status, message_apply_statuses, message_receive
 from providers.base import (
     STATUS_CHANGES,
     UNKNOWN,
@@ -169,7 +169,19 @@ def webhook_ingest(*, endpoint: WebhookEndpoint, raw: RawWebhook) -> list[ItemRe
     except ApplicationError as rejection:
         webhook_record_rejected(raw=raw, rejection=rejection)
         raise
-    return [_ingest_item(index, item, batch=endpoint.batch) for index, item in enumerate(items)]
+    if not endpoint.batch:
+        return [_ingest_item(index, item, batch=False) for index, item in enumerate(items)]
+    # A batch's status events go together (a few statements for the lot); the rest one by one.
+    statuses = [
+        (index, item)
+        for index, item in enumerate(items)
+        if isinstance(item.parsed, StatusEvent) and item.rejection is None
+    ]
+    results = {index: result for index, result in _ingest_statuses(statuses)}
+    for index, item in enumerate(items):
+        if index not in results:
+            results[index] = _ingest_item(index, item, batch=True)
+    return [results[index] for index in range(len(items))]
 
 
 def _ingest_item(index: int, item: WebhookItem, *, batch: bool) -> ItemResult:
@@ -215,6 +227,95 @@ def _ingest_item(index: int, item: WebhookItem, *, batch: bool) -> ItemResult:
         outcome=result.outcome,
         message_id=result.event.message_id,
     )
+
+
+# Status events of a batch, together -----------------------------------------------------------------
+
+
+def _ingest_statuses(statuses: list[tuple[int, WebhookItem]]) -> list[tuple[int, ItemResult]]:
+    """The status events of one batch with the guarantees of ``webhook_receive_status`` one by one,
+    in a few statements: messages found in one query, duplicates told from existing claims in one,
+    statuses applied with the messages locked, every event stored in one INSERT. A claim that a
+    concurrent delivery took meanwhile fails that INSERT; the batch then goes one event at a time."""
+    if not statuses:
+        return []
+    try:
+        with transaction.atomic():
+            events = _claim_statuses([item for _, item in statuses])
+    except IntegrityError:
+        return [(index, _ingest_item(index, item, batch=True)) for index, item in statuses]
+    _look_again_for_orphans(events, [item for _, item in statuses])
+    return [
+        (index, ItemResult(index=index, event_id=event.event_id, outcome=event.outcome, message_id=event.message_id))
+        for (index, _), event in zip(statuses, events, strict=True)
+    ]
+
+
+def _claim_statuses(items: list[WebhookItem]) -> list[WebhookEvent]:
+    parsed = [item.parsed for item in items]
+    assert all(isinstance(status, StatusEvent) for status in parsed)
+    statuses: list[StatusEvent] = parsed  # type: ignore[assignment]
+    provider = statuses[0].provider
+    adapter = provider_by_stored_name(provider)
+    messages = message_find_outbound_many(
+        provider=provider, provider_message_ids=[status.provider_message_id for status in statuses]
+    )
+    claims: dict[str, int | None] = dict(
+        WebhookEvent.objects.filter(
+            provider=provider,
+            kind=WebhookKind.STATUS,
+            event_id__in=[status.event_id for status in statuses],
+            outcome__in=CLAIMING_OUTCOMES,
+        ).values_list("event_id", "message_id")
+    )
+    now = timezone.now()
+    events, changes, changing = [], [], []
+    for item, status in zip(items, statuses, strict=True):
+        event = _event(item.raw, outcome=WebhookOutcome.ORPHAN, event_id=status.event_id)
+        event.event_type = status.event_type
+        event.provider_message_id = adapter.canonical_message_id(status.provider_message_id)
+        message_id = messages.get(status.provider_message_id)
+        if status.event_id in claims:
+            event.outcome, event.message_id, event.note = (
+                WebhookOutcome.DUPLICATE,
+                claims[status.event_id],
+                "already received",
+            )
+            event.processed_at = now
+        elif message_id is None:
+            event.note = "message not known yet"
+            claims[status.event_id] = None
+        else:
+            event.outcome, event.message_id, event.processed_at = WebhookOutcome.PROCESSED, message_id, now
+            claims[status.event_id] = message_id
+            if status.meaning in STATUS_CHANGES:
+                changes.append((message_id, status.meaning, status.error))
+                changing.append(event)
+            else:
+                event.note = _note_without_change(status, message_id)[:255]
+        events.append(event)
+    for event, note in zip(changing, message_apply_statuses(changes=changes), strict=True):
+        event.note = note[:255]
+    return WebhookEvent.objects.bulk_create(events, batch_size=1000)
+
+
+def _look_again_for_orphans(events: list[WebhookEvent], items: list[WebhookItem]) -> None:
+    """The orphans are committed; a send that committed its provider id meanwhile is found now."""
+    orphans = [
+        (event, item.parsed)
+        for event, item in zip(events, items, strict=True)
+        if event.outcome == WebhookOutcome.ORPHAN and isinstance(item.parsed, StatusEvent)
+    ]
+    if not orphans:
+        return
+    found = message_find_outbound_many(
+        provider=orphans[0][1].provider, provider_message_ids=[status.provider_message_id for _, status in orphans]
+    )
+    for event, status in orphans:
+        message_id = found.get(status.provider_message_id)
+        if message_id is not None:
+            _adopt_orphan(event, Message.objects.get(pk=message_id), status)
+            event.refresh_from_db()
 
 
 # Inbound messages ---------------------------------------------------------------------------------
@@ -312,9 +413,13 @@ def _process_status(event: WebhookEvent, status: StatusEvent) -> WebhookResult:
 def _apply(status: StatusEvent, message: Message) -> str:
     if status.meaning in STATUS_CHANGES:
         return message_apply_status(message_id=message.pk, status=status.meaning, error=status.error)
+    return _note_without_change(status, message.pk)
+
+
+def _note_without_change(status: StatusEvent, message_id: int) -> str:
     if status.meaning == UNKNOWN:
         logger.warning(
-            "Unknown %s status %r for message %s; kept, no change", status.provider, status.event_type, message.pk
+            "Unknown %s status %r for message %s; kept, no change", status.provider, status.event_type, message_id
         )
         return f"unknown status {status.event_type!r}: recorded, no change"
     return f"recorded ({status.event_type}), no change"
