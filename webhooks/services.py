@@ -242,7 +242,12 @@ def _ingest_statuses(statuses: list[tuple[int, WebhookItem]]) -> list[tuple[int,
     try:
         with transaction.atomic():
             events = _claim_statuses([item for _, item in statuses])
-    except IntegrityError:
+    except (OperationalError, InterfaceError):
+        raise  # the database is unreachable: answer so that the provider delivers the batch again
+    except Exception:
+        # A claim taken concurrently (IntegrityError), or anything unexpected: nothing was written;
+        # one event at a time, a failing event is stored as an error alone and the rest go on.
+        logger.warning("Status batch of %s event(s) processed one by one", len(statuses), exc_info=True)
         return [(index, _ingest_item(index, item, batch=True)) for index, item in statuses]
     _look_again_for_orphans(events, [item for _, item in statuses])
     return [

@@ -319,6 +319,35 @@ def test_an_ecdsa_signed_request_verifies(ec_key):
     verify_sendgrid(sendgrid_request(private_key=ec_key))
 
 
+#: Made with OpenSSL's command line, not with this project's signer (openssl ecparam -name prime256v1
+#: -genkey; openssl ec -pubout -outform DER | base64; openssl dgst -sha256 -sign over timestamp + body).
+OPENSSL_PUBLIC_KEY = (
+    "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAErtuXaHDG4nX8JrAGKTNSdHjjpwJFrIA6kqEPSSveG6u8"
+    "vNqya5WnItxWp2KvmgGyuftR9SNl7H1PbpSj4XPj9A=="
+)
+OPENSSL_BODY = b'[{"event":"delivered","sg_event_id":"openssl-vector","sg_message_id":"m-1"}]'
+OPENSSL_SIGNATURE = "MEUCIExFqjcw6PC/EDd6QndPgReMnttqxsVqH4wOZevqNXJHAiEAq8b8HcBhPd7JmHt3rK2yaiREekq3z1SCe9awFqG/aaM="
+
+
+def test_an_independently_produced_ecdsa_signature_verifies(settings, frozen_clock):
+    settings.SENDGRID_WEBHOOK_PUBLIC_KEY = [OPENSSL_PUBLIC_KEY]
+    request = SignedRequest(
+        method="POST",
+        url="https://hooks.example/api/webhooks/email/events",
+        headers={
+            "X-Twilio-Email-Event-Webhook-Timestamp": str(NOW),
+            "X-Twilio-Email-Event-Webhook-Signature": OPENSSL_SIGNATURE,
+        },
+        body=OPENSSL_BODY,
+    )
+
+    verify_sendgrid(request)
+    tampered = SignedRequest(
+        method="POST", url=request.url, headers=request.headers, body=OPENSSL_BODY.replace(b"delivered", b"bounce")
+    )
+    assert rejection(verify_sendgrid, tampered) == "X-Twilio-Email-Event-Webhook-Signature does not match this request."
+
+
 def test_a_pem_public_key_works_too(settings):
     private_key = ec.generate_private_key(ec.SECP256R1())
     settings.SENDGRID_WEBHOOK_PUBLIC_KEY = [spki_pem(private_key)]
@@ -339,25 +368,35 @@ def test_a_tampered_body_is_rejected(hmac_key, ec_key, scheme):
     assert message == "X-Twilio-Email-Event-Webhook-Signature does not match this request."
 
 
+#: A clock held still for the tolerance tests, so a slow machine cannot move a boundary case across.
+NOW = 1_700_000_000
+
+
+@pytest.fixture
+def frozen_clock(monkeypatch):
+    monkeypatch.setattr(sendgrid, "now", lambda: float(NOW))
+
+
 @pytest.mark.parametrize("scheme", ["hmac", "ecdsa"])
 @pytest.mark.parametrize("offset", [-301, 301, -10_000_000])
-def test_a_timestamp_outside_the_tolerance_is_rejected_even_when_signed(hmac_key, ec_key, scheme, offset):
+def test_a_timestamp_outside_the_tolerance_is_rejected_even_when_signed(hmac_key, ec_key, scheme, offset, frozen_clock):
     signer = {"key": hmac_key} if scheme == "hmac" else {"private_key": ec_key}
 
-    message = rejection(verify_sendgrid, sendgrid_request(timestamp=int(time.time()) + offset, **signer))
+    message = rejection(verify_sendgrid, sendgrid_request(timestamp=NOW + offset, **signer))
 
     assert message == "X-Twilio-Email-Event-Webhook-Timestamp is more than 300 seconds from now."
 
 
-@pytest.mark.parametrize("offset", [-290, 290])
-def test_a_timestamp_inside_the_tolerance_is_accepted(hmac_key, offset):
-    verify_sendgrid(sendgrid_request(timestamp=int(time.time()) + offset, key=hmac_key))
+@pytest.mark.parametrize("offset", [-300, 0, 300])
+def test_a_timestamp_inside_the_tolerance_is_accepted(hmac_key, offset, frozen_clock):
+    verify_sendgrid(sendgrid_request(timestamp=NOW + offset, key=hmac_key))
 
 
-def test_the_tolerance_is_configurable(settings, hmac_key):
+def test_the_tolerance_is_configurable(settings, hmac_key, frozen_clock):
     settings.WEBHOOK_TIMESTAMP_TOLERANCE_SECONDS = 10
 
-    rejection(verify_sendgrid, sendgrid_request(timestamp=int(time.time()) - 30, key=hmac_key))
+    verify_sendgrid(sendgrid_request(timestamp=NOW - 10, key=hmac_key))
+    rejection(verify_sendgrid, sendgrid_request(timestamp=NOW - 11, key=hmac_key))
 
 
 @pytest.mark.parametrize("timestamp", ["soon", "1700000000.5", "-1700000000", "1e9", "\u0661\u0662\u0663", "9" * 40])
