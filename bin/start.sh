@@ -17,7 +17,8 @@ bin/bootstrap.sh runtime
 export DJANGO_SETTINGS_MODULE="${DJANGO_SETTINGS_MODULE:-config.settings.development}"
 python=.venv/bin/python
 
-"$python" manage.py migrate --noinput
+# Migrations may build indexes for minutes: no statement or query bound for them.
+DB_STATEMENT_TIMEOUT=0 DB_QUERY_TIMEOUT=0 "$python" manage.py migrate --noinput
 "$python" manage.py collectstatic --noinput >/dev/null
 
 port="${PORT:-8080}"

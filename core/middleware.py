@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from core.database import database_unavailable_response, is_database_unavailable
 from core.errors import error_body
 
 logger = logging.getLogger(__name__)
@@ -55,6 +57,8 @@ class JsonErrorMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if is_database_unavailable(exception):
+            return database_unavailable_response(request, exception)
         if _is_admin(request):
             return None
         logger.exception("Unhandled error on %s %s", request.method, request.path)
@@ -74,5 +78,10 @@ def json_forbidden(request: HttpRequest, exception: Exception | None = None) -> 
     return JsonResponse(error_body("permission_denied", "Forbidden."), status=403)
 
 
-def json_server_error(request: HttpRequest) -> JsonResponse:
+def json_server_error(request: HttpRequest) -> HttpResponse:
+    # Also reached for exceptions raised by middleware (sessions, authentication), which
+    # process_exception never sees: the database being down is still a 503, not a 500.
+    exception = sys.exc_info()[1]
+    if is_database_unavailable(exception):
+        return database_unavailable_response(request, exception)
     return JsonResponse(error_body("internal_error", "An unexpected error occurred."), status=500)

@@ -69,6 +69,59 @@ TEMPLATES = [
 ]
 
 
+#: Bounds on every wait for PostgreSQL (docs/OPERATIONS.md#database-timeouts). Seconds; 0 turns one off.
+DB_CONNECT_TIMEOUT = env.float("DB_CONNECT_TIMEOUT", 1.0, maximum=60.0)
+DB_QUERY_TIMEOUT = env.float("DB_QUERY_TIMEOUT", 1.5, maximum=3600.0)
+DB_STATEMENT_TIMEOUT = env.float("DB_STATEMENT_TIMEOUT", 1.0, maximum=3600.0)
+DB_LOCK_TIMEOUT = env.float("DB_LOCK_TIMEOUT", 0.5, maximum=3600.0)
+DB_IDLE_IN_TRANSACTION_TIMEOUT = env.float("DB_IDLE_IN_TRANSACTION_TIMEOUT", 10.0, maximum=3600.0)
+DB_KEEPALIVES_IDLE = env.int("DB_KEEPALIVES_IDLE", 5, minimum=1)
+DB_KEEPALIVES_INTERVAL = env.int("DB_KEEPALIVES_INTERVAL", 2, minimum=1)
+DB_KEEPALIVES_COUNT = env.int("DB_KEEPALIVES_COUNT", 3, minimum=1)
+#: Retry-After on a 503 database_unavailable answer.
+DATABASE_RETRY_AFTER_SECONDS = env.int("DATABASE_RETRY_AFTER_SECONDS", 5, minimum=1)
+if DB_QUERY_TIMEOUT and DB_STATEMENT_TIMEOUT and DB_STATEMENT_TIMEOUT >= DB_QUERY_TIMEOUT:
+    raise ImproperlyConfigured(
+        f"DB_STATEMENT_TIMEOUT ({DB_STATEMENT_TIMEOUT:g}) must be shorter than DB_QUERY_TIMEOUT "
+        f"({DB_QUERY_TIMEOUT:g}): the server should end a slow statement before the client gives up on it."
+    )
+
+
+def postgresql_options(
+    *,
+    connect_timeout: float,
+    query_timeout: float,
+    statement_timeout: float,
+    lock_timeout: float,
+    idle_in_transaction_timeout: float,
+    keepalives_idle: int,
+    keepalives_interval: int,
+    keepalives_count: int,
+) -> dict:
+    """OPTIONS for core.postgresql: client-side bounds, server-side timeouts, TCP keepalives."""
+    server = {
+        "statement_timeout": statement_timeout,
+        "lock_timeout": lock_timeout,
+        "idle_in_transaction_session_timeout": idle_in_transaction_timeout,
+    }
+    return {
+        # Enforced by core.postgresql on the client, whether or not the server answers.
+        "client_connect_timeout": connect_timeout,
+        "client_query_timeout": query_timeout,
+        # libpq's own connect_timeout (whole seconds, at least 2): a second guard behind the one above.
+        "connect_timeout": max(2, int(connect_timeout + 0.999)) if connect_timeout else 0,
+        # Enforced by the server, per session.
+        "options": " ".join(f"-c {name}={round(seconds * 1000)}" for name, seconds in server.items()),
+        # A peer that vanished (host down, cable cut) is noticed on an idle connection by keepalives, and
+        # on a busy one by tcp_user_timeout (unacknowledged data), instead of after the kernel's ~15 minutes.
+        "keepalives": 1,
+        "keepalives_idle": keepalives_idle,
+        "keepalives_interval": keepalives_interval,
+        "keepalives_count": keepalives_count,
+        "tcp_user_timeout": round(query_timeout * 1000) if query_timeout else 0,
+    }
+
+
 def _database_config() -> dict:
     url = env.str("DATABASE_URL")
     if url is None:
@@ -85,6 +138,21 @@ def _database_config() -> dict:
     except ValueError as exc:
         raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
     config["CONN_HEALTH_CHECKS"] = True
+    if config["ENGINE"] == "django.db.backends.postgresql":
+        config["ENGINE"] = "core.postgresql"
+        config["OPTIONS"] = {
+            **postgresql_options(
+                connect_timeout=DB_CONNECT_TIMEOUT,
+                query_timeout=DB_QUERY_TIMEOUT,
+                statement_timeout=DB_STATEMENT_TIMEOUT,
+                lock_timeout=DB_LOCK_TIMEOUT,
+                idle_in_transaction_timeout=DB_IDLE_IN_TRANSACTION_TIMEOUT,
+                keepalives_idle=DB_KEEPALIVES_IDLE,
+                keepalives_interval=DB_KEEPALIVES_INTERVAL,
+                keepalives_count=DB_KEEPALIVES_COUNT,
+            ),
+            **config.get("OPTIONS", {}),
+        }
     return config
 
 
