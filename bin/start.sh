@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# Starts the service with gunicorn on $PORT (default 8080): installs what is missing, migrates,
+# Starts the web service with gunicorn on $PORT (default 8080): installs what is missing, migrates,
 # collects static files for the admin and Swagger UI. Without DATABASE_URL it uses an SQLite file.
+#
+# This is the web process only. Production runs three things (docs/OPERATIONS.md#running-in-production):
+#   - this script (gunicorn), bound to 127.0.0.1 or a private network;
+#   - nginx in front of it (deploy/nginx.conf; bin/proxy.sh runs it without Docker), which buffers
+#     slow clients so they cannot tie up gunicorn's threads;
+#   - at least one outbox worker, `manage.py run_worker`, without which a send that failed once stays
+#     pending for ever.
+# docker-compose.yml runs all three (services nginx, api, worker); deploy/messaging-web.service and
+# deploy/messaging-worker.service are systemd unit examples; `make run` (bin/run.sh) runs web + worker.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# A .env file in the project root, if present, supplies variables not already set (see .env.example).
-if [ -f .env ]; then
-  while IFS='=' read -r name value; do
-    [[ "$name" =~ ^[A-Z_][A-Z0-9_]*$ ]] || continue
-    value="${value%\"}" && value="${value#\"}"
-    [ -n "${!name+x}" ] || export "$name=$value"
-  done <.env
-fi
+source bin/dotenv.sh
 
 bin/bootstrap.sh runtime
 export DJANGO_SETTINGS_MODULE="${DJANGO_SETTINGS_MODULE:-config.settings.development}"
