@@ -12,6 +12,12 @@ python=.venv/bin/python
 # Migrate before either starts, so the worker never meets a missing table.
 DB_STATEMENT_TIMEOUT=0 DB_QUERY_TIMEOUT=0 "$python" manage.py migrate --noinput
 
+# One metrics directory for both, so /metrics includes the worker's attempts (core/metrics.py).
+export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$(pwd)/var/metrics-${PORT:-8080}}"
+mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+find "$PROMETHEUS_MULTIPROC_DIR" -maxdepth 1 -name '*.db' -delete
+export METRICS_KEEP_FILES=1
+
 web_pid=""
 worker_pid=""
 stop() {

@@ -44,7 +44,17 @@ start: listening on ${bind}:${port} (${workers} process(es) x ${threads} threads
   Admin       http://127.0.0.1:${port}/admin/   (create a login: .venv/bin/python manage.py createsuperuser)
 MSG
 
+# Prometheus multi-process mode: every gunicorn process (and a worker sharing the directory) writes its
+# samples here; /metrics adds them up. Emptied at start, as prometheus-client requires.
+export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$(pwd)/var/metrics-$port}"
+mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+if [ -z "${METRICS_KEEP_FILES:-}" ]; then
+  find "$PROMETHEUS_MULTIPROC_DIR" -maxdepth 1 -name '*.db' -delete
+fi
+
+# No access log: core.middleware.RequestLogMiddleware writes one JSON line per request, with its id.
 exec .venv/bin/gunicorn config.wsgi:application \
+  --config python:config.gunicorn \
   --bind "${bind}:${port}" \
   --no-control-socket \
   --worker-class gthread \
@@ -52,5 +62,4 @@ exec .venv/bin/gunicorn config.wsgi:application \
   --threads "$threads" \
   --timeout "${GUNICORN_TIMEOUT:-30}" \
   --graceful-timeout 20 \
-  --access-logfile - \
   --error-logfile -

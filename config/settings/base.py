@@ -36,6 +36,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "core.middleware.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "core.middleware.RequestSizeLimitMiddleware",
@@ -312,20 +313,37 @@ if OUTBOX_LEASE_SECONDS <= PROVIDER_TIMEOUT_SECONDS:
         f"OUTBOX_LEASE_SECONDS ({OUTBOX_LEASE_SECONDS:g}) must be longer than PROVIDER_TIMEOUT_SECONDS "
         f"({PROVIDER_TIMEOUT_SECONDS:g}), or a slow send would be taken over while still running."
     )
+#: A pending message due for longer than this is overdue: /metrics and the admin flag it.
+OUTBOX_OVERDUE_SECONDS = env.float("OUTBOX_OVERDUE_SECONDS", 60.0, minimum=1.0)
 WORKER_CONCURRENCY = env.int("WORKER_CONCURRENCY", 4, minimum=1, maximum=64)
 WORKER_POLL_SECONDS = env.float("WORKER_POLL_SECONDS", 1.0, minimum=0.05)
 
 LOG_LEVEL = env.choice("LOG_LEVEL", "INFO", {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
+# Prometheus /metrics (core/metrics.py): a bearer token, or open (development; production: 404 unless
+# METRICS_TOKEN is set or METRICS_PUBLIC=true on a private bind).
+METRICS_TOKEN = env.str("METRICS_TOKEN")
+METRICS_PUBLIC = env.bool("METRICS_PUBLIC", default=True)
+#: json: one JSON object per line (production, log shippers); plain: for reading in a terminal.
+LOG_FORMAT = env.choice("LOG_FORMAT", "json", {"json", "plain"})
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"context": {"()": "core.logging.ContextFilter"}},
     "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+            "datefmt": "%Y-%m-%dT%H:%M:%S%z",
+        },
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.request": {"level": "ERROR"},
+        # core.middleware.RequestLogMiddleware writes the one line per request.
+        "django.server": {"level": "WARNING"},
     },
 }
 

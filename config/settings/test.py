@@ -24,7 +24,8 @@ DATABASES["default"]["OPTIONS"].update(
         keepalives_idle=5,
         keepalives_interval=2,
         keepalives_count=3,
-    )
+    ),
+    client_health_check_timeout=10,
 )
 
 ALLOWED_HOSTS = ["*"]

@@ -122,8 +122,8 @@ class _BoundedPsycopg:
 
 class DatabaseWrapper(postgresql.DatabaseWrapper):
     #: OPTIONS this backend reads itself; never passed to libpq.
-    CLIENT_OPTIONS = ("client_connect_timeout", "client_query_timeout")
-    #: Seconds a reused connection's ``SELECT 1`` may take before the connection is replaced.
+    CLIENT_OPTIONS = ("client_connect_timeout", "client_query_timeout", "client_health_check_timeout")
+    #: Seconds a reused connection's ``SELECT 1`` may take before the connection is replaced (default).
     HEALTH_CHECK_TIMEOUT = 0.5
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -131,6 +131,9 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         options = self.settings_dict.get("OPTIONS", {})
         self.client_connect_timeout = float(options.get("client_connect_timeout") or 0) or None
         self.client_query_timeout = float(options.get("client_query_timeout") or 0) or None
+        self.client_health_check_timeout = float(
+            options.get("client_health_check_timeout") or self.HEALTH_CHECK_TIMEOUT
+        )
         self.Database = _BoundedPsycopg(self)
         self._unreachable_until = 0.0
 
@@ -159,7 +162,7 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
 
     def is_usable(self) -> bool:
         # Django's health check of a reused connection (CONN_HEALTH_CHECKS), once per request. A frozen
-        # server fails it after HEALTH_CHECK_TIMEOUT rather than the full query bound, so that a request
+        # server fails it after client_health_check_timeout (0.5 s) rather than the full query bound, so that a request
         # that then reconnects still ends within query/connect bounds it documents.
         connection = self.connection
         if connection is None:
@@ -168,7 +171,7 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
             return False
         previous = connection.query_timeout
         if previous:
-            connection.query_timeout = min(previous, self.HEALTH_CHECK_TIMEOUT)
+            connection.query_timeout = min(previous, self.client_health_check_timeout)
         try:
             return super().is_usable()
         finally:
