@@ -12,6 +12,7 @@ from core.logging import ContextFilter
 from messaging.outbox import OutboxWorker
 from tests import payloads
 from tests.factories import OutboxMessageFactory
+from tests.settings_env import PRODUCTION_ENV, run_with_settings
 
 pytestmark = pytest.mark.django_db
 
@@ -120,3 +121,13 @@ def test_metrics_are_closed_without_a_token_when_not_public(client, settings):
     settings.METRICS_TOKEN = None
     settings.METRICS_PUBLIC = False
     assert client.get("/metrics").status_code == 404
+
+
+def test_production_closes_metrics_unless_a_token_or_public_bind_is_configured():
+    program = "import django; django.setup(); from django.conf import settings; print(settings.METRICS_PUBLIC)"
+    closed = run_with_settings("config.settings.production", PRODUCTION_ENV, "-c", program)
+    opened = run_with_settings(
+        "config.settings.production", {**PRODUCTION_ENV, "METRICS_PUBLIC": "true"}, "-c", program
+    )
+    assert closed.stdout.strip() == "False", closed.stderr
+    assert opened.stdout.strip() == "True", opened.stderr
