@@ -30,7 +30,7 @@ def database_unavailable_body() -> dict:
     retry_after = settings.DATABASE_RETRY_AFTER_SECONDS
     return error_body(
         "database_unavailable",
-        f"The database is unavailable; nothing was changed by this request unless stated. Retry in {retry_after} s.",
+        f"The database is unavailable right now; retry in {retry_after} s.",
         {"retry_after": retry_after},
     )
 
