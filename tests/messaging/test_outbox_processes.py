@@ -235,7 +235,8 @@ def test_a_long_running_worker_survives_a_database_outage(mock_memory, tmp_path)
     try:
         running = GatedWorker(tmp_path / "go", "--poll-interval", "0.1", DATABASE_URL=through_proxy)
         before = OutboxMessageFactory()
-        wait_until(lambda: Message.objects.get(pk=before.pk).status == "sent", timeout=60)
+        # Its delivery is over (the worker logs it after recording the outcome and reading it back).
+        wait_until(lambda: running.said(f"Message {before.pk} attempt 1: sent"), timeout=60)
 
         proxy.set_mode(CUT)  # the database goes away under the running worker
         wait_until(lambda: running.said("Outbox claim failed"), timeout=60)
