@@ -1,4 +1,4 @@
-# Two commands for a newcomer: `make run` (serve on :8080) and `make test` (the whole suite).
+# Two commands for a newcomer: `make run` (serve on :8080 with the outbox worker) and `make test` (the whole suite).
 SHELL := /bin/bash
 PY := .venv/bin/python
 
@@ -9,7 +9,7 @@ TEST_DATABASE_URL ?= postgresql://messaging_user:messaging_password@127.0.0.1:54
 .PHONY: help setup run test pytest e2e fuzz lint format migrate superuser clean
 
 help:
-	@echo "make run        install into .venv, migrate and serve on :8080 (SQLite unless DATABASE_URL is set)"
+	@echo "make run        install into .venv, migrate, serve on :8080 and run the outbox worker (Ctrl-C stops both)"
 	@echo "make test       lint, pytest on PostgreSQL, then bin/test.sh against a real gunicorn"
 	@echo "make fuzz       schemathesis against the OpenAPI schema on a fresh gunicorn and database"
 	@echo "make lint       ruff check, ruff format --check and mypy (django-stubs, djangorestframework-stubs)"
@@ -20,7 +20,7 @@ setup:
 	@bin/bootstrap.sh dev
 
 run:
-	@BIND_ADDRESS="$${BIND_ADDRESS:-127.0.0.1}" bin/start.sh
+	@BIND_ADDRESS="$${BIND_ADDRESS:-127.0.0.1}" bin/run.sh
 
 test: setup lint pytest e2e
 

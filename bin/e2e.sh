@@ -63,15 +63,15 @@ for _ in $(seq 1 120); do
   sleep 0.5
 done
 
-if ! BASE_URL="http://127.0.0.1:$port" EXPECT_FRESH_DATABASE=1 bin/test.sh; then
-  echo "e2e: server log:" >&2
-  tail -n 50 "$log" >&2
-  exit 1
-fi
+# Both stages run even when the first fails, so a caller counting checks (.ci/run) sees them all.
+status=0
+BASE_URL="http://127.0.0.1:$port" EXPECT_FRESH_DATABASE=1 bin/test.sh || status=1
 
 # Then as the providers would: retries, reordering, duplicates, unknown ids; checks the final states.
-if ! DATABASE_URL="$E2E_DATABASE_URL" "$python" manage.py simulate_provider --base-url "http://127.0.0.1:$port"; then
+DATABASE_URL="$E2E_DATABASE_URL" "$python" manage.py simulate_provider --base-url "http://127.0.0.1:$port" || status=1
+
+if [ "$status" != 0 ]; then
   echo "e2e: server log:" >&2
   tail -n 50 "$log" >&2
-  exit 1
 fi
+exit "$status"

@@ -136,6 +136,18 @@ start_server api API_AUTH_REQUIRED=true TWILIO_AUTH_TOKEN=fuzz-twilio-token \
   SENDGRID_WEBHOOK_VERIFICATION_KEY=fuzz-sendgrid-key
 api_port="$port"
 key="$(env "${server_env[@]}" "$python" manage.py create_api_key fuzz | tail -n 1 | awk '{print $NF}')"
+# The key must really authenticate: otherwise every request of run 1 would be a 401, which the
+# ignored_auth check expects and which is no test of the API at all. schemathesis.toml no longer
+# accepts 401 for valid data, and this checks it directly, counted as a run.
+key_status="$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $key" "http://127.0.0.1:$api_port/api/conversations")"
+anonymous_status="$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$api_port/api/conversations")"
+key_checks_failed=0
+if [ "$key_status" = 200 ] && [ "$anonymous_status" = 401 ]; then
+  echo "fuzz: the API key authenticates (200 with it, 401 without)"
+else
+  echo "fuzz: the API key does not authenticate: $key_status with it, $anonymous_status without (want 200, 401)" >&2
+  key_checks_failed=1
+fi
 # The same database; no secrets, so webhook bodies are parsed rather than refused unsigned.
 start_server webhooks API_AUTH_REQUIRED=true TWILIO_AUTH_TOKEN= SENDGRID_WEBHOOK_VERIFICATION_KEY=
 webhooks_port="$port"
@@ -152,6 +164,6 @@ wait "$api_pid" || api_status=$?
 wait "$webhooks_pid" || webhooks_status=$?
 report api "$api_status"
 report webhooks "$webhooks_status"
-failed=$(((api_status != 0) + (webhooks_status != 0)))
-echo "fuzz: $((2 - failed)) passed, $failed failed"
+failed=$(((api_status != 0) + (webhooks_status != 0) + key_checks_failed))
+echo "fuzz: $((3 - failed)) passed, $failed failed"
 [ "$failed" = 0 ]

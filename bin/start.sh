@@ -1,23 +1,26 @@
 #!/usr/bin/env bash
-# Starts the service with gunicorn on $PORT (default 8080): installs what is missing, migrates,
+# Starts the web service with gunicorn on $PORT (default 8080): installs what is missing, migrates,
 # collects static files for the admin and Swagger UI. Without DATABASE_URL it uses an SQLite file.
+#
+# This is the web process only. Production runs three things (docs/OPERATIONS.md#running-in-production):
+#   - this script (gunicorn), bound to 127.0.0.1 or a private network;
+#   - nginx in front of it (deploy/nginx.conf; bin/proxy.sh runs it without Docker), which buffers
+#     slow clients so they cannot tie up gunicorn's threads;
+#   - at least one outbox worker, `manage.py run_worker`, without which a send that failed once stays
+#     pending for ever.
+# docker-compose.yml runs all three (services nginx, api, worker); deploy/messaging-web.service and
+# deploy/messaging-worker.service are systemd unit examples; `make run` (bin/run.sh) runs web + worker.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# A .env file in the project root, if present, supplies variables not already set (see .env.example).
-if [ -f .env ]; then
-  while IFS='=' read -r name value; do
-    [[ "$name" =~ ^[A-Z_][A-Z0-9_]*$ ]] || continue
-    value="${value%\"}" && value="${value#\"}"
-    [ -n "${!name+x}" ] || export "$name=$value"
-  done <.env
-fi
+source bin/dotenv.sh
 
 bin/bootstrap.sh runtime
 export DJANGO_SETTINGS_MODULE="${DJANGO_SETTINGS_MODULE:-config.settings.development}"
 python=.venv/bin/python
 
-"$python" manage.py migrate --noinput
+# Migrations may build indexes for minutes: no statement or query bound for them.
+DB_STATEMENT_TIMEOUT=0 DB_QUERY_TIMEOUT=0 "$python" manage.py migrate --noinput
 "$python" manage.py collectstatic --noinput >/dev/null
 
 port="${PORT:-8080}"
@@ -41,7 +44,17 @@ start: listening on ${bind}:${port} (${workers} process(es) x ${threads} threads
   Admin       http://127.0.0.1:${port}/admin/   (create a login: .venv/bin/python manage.py createsuperuser)
 MSG
 
+# Prometheus multi-process mode: every gunicorn process (and a worker sharing the directory) writes its
+# samples here; /metrics adds them up. Emptied at start, as prometheus-client requires.
+export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$(pwd)/var/metrics-$port}"
+mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+if [ -z "${METRICS_KEEP_FILES:-}" ]; then
+  find "$PROMETHEUS_MULTIPROC_DIR" -maxdepth 1 -name '*.db' -delete
+fi
+
+# No access log: core.middleware.RequestLogMiddleware writes one JSON line per request, with its id.
 exec .venv/bin/gunicorn config.wsgi:application \
+  --config python:config.gunicorn \
   --bind "${bind}:${port}" \
   --no-control-socket \
   --worker-class gthread \
@@ -49,5 +62,4 @@ exec .venv/bin/gunicorn config.wsgi:application \
   --threads "$threads" \
   --timeout "${GUNICORN_TIMEOUT:-30}" \
   --graceful-timeout 20 \
-  --access-logfile - \
   --error-logfile -

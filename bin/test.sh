@@ -107,5 +107,45 @@ PY
   fi
 fi
 
+if [ "${EXPECT_FRESH_DATABASE:-0}" = 1 ]; then
+  # The e-mail thread: scenario 3's sent e-mail and scenario 6's received one, with their contents.
+  email_thread="$(mktemp)"
+  curl -sS "$BASE_URL/api/conversations?channel=email" -o "$body_file" || true
+  conversation_id="$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["data"][0]["id"])' "$body_file" 2>/dev/null)"
+  curl -sS "$BASE_URL/api/conversations/${conversation_id:-missing}/messages?order=asc" -o "$email_thread" || true
+  if python3 - "$email_thread" <<'PY'; then
+import json, sys
+messages = json.load(open(sys.argv[1]))["data"]
+by_direction = {m["direction"]: m for m in messages}
+problems = []
+if sorted(by_direction) != ["inbound", "outbound"] or len(messages) != 2:
+    problems.append(f"expected one sent and one received e-mail, got {[(m['direction'], m['type']) for m in messages]}")
+else:
+    sent, received = by_direction["outbound"], by_direction["inbound"]
+    expected = {
+        "sent": (sent, "user@usehatchapp.com", "contact@gmail.com", "<b>HTML</b>", ["https://example.com/document.pdf"]),
+        "received": (received, "contact@gmail.com", "user@usehatchapp.com", "incoming email with <b>HTML</b> content",
+                     ["https://example.com/received-document.pdf"]),
+    }
+    for name, (message, sender, recipient, body_part, attachments) in expected.items():
+        if message["type"] != "email":
+            problems.append(f"{name}: type {message['type']}")
+        if (message["from"], message["to"]) != (sender, recipient):
+            problems.append(f"{name}: from/to {message['from']} -> {message['to']}")
+        if body_part not in message["body"]:
+            problems.append(f"{name}: body {message['body']!r} lacks {body_part!r}")
+        if message["attachments"] != attachments:
+            problems.append(f"{name}: attachments {message['attachments']}")
+sys.exit("; ".join(problems) or 0)
+PY
+    echo "PASS the e-mail thread holds the sent and the received e-mail with their contents"
+    passes=$((passes + 1))
+  else
+    echo "FAIL e-mail thread contents"
+    failures=$((failures + 1))
+  fi
+  rm -f "$email_thread"
+fi
+
 echo "scenarios: $passes passed, $failures failed"
 [ "$failures" -eq 0 ]

@@ -8,6 +8,7 @@ from rest_framework.routers import SimpleRouter
 
 from conversations.views import ConversationViewSet
 from core.health import LivenessView, ReadinessView
+from core.metrics import metrics_view
 from core.middleware import json_not_found
 from messaging.views import ConversationMessageViewSet, MessageViewSet
 from webhooks.views import webhook_urls
@@ -35,6 +36,7 @@ urlpatterns = [
     re_path(r"^api/docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     re_path(r"^health(?:z)?/?$", LivenessView.as_view(), name="health"),
     re_path(r"^health/ready/?$", ReadinessView.as_view(), name="health-ready"),
+    re_path(r"^metrics/?$", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path("admin", RedirectView.as_view(url="/admin/", permanent=False)),
     # Anything else is a JSON 404, with DEBUG on or off.

@@ -11,6 +11,7 @@ from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
+from core.database import database_unavailable_body, database_unavailable_headers, is_database_unavailable
 from core.errors import ApplicationError, error_body
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,15 @@ def validation_summary(details: Any) -> str:
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if is_database_unavailable(exc):
+        request = context.get("request")
+        logger.warning(
+            "Database unavailable on %s %s: %s",
+            getattr(request, "method", "?"),
+            getattr(request, "path", "?"),
+            str(exc).strip()[:200],
+        )
+        return Response(database_unavailable_body(), status=503, headers=database_unavailable_headers())
     if isinstance(exc, ApplicationError):
         return Response(
             error_body(exc.code, exc.message, exc.details), status=exc.status_code, headers=exc.headers or None

@@ -8,6 +8,8 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.database import database_unavailable_headers
+
 _HealthSerializer = inline_serializer("Health", {"status": serializers.CharField()})
 
 
@@ -35,5 +37,10 @@ class ReadinessView(OpenView):
             with connection.cursor() as cursor:
                 cursor.execute("SELECT 1")
         except DatabaseError:
-            return Response({"status": "unavailable", "database": "unreachable"}, status=503)
+            # Bounded by DB_CONNECT_TIMEOUT / DB_QUERY_TIMEOUT (core.postgresql): under 2 s by default.
+            return Response(
+                {"status": "unavailable", "database": "unreachable"},
+                status=503,
+                headers=database_unavailable_headers(),
+            )
         return Response({"status": "ok", "database": "ok"})

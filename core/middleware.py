@@ -3,14 +3,65 @@
 from __future__ import annotations
 
 import logging
+import sys
+import time
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from core.database import database_unavailable_response, is_database_unavailable
 from core.errors import error_body
+from core.logging import log_context, request_id_from
+from core.metrics import record_request
 
 logger = logging.getLogger(__name__)
+request_logger = logging.getLogger("requests")
+
+
+def _route(request: HttpRequest) -> str:
+    match = getattr(request, "resolver_match", None)
+    return match.view_name if match is not None and match.view_name else "unmatched"
+
+
+def _api_key_prefix(request: HttpRequest) -> str | None:
+    # Set by DRF on the Django request once a key authenticated; only its recognisable prefix.
+    return getattr(getattr(request, "auth", None), "prefix", None)
+
+
+class RequestLogMiddleware:
+    """Outermost: gives the request its id (``X-Request-ID`` in and out), puts it on every log line
+    written while serving it, and writes one line per request (method, route, status, duration, API
+    key prefix); also counts the request for /metrics."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request_id = request_id_from(request.headers.get("X-Request-ID"))
+        setattr(request, "request_id", request_id)  # noqa: B010 - HttpRequest declares no such attribute
+        started = time.monotonic()
+        with log_context(request_id=request_id):
+            response = self.get_response(request)
+            seconds = time.monotonic() - started
+            route = _route(request)
+            response["X-Request-ID"] = request_id
+            record_request(route=route, method=request.method or "", status=response.status_code, seconds=seconds)
+            request_logger.info(
+                "%s %s %s",
+                request.method,
+                route,
+                response.status_code,
+                extra={
+                    "method": request.method,
+                    "path": request.path,
+                    "route": route,
+                    "status": response.status_code,
+                    "duration_ms": round(seconds * 1000, 1),
+                    "api_key_prefix": _api_key_prefix(request),
+                },
+            )
+        return response
 
 
 def _is_admin(request: HttpRequest) -> bool:
@@ -55,6 +106,8 @@ class JsonErrorMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if is_database_unavailable(exception):
+            return database_unavailable_response(request, exception)
         if _is_admin(request):
             return None
         logger.exception("Unhandled error on %s %s", request.method, request.path)
@@ -74,5 +127,10 @@ def json_forbidden(request: HttpRequest, exception: Exception | None = None) -> 
     return JsonResponse(error_body("permission_denied", "Forbidden."), status=403)
 
 
-def json_server_error(request: HttpRequest) -> JsonResponse:
+def json_server_error(request: HttpRequest) -> HttpResponse:
+    # Also reached for exceptions raised by middleware (sessions, authentication), which
+    # process_exception never sees: the database being down is still a 503, not a 500.
+    exception = sys.exc_info()[1]
+    if exception is not None and is_database_unavailable(exception):
+        return database_unavailable_response(request, exception)
     return JsonResponse(error_body("internal_error", "An unexpected error occurred."), status=500)

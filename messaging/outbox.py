@@ -29,6 +29,8 @@ from django.db.models import F, Q
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
+from core.logging import log_context
+from core.metrics import record_attempt
 from messaging.models import Direction, Message, MessageStatus
 from messaging.services import message_attempt_delivery, message_make_due, message_requeue
 
@@ -179,6 +181,11 @@ class OutboxWorker:
         return max(0.01, min(self.poll_interval, (due_at - timezone.now()).total_seconds()))
 
     def _deliver(self, message: Message) -> None:
+        # Every line logged during this delivery names the message and the attempt.
+        with log_context(message_id=message.pk, attempt=message.attempts):
+            self._deliver_logged(message)
+
+    def _deliver_logged(self, message: Message) -> None:
         started = time.monotonic()
         try:
             result = message_attempt_delivery(message=message)
@@ -196,6 +203,13 @@ class OutboxWorker:
                 (time.monotonic() - started) * 1000,
             )
         finally:
+            record_attempt(
+                channel=message.channel,
+                provider=message.provider,
+                outcome=outcome,
+                source="outbox",
+                seconds=time.monotonic() - started,
+            )
             if threading.current_thread() is not threading.main_thread():
                 # Each pool thread has its own connection; don't leave it open between messages.
                 connection.close()
@@ -234,3 +248,35 @@ def outbox_deliver_now(*, message_ids: list[int]) -> list[Message]:
         for message in outbox_claim(limit=1, message_ids=[message_id]):
             attempted.append(message_attempt_delivery(message=message))
     return attempted
+
+
+@dataclass(frozen=True)
+class OutboxStats:
+    pending: int
+    due: int
+    #: Due for longer than OUTBOX_OVERDUE_SECONDS: no worker is running, or workers cannot keep up.
+    overdue: int
+    oldest_due_age_seconds: float
+
+
+def outbox_stats() -> OutboxStats:
+    """How the outbox stands, for /metrics and for the admin to flag overdue pending messages."""
+    now = timezone.now()
+    pending = _pending()
+    due = _claimable(now)
+    oldest = due.order_by("next_attempt_at").values_list("next_attempt_at", flat=True).first()
+    overdue_before = now - timedelta(seconds=settings.OUTBOX_OVERDUE_SECONDS)
+    return OutboxStats(
+        pending=pending.count(),
+        due=due.count(),
+        overdue=due.filter(next_attempt_at__lte=overdue_before).count(),
+        oldest_due_age_seconds=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
+    )
+
+
+def outbox_overdue(*, older_than_seconds: float | None = None):
+    """Pending outbound messages due for longer than ``older_than_seconds`` (OUTBOX_OVERDUE_SECONDS):
+    a queryset for the admin to flag them."""
+    seconds = settings.OUTBOX_OVERDUE_SECONDS if older_than_seconds is None else older_than_seconds
+    now = timezone.now()
+    return _claimable(now).filter(next_attempt_at__lte=now - timedelta(seconds=seconds))

@@ -7,6 +7,8 @@ UPDATE. A crash between the steps leaves a ``pending`` row that the outbox retri
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -21,6 +23,7 @@ from django.utils import timezone
 
 from conversations.channels import CHANNELS
 from conversations.services import conversation_get_or_create, conversation_record_message, message_preview
+from core.database import DATABASE_UNAVAILABLE
 from core.errors import Conflict, IdempotencyKeyReused, ValidationFailed
 from core.exceptions import validation_summary
 from messaging.backoff import next_attempt_at
@@ -189,10 +192,39 @@ def message_attempt_delivery(*, message: Message) -> Message:
         _record_failure(message=message, error=unexpected)
     else:
         _record_success(message=message, result=result)
-    message.refresh_from_db()
+    _refresh_if_reachable(message)
     return message
 
 
+def _outcome_left_to_the_outbox(record):
+    """Recording an attempt's outcome must never turn into an error answer: when the database is
+    unavailable at that moment, the message stays ``pending`` under its lease (as stored before the
+    provider call) and the send is answered 202. When the lease runs out the outbox attempts it again
+    with the same idempotency token, so a send the provider had accepted is recorded, not repeated."""
+
+    @functools.wraps(record)
+    def wrapper(*, message: Message, **kwargs) -> None:
+        try:
+            record(message=message, **kwargs)
+        except DATABASE_UNAVAILABLE as exc:
+            logger.warning(
+                "Message %s attempt %s: its outcome could not be recorded (%s); it stays pending and the "
+                "outbox reconciles it through its idempotency token",
+                message.pk,
+                message.attempts,
+                str(exc).strip()[:200],
+            )
+
+    return wrapper
+
+
+def _refresh_if_reachable(message: Message) -> None:
+    # Unreachable: answered as stored before the attempt, pending.
+    with contextlib.suppress(*DATABASE_UNAVAILABLE):
+        message.refresh_from_db()
+
+
+@_outcome_left_to_the_outbox
 def _record_success(*, message: Message, result: SendResult) -> None:
     metadata = {**message.metadata, "provider_response": result.response}
     try:
@@ -236,6 +268,7 @@ def _first_outcome(message: Message, status: str) -> dict[str, str]:
     return {} if message.first_outcome else {"first_outcome": status}
 
 
+@_outcome_left_to_the_outbox
 def _record_failure(*, message: Message, error: ProviderError) -> None:
     attempts = message.attempts
     retry = error.retryable and attempts - message.attempt_base < settings.MAX_ATTEMPTS

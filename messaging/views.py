@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import time
+
 from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
@@ -7,6 +9,7 @@ from rest_framework.exceptions import ValidationError as DRFValidationError
 from rest_framework.response import Response
 
 from core.errors import ValidationFailed
+from core.metrics import record_attempt, record_send
 from core.openapi import ERROR_RESPONSES, RATE_LIMIT_HEADERS, EnvelopeListSchema
 from core.pagination import envelope_serializer, paginated_response
 from messaging.models import MessageStatus
@@ -138,8 +141,18 @@ class MessageViewSet(viewsets.ViewSet):
                 rate_limit_peek(request=request, channel=channel, sender=sender)
             raise
         rate_limit_consume(request=request, channel=command.channel, sender=command.from_address)
+        started = time.monotonic()
         outcome = message_send(command=command)
         message = outcome.message
+        if not outcome.replayed:
+            record_attempt(
+                channel=message.channel,
+                provider=message.provider,
+                outcome=message.status,
+                source="inline",
+                seconds=time.monotonic() - started,
+            )
+        record_send(channel=message.channel, provider=message.provider, outcome=message.status)
         # A repeat answers with the first answer's code (Stripe's semantics) and the message as it is now.
         answered_as = message.first_outcome if outcome.replayed and message.first_outcome else message.status
         return Response(

@@ -22,4 +22,5 @@ def run_with_settings(module: str, env: dict[str, str], *command: str) -> subpro
     under ``module`` with only ``env`` set."""
     argv = [sys.executable, *(command or ("-c", "import config.wsgi"))]
     environment = {"DJANGO_SETTINGS_MODULE": module, "PATH": "/usr/bin:/bin", **env}
-    return subprocess.run(argv, cwd=ROOT, env=environment, capture_output=True, text=True, check=False)
+    # A hung start-up fails the test (TimeoutExpired) instead of hanging the suite.
+    return subprocess.run(argv, cwd=ROOT, env=environment, capture_output=True, text=True, check=False, timeout=120)

@@ -152,6 +152,8 @@ class ItemResult:
     index: int
     event_id: str
     outcome: str
+    #: inbound or status.
+    kind: str
     message_id: int | None
     #: Why the item was rejected or failed; None when it was processed (or was a duplicate/orphan).
     error: str | None = None
@@ -197,6 +199,7 @@ def _ingest_item(index: int, item: WebhookItem, *, batch: bool) -> ItemResult:
         webhook_record_rejected(raw=item.raw, rejection=rejection, event_id=item.event_id)
         return ItemResult(
             index=index,
+            kind=item.kind,
             event_id=item.event_id or "",
             outcome=WebhookOutcome.REJECTED,
             message_id=None,
@@ -216,6 +219,7 @@ def _ingest_item(index: int, item: WebhookItem, *, batch: bool) -> ItemResult:
         # Stored as an error (and logged) on the way out; the provider's retry or a replay redoes it.
         return ItemResult(
             index=index,
+            kind=item.kind,
             event_id=item.event_id,
             outcome=WebhookOutcome.ERROR,
             message_id=None,
@@ -223,6 +227,7 @@ def _ingest_item(index: int, item: WebhookItem, *, batch: bool) -> ItemResult:
         )
     return ItemResult(
         index=index,
+        kind=item.kind,
         event_id=result.event.event_id,
         outcome=result.outcome,
         message_id=result.event.message_id,
@@ -251,7 +256,16 @@ def _ingest_statuses(statuses: list[tuple[int, WebhookItem]]) -> list[tuple[int,
         return [(index, _ingest_item(index, item, batch=True)) for index, item in statuses]
     _look_again_for_orphans(events, [item for _, item in statuses])
     return [
-        (index, ItemResult(index=index, event_id=event.event_id, outcome=event.outcome, message_id=event.message_id))
+        (
+            index,
+            ItemResult(
+                index=index,
+                kind=event.kind,
+                event_id=event.event_id,
+                outcome=event.outcome,
+                message_id=event.message_id,
+            ),
+        )
         for (index, _), event in zip(statuses, events, strict=True)
     ]
 

@@ -20,6 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.errors import ApplicationError, error_body
+from core.metrics import webhook_event
 from core.openapi import WRITE_ERROR_RESPONSES, ErrorEnvelope
 from providers.base import Provider, RawWebhook, SignatureInvalid, WebhookEndpoint
 from providers.registry import providers_all
@@ -60,11 +61,15 @@ class WebhookView(APIView):
                 self.provider.verify(signed_request_from_django(request))
             except SignatureInvalid as invalid:
                 webhook_record_unverified(raw=raw, invalid=invalid)
+                webhook_event(provider=raw.provider, kind=raw.kind, outcome="rejected")
                 return Response(error_body(invalid.code, invalid.message), status=invalid.status_code)
         try:
             results = webhook_ingest(endpoint=self.endpoint, raw=raw)
         except ApplicationError as rejection:
+            webhook_event(provider=raw.provider, kind=raw.kind, outcome="rejected")
             return _error(rejection)
+        for result in results:
+            webhook_event(provider=raw.provider, kind=result.kind, outcome=result.outcome)
         if self.endpoint.batch:
             return Response(_batch_ack(results))
         result = results[0]

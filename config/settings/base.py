@@ -36,6 +36,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "core.middleware.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "core.middleware.RequestSizeLimitMiddleware",
@@ -69,6 +70,59 @@ TEMPLATES = [
 ]
 
 
+#: Bounds on every wait for PostgreSQL (docs/OPERATIONS.md#database-timeouts). Seconds; 0 turns one off.
+DB_CONNECT_TIMEOUT = env.float("DB_CONNECT_TIMEOUT", 1.0, maximum=60.0)
+DB_QUERY_TIMEOUT = env.float("DB_QUERY_TIMEOUT", 1.5, maximum=3600.0)
+DB_STATEMENT_TIMEOUT = env.float("DB_STATEMENT_TIMEOUT", 1.0, maximum=3600.0)
+DB_LOCK_TIMEOUT = env.float("DB_LOCK_TIMEOUT", 0.5, maximum=3600.0)
+DB_IDLE_IN_TRANSACTION_TIMEOUT = env.float("DB_IDLE_IN_TRANSACTION_TIMEOUT", 10.0, maximum=3600.0)
+DB_KEEPALIVES_IDLE = env.int("DB_KEEPALIVES_IDLE", 5, minimum=1)
+DB_KEEPALIVES_INTERVAL = env.int("DB_KEEPALIVES_INTERVAL", 2, minimum=1)
+DB_KEEPALIVES_COUNT = env.int("DB_KEEPALIVES_COUNT", 3, minimum=1)
+#: Retry-After on a 503 database_unavailable answer.
+DATABASE_RETRY_AFTER_SECONDS = env.int("DATABASE_RETRY_AFTER_SECONDS", 5, minimum=1)
+if DB_QUERY_TIMEOUT and DB_STATEMENT_TIMEOUT and DB_STATEMENT_TIMEOUT >= DB_QUERY_TIMEOUT:
+    raise ImproperlyConfigured(
+        f"DB_STATEMENT_TIMEOUT ({DB_STATEMENT_TIMEOUT:g}) must be shorter than DB_QUERY_TIMEOUT "
+        f"({DB_QUERY_TIMEOUT:g}): the server should end a slow statement before the client gives up on it."
+    )
+
+
+def postgresql_options(
+    *,
+    connect_timeout: float,
+    query_timeout: float,
+    statement_timeout: float,
+    lock_timeout: float,
+    idle_in_transaction_timeout: float,
+    keepalives_idle: int,
+    keepalives_interval: int,
+    keepalives_count: int,
+) -> dict:
+    """OPTIONS for core.postgresql: client-side bounds, server-side timeouts, TCP keepalives."""
+    server = {
+        "statement_timeout": statement_timeout,
+        "lock_timeout": lock_timeout,
+        "idle_in_transaction_session_timeout": idle_in_transaction_timeout,
+    }
+    return {
+        # Enforced by core.postgresql on the client, whether or not the server answers.
+        "client_connect_timeout": connect_timeout,
+        "client_query_timeout": query_timeout,
+        # libpq's own connect_timeout (whole seconds, at least 2): a second guard behind the one above.
+        "connect_timeout": max(2, int(connect_timeout + 0.999)) if connect_timeout else 0,
+        # Enforced by the server, per session.
+        "options": " ".join(f"-c {name}={round(seconds * 1000)}" for name, seconds in server.items()),
+        # A peer that vanished (host down, cable cut) is noticed on an idle connection by keepalives, and
+        # on a busy one by tcp_user_timeout (unacknowledged data), instead of after the kernel's ~15 minutes.
+        "keepalives": 1,
+        "keepalives_idle": keepalives_idle,
+        "keepalives_interval": keepalives_interval,
+        "keepalives_count": keepalives_count,
+        "tcp_user_timeout": round(query_timeout * 1000) if query_timeout else 0,
+    }
+
+
 def _database_config() -> dict:
     url = env.str("DATABASE_URL")
     if url is None:
@@ -85,6 +139,21 @@ def _database_config() -> dict:
     except ValueError as exc:
         raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
     config["CONN_HEALTH_CHECKS"] = True
+    if config["ENGINE"] == "django.db.backends.postgresql":
+        config["ENGINE"] = "core.postgresql"
+        config["OPTIONS"] = {
+            **postgresql_options(
+                connect_timeout=DB_CONNECT_TIMEOUT,
+                query_timeout=DB_QUERY_TIMEOUT,
+                statement_timeout=DB_STATEMENT_TIMEOUT,
+                lock_timeout=DB_LOCK_TIMEOUT,
+                idle_in_transaction_timeout=DB_IDLE_IN_TRANSACTION_TIMEOUT,
+                keepalives_idle=DB_KEEPALIVES_IDLE,
+                keepalives_interval=DB_KEEPALIVES_INTERVAL,
+                keepalives_count=DB_KEEPALIVES_COUNT,
+            ),
+            **config.get("OPTIONS", {}),
+        }
     return config
 
 
@@ -266,20 +335,37 @@ if OUTBOX_LEASE_SECONDS <= PROVIDER_TIMEOUT_SECONDS:
         f"OUTBOX_LEASE_SECONDS ({OUTBOX_LEASE_SECONDS:g}) must be longer than PROVIDER_TIMEOUT_SECONDS "
         f"({PROVIDER_TIMEOUT_SECONDS:g}), or a slow send would be taken over while still running."
     )
+#: A pending message due for longer than this is overdue: /metrics and the admin flag it.
+OUTBOX_OVERDUE_SECONDS = env.float("OUTBOX_OVERDUE_SECONDS", 60.0, minimum=1.0)
 WORKER_CONCURRENCY = env.int("WORKER_CONCURRENCY", 4, minimum=1, maximum=64)
 WORKER_POLL_SECONDS = env.float("WORKER_POLL_SECONDS", 1.0, minimum=0.05)
 
 LOG_LEVEL = env.choice("LOG_LEVEL", "INFO", {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
+# Prometheus /metrics (core/metrics.py): a bearer token, or open (development; production: 404 unless
+# METRICS_TOKEN is set or METRICS_PUBLIC=true on a private bind).
+METRICS_TOKEN = env.str("METRICS_TOKEN")
+METRICS_PUBLIC = env.bool("METRICS_PUBLIC", default=True)
+#: json: one JSON object per line (production, log shippers); plain: for reading in a terminal.
+LOG_FORMAT = env.choice("LOG_FORMAT", "json", {"json", "plain"})
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"context": {"()": "core.logging.ContextFilter"}},
     "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+            "datefmt": "%Y-%m-%dT%H:%M:%S%z",
+        },
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.request": {"level": "ERROR"},
+        # core.middleware.RequestLogMiddleware writes the one line per request.
+        "django.server": {"level": "WARNING"},
     },
 }
 

@@ -19,6 +19,9 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[])
 if not ALLOWED_HOSTS:
     raise ImproperlyConfigured("ALLOWED_HOSTS must list the host names this service answers on.")
 
+# /metrics is closed to the public: a METRICS_TOKEN, or METRICS_PUBLIC=true on a private bind only.
+METRICS_PUBLIC = env.bool("METRICS_PUBLIC", default=False)
+
 # Every REST endpoint needs an API key unless explicitly switched off (webhooks and health stay open).
 API_AUTH_REQUIRED = env.bool("API_AUTH_REQUIRED", default=True)
 

@@ -8,10 +8,25 @@ os.environ.setdefault("DATABASE_URL", "postgresql://messaging_user:messaging_pas
 
 from config.env import Env
 from config.settings.base import *  # noqa: F403
-from config.settings.base import DATABASES
+from config.settings.base import DATABASES, postgresql_options
 
-if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+if DATABASES["default"]["ENGINE"] != "core.postgresql":
     raise ImproperlyConfigured("Tests run on PostgreSQL only; DATABASE_URL must be a postgresql:// URL.")
+# The same bounded backend as production, with bounds wide enough for a loaded CI machine; the tests of
+# the bounds themselves (tests/core/test_database_faults.py) start servers with the production defaults.
+DATABASES["default"]["OPTIONS"].update(
+    postgresql_options(
+        connect_timeout=10,
+        query_timeout=120,
+        statement_timeout=60,
+        lock_timeout=30,
+        idle_in_transaction_timeout=0,
+        keepalives_idle=5,
+        keepalives_interval=2,
+        keepalives_count=3,
+    ),
+    client_health_check_timeout=10,
+)
 
 ALLOWED_HOSTS = ["*"]
 # No latency, unless a test gives the worker processes it starts some (never the developer's setting).

@@ -7,6 +7,7 @@ every test (in-memory ones are cleared by tests/conftest.py, the Redis database 
 import json
 import logging
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -458,7 +459,7 @@ def test_two_processes_share_one_limit_through_redis(redis_db, tmp_path):
     ]
     try:
         for worker in workers:
-            assert worker.stdout.readline().strip() == "ready", worker.communicate(timeout=30)[1]
+            assert _readline(worker.stdout, timeout=60) == "ready", worker.communicate(timeout=30)[1]
         gate.touch()  # both processes are set up: let them send at once
         outputs = [worker.communicate(timeout=60) for worker in workers]
     finally:
@@ -475,6 +476,12 @@ def test_two_processes_share_one_limit_through_redis(redis_db, tmp_path):
     assert Message.objects.filter(from_address=sender).count() == limit
     [counter] = redis_db.keys("messaging:1:rl:*")
     assert int(redis_db.get(counter)) == 2 * sends_each
+
+
+def _readline(stream, *, timeout: float) -> str:
+    """One line from a child's pipe, or "" if none comes within ``timeout`` (never blocks for ever)."""
+    readable, _, _ = select.select([stream], [], [], timeout)
+    return stream.readline().strip() if readable else ""
 
 
 # --- Configuration -------------------------------------------------------------------------------
@@ -504,6 +511,7 @@ def _settings_in_a_fresh_process(extra_env):
         capture_output=True,
         text=True,
         check=False,
+        timeout=120,
     )
 
 

@@ -1,0 +1,58 @@
+"""The database being unreachable, frozen or too slow is answered 503 ``database_unavailable`` with a
+Retry-After, on every endpoint: the API and webhooks in the JSON envelope, the admin as a short page.
+
+``OperationalError`` and ``InterfaceError`` are what the driver raises when it cannot connect, loses the
+connection, or a statement/lock/client timeout ends a wait (core.postgresql). Other database errors
+(integrity, programming) are bugs or bad input and keep their own handling.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.html import escape
+
+from core.errors import error_body
+
+logger = logging.getLogger(__name__)
+
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
+
+
+def is_database_unavailable(exc: BaseException | None) -> bool:
+    return isinstance(exc, DATABASE_UNAVAILABLE)
+
+
+def database_unavailable_body() -> dict:
+    retry_after = settings.DATABASE_RETRY_AFTER_SECONDS
+    return error_body(
+        "database_unavailable",
+        f"The database is unavailable right now; retry in {retry_after} s.",
+        {"retry_after": retry_after},
+    )
+
+
+def database_unavailable_headers() -> dict[str, str]:
+    return {"Retry-After": str(settings.DATABASE_RETRY_AFTER_SECONDS)}
+
+
+def database_unavailable_response(request: HttpRequest, exc: BaseException) -> HttpResponse:
+    """503 for a request that met an unavailable database; HTML for the admin, JSON elsewhere."""
+    logger.warning("Database unavailable on %s %s: %s", request.method, request.path, str(exc).strip()[:200])
+    if request.path.startswith("/admin"):
+        retry_after = settings.DATABASE_RETRY_AFTER_SECONDS
+        page = (
+            "<!doctype html><html><head><title>Database unavailable</title></head><body>"
+            "<h1>Database unavailable</h1>"
+            f"<p>The service cannot reach its database right now. Try again in {retry_after} seconds.</p>"
+            f"<p><small>{escape(request.method)} {escape(request.path)}</small></p></body></html>"
+        )
+        response: HttpResponse = HttpResponse(page, status=503, content_type="text/html; charset=utf-8")
+    else:
+        response = JsonResponse(database_unavailable_body(), status=503)
+    for name, value in database_unavailable_headers().items():
+        response[name] = value
+    return response

@@ -1,0 +1,179 @@
+"""Django's PostgreSQL backend with client-side bounds on every wait for the server.
+
+PostgreSQL's own ``statement_timeout`` and ``lock_timeout`` end slow statements, but only a server that
+answers can apply them. A frozen server (stopped processes, a network path that drops packets while the
+kernel still acknowledges them) would leave a request waiting for ever. This backend bounds, on the
+client, both
+
+- connecting (``connect_timeout`` in seconds, fractions allowed: libpq and psycopg round anything under
+  2 s up to 2 s), and
+- every round trip on an open connection (``query_timeout``): past it the connection is closed and the
+  statement fails with ``OperationalError``, which the service answers as 503 ``database_unavailable``.
+
+Both come from ``DATABASES["default"]["OPTIONS"]`` (config/settings/base.py reads them from the
+environment); 0 or absent means no client-side bound.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import psycopg
+from django.db.backends.postgresql import base as postgresql
+from psycopg import errors, waiting
+from psycopg.adapt import AdaptersMap
+from psycopg.conninfo import conninfo_attempts, make_conninfo
+
+logger = logging.getLogger(__name__)
+
+#: How often psycopg wakes up while waiting (to notice Ctrl-C); its own default.
+_WAIT_INTERVAL = 0.1
+
+
+class BoundedConnection(psycopg.Connection):
+    """A psycopg connection whose waits on the server end after ``query_timeout`` seconds."""
+
+    query_timeout: float | None = None
+    #: Called when the server did not answer in time (the wrapper stops reconnecting for a moment).
+    on_timeout: Any = None
+
+    @classmethod
+    def connect_bounded(
+        cls, *, client_connect_timeout: float | None, client_query_timeout: float | None, **kwargs: Any
+    ) -> BoundedConnection:
+        if not client_connect_timeout:
+            connection = cls.connect(**kwargs)
+        else:
+            connection = cls._connect_within(client_connect_timeout, **kwargs)
+        connection.query_timeout = client_query_timeout or None
+        return connection
+
+    @classmethod
+    def _connect_within(
+        cls,
+        timeout: float,
+        *,
+        autocommit: bool = False,
+        prepare_threshold: int | None = 5,
+        context: Any = None,
+        row_factory: Any = None,
+        cursor_factory: Any = None,
+        **kwargs: Any,
+    ) -> BoundedConnection:
+        # psycopg's own Connection.connect() (psycopg 3.3), with a float deadline instead of its 2 s minimum.
+        params = cls._get_connection_params("", **kwargs)
+        failures: list[psycopg.Error] = []
+        for attempt in conninfo_attempts(params):
+            try:
+                connection = waiting.wait_conn(
+                    cls._connect_gen(make_conninfo("", **attempt)), interval=_WAIT_INTERVAL, timeout=timeout
+                )
+            except errors._WaitTimeout:
+                failures.append(errors.ConnectionTimeout(f"connection timeout expired after {timeout:g} s"))
+            except psycopg.Error as error:
+                failures.append(error)
+            else:
+                break
+        else:
+            raise failures[-1].with_traceback(None)
+        connection._autocommit = bool(autocommit)
+        if row_factory:
+            connection.row_factory = row_factory
+        if cursor_factory:
+            connection.cursor_factory = cursor_factory
+        if context:
+            connection._adapters = AdaptersMap(context.adapters)
+        connection.prepare_threshold = prepare_threshold
+        return connection
+
+    def wait(self, gen, interval: float = _WAIT_INTERVAL, timeout: float | None = None):
+        if timeout is None:
+            timeout = self.query_timeout
+        try:
+            return super().wait(gen, interval=interval, timeout=timeout)
+        except errors._WaitTimeout:
+            # The server did not answer in time; the protocol state is unknown, so the connection is
+            # dropped (Django reconnects on the next request).
+            logger.warning("Database did not answer within %s s; closing the connection", timeout)
+            self.pgconn.finish()
+            if self.on_timeout is not None:
+                self.on_timeout()
+            raise psycopg.OperationalError(f"the database did not answer within {timeout:g} s") from None
+
+
+class _BoundedPsycopg:
+    """Stands in for the psycopg module in Django's wrapper so that it connects with BoundedConnection."""
+
+    def __init__(self, wrapper: DatabaseWrapper) -> None:
+        self._wrapper = wrapper
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(psycopg, name)
+
+    def connect(self, **params: Any) -> BoundedConnection:
+        return BoundedConnection.connect_bounded(
+            client_connect_timeout=self._wrapper.client_connect_timeout,
+            client_query_timeout=self._wrapper.client_query_timeout,
+            **params,
+        )
+
+
+class DatabaseWrapper(postgresql.DatabaseWrapper):
+    #: OPTIONS this backend reads itself; never passed to libpq.
+    CLIENT_OPTIONS = ("client_connect_timeout", "client_query_timeout", "client_health_check_timeout")
+    #: Seconds a reused connection's ``SELECT 1`` may take before the connection is replaced (default).
+    HEALTH_CHECK_TIMEOUT = 0.5
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        options = self.settings_dict.get("OPTIONS", {})
+        self.client_connect_timeout = float(options.get("client_connect_timeout") or 0) or None
+        self.client_query_timeout = float(options.get("client_query_timeout") or 0) or None
+        self.client_health_check_timeout = float(
+            options.get("client_health_check_timeout") or self.HEALTH_CHECK_TIMEOUT
+        )
+        # Django reaches the driver through this attribute; the wrapper bounds its connect.
+        self.Database = _BoundedPsycopg(self)  # type: ignore[assignment]
+        self._unreachable_until = 0.0
+
+    def get_new_connection(self, conn_params: dict[str, Any]) -> BoundedConnection:
+        # After a failed connect or an unanswered query, further connects from this thread fail at once
+        # for a moment: a request that meets a dead database then spends one bound on it, not one per
+        # query or per error-handling step that touches the database again.
+        if time.monotonic() < self._unreachable_until:
+            raise psycopg.OperationalError("the database did not answer moments ago; not reconnecting yet")
+        try:
+            connection = super().get_new_connection(conn_params)
+        except psycopg.OperationalError:
+            self._mark_unreachable()
+            raise
+        connection.on_timeout = self._mark_unreachable
+        return connection
+
+    def _mark_unreachable(self) -> None:
+        self._unreachable_until = time.monotonic() + (self.client_connect_timeout or 0)
+
+    def get_connection_params(self) -> dict[str, Any]:
+        params = super().get_connection_params()
+        for name in self.CLIENT_OPTIONS:
+            params.pop(name, None)
+        return params
+
+    def is_usable(self) -> bool:
+        # Django's health check of a reused connection (CONN_HEALTH_CHECKS), once per request. A frozen
+        # server fails it after client_health_check_timeout (0.5 s) rather than the full query bound, so that a request
+        # that then reconnects still ends within query/connect bounds it documents.
+        connection = self.connection
+        if connection is None:
+            return False
+        if connection.closed:
+            return False
+        previous = connection.query_timeout
+        if previous:
+            connection.query_timeout = min(previous, self.client_health_check_timeout)
+        try:
+            return super().is_usable()
+        finally:
+            connection.query_timeout = previous
