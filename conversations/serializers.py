@@ -1,7 +1,8 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.fields import empty
 
-from conversations.models import Channel, Conversation, ConversationStatus
+from conversations.models import Conversation, ConversationStatus
 from core.openapi import NOT_BLANK_PATTERN, PHONE_OR_EMAIL_FORMAT
 from core.pagination import PageQuerySerializer
 
@@ -41,15 +42,48 @@ class ConversationSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class QueryBooleanField(serializers.BooleanField):
+    """A boolean query parameter: absent means its default (DRF reads an absent form field as false)."""
+
+    default_empty_html = empty
+
+
+MAX_QUERY_LENGTH = 200
+
+
 class ConversationListQuerySerializer(PageQuerySerializer):
     DEFAULT_LIMIT = 20
     MAX_LIMIT = 100
 
     limit = serializers.IntegerField(min_value=1, required=False, help_text="Default 20; above 100 is clamped to 100.")
-    channel = serializers.ChoiceField(choices=Channel.choices, required=False)
+    channel = serializers.ChoiceField(choices=Conversation._meta.get_field("channel").choices, required=False)
     status = serializers.ChoiceField(choices=ConversationStatus.choices, required=False)
     participant = ParticipantField(
         required=False,
         max_length=MAX_PARTICIPANT_LENGTH,
         help_text="A phone number or e-mail address; normalised before matching.",
     )
+    unread = QueryBooleanField(
+        required=False, help_text="true: only threads with unread messages; false: only threads without."
+    )
+    archived = QueryBooleanField(
+        default=False, help_text="false (default): archived threads are hidden; true: only archived threads."
+    )
+    q = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=MAX_QUERY_LENGTH,
+        help_text=(
+            "Contact or text search: any spelling of a phone number or a fragment of its digits "
+            "(`(415) 555-0199`, `5550199`), an e-mail address in any case, or words in message bodies."
+        ),
+    )
+
+
+class ConversationDetailQuerySerializer(PageQuerySerializer):
+    """Paging of the ``messages`` embedded in a conversation: newest first."""
+
+    DEFAULT_LIMIT = 50
+    MAX_LIMIT = 200
+
+    limit = serializers.IntegerField(min_value=1, required=False, help_text="Default 50; above 200 is clamped to 200.")

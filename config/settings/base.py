@@ -155,6 +155,8 @@ SPECTACULAR_SETTINGS = {
         "MessageTypeEnum": "messaging.models.MessageType",
         "SmsMessageTypeEnum": ["sms", "mms"],
         "EmailMessageTypeEnum": ["email"],
+        "MessageStatusEnum": "messaging.models.MessageStatus",
+        "ConversationStatusEnum": "conversations.models.ConversationStatus",
     },
 }
 

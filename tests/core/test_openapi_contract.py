@@ -147,17 +147,20 @@ class TestQueryParameters:
         parameters = operation(schema, "get", "/api/conversations")["parameters"]
 
         assert {p["name"] for p in parameters if p.get("allowEmptyValue")} == {
+            "archived",
             "channel",
             "limit",
             "page",
             "participant",
+            "q",
             "status",
+            "unread",
         }
 
     def test_an_empty_filter_is_no_filter(self, api):
         api.post("/api/messages/sms", payloads.sms(), format="json")
 
-        response = api.get("/api/conversations?status=&channel=&participant=&limit=&page=")
+        response = api.get("/api/conversations?status=&channel=&participant=&limit=&page=&unread=&archived=&q=")
 
         assert response.status_code == 200
         assert response.json()["meta"] == {"page": 1, "limit": 20, "total": 1}

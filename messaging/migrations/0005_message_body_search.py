@@ -1,0 +1,28 @@
+"""Full-text search over message bodies (the back office's and the API's ``q``): a GIN index on
+PostgreSQL matching conversations.search's expression exactly. SQLite (development) searches without one."""
+
+from django.db import migrations
+
+INDEX = "message_body_search_idx"
+
+
+def create(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute(
+            f"CREATE INDEX IF NOT EXISTS {INDEX} ON messaging_message "
+            "USING gin (to_tsvector('english'::regconfig, COALESCE(body, '')))"
+        )
+
+
+def drop(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute(f"DROP INDEX IF EXISTS {INDEX}")
+
+
+class Migration(migrations.Migration):
+
+    dependencies = [
+        ("messaging", "0004_message_lease"),
+    ]
+
+    operations = [migrations.RunPython(create, drop)]
