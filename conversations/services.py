@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 from datetime import datetime
 
 import nh3
@@ -36,9 +37,14 @@ def conversation_get_or_create(*, channel: str, address_1: str, address_2: str) 
     return conversation
 
 
+#: Tags that end a line of text: the preview keeps a space where they were ("Hello,</p><p>I" -> "Hello, I").
+_BLOCK_TAG = re.compile(r"<(/?(?:p|div|br|li|tr|td|h[1-6]|blockquote|table|ul|ol)\b)", re.IGNORECASE)
+
+
 def _html_to_text(body: str) -> str:
     # nh3 (a real HTML parser) rather than Django's strip_tags, which gives up on hostile input.
-    return html.unescape(nh3.clean(body, tags=set(), clean_content_tags={"script", "style", "head", "title"}))
+    spaced = _BLOCK_TAG.sub(r" <\1", body)
+    return html.unescape(nh3.clean(spaced, tags=set(), clean_content_tags={"script", "style", "head", "title"}))
 
 
 def message_preview(*, body: str, is_html: bool, attachment_count: int) -> str:
@@ -116,4 +122,27 @@ def conversation_mark_read_many(*, conversation_ids: list[int]) -> int:
     now = timezone.now()
     return Conversation.objects.filter(pk__in=conversation_ids, unread_count__gt=0).update(
         unread_count=0, last_read_at=now, updated_at=now
+    )
+
+
+def conversation_recompute_summary(*, conversation_id: int) -> None:
+    """Recounts a thread's summary from its messages (for bulk loads such as ``seed_demo``): count,
+    newest time, preview and direction. ``unread_count`` counts inbound messages after ``last_read_at``."""
+    conversation = Conversation.objects.get(pk=conversation_id)
+    thread = conversation.messages.all()
+    newest = thread.order_by("-timestamp", "-id").first()
+    unread = thread.filter(direction="inbound")
+    if conversation.last_read_at is not None:
+        unread = unread.filter(timestamp__gt=conversation.last_read_at)
+    Conversation.objects.filter(pk=conversation_id).update(
+        message_count=thread.count(),
+        unread_count=unread.count(),
+        last_message_at=newest.timestamp if newest else None,
+        last_message_preview=message_preview(
+            body=newest.body, is_html=newest.type == "email", attachment_count=len(newest.attachments or [])
+        )
+        if newest
+        else "",
+        last_message_direction=newest.direction if newest else "",
+        updated_at=timezone.now(),
     )
