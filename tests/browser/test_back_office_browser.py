@@ -1,7 +1,6 @@
 """The back office in a real browser, as a support agent works it."""
 
 import re
-
 from datetime import timedelta
 
 import pytest
