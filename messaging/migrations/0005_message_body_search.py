@@ -1,7 +1,8 @@
-"""Full-text search over message bodies (the back office's and the API's ``q``): a GIN index on
-PostgreSQL matching conversations.search's expression exactly. SQLite (development) searches without one."""
+"""Back-office indexes. Full-text search over message bodies (the back office's and the API's ``q``): a GIN index on
+PostgreSQL matching conversations.search's expression exactly. SQLite (development) searches without one.
+And messages by their own time, newest first, for the lists and the dashboard's chart."""
 
-from django.db import migrations
+from django.db import migrations, models
 
 INDEX = "message_body_search_idx"
 
@@ -25,4 +26,10 @@ class Migration(migrations.Migration):
         ("messaging", "0004_message_lease"),
     ]
 
-    operations = [migrations.RunPython(create, drop)]
+    operations = [
+        migrations.RunPython(create, drop),
+        migrations.AddIndex(
+            model_name="message",
+            index=models.Index(fields=["-timestamp", "-id"], name="message_timestamp_idx"),
+        ),
+    ]
