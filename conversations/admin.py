@@ -3,6 +3,8 @@ which registers this class with the thread's messages (conversations does not de
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.contrib import admin, messages
 from django.db.models import Case, F, OuterRef, Subquery, When
 from django.utils import timezone
@@ -70,6 +72,25 @@ class AwaitingReplyFilter(YesFilter):
         return queryset.filter(last_message_direction="inbound") if self.value() == "yes" else queryset
 
 
+class RecentFilter(admin.SimpleListFilter):
+    """Rows whose ``field`` falls in the last hour, day or week: a drill-down by time that costs one
+    indexed range condition (the admin's date hierarchy reads every row's date to draw its bar)."""
+
+    title = "when"
+    parameter_name = "recent"
+    field = "last_message_at"
+    WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
+
+    def lookups(self, request, model_admin):
+        return [("1h", "Last hour"), ("24h", "Last 24 hours"), ("7d", "Last 7 days")]
+
+    def queryset(self, request, queryset):
+        window = self.WINDOWS.get(self.value() or "")
+        if window is None:
+            return queryset
+        return queryset.filter(**{f"{self.field}__gte": timezone.now() - window})
+
+
 class ChannelFilter(admin.SimpleListFilter):
     """The channels the model knows, read from the field, so new channels appear without edits here."""
 
@@ -106,14 +127,13 @@ def mark_read(modeladmin, request, queryset):
 class ConversationAdmin(admin.ModelAdmin):
     list_display = ("contact", "channel_badge", "preview", "last_activity", "unread", "status_badge")
     list_display_links = ("contact",)
-    list_filter = (ArchivedFilter, UnreadFilter, AwaitingReplyFilter, ChannelFilter, "status")
+    list_filter = (ArchivedFilter, UnreadFilter, AwaitingReplyFilter, RecentFilter, ChannelFilter, "status")
     search_fields = ("participant_a",)  # shows the search box; conversation_search does the matching
     search_help_text = "A phone number in any spelling or a part of its digits, an e-mail address, or words."
     ordering = ("-last_message_at", "-id")
     actions = [mark_read]
     list_per_page = 50
     show_full_result_count = False
-    date_hierarchy = "last_message_at"
     readonly_fields = (
         "channel",
         "participant_a",

@@ -81,15 +81,18 @@ def messages_matching_text(term: str, queryset: QuerySet | None = None) -> Query
 
 
 def conversation_search(queryset: QuerySet[Conversation], term: str) -> QuerySet[Conversation]:
-    """Conversations with a participant matching ``term``, or a message whose body does."""
+    """Conversations with a participant matching ``term``; for a term that is not a phone number, also
+    those with a message whose body matches."""
     contact = contact_q(term, fields=("participant_a", "participant_b"))
-    text = Q(pk__in=messages_matching_text(term).values("conversation_id"))
-    return queryset.filter(contact | text)
+    if phone_fragments(term):
+        return queryset.filter(contact)
+    return queryset.filter(contact | Q(pk__in=messages_matching_text(term).values("conversation_id")))
 
 
 def message_search(queryset: QuerySet, term: str) -> QuerySet:
-    """Messages whose thread's contact matches ``term`` or whose body does."""
-    contact = contact_q(term, fields=("participant_a", "participant_b"))
-    threads = Conversation.objects.filter(contact).values("pk")
-    text = messages_matching_text(term).values("pk")
-    return queryset.filter(Q(conversation_id__in=threads) | Q(pk__in=text))
+    """Messages whose thread's contact matches ``term``; for a term that is not a phone number, also
+    messages whose body matches."""
+    threads = Conversation.objects.filter(contact_q(term, fields=("participant_a", "participant_b"))).values("pk")
+    if phone_fragments(term):
+        return queryset.filter(conversation_id__in=threads)
+    return queryset.filter(Q(conversation_id__in=threads) | Q(pk__in=messages_matching_text(term).values("pk")))

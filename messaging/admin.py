@@ -4,11 +4,11 @@ lists (all, failed) and a message's page with "Retry now"."""
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from contextlib import suppress
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.db.models import Exists, OuterRef
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from conversations.admin import ChannelFilter, ConversationAdmin, YesFilter
+from conversations.admin import ChannelFilter, ConversationAdmin, RecentFilter, YesFilter
 from conversations.models import Conversation
 from conversations.search import message_search
 from conversations.services import (
@@ -34,6 +34,7 @@ from messaging.inbox import conversation_reply, conversation_reply_command, conv
 from messaging.models import Direction, FailedMessage, Message, MessageStatus
 from messaging.outbox import outbox_deliver_now
 from messaging.ratelimits import rate_limit_consume
+from providers.registry import provider_for_channel
 
 #: "Retry now" calls the provider from the admin request; keep a click's work bounded.
 RETRY_NOW_LIMIT = 20
@@ -107,22 +108,27 @@ class ConversationOverdueFilter(YesFilter):
         return queryset.filter(Exists(overdue_pending_messages().filter(conversation_id=OuterRef("pk"))))
 
 
-class RecentFilter(admin.SimpleListFilter):
+class MessageRecentFilter(RecentFilter):
     """By the message's own time (``timestamp``), the time support staff reason in."""
 
-    title = "when"
-    parameter_name = "recent"
     field = "timestamp"
-    WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
+
+
+class ProviderFilter(admin.SimpleListFilter):
+    """The configured providers, from the registry (a DISTINCT over every message would read them all)."""
+
+    title = "provider"
+    parameter_name = "provider"
 
     def lookups(self, request, model_admin):
-        return [("1h", "Last hour"), ("24h", "Last 24 hours"), ("7d", "Last 7 days")]
+        names = set()
+        for channel, _ in Conversation._meta.get_field("channel").choices:
+            with suppress(ImproperlyConfigured):
+                names.add(provider_for_channel(channel).name)
+        return [(name, name) for name in sorted(names)]
 
     def queryset(self, request, queryset):
-        window = self.WINDOWS.get(self.value() or "")
-        if window is None:
-            return queryset
-        return queryset.filter(**{f"{self.field}__gte": timezone.now() - window})
+        return queryset.filter(provider=self.value()) if self.value() else queryset
 
 
 class FailedRecentFilter(RecentFilter):
@@ -317,7 +323,15 @@ class ConversationWithMessagesAdmin(ConversationAdmin):
 class MessageAdmin(admin.ModelAdmin):
     list_display = ("time", "arrow", "contact", "preview", "status_badge", "short_error", "thread")
     list_display_links = ("time",)
-    list_filter = ("status", OverduePendingFilter, RecentFilter, "direction", ChannelFilter, "type", "provider")
+    list_filter = (
+        "status",
+        OverduePendingFilter,
+        MessageRecentFilter,
+        "direction",
+        ChannelFilter,
+        "type",
+        ProviderFilter,
+    )
     search_fields = ("=id",)  # shows the search box; message_search does the matching
     search_help_text = "A contact's number (any spelling, or part of its digits) or address, or words in bodies."
     actions = [retry_now]
@@ -502,7 +516,7 @@ class FailedMessageAdmin(MessageAdmin):
 
     list_display = ("failed_at", "contact", "preview", "short_error", "attempts", "thread")
     list_display_links = ("failed_at",)
-    list_filter = (FailedRecentFilter, ChannelFilter, "type", "provider")
+    list_filter = (FailedRecentFilter, ChannelFilter, "type", ProviderFilter)
     ordering = ("-updated_at", "-id")
     date_hierarchy = "updated_at"
 

@@ -10,8 +10,9 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
+from conversations.admin import RecentFilter
 from messaging import presentation
-from messaging.admin import RecentFilter
+from messaging.admin import ProviderFilter
 from webhooks.models import WebhookEvent
 from webhooks.services import ReplayResult, webhook_replay
 
@@ -62,14 +63,13 @@ class ReceivedRecentFilter(RecentFilter):
 class WebhookEventAdmin(admin.ModelAdmin):
     list_display = ("outcome_badge", "message_link", "received", "provider", "kind", "event_type", "what")
     list_display_links = ("received",)
-    list_filter = ("outcome", ReceivedRecentFilter, "provider", "kind", "event_type")
+    list_filter = ("outcome", ReceivedRecentFilter, ProviderFilter, "kind", "event_type")
     search_fields = ("=id", "event_id", "provider_message_id")
     search_help_text = "An event id, a provider message id, or the event's number."
     actions = [replay]
     list_select_related = ()
     list_per_page = 50
     show_full_result_count = False
-    date_hierarchy = "received_at"
     ordering = ("-received_at", "-id")
     change_form_template = "admin/webhooks/webhookevent/change_form.html"
     readonly_fields = (

@@ -64,6 +64,18 @@ def backfill_last_direction(apps, schema_editor):
     Conversation.objects.update(last_message_direction=Coalesce(Subquery(newest[:1]), Value("")))
 
 
+class PortableAddField(migrations.AddField):
+    """On SQLite (development only) Django adds a NOT NULL column by rebuilding the table, which
+    re-creates the NULLS LAST activity index SQLite cannot express; a plain ADD COLUMN needs no rebuild."""
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        if schema_editor.connection.vendor != "sqlite":
+            return super().database_forwards(app_label, schema_editor, from_state, to_state)
+        schema_editor.execute(
+            'ALTER TABLE "conversations_conversation" ADD COLUMN "last_message_direction" varchar(16) NOT NULL DEFAULT \'\''
+        )
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -72,7 +84,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.AddField(
+        PortableAddField(
             model_name="conversation",
             name="last_message_direction",
             field=models.CharField(blank=True, default="", max_length=16),
