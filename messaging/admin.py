@@ -31,7 +31,7 @@ from core.errors import ApplicationError
 from core.pagination import PageRequest
 from messaging import presentation
 from messaging.inbox import conversation_reply, conversation_reply_command, conversation_thread_page
-from messaging.models import Direction, FailedMessage, Message, MessageStatus
+from messaging.models import Direction, FailedMessage, Message, MessageStatus, MessageType
 from messaging.outbox import outbox_deliver_now
 from messaging.ratelimits import rate_limit_consume
 from providers.registry import provider_for_channel
@@ -206,7 +206,7 @@ class ConversationWithMessagesAdmin(ConversationAdmin):
                 "inbound": message.direction == Direction.INBOUND,
                 "time": presentation.time_html(message.timestamp),
                 "badge": presentation.status_badge(message, now=now),
-                "html": presentation.email_html(message.body) if message.type == "email" else None,
+                "html": presentation.email_html(message.body) if message.type == MessageType.EMAIL else None,
                 "attachments": presentation.attachments_html(message.attachments),
                 "url": reverse("admin:messaging_message_change", args=[message.pk]),
             }
@@ -354,14 +354,14 @@ class MessageAdmin(admin.ModelAdmin):
         "attachment_links",
         "error_view",
         "attempts",
-        "next_attempt_at",
+        "next_attempt",
         "provider",
         "provider_message_id",
         "client_message_id",
         "first_outcome",
         "metadata",
-        "created_at",
-        "updated_at",
+        "created",
+        "updated",
     )
     readonly_fields = fields
 
@@ -476,9 +476,21 @@ class MessageAdmin(admin.ModelAdmin):
     def time_detailed(self, message: Message) -> str:
         return presentation.time_html(message.timestamp)
 
+    @admin.display(description="next attempt at")
+    def next_attempt(self, message: Message) -> str:
+        return presentation.time_html(message.next_attempt_at)
+
+    @admin.display(description="created at")
+    def created(self, message: Message) -> str:
+        return presentation.time_html(message.created_at)
+
+    @admin.display(description="updated at")
+    def updated(self, message: Message) -> str:
+        return presentation.time_html(message.updated_at)
+
     @admin.display(description="body")
     def body_view(self, message: Message) -> str:
-        if message.type == "email":
+        if message.type == MessageType.EMAIL:
             return format_html(
                 '<div class="bo-email">{}</div>'
                 '<details class="bo-source"><summary>Source</summary><pre>{}</pre></details>',

@@ -12,7 +12,8 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.timesince import timesince, timeuntil
 
-from messaging.models import Direction, Message, MessageStatus
+from conversations.services import message_preview
+from messaging.models import Direction, Message, MessageStatus, MessageType
 
 #: A pending message still waiting this long after its due time is "overdue": no worker is sending.
 PENDING_OVERDUE_AFTER = timedelta(minutes=2)
@@ -139,9 +140,7 @@ def contact_of(message: Message) -> str:
 
 
 def body_preview(message: Message, *, length: int = 90) -> str:
-    from conversations.services import message_preview
-
     text = message_preview(
-        body=message.body, is_html=message.type == "email", attachment_count=len(message.attachments or [])
+        body=message.body, is_html=message.type == MessageType.EMAIL, attachment_count=len(message.attachments or [])
     )
     return text if len(text) <= length else f"{text[: length - 1]}…"

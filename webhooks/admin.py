@@ -73,7 +73,7 @@ class WebhookEventAdmin(admin.ModelAdmin):
     ordering = ("-received_at", "-id")
     change_form_template = "admin/webhooks/webhookevent/change_form.html"
     readonly_fields = (
-        "outcome",
+        "outcome_badge",
         "note",
         "error",
         "message_link",
@@ -82,9 +82,9 @@ class WebhookEventAdmin(admin.ModelAdmin):
         "event_id",
         "event_type",
         "provider_message_id",
-        "received_at",
-        "processed_at",
-        "replayed_at",
+        "received_time",
+        "processed_time",
+        "replayed_time",
         "content_type",
         "headers",
         "body",
@@ -125,6 +125,18 @@ class WebhookEventAdmin(admin.ModelAdmin):
     @admin.display(description="received", ordering="received_at")
     def received(self, event: WebhookEvent) -> str:
         return presentation.short_time_html(event.received_at)
+
+    @admin.display(description="received at")
+    def received_time(self, event: WebhookEvent) -> str:
+        return presentation.time_html(event.received_at)
+
+    @admin.display(description="processed at")
+    def processed_time(self, event: WebhookEvent) -> str:
+        return presentation.time_html(event.processed_at)
+
+    @admin.display(description="replayed at")
+    def replayed_time(self, event: WebhookEvent) -> str:
+        return presentation.time_html(event.replayed_at)
 
     @admin.display(description="note or error")
     def what(self, event: WebhookEvent) -> str:

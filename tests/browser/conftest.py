@@ -56,11 +56,14 @@ def signed_in(page, live_server, agent):
 
 
 @pytest.fixture
-def shoot():
-    """Saves a screenshot for docs/BACK_OFFICE.md."""
+def shoot(tmp_path):
+    """Screenshots each page; with UPDATE_SCREENSHOTS=1 into docs/screenshots/ (docs/BACK_OFFICE.md shows
+    them), otherwise into the test's temporary directory, so a plain test run leaves the tree clean."""
+    target = SCREENSHOTS if os.environ.get("UPDATE_SCREENSHOTS") == "1" else tmp_path
 
     def save(page, name: str, *, full_page: bool = False) -> None:
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=full_page)
+        target.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(target / f"{name}.png"), full_page=full_page)
+        assert (target / f"{name}.png").stat().st_size > 0
 
     return save

@@ -150,7 +150,8 @@ def test_reply_sends_once_and_shows_in_the_thread(signed_in, shoot):
         }"""
     )
     page.reload()
-    expect(page.locator(".messagelist")).to_contain_text("submitted twice")
+    # Both answers race for the one messages cookie, so which notice shows varies; the thread does not.
+    expect(page.locator(".bo-out .bo-bubble", has_text="On its way")).to_have_count(1)
     assert Message.objects.filter(body="On its way").count() == 1
 
 
