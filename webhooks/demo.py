@@ -13,6 +13,7 @@ import factory
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from faker import Faker
 
@@ -151,7 +152,10 @@ def seed_conversation(index: int, *, now: datetime) -> bool:
     fake = Faker()
     fake.seed_instance(index)
     rng = random.Random(index)
-    if Message.objects.filter(provider_message_id=f"{DEMO_PREFIX}{index}-0", direction=Direction.INBOUND).exists():
+    first = f"{DEMO_PREFIX}{index}-0"  # the first message's id, inbound or outbound
+    if Message.objects.filter(
+        Q(provider_message_id=first, direction=Direction.INBOUND) | Q(client_message_id=first)
+    ).exists():
         return False
     contact = ContactFactory(channel=channel, fake=fake)
     if channel == "email" and index % 7 == 3:

@@ -71,20 +71,22 @@ class TestStateChanges:
         assert first.json()["status"] == second.json()["status"] == "closed"
         assert first.json()["id"] == conversation.pk
 
-    def test_reopen(self, api):
+    @pytest.mark.parametrize("path", ["reopen", "reopen/"])
+    def test_reopen(self, api, path):
         conversation = ConversationFactory(status="closed")
 
-        response = api.post(f"/api/conversations/{conversation.pk}/reopen")
+        response = api.post(f"/api/conversations/{conversation.pk}/{path}")
 
         assert response.status_code == 200
         assert response.json()["status"] == "open"
 
-    def test_archive_keeps_the_first_time_and_unarchive_clears_it(self, api):
+    @pytest.mark.parametrize("slash", ["", "/"])
+    def test_archive_keeps_the_first_time_and_unarchive_clears_it(self, api, slash):
         conversation = ConversationFactory()
 
-        archived = api.post(f"/api/conversations/{conversation.pk}/archive").json()
-        again = api.post(f"/api/conversations/{conversation.pk}/archive").json()
-        unarchived = api.post(f"/api/conversations/{conversation.pk}/unarchive")
+        archived = api.post(f"/api/conversations/{conversation.pk}/archive{slash}").json()
+        again = api.post(f"/api/conversations/{conversation.pk}/archive{slash}").json()
+        unarchived = api.post(f"/api/conversations/{conversation.pk}/unarchive{slash}")
 
         assert archived["archived_at"] is not None
         assert again["archived_at"] == archived["archived_at"]
