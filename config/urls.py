@@ -6,10 +6,10 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
-from conversations.views import ConversationViewSet
 from core.health import LivenessView, ReadinessView
 from core.metrics import metrics_view
 from core.middleware import json_not_found
+from messaging.conversation_views import InboxConversationViewSet
 from messaging.views import ConversationMessageViewSet, MessageViewSet
 from webhooks.views import webhook_urls
 
@@ -24,7 +24,7 @@ class OptionalSlashRouter(SimpleRouter):
 
 router = OptionalSlashRouter()
 router.register("messages", MessageViewSet, basename="message")
-router.register("conversations", ConversationViewSet, basename="conversation")
+router.register("conversations", InboxConversationViewSet, basename="conversation")
 router.register(
     r"conversations/(?P<conversation_id>[^/]+)/messages", ConversationMessageViewSet, basename="conversation-message"
 )

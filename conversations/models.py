@@ -22,6 +22,8 @@ class Conversation(models.Model):
     status = models.CharField(max_length=16, choices=ConversationStatus.choices, default=ConversationStatus.OPEN)
     last_message_at = models.DateTimeField(null=True, blank=True)
     last_message_preview = models.CharField(max_length=160, blank=True, default="")
+    # Direction of the newest message: "inbound" means the contact is waiting for our reply.
+    last_message_direction = models.CharField(max_length=16, blank=True, default="")
     message_count = models.PositiveIntegerField(default=0)
     unread_count = models.PositiveIntegerField(default=0)
     last_read_at = models.DateTimeField(null=True, blank=True)
@@ -52,6 +54,10 @@ class Conversation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel}: {self.participant_a} <-> {self.participant_b}"
+
+    @property
+    def is_archived(self) -> bool:
+        return self.archived_at is not None
 
     @property
     def participants(self) -> list[str]:

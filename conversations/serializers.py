@@ -1,5 +1,6 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.fields import empty
 
 from conversations.channels import channel_choices
 from conversations.models import Conversation, ConversationStatus
@@ -18,7 +19,7 @@ MAX_PARTICIPANT_LENGTH = 320
     }
 )
 class ParticipantField(serializers.CharField):
-    """A phone number or an e-mail address; one that is neither is a 400 (invalid_address)."""
+    """A phone number, an e-mail address or a WhatsApp/Instagram user id; anything else is a 400 (invalid_address)."""
 
 
 class ConversationSerializer(serializers.ModelSerializer):
@@ -42,6 +43,15 @@ class ConversationSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class QueryBooleanField(serializers.BooleanField):
+    """A boolean query parameter: absent means its default (DRF reads an absent form field as false)."""
+
+    default_empty_html = empty
+
+
+MAX_QUERY_LENGTH = 200
+
+
 class ConversationListQuerySerializer(PageQuerySerializer):
     DEFAULT_LIMIT = 20
     MAX_LIMIT = 100
@@ -52,5 +62,29 @@ class ConversationListQuerySerializer(PageQuerySerializer):
     participant = ParticipantField(
         required=False,
         max_length=MAX_PARTICIPANT_LENGTH,
-        help_text="A phone number or e-mail address; normalised before matching.",
+        help_text="A phone number, e-mail address or WhatsApp/Instagram user id; normalised before matching.",
     )
+    unread = QueryBooleanField(
+        required=False, help_text="true: only threads with unread messages; false: only threads without."
+    )
+    archived = QueryBooleanField(
+        default=False, help_text="false (default): archived threads are hidden; true: only archived threads."
+    )
+    q = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=MAX_QUERY_LENGTH,
+        help_text=(
+            "Contact or text search: any spelling of a phone number or a fragment of its digits "
+            "(`(415) 555-0199`, `5550199`), an e-mail address in any case, or words in message bodies."
+        ),
+    )
+
+
+class ConversationDetailQuerySerializer(PageQuerySerializer):
+    """Paging of the ``messages`` embedded in a conversation: newest first."""
+
+    DEFAULT_LIMIT = 50
+    MAX_LIMIT = 200
+
+    limit = serializers.IntegerField(min_value=1, required=False, help_text="Default 50; above 200 is clamped to 200.")

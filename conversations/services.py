@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 from datetime import datetime
 
 import nh3
@@ -10,10 +11,17 @@ from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from conversations.models import Conversation
+from conversations.addresses import looks_like_email
+from conversations.models import Conversation, ConversationStatus
 from conversations.selectors import conversation_get
 
 PREVIEW_LENGTH = 160
+
+
+def thread_address(address: str) -> str:
+    """How a normalised address identifies a thread: e-mail addresses compare whole and case-insensitively
+    (``Jane@Example.com`` and ``jane@example.com`` are one contact); the message keeps what was sent."""
+    return address.lower() if looks_like_email(address) else address
 
 
 def conversation_get_or_create(*, channel: str, address_1: str, address_2: str) -> Conversation:
@@ -22,16 +30,21 @@ def conversation_get_or_create(*, channel: str, address_1: str, address_2: str) 
     Safe under concurrency: the unique constraint decides, and ``get_or_create`` re-reads the
     winner's row when its own INSERT loses. Must run inside ``transaction.atomic``.
     """
-    participant_a, participant_b = sorted((address_1, address_2))
+    participant_a, participant_b = sorted((thread_address(address_1), thread_address(address_2)))
     conversation, _ = Conversation.objects.get_or_create(
         channel=channel, participant_a=participant_a, participant_b=participant_b
     )
     return conversation
 
 
+#: Tags that end a line of text: the preview keeps a space where they were ("Hello,</p><p>I" -> "Hello, I").
+_BLOCK_TAG = re.compile(r"<(/?(?:p|div|br|li|tr|td|h[1-6]|blockquote|table|ul|ol)\b)", re.IGNORECASE)
+
+
 def _html_to_text(body: str) -> str:
     # nh3 (a real HTML parser) rather than Django's strip_tags, which gives up on hostile input.
-    return html.unescape(nh3.clean(body, tags=set(), clean_content_tags={"script", "style", "head", "title"}))
+    spaced = _BLOCK_TAG.sub(r" <\1", body)
+    return html.unescape(nh3.clean(spaced, tags=set(), clean_content_tags={"script", "style", "head", "title"}))
 
 
 def message_preview(*, body: str, is_html: bool, attachment_count: int) -> str:
@@ -48,12 +61,19 @@ def conversation_record_message(*, conversation_id: int, timestamp: datetime, pr
     Increments are relative (``F() + 1``) and the row lock the UPDATE takes serialises writers, so
     counts stay exact under concurrency. The newest message by timestamp wins the preview even when
     messages arrive out of order; SET expressions all read the row as it was before the UPDATE.
+
+    An inbound message reopens a closed thread and brings an archived one back to the inbox: the
+    contact wrote again, so somebody has to look.
     """
     is_newest = Q(last_message_at__isnull=True) | Q(last_message_at__lte=timestamp)
+    direction = "inbound" if inbound else "outbound"
+    reopen = {"status": ConversationStatus.OPEN, "archived_at": None} if inbound else {}
     Conversation.objects.filter(pk=conversation_id).update(
         message_count=F("message_count") + 1,
         unread_count=F("unread_count") + (1 if inbound else 0),
         last_message_preview=Case(When(is_newest, then=Value(preview)), default=F("last_message_preview")),
+        last_message_direction=Case(When(is_newest, then=Value(direction)), default=F("last_message_direction")),
+        **reopen,
         last_message_at=Case(
             When(last_message_at__isnull=True, then=Value(timestamp)),
             default=Greatest(F("last_message_at"), Value(timestamp)),
@@ -68,3 +88,61 @@ def conversation_mark_read(*, conversation_id: int | str) -> Conversation:
     Conversation.objects.filter(pk=conversation.pk).update(unread_count=0, last_read_at=now, updated_at=now)
     conversation.refresh_from_db()
     return conversation
+
+
+def _set(conversation_id: int | str, *, unless: Q, **fields) -> Conversation:
+    """Applies ``fields`` unless the row is already in that state (``unless``): idempotent, and the
+    UPDATE is guarded so concurrent clicks change the row once. 404 for an unknown id."""
+    conversation = conversation_get(conversation_id=conversation_id)
+    Conversation.objects.filter(pk=conversation.pk).exclude(unless).update(**fields, updated_at=timezone.now())
+    conversation.refresh_from_db()
+    return conversation
+
+
+def conversation_close(*, conversation_id: int | str) -> Conversation:
+    return _set(conversation_id, unless=Q(status=ConversationStatus.CLOSED), status=ConversationStatus.CLOSED)
+
+
+def conversation_reopen(*, conversation_id: int | str) -> Conversation:
+    return _set(conversation_id, unless=Q(status=ConversationStatus.OPEN), status=ConversationStatus.OPEN)
+
+
+def conversation_archive(*, conversation_id: int | str) -> Conversation:
+    """Hides the thread from the inbox (lists show unarchived threads by default) until it is unarchived
+    or the contact writes again. Archiving twice keeps the first time."""
+    return _set(conversation_id, unless=Q(archived_at__isnull=False), archived_at=timezone.now())
+
+
+def conversation_unarchive(*, conversation_id: int | str) -> Conversation:
+    return _set(conversation_id, unless=Q(archived_at__isnull=True), archived_at=None)
+
+
+def conversation_mark_read_many(*, conversation_ids: list[int]) -> int:
+    """Bulk "mark read": returns how many threads had unread messages."""
+    now = timezone.now()
+    return Conversation.objects.filter(pk__in=conversation_ids, unread_count__gt=0).update(
+        unread_count=0, last_read_at=now, updated_at=now
+    )
+
+
+def conversation_recompute_summary(*, conversation_id: int) -> None:
+    """Recounts a thread's summary from its messages (for bulk loads such as ``seed_demo``): count,
+    newest time, preview and direction. ``unread_count`` counts inbound messages after ``last_read_at``."""
+    conversation = Conversation.objects.get(pk=conversation_id)
+    thread = conversation.messages.all()
+    newest = thread.order_by("-timestamp", "-id").first()
+    unread = thread.filter(direction="inbound")
+    if conversation.last_read_at is not None:
+        unread = unread.filter(timestamp__gt=conversation.last_read_at)
+    Conversation.objects.filter(pk=conversation_id).update(
+        message_count=thread.count(),
+        unread_count=unread.count(),
+        last_message_at=newest.timestamp if newest else None,
+        last_message_preview=message_preview(
+            body=newest.body, is_html=newest.type == "email", attachment_count=len(newest.attachments or [])
+        )
+        if newest
+        else "",
+        last_message_direction=newest.direction if newest else "",
+        updated_at=timezone.now(),
+    )

@@ -3,15 +3,34 @@ from rest_framework import viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from conversations.selectors import conversation_get, conversation_list
+from conversations.selectors import conversation_list
 from conversations.serializers import ConversationListQuerySerializer, ConversationSerializer
-from conversations.services import conversation_mark_read
+from conversations.services import (
+    conversation_archive,
+    conversation_close,
+    conversation_mark_read,
+    conversation_reopen,
+    conversation_unarchive,
+)
 from core.openapi import ERROR_RESPONSES, EnvelopeListSchema
 from core.pagination import envelope_serializer, paginated_response
 
+_LIST_FILTERS = ("channel", "status", "participant", "unread", "archived", "q")
+
+
+def _state_change(summary: str, description: str):
+    return extend_schema(
+        tags=["conversations"],
+        request=None,
+        responses={200: OpenApiResponse(ConversationSerializer, description), **ERROR_RESPONSES},
+        summary=summary,
+        description=f"{description} Idempotent: repeating it answers 200 with the conversation unchanged.",
+    )
+
 
 class ConversationViewSet(viewsets.ViewSet):
-    """Browse conversations: newest activity first."""
+    """Browse conversations: newest activity first. ``retrieve`` (with the thread's messages) is added by
+    messaging.conversation_views, since conversations does not depend on messaging."""
 
     schema = EnvelopeListSchema()
 
@@ -22,20 +41,13 @@ class ConversationViewSet(viewsets.ViewSet):
         parameters=[ConversationListQuerySerializer],
         responses={200: envelope_serializer("ConversationPage", ConversationSerializer), **ERROR_RESPONSES},
         summary="List conversations",
+        description="Archived conversations are hidden unless `archived=true`.",
     )
     def list(self, request):
         query = ConversationListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        filters = {key: query.validated_data.get(key) for key in ("channel", "status", "participant")}
+        filters = {key: query.validated_data.get(key) for key in _LIST_FILTERS}
         return paginated_response(conversation_list(**filters), query.page_request, ConversationSerializer)
-
-    @extend_schema(
-        tags=["conversations"],
-        responses={200: ConversationSerializer, **ERROR_RESPONSES},
-        summary="Get one conversation",
-    )
-    def retrieve(self, request, pk=None):
-        return Response(ConversationSerializer(conversation_get(conversation_id=pk)).data)
 
     @extend_schema(
         tags=["conversations"],
@@ -46,3 +58,26 @@ class ConversationViewSet(viewsets.ViewSet):
     @action(detail=True, methods=["post"])
     def read(self, request, pk=None):
         return Response(ConversationSerializer(conversation_mark_read(conversation_id=pk)).data)
+
+    @_state_change("Close a conversation", "status becomes closed; an inbound message reopens it.")
+    @action(detail=True, methods=["post"])
+    def close(self, request, pk=None):
+        return Response(ConversationSerializer(conversation_close(conversation_id=pk)).data)
+
+    @_state_change("Reopen a conversation", "status becomes open.")
+    @action(detail=True, methods=["post"])
+    def reopen(self, request, pk=None):
+        return Response(ConversationSerializer(conversation_reopen(conversation_id=pk)).data)
+
+    @_state_change(
+        "Archive a conversation",
+        "archived_at is set; the conversation leaves the default list until unarchived or an inbound message arrives.",
+    )
+    @action(detail=True, methods=["post"])
+    def archive(self, request, pk=None):
+        return Response(ConversationSerializer(conversation_archive(conversation_id=pk)).data)
+
+    @_state_change("Unarchive a conversation", "archived_at becomes null.")
+    @action(detail=True, methods=["post"])
+    def unarchive(self, request, pk=None):
+        return Response(ConversationSerializer(conversation_unarchive(conversation_id=pk)).data)

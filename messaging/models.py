@@ -108,6 +108,8 @@ class Message(models.Model):
                 name="message_outbox_due_idx",
             ),
             models.Index(fields=["status", "-created_at"], name="message_status_idx"),
+            # The back office lists and charts messages by their own time, newest first.
+            models.Index(fields=["-timestamp", "-id"], name="message_timestamp_idx"),
         ]
 
     def __str__(self) -> str:

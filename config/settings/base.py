@@ -229,6 +229,8 @@ SPECTACULAR_SETTINGS = {
         "MessageTypeEnum": "conversations.channels.message_type_choices",
         "SmsMessageTypeEnum": ["sms", "mms"],
         "EmailMessageTypeEnum": ["email"],
+        "MessageStatusEnum": "messaging.models.MessageStatus",
+        "ConversationStatusEnum": "conversations.models.ConversationStatus",
     },
 }
 

@@ -147,28 +147,31 @@ class TestQueryParameters:
         parameters = operation(schema, "get", "/api/conversations")["parameters"]
 
         assert {p["name"] for p in parameters if p.get("allowEmptyValue")} == {
+            "archived",
             "channel",
             "limit",
             "page",
             "participant",
+            "q",
             "status",
+            "unread",
         }
 
     def test_an_empty_filter_is_no_filter(self, api):
         api.post("/api/messages/sms", payloads.sms(), format="json")
 
-        response = api.get("/api/conversations?status=&channel=&participant=&limit=&page=")
+        response = api.get("/api/conversations?status=&channel=&participant=&limit=&page=&unread=&archived=&q=")
 
         assert response.status_code == 200
         assert response.json()["meta"] == {"page": 1, "limit": 20, "total": 1}
 
-    def test_the_participant_filter_is_a_phone_number_or_an_email_address(self, api, schema):
+    def test_the_participant_filter_is_a_phone_number_an_email_address_or_a_user_id(self, api, schema):
         parameter = next(
             p for p in operation(schema, "get", "/api/conversations")["parameters"] if p["name"] == "participant"
         )
         assert parameter["schema"]["format"] == "phone-or-email"
 
-        response = api.get("/api/conversations?participant=0")
+        response = api.get("/api/conversations?participant=no%20such%20contact")
 
         assert response.status_code == 400
         assert response.json()["error"]["code"] == "invalid_address"

@@ -382,3 +382,12 @@ def test_conversations_filter_by_the_new_channels(api):
     for channel in ("whatsapp", "instagram"):
         data = api.get("/api/conversations", {"channel": channel}).json()["data"]
         assert [c["channel"] for c in data] == [channel]
+
+
+def test_conversations_filter_by_a_user_id_participant(api):
+    send(api, channel="instagram", to="ig.user-7", body="x")
+
+    data = api.get("/api/conversations", {"participant": "ig.user-7"}).json()["data"]
+
+    assert [c["channel"] for c in data] == ["instagram"]
+    assert api.get("/api/conversations", {"participant": "not a user!"}).status_code == 400

@@ -1,0 +1,102 @@
+"""The support inbox on top of the send pipeline: a thread's newest page of messages, and replying from
+the back office through the same validation and ``message_send`` as the API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rest_framework.exceptions import ValidationError as DRFValidationError
+
+from conversations.models import Conversation
+from conversations.selectors import conversation_get
+from core.errors import ValidationFailed
+from core.pagination import PageRequest
+from messaging.models import Direction, Message
+from messaging.serializers import SendAnyChannelSerializer
+from messaging.services import SendCommand, SendOutcome, message_send
+
+#: Every back-office reply's idempotency key starts with this, so replies can be told from API sends.
+REPLY_KEY_PREFIX = "backoffice:"
+
+
+@dataclass(frozen=True)
+class ThreadPage:
+    conversation: Conversation
+    #: Newest first.
+    messages: list[Message]
+    page: PageRequest
+    total: int
+
+    @property
+    def has_older(self) -> bool:
+        return self.page.offset + len(self.messages) < self.total
+
+
+def conversation_thread_page(*, conversation_id: int | str, page: PageRequest) -> ThreadPage:
+    """One page of a thread, newest first (page 1 is the newest ``limit`` messages). Two queries and the
+    count, whatever the thread's length: the (conversation, timestamp, id) index serves both."""
+    conversation = conversation_get(conversation_id=conversation_id)
+    thread = Message.objects.filter(conversation=conversation)
+    total = thread.count()
+    messages = list(thread.order_by("-timestamp", "-id")[page.offset : page.offset + page.limit])
+    return ThreadPage(conversation=conversation, messages=messages, page=page, total=total)
+
+
+@dataclass(frozen=True)
+class ReplyRoute:
+    from_address: str
+    to_address: str
+
+
+def conversation_reply_route(*, conversation: Conversation) -> ReplyRoute | None:
+    """Who a reply goes from and to: the business address and the contact, read off the newest message
+    (the business sent an outbound one and received an inbound one). None for a thread with no messages."""
+    newest = Message.objects.filter(conversation=conversation).order_by("-timestamp", "-id").first()
+    if newest is None:
+        return None
+    if newest.direction == Direction.OUTBOUND:
+        return ReplyRoute(from_address=newest.from_address, to_address=newest.to_address)
+    return ReplyRoute(from_address=newest.to_address, to_address=newest.from_address)
+
+
+def conversation_reply_command(
+    *, conversation: Conversation, body: str, attachments: list[str], idempotency_key: str
+) -> SendCommand:
+    """Validates a reply as the API validates a send and returns the command for ``message_send``.
+
+    Raises ``ValidationFailed`` (with per-field details) for a reply the API would refuse.
+    """
+    route = conversation_reply_route(conversation=conversation)
+    if route is None:
+        raise ValidationFailed("This conversation has no messages to reply to.")
+    # The API's own send serializer for every channel: the same validation (addresses, body limits, types).
+    payload = {
+        "channel": conversation.channel,
+        "from": route.from_address,
+        "to": route.to_address,
+        "body": body,
+        "attachments": attachments,
+    }
+    serializer = SendAnyChannelSerializer(data=payload)
+    try:
+        serializer.is_valid(raise_exception=True)
+    except DRFValidationError as exc:
+        details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        raise ValidationFailed("The reply was not sent.", details=dict(details)) from None
+    data = serializer.validated_data
+    return SendCommand(
+        channel=data["channel"],
+        type=data["type"],
+        from_address=data["from_address"],
+        to_address=data["to_address"],
+        body=data["body"],
+        attachments=data["attachments"],
+        timestamp=None,
+        client_message_id=f"{REPLY_KEY_PREFIX}{idempotency_key}",
+    )
+
+
+def conversation_reply(*, command: SendCommand) -> SendOutcome:
+    """Sends a validated reply. A repeated idempotency key (a double submit of one rendered form) answers
+    with the first message, and nothing is sent again."""
+    return message_send(command=command)
