@@ -9,9 +9,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from django.test import override_settings
 
+from providers.base import SignedRequest
+from providers.registry import provider_get
 from providers.simulator.config import Credentials
 from tests.providers.simulator.conftest import mail, wait_for
-from webhooks.signatures import SignedRequest, verify_sendgrid
 
 KEY = "sendgrid-key"
 WEBHOOK_KEY = "webhook-hmac-key"
@@ -105,7 +106,7 @@ def test_events_are_processed_then_delivered_signed_with_the_hmac_key(start_simu
         assert request.header("x-twilio-email-event-webhook-signature") == expected
         signed = SignedRequest(method="POST", url=receiver.url + EVENTS, headers=request.headers, body=request.body)
         with override_settings(SENDGRID_WEBHOOK_VERIFICATION_KEY=[WEBHOOK_KEY], SENDGRID_WEBHOOK_PUBLIC_KEY=[]):
-            verify_sendgrid(signed)
+            provider_get("sendgrid").verify(signed)
     assert batches[0][0]["sg_event_id"] != batches[1][0]["sg_event_id"]
 
 

@@ -8,9 +8,10 @@ from email.utils import parsedate_to_datetime
 
 from django.test import override_settings
 
+from providers.base import SignedRequest
+from providers.registry import provider_get
 from providers.simulator.config import Credentials
 from tests.providers.simulator.conftest import sms, wait_for
-from webhooks.signatures import SignedRequest, verify_twilio
 
 SID = "AC" + "1" * 32
 TOKEN = "twilio-token"
@@ -142,7 +143,7 @@ def test_status_callbacks_are_signed_form_posts_ending_delivered(start_simulator
             content_type=callback.header("content-type"),
         )
         with override_settings(TWILIO_AUTH_TOKEN=[TOKEN]):
-            verify_twilio(signed)
+            provider_get("twilio").verify(signed)
     assert sim.stats()["callbacks"]["delivered"] == 3
 
 

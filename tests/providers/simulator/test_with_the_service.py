@@ -3,7 +3,6 @@ service's webhooks (live server, signatures required) and change the messages th
 
 import pytest
 
-from conversations.models import Channel
 from messaging.models import Direction, Message, MessageStatus, MessageType
 from providers.simulator.app import Simulator
 from providers.simulator.config import Behaviour, Credentials, SimulatorConfig
@@ -54,7 +53,7 @@ def outbound(*, provider: str, provider_message_id: str, channel: str, type_: st
 def test_twilio_status_callbacks_are_verified_and_mark_the_message_delivered(sim_for_service):
     sid = sim_for_service.twilio(sms(To="+18045551234"), token=TWILIO_TOKEN).json()["sid"]
     message = outbound(
-        provider="twilio", provider_message_id=sid, channel=Channel.SMS, type_=MessageType.SMS, to="+18045551234"
+        provider="twilio", provider_message_id=sid, channel="sms", type_=MessageType.SMS, to="+18045551234"
     )
 
     sim_for_service.post_json("/control", {"callbacks_paused": False})
@@ -70,7 +69,7 @@ def test_sendgrid_events_are_verified_and_mark_the_email_delivered(sim_for_servi
     message = outbound(
         provider="sendgrid",
         provider_message_id=message_id,
-        channel=Channel.EMAIL,
+        channel="email",
         type_=MessageType.EMAIL,
         to="contact@example.com",
     )
