@@ -95,7 +95,8 @@ class SendMessageSerializer(MessagePayloadSerializer):
     def validate(self, attrs):
         attrs = super().validate(attrs)
         forced = attrs.get("_forceError")
-        if forced is not None and not provider_get(CHANNELS[attrs["channel"]].provider_name).simulates_failures:
+        names = CHANNELS[attrs["channel"]].provider_names
+        if forced is not None and not all(provider_get(name).simulates_failures for name in names):
             raise serializers.ValidationError(
                 {"_forceError": ["Only accepted while this channel uses a mock provider."]}
             )
