@@ -143,6 +143,8 @@ class TwilioProvider(MockProvider):
     # HTTP mode -------------------------------------------------------------------------------------
 
     http_required_settings = ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN")
+    #: The setting holding the API's base URL (a subclass for a second account or region names its own).
+    base_url_setting = "TWILIO_BASE_URL"
 
     def http_call(self, message: OutboundMessage) -> HttpCall:
         sid = settings.TWILIO_ACCOUNT_SID or ""
@@ -153,7 +155,7 @@ class TwilioProvider(MockProvider):
         if callback:
             data["StatusCallback"] = callback
         return HttpCall(
-            url=f"{settings.TWILIO_BASE_URL}/2010-04-01/Accounts/{sid}/Messages.json",
+            url=f"{getattr(settings, self.base_url_setting)}/2010-04-01/Accounts/{sid}/Messages.json",
             headers={IDEMPOTENCY_HEADER: message.idempotency_token, "Accept": "application/json"},
             data=data,
             auth=(sid, settings.TWILIO_AUTH_TOKEN[0] if settings.TWILIO_AUTH_TOKEN else ""),
