@@ -29,7 +29,7 @@ from messaging.rules import content_check
 from messaging.signals import provider_message_id_assigned
 from providers.base import ForcedError, InboundMessage, OutboundMessage, Provider, ProviderError, SendResult
 from providers.breaker import breaker_permit, breaker_record_failure, breaker_record_success
-from providers.registry import provider_by_stored_name, provider_get
+from providers.registry import provider_get
 
 logger = logging.getLogger(__name__)
 
@@ -61,15 +61,22 @@ class SendOutcome:
     replayed: bool = False
 
 
-#: Metadata key naming the provider that may have accepted the message although no answer said so
-#: (a timeout, a connection lost mid-answer, an unreadable answer). Every later attempt goes to that
-#: provider alone, with the same idempotency token: failing over then could send the message twice.
+#: Metadata key naming (as configured: a registered name or a dotted path) the provider that may have
+#: accepted the message although no answer said so (a timeout, a connection lost mid-answer, an
+#: unreadable answer). Every later attempt goes to that provider alone, with the same idempotency
+#: token: failing over then could send the message twice.
 UNCONFIRMED_PROVIDER = "unconfirmed_provider"
+#: Metadata key: the ``Provider.key`` that accepted the message (``Message.provider`` is its name).
+ACCEPTED_BY = "accepted_by"
 
 
 def providers_for_channel(channel: str) -> list[Provider]:
     """The channel's providers in failover order (the registry's default unless MESSAGE_PROVIDERS says)."""
-    return [provider_get(name) for name in CHANNELS[channel].provider_names]
+    return [provider for _, provider in _provider_chain(channel)]
+
+
+def _provider_chain(channel: str) -> list[tuple[str, Provider]]:
+    return [(name, provider_get(name)) for name in CHANNELS[channel].provider_names]
 
 
 def provider_for_channel(channel: str) -> Provider:
@@ -194,13 +201,14 @@ def message_attempt_delivery(*, message: Message) -> Message:
     """
     outbound = _outbound_for(message)
     error: ProviderError | None = None
-    for provider in _delivery_candidates(message):
-        permit = breaker_permit(provider=provider.name)
+    unconfirmed: str | None = None
+    for configured, provider in _delivery_candidates(message):
+        permit = breaker_permit(provider=provider.key)
         if not permit.allowed:
             error = ProviderError(
-                provider=provider.name,
+                provider=provider.key,
                 code="circuit_open",
-                message=f"{provider.name} is failing; its circuit breaker is {permit.state}.",
+                message=f"{provider.key} is failing; its circuit breaker is {permit.state}.",
                 retryable=True,
                 retry_after=permit.retry_in,
                 not_accepted=True,
@@ -213,43 +221,43 @@ def message_attempt_delivery(*, message: Message) -> Message:
         except Exception as exc:
             # An adapter bug or an unexpected network error: the message is stored, so schedule a retry
             # rather than answer 500 and tempt the client to send it again.
-            logger.exception("Provider %s raised unexpectedly for message %s", provider.name, message.pk)
+            logger.exception("Provider %s raised unexpectedly for message %s", provider.key, message.pk)
             error = ProviderError(
-                provider=provider.name, code="provider_error", message=type(exc).__name__, retryable=True
+                provider=provider.key, code="provider_error", message=type(exc).__name__, retryable=True
             )
         else:
-            breaker_record_success(provider=provider.name)
-            _record_success(message=message, result=result)
+            breaker_record_success(provider=provider.key)
+            _record_success(message=message, result=result, accepted_by=provider.key)
             message.refresh_from_db()
             return message
         if error.retryable:
-            breaker_record_failure(provider=provider.name)
+            breaker_record_failure(provider=provider.key)
         else:
-            breaker_record_success(provider=provider.name)  # it answered: the provider itself works
+            breaker_record_success(provider=provider.key)  # it answered: the provider itself works
         if not (error.retryable and error.not_accepted):
+            # Unknown outcome: this provider may have taken it; it alone may send it from now on.
+            unconfirmed = configured if error.retryable else None
             break
         logger.info(
-            "Message %s: %s did not accept it (%s); trying the next provider", message.pk, provider.name, error.code
+            "Message %s: %s did not accept it (%s); trying the next provider", message.pk, provider.key, error.code
         )
     if error is None:  # an empty chain cannot be configured; kept as a retry rather than a crash
         error = ProviderError(provider=message.provider, code="no_provider", message="No provider.", retryable=True)
-    unknown_outcome = error.retryable and not error.not_accepted
-    _record_failure(message=message, error=error, unconfirmed=error.provider if unknown_outcome else None)
+    _record_failure(message=message, error=error, unconfirmed=unconfirmed)
     message.refresh_from_db()
     return message
 
 
-def _delivery_candidates(message: Message) -> list[Provider]:
-    chain = providers_for_channel(message.channel)
+def _delivery_candidates(message: Message) -> list[tuple[str, Provider]]:
     unconfirmed = message.metadata.get(UNCONFIRMED_PROVIDER)
     if not unconfirmed:
-        return chain
+        return _provider_chain(message.channel)
     # Still configured or not, only that provider may send it (it may have already).
-    return [provider for provider in chain if provider.name == unconfirmed] or [provider_by_stored_name(unconfirmed)]
+    return [(unconfirmed, provider_get(unconfirmed))]
 
 
-def _record_success(*, message: Message, result: SendResult) -> None:
-    metadata = {**message.metadata, "provider_response": result.response}
+def _record_success(*, message: Message, result: SendResult, accepted_by: str) -> None:
+    metadata = {**message.metadata, "provider_response": result.response, ACCEPTED_BY: accepted_by}
     metadata.pop(UNCONFIRMED_PROVIDER, None)
     try:
         with transaction.atomic():  # a savepoint when a caller's transaction is open

@@ -260,6 +260,14 @@ class Provider(abc.ABC):
     #: Settings holding this provider's webhook secrets (each a list, for rotation).
     secret_settings: ClassVar[tuple[str, ...]] = ()
 
+    @property
+    def key(self) -> str:
+        """This configured provider among others of the same ``name``: its circuit breaker, its pooled
+        connections and its errors go by it. The name unless a subclass is another account (or
+        region) of the same provider, which keeps the ``name`` (so the provider's webhooks and
+        stored messages stay one) and sets its own key."""
+        return self.name
+
     @abc.abstractmethod
     def send(self, message: OutboundMessage) -> SendResult:
         """Sends one message; returns the result or raises ``ProviderError``."""

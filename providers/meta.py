@@ -171,12 +171,12 @@ class MetaProvider(MockProvider):
         )
 
     def send_http(self, message: OutboundMessage) -> SendResult:
-        response = http_post(provider=self.name, call=self.http_call(message))
+        response = http_post(provider=self.key, call=self.http_call(message))
         body = json_or_none(response)
         if response.is_success:
             message_id = _graph_message_id(body)
             if message_id is None:
-                raise unreadable_answer(provider=self.name, response=response, what="a message id")
+                raise unreadable_answer(provider=self.key, response=response, what="a message id")
             return SendResult(provider=self.name, provider_message_id=message_id, status="accepted", response=body)
         raise self.http_error(response, body)
 
@@ -186,7 +186,7 @@ class MetaProvider(MockProvider):
         error = body.get("error") if isinstance(body, dict) else None
         if not isinstance(error, dict) or not isinstance(error.get("code"), int):
             return error_from_status(
-                provider=self.name,
+                provider=self.key,
                 response=response,
                 code=response.status_code,
                 message=f"HTTP {response.status_code}: {text_snippet(response)}",
@@ -199,7 +199,7 @@ class MetaProvider(MockProvider):
             message = f"{message} (subcode {subcode})"
         transient = code in TRANSIENT_CODES or response.status_code == 429 or response.status_code >= 500
         return error_from_status(
-            provider=self.name,
+            provider=self.key,
             response=response,
             code=code,
             message=message,

@@ -118,7 +118,7 @@ class MockProvider(Provider):
         return result
 
     def _key(self, *parts: str) -> str:
-        return ":".join(("mock-provider", self.name, *parts))
+        return ":".join(("mock-provider", self.key, *parts))
 
     def _earlier_send(self, token: str) -> SendResult | None:
         stored = _ledger_call("get", self._key("token", token))

@@ -139,11 +139,11 @@ class SendGridProvider(MockProvider):
         )
 
     def send_http(self, message: OutboundMessage) -> SendResult:
-        response = http_post(provider=self.name, call=self.http_call(message))
+        response = http_post(provider=self.key, call=self.http_call(message))
         if response.is_success:
             message_id = response.headers.get("X-Message-Id", "").strip()
             if not message_id:
-                raise unreadable_answer(provider=self.name, response=response, what="an X-Message-Id header")
+                raise unreadable_answer(provider=self.key, response=response, what="an X-Message-Id header")
             answer = {"statusCode": response.status_code, "message_id": message_id}
             return SendResult(provider=self.name, provider_message_id=message_id, status="accepted", response=answer)
         raise self.http_error(response)
@@ -159,7 +159,7 @@ class SendGridProvider(MockProvider):
             if isinstance(item, dict) and isinstance(item.get("message"), str)
         ]
         return error_from_status(
-            provider=self.name,
+            provider=self.key,
             response=response,
             code=response.status_code,
             message="; ".join(problems) or f"HTTP {response.status_code}: {text_snippet(response)}",

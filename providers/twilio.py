@@ -143,11 +143,17 @@ class TwilioProvider(MockProvider):
     # HTTP mode -------------------------------------------------------------------------------------
 
     http_required_settings = ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN")
-    #: The setting holding the API's base URL (a subclass for a second account or region names its own).
+    #: Settings of the account this class sends with: a subclass for a second account (or region)
+    #: names its own, and a ``key`` of its own (see ``Provider.key``).
     base_url_setting = "TWILIO_BASE_URL"
+    account_sid_setting = "TWILIO_ACCOUNT_SID"
+    #: A list (rotation); the first is the API password. Every account's token must also be listed in
+    #: TWILIO_AUTH_TOKEN, which verifies the status callbacks of all of them.
+    auth_token_setting = "TWILIO_AUTH_TOKEN"
 
     def http_call(self, message: OutboundMessage) -> HttpCall:
-        sid = settings.TWILIO_ACCOUNT_SID or ""
+        sid = getattr(settings, self.account_sid_setting, None) or ""
+        tokens = getattr(settings, self.auth_token_setting, None) or [""]
         data: dict[str, Any] = {"To": message.to_address, "From": message.from_address, "Body": message.body}
         if message.attachments:
             data["MediaUrl"] = list(message.attachments)
@@ -158,16 +164,16 @@ class TwilioProvider(MockProvider):
             url=f"{getattr(settings, self.base_url_setting)}/2010-04-01/Accounts/{sid}/Messages.json",
             headers={IDEMPOTENCY_HEADER: message.idempotency_token, "Accept": "application/json"},
             data=data,
-            auth=(sid, settings.TWILIO_AUTH_TOKEN[0] if settings.TWILIO_AUTH_TOKEN else ""),
+            auth=(sid, tokens[0]),
         )
 
     def send_http(self, message: OutboundMessage) -> SendResult:
-        response = http_post(provider=self.name, call=self.http_call(message))
+        response = http_post(provider=self.key, call=self.http_call(message))
         body = json_or_none(response)
         if response.is_success:
             sid = body.get("sid") if isinstance(body, dict) else None
             if not isinstance(sid, str) or not sid:
-                raise unreadable_answer(provider=self.name, response=response, what="a message sid")
+                raise unreadable_answer(provider=self.key, response=response, what="a message sid")
             status = body.get("status") if isinstance(body.get("status"), str) else "queued"
             return SendResult(provider=self.name, provider_message_id=sid, status=status, response=body)
         raise self.http_error(response, body)
@@ -177,14 +183,14 @@ class TwilioProvider(MockProvider):
         if isinstance(body, dict) and isinstance(body.get("message"), str):
             code = body.get("code")
             return error_from_status(
-                provider=self.name,
+                provider=self.key,
                 response=response,
                 code=code if isinstance(code, int) else response.status_code,
                 message=body["message"],
                 not_accepted_statuses=NOT_ACCEPTED_STATUSES,
             )
         return error_from_status(
-            provider=self.name,
+            provider=self.key,
             response=response,
             code=response.status_code,
             message=f"HTTP {response.status_code}: {text_snippet(response)}",

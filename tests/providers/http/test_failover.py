@@ -6,7 +6,7 @@ import pytest
 
 from messaging.models import MessageStatus
 from messaging.outbox import outbox_deliver_now
-from messaging.services import UNCONFIRMED_PROVIDER, SendCommand, message_send
+from messaging.services import ACCEPTED_BY, UNCONFIRMED_PROVIDER, SendCommand, message_send
 from providers.breaker import CLOSED, HALF_OPEN, OPEN, breaker_state
 from tests.providers.http.conftest import CREDENTIALS, closed_port, inject_fault, point_at
 from tests.providers.simulator.conftest import wait_for
@@ -46,7 +46,7 @@ def test_a_refused_connection_fails_over_and_the_message_records_the_backup(chai
     message = send()
 
     assert message.status == MessageStatus.SENT
-    assert message.provider == "twilio-backup"
+    assert message.metadata[ACCEPTED_BY] == "twilio-backup"
     assert sends(backup) == 1
 
 
@@ -56,7 +56,7 @@ def test_a_primary_that_is_down_503_fails_over_at_once(chain):
 
     message = send()
 
-    assert (message.status, message.provider) == (MessageStatus.SENT, "twilio-backup")
+    assert (message.status, message.metadata[ACCEPTED_BY]) == (MessageStatus.SENT, "twilio-backup")
     assert (primary.stats()["twilio"]["requests"], sends(primary), sends(backup)) == (1, 0, 1)
 
 
@@ -64,7 +64,7 @@ def test_a_rate_limited_primary_429_fails_over(chain):
     primary, backup = chain
     primary.post_json("/control", {"mode": "ratelimit"})
 
-    assert send().provider == "twilio-backup"
+    assert send().metadata[ACCEPTED_BY] == "twilio-backup"
     assert sends(backup) == 1
 
 
@@ -84,7 +84,7 @@ def test_no_failover_when_the_primary_may_have_accepted(chain, mode):
 
     [retried] = outbox_deliver_now(message_ids=[message.pk])
 
-    assert (retried.status, retried.provider) == (MessageStatus.SENT, "twilio")
+    assert (retried.status, retried.metadata[ACCEPTED_BY]) == (MessageStatus.SENT, "twilio")
     assert backup.stats()["twilio"]["requests"] == 0
     assert sends(primary) == 1
     assert UNCONFIRMED_PROVIDER not in retried.metadata
@@ -121,12 +121,12 @@ def test_the_breaker_opens_after_consecutive_failures_and_sends_skip_the_primary
     primary.post_json("/control", {"mode": "down"})
 
     for index in range(3):
-        assert send(index).provider == "twilio-backup"
+        assert send(index).metadata[ACCEPTED_BY] == "twilio-backup"
     assert breaker_state(provider="twilio") == OPEN
     requests_when_opened = primary.stats()["twilio"]["requests"]
 
     for index in range(3, 6):
-        assert send(index).provider == "twilio-backup"
+        assert send(index).metadata[ACCEPTED_BY] == "twilio-backup"
 
     assert primary.stats()["twilio"]["requests"] == requests_when_opened == 3
     assert sends(backup) == 6
@@ -143,7 +143,7 @@ def test_after_the_open_period_one_probe_closes_the_breaker(chain, http_settings
     wait_for(lambda: breaker_state(provider="twilio") == HALF_OPEN, "the breaker to half-open")
     message = send(9)
 
-    assert message.provider == "twilio"
+    assert message.metadata[ACCEPTED_BY] == "twilio"
     assert breaker_state(provider="twilio") == CLOSED
 
 
@@ -164,5 +164,22 @@ def test_failover_never_sends_a_message_twice(chain):
     final = {m.pk: m for m in messages} | {m.pk: m for m in delivered}
     assert all(m.status == MessageStatus.SENT for m in final.values())
     assert sends(primary) + sends(backup) == 20
-    assert sends(primary) == sum(1 for m in final.values() if m.provider == "twilio")
-    assert sends(backup) == sum(1 for m in final.values() if m.provider == "twilio-backup")
+    assert sends(primary) == sum(1 for m in final.values() if m.metadata[ACCEPTED_BY] == "twilio")
+    assert sends(backup) == sum(1 for m in final.values() if m.metadata[ACCEPTED_BY] == "twilio-backup")
+
+
+def test_status_callbacks_of_the_backup_that_accepted_apply_to_the_message(chain, http_settings, live_server):
+    """The backup account's signed callbacks (duplicated and reordered) reach Twilio's webhook and move
+    the message it accepted to delivered."""
+    primary, backup = chain
+    http_settings.PUBLIC_BASE_URL = live_server.url
+    backup.post_json("/control", {"callbacks": True, "duplicate_rate": 1, "out_of_order_rate": 1})
+    primary.post_json("/control", {"mode": "down"})
+
+    message = send()
+
+    assert message.metadata[ACCEPTED_BY] == "twilio-backup"
+    wait_for(lambda: backup.stats()["callbacks"]["delivered"] == 6, "the backup's six callbacks")
+    message.refresh_from_db()
+    assert message.status == MessageStatus.DELIVERED
+    assert backup.stats()["callbacks"]["failed"] == 0
