@@ -42,7 +42,8 @@ RATE_LIMIT_KEY = "sender"
 RATE_LIMIT_IP_HEADER = None
 RATE_LIMIT_FAIL_OPEN = True
 RATELIMIT_ENABLE = True
-PROVIDER_MODE = Env(os.environ).choice("TEST_PROVIDER_MODE", "mock", {"mock", "http"})
+# The in-process mocks, whatever the environment says; HTTP-mode tests set it themselves.
+PROVIDER_MODE = "mock"
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
     PROVIDER_BREAKER_CACHE: {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "breakers"},  # noqa: F405
