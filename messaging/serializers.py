@@ -89,7 +89,7 @@ class SendMessageSerializer(MessagePayloadSerializer):
     _forceError = ForceErrorSerializer(
         required=False,
         allow_null=True,
-        help_text="Mock providers only: makes the provider fail. Refused (400) with a real provider.",
+        help_text="Mock providers only (PROVIDER_MODE=mock): makes the provider fail. Refused (400) otherwise.",
     )
 
     def validate(self, attrs):
