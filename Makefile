@@ -6,7 +6,7 @@ PY := .venv/bin/python
 # role and database on a machine without Docker). pytest makes its own test_ database beside it.
 TEST_DATABASE_URL ?= postgresql://messaging_user:messaging_password@127.0.0.1:5432/messaging_service
 
-.PHONY: help setup run test pytest e2e fuzz lint format migrate superuser clean
+.PHONY: help setup run test pytest e2e e2e-http fuzz lint format migrate superuser clean
 
 help:
 	@echo "make run        install into .venv, migrate, serve on :8080 and run the outbox worker (Ctrl-C stops both)"
@@ -29,6 +29,11 @@ pytest: setup
 
 e2e: setup
 	DATABASE_URL="$${DATABASE_URL:-$(TEST_DATABASE_URL)}" bin/e2e.sh
+	DATABASE_URL="$${DATABASE_URL:-$(TEST_DATABASE_URL)}" E2E_PROVIDER_MODE=http bin/e2e.sh
+
+# The same end-to-end run with the service sending over HTTP to the provider simulator.
+e2e-http: setup
+	DATABASE_URL="$${DATABASE_URL:-$(TEST_DATABASE_URL)}" E2E_PROVIDER_MODE=http bin/e2e.sh
 
 # Not part of `make test` (it takes most of a minute); .ci/run runs it after the tests.
 fuzz: setup

@@ -75,7 +75,7 @@ class ChannelSpec:
     body_limit_setting: str
     #: Name of the setting holding the send rate limit, as ``(count, window seconds)``.
     rate_limit_setting: str
-    #: The provider that serves the channel unless MESSAGE_PROVIDERS names another.
+    #: The provider that serves the channel unless MESSAGE_PROVIDERS names others.
     provider: str
     #: Name of the setting holding the business's own address on the channel, used when a send
     #: omits ``from``; None when every send must say who it is from.
@@ -95,9 +95,19 @@ class ChannelSpec:
         return limit
 
     @property
+    def provider_names(self) -> list[str]:
+        """The configured providers in failover order (registered names or dotted paths to provider
+        classes): MESSAGE_PROVIDERS' list for this channel (a single name is a list of one), else
+        the registry's default."""
+        configured = settings.MESSAGE_PROVIDERS.get(self.name)
+        if isinstance(configured, str):
+            configured = [configured]
+        return [str(name) for name in configured or [self.provider]]
+
+    @property
     def provider_name(self) -> str:
-        """The configured provider: a registered provider name or a dotted path to a provider class."""
-        return str(settings.MESSAGE_PROVIDERS.get(self.name) or self.provider)
+        """The first provider, the one a message is recorded with until another accepts it."""
+        return self.provider_names[0]
 
     @property
     def default_sender(self) -> str | None:

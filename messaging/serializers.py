@@ -96,13 +96,14 @@ class SendMessageSerializer(MessagePayloadSerializer):
     _forceError = ForceErrorSerializer(
         required=False,
         allow_null=True,
-        help_text="Mock providers only: makes the provider fail. Refused (400) with a real provider.",
+        help_text="Mock providers only (PROVIDER_MODE=mock): makes the provider fail. Refused (400) otherwise.",
     )
 
     def validate(self, attrs):
         attrs = super().validate(attrs)
         forced = attrs.get("_forceError")
-        if forced is not None and not provider_get(CHANNELS[attrs["channel"]].provider_name).simulates_failures:
+        names = CHANNELS[attrs["channel"]].provider_names
+        if forced is not None and not all(provider_get(name).simulates_failures for name in names):
             raise serializers.ValidationError(
                 {"_forceError": ["Only accepted while this channel uses a mock provider."]}
             )

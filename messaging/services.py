@@ -31,6 +31,7 @@ from messaging.models import Direction, Message, MessageStatus
 from messaging.rules import content_check
 from messaging.signals import provider_message_id_assigned
 from providers.base import ForcedError, InboundMessage, OutboundMessage, Provider, ProviderError, SendResult
+from providers.breaker import breaker_permit, breaker_record_failure, breaker_record_success
 from providers.registry import provider_get
 
 logger = logging.getLogger(__name__)
@@ -63,9 +64,27 @@ class SendOutcome:
     replayed: bool = False
 
 
+#: Metadata key naming (as configured: a registered name or a dotted path) the provider that may have
+#: accepted the message although no answer said so (a timeout, a connection lost mid-answer, an
+#: unreadable answer). Every later attempt goes to that provider alone, with the same idempotency
+#: token: failing over then could send the message twice.
+UNCONFIRMED_PROVIDER = "unconfirmed_provider"
+#: Metadata key: the ``Provider.key`` that accepted the message (``Message.provider`` is its name).
+ACCEPTED_BY = "accepted_by"
+
+
+def providers_for_channel(channel: str) -> list[Provider]:
+    """The channel's providers in failover order (the registry's default unless MESSAGE_PROVIDERS says)."""
+    return [provider for _, provider in _provider_chain(channel)]
+
+
+def _provider_chain(channel: str) -> list[tuple[str, Provider]]:
+    return [(name, provider_get(name)) for name in CHANNELS[channel].provider_names]
+
+
 def provider_for_channel(channel: str) -> Provider:
-    """The provider configured for a channel (the registry's default unless MESSAGE_PROVIDERS says)."""
-    return provider_get(CHANNELS[channel].provider_name)
+    """The channel's first provider: the one a new message is recorded with until another accepts it."""
+    return providers_for_channel(channel)[0]
 
 
 def message_send(*, command: SendCommand) -> SendOutcome:
@@ -175,25 +194,69 @@ def _outbound_for(message: Message) -> OutboundMessage:
 
 
 def message_attempt_delivery(*, message: Message) -> Message:
-    """One provider attempt for a ``pending`` message the caller holds (the inline send, or an outbox
-    claim), already counted in ``attempts``. No transaction may be open around it."""
-    provider = provider_for_channel(message.channel)
-    try:
-        result = provider.send(_outbound_for(message))
-    except ProviderError as error:
-        _record_failure(message=message, error=error)
-    except Exception as exc:
-        # An adapter bug or an unexpected network error: the message is stored, so schedule a retry
-        # rather than answer 500 and tempt the client to send it again.
-        logger.exception("Provider %s raised unexpectedly for message %s", provider.name, message.pk)
-        unexpected = ProviderError(
-            provider=provider.name, code="provider_error", message=type(exc).__name__, retryable=True
+    """One delivery attempt for a ``pending`` message the caller holds (the inline send, or an outbox
+    claim), already counted in ``attempts``. No transaction may be open around it.
+
+    The channel's providers are tried in order (docs/PROVIDERS.md): one whose circuit breaker is open
+    is skipped, and the next is tried only after an error proving the message was not accepted
+    (``ProviderError.not_accepted``). Any other error ends the attempt; if it leaves the outcome
+    unknown, the message stays with that provider for good (``UNCONFIRMED_PROVIDER``).
+    """
+    outbound = _outbound_for(message)
+    error: ProviderError | None = None
+    unconfirmed: str | None = None
+    for configured, provider in _delivery_candidates(message):
+        permit = breaker_permit(provider=provider.key)
+        if not permit.allowed:
+            error = ProviderError(
+                provider=provider.key,
+                code="circuit_open",
+                message=f"{provider.key} is failing; its circuit breaker is {permit.state}.",
+                retryable=True,
+                retry_after=permit.retry_in,
+                not_accepted=True,
+            )
+            continue
+        try:
+            result = provider.send(outbound)
+        except ProviderError as exc:
+            error = exc
+        except Exception as exc:
+            # An adapter bug or an unexpected network error: the message is stored, so schedule a retry
+            # rather than answer 500 and tempt the client to send it again.
+            logger.exception("Provider %s raised unexpectedly for message %s", provider.key, message.pk)
+            error = ProviderError(
+                provider=provider.key, code="provider_error", message=type(exc).__name__, retryable=True
+            )
+        else:
+            breaker_record_success(provider=provider.key)
+            _record_success(message=message, result=result, accepted_by=provider.key)
+            _refresh_if_reachable(message)
+            return message
+        if error.retryable:
+            breaker_record_failure(provider=provider.key)
+        else:
+            breaker_record_success(provider=provider.key)  # it answered: the provider itself works
+        if not (error.retryable and error.not_accepted):
+            # Unknown outcome: this provider may have taken it; it alone may send it from now on.
+            unconfirmed = configured if error.retryable else None
+            break
+        logger.info(
+            "Message %s: %s did not accept it (%s); trying the next provider", message.pk, provider.key, error.code
         )
-        _record_failure(message=message, error=unexpected)
-    else:
-        _record_success(message=message, result=result)
+    if error is None:  # an empty chain cannot be configured; kept as a retry rather than a crash
+        error = ProviderError(provider=message.provider, code="no_provider", message="No provider.", retryable=True)
+    _record_failure(message=message, error=error, unconfirmed=unconfirmed)
     _refresh_if_reachable(message)
     return message
+
+
+def _delivery_candidates(message: Message) -> list[tuple[str, Provider]]:
+    unconfirmed = message.metadata.get(UNCONFIRMED_PROVIDER)
+    if not unconfirmed:
+        return _provider_chain(message.channel)
+    # Still configured or not, only that provider may send it (it may have already).
+    return [(unconfirmed, provider_get(unconfirmed))]
 
 
 def _outcome_left_to_the_outbox(record):
@@ -225,8 +288,9 @@ def _refresh_if_reachable(message: Message) -> None:
 
 
 @_outcome_left_to_the_outbox
-def _record_success(*, message: Message, result: SendResult) -> None:
-    metadata = {**message.metadata, "provider_response": result.response}
+def _record_success(*, message: Message, result: SendResult, accepted_by: str) -> None:
+    metadata = {**message.metadata, "provider_response": result.response, ACCEPTED_BY: accepted_by}
+    metadata.pop(UNCONFIRMED_PROVIDER, None)
     try:
         with transaction.atomic():  # a savepoint when a caller's transaction is open
             # Not fenced on ``attempts``: whichever attempt the provider accepted, the message is sent
@@ -269,8 +333,11 @@ def _first_outcome(message: Message, status: str) -> dict[str, str]:
 
 
 @_outcome_left_to_the_outbox
-def _record_failure(*, message: Message, error: ProviderError) -> None:
+def _record_failure(*, message: Message, error: ProviderError, unconfirmed: str | None = None) -> None:
+    """Records a failed attempt; ``unconfirmed`` names a provider that may have accepted the message
+    (every later attempt goes to it alone)."""
     attempts = message.attempts
+    pinned = {"metadata": {**message.metadata, UNCONFIRMED_PROVIDER: unconfirmed}} if unconfirmed else {}
     retry = error.retryable and attempts - message.attempt_base < settings.MAX_ATTEMPTS
     status = MessageStatus.PENDING if retry else MessageStatus.FAILED
     # Fenced on ``attempts``: a sender whose lease ran out and was overtaken (the new claim counted
@@ -284,6 +351,7 @@ def _record_failure(*, message: Message, error: ProviderError) -> None:
         last_error={"code": error.code, "message": error.message},
         updated_at=timezone.now(),
         **_first_outcome(message, status),
+        **pinned,
     )
     logger.info(
         "Message %s attempt %s failed (%s %s); %s",

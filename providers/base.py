@@ -61,7 +61,13 @@ class SendResult:
 
 
 class ProviderError(Exception):
-    """A provider refused or failed a call. ``retryable`` says whether trying again may work."""
+    """A provider refused or failed a call. ``retryable`` says whether trying again may work.
+
+    ``not_accepted`` is True only when the failure proves the provider did not take the message (the
+    connection was refused, or it answered an error it documents as "nothing accepted", like 429 or
+    503): then another provider may send it without risk of a double send. Anything that leaves the
+    outcome unknown (a timeout, a connection lost mid-answer, an unreadable answer) stays False.
+    """
 
     def __init__(
         self,
@@ -71,6 +77,7 @@ class ProviderError(Exception):
         message: str,
         retryable: bool,
         retry_after: float | None = None,
+        not_accepted: bool = False,
     ) -> None:
         super().__init__(f"{provider}: {code} {message}")
         self.provider = provider
@@ -78,12 +85,13 @@ class ProviderError(Exception):
         self.message = message
         self.retryable = retryable
         self.retry_after = retry_after
+        self.not_accepted = not_accepted
 
     @classmethod
     def from_http_status(
         cls, *, provider: str, status: int, message: str, retry_after: float | None = None
     ) -> ProviderError:
-        """429 and 5xx are transient; any other 4xx is permanent."""
+        """429 and 5xx are transient; any other 4xx is permanent. 429 and 503 say nothing was accepted."""
         retryable = status == 429 or status >= 500
         return cls(
             provider=provider,
@@ -91,6 +99,7 @@ class ProviderError(Exception):
             message=message,
             retryable=retryable,
             retry_after=retry_after,
+            not_accepted=status in (429, 503),
         )
 
 
@@ -239,13 +248,25 @@ class Provider(abc.ABC):
 
     #: The provider's name as stored on messages and webhook events.
     name: ClassVar[str]
-    #: Whether ``send`` honours ``OutboundMessage.forced_error`` (the mocks). A real provider never
-    #: does, and the API refuses ``_forceError`` for it rather than silently sending for real.
-    simulates_failures: ClassVar[bool] = False
+
+    @property
+    def simulates_failures(self) -> bool:
+        """Whether ``send`` honours ``OutboundMessage.forced_error`` (the mocks). A real provider never
+        does, and the API refuses ``_forceError`` for it rather than silently sending for real."""
+        return False
+
     #: Request headers worth keeping with a stored webhook (signatures, ids); never credentials.
     kept_headers: ClassVar[tuple[str, ...]] = ()
     #: Settings holding this provider's webhook secrets (each a list, for rotation).
     secret_settings: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def key(self) -> str:
+        """This configured provider among others of the same ``name``: its circuit breaker, its pooled
+        connections and its errors go by it. The name unless a subclass is another account (or
+        region) of the same provider, which keeps the ``name`` (so the provider's webhooks and
+        stored messages stay one) and sets its own key."""
+        return self.name
 
     @abc.abstractmethod
     def send(self, message: OutboundMessage) -> SendResult:

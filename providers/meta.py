@@ -1,8 +1,12 @@
 """Meta (WhatsApp Cloud API and Instagram messaging): sending, signatures, inbound and statuses.
 
-Sending is an in-process mock of the Graph API's ``/{id}/messages`` (``MockProvider``): WhatsApp ids
-are ``wamid.`` + an opaque token, Instagram ids ``m_`` + an opaque token; the idempotency token
-travels in an ``Idempotency-Key`` header.
+Sending: with ``PROVIDER_MODE=mock`` an in-process mock of the Graph API's ``/{id}/messages``
+(``MockProvider``): WhatsApp ids are ``wamid.`` + an opaque token, Instagram ids ``m_`` + an opaque
+token. With ``PROVIDER_MODE=http`` the Graph API itself: ``POST {META_GRAPH_BASE_URL}/{version}/
+{WHATSAPP_PHONE_NUMBER_ID}/messages`` (``messaging_product: whatsapp``) and ``.../{INSTAGRAM_ACCOUNT_ID}
+/messages``, ``Authorization: Bearer {META_ACCESS_TOKEN}``; errors are Graph's ``{"error": {message,
+type, code, error_subcode, fbtrace_id}}``. Either way the idempotency token travels in an
+``Idempotency-Key`` header (Meta has none of its own; proxies and the simulator honour it).
 
 Webhooks, both signed with ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>`` keyed
 with the app secret (``META_APP_SECRET``, a list for rotation):
@@ -25,6 +29,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+import httpx
 from django.conf import settings
 
 from core.errors import ApplicationError, ValidationFailed
@@ -40,6 +45,7 @@ from providers.base import (
     UNKNOWN,
     InboundMessage,
     OutboundMessage,
+    ProviderError,
     RawWebhook,
     SendResult,
     SignatureInvalid,
@@ -48,6 +54,7 @@ from providers.base import (
     WebhookEndpoint,
     WebhookItem,
 )
+from providers.http import HttpCall, error_from_status, http_post, json_or_none, text_snippet, unreadable_answer
 from providers.mock import MockProvider
 from providers.payloads import (
     MAX_ERROR_MESSAGE_LENGTH,
@@ -89,6 +96,14 @@ def status_meaning(value: str) -> str:
     return STATUSES.get(value.strip().lower(), UNKNOWN)
 
 
+#: Graph error codes that are worth retrying whatever the HTTP status (Meta answers some with 400).
+TRANSIENT_CODES = frozenset({1, 2, 4, 17, 32, 341, 613, 80007, 130429, 131000, 131016, 131048, 131056, 133004})
+#: Of those, the ones that say the request was refused before anything was sent: rate limits and
+#: "service unavailable". 1 ("unknown") and 131000 ("something went wrong") prove nothing.
+NOT_ACCEPTED_CODES = frozenset({2, 4, 17, 32, 613, 80007, 130429, 131016, 131048, 131056, 133004})
+NOT_ACCEPTED_STATUSES = frozenset({429, 503})
+
+
 def _token(seed: str, salt: str) -> str:
     """An opaque, URL-safe token derived from the idempotency token: the same message, the same id."""
     raw = hashlib.sha256(f"{salt}:{seed}".encode()).digest()
@@ -125,6 +140,73 @@ class MetaProvider(MockProvider):
 
     def idempotency_token(self, request: dict[str, Any]) -> str:
         return str(request["headers"][IDEMPOTENCY_HEADER])
+
+    # HTTP mode -------------------------------------------------------------------------------------
+
+    http_required_settings = ("META_ACCESS_TOKEN", "WHATSAPP_PHONE_NUMBER_ID", "INSTAGRAM_ACCOUNT_ID")
+
+    def http_call(self, message: OutboundMessage) -> HttpCall:
+        version = settings.META_GRAPH_VERSION
+        node: str | None
+        if message.channel == INSTAGRAM:
+            node = settings.INSTAGRAM_ACCOUNT_ID
+            payload: dict[str, Any] = {"recipient": {"id": message.to_address}, "message": {"text": message.body}}
+        else:
+            node = settings.WHATSAPP_PHONE_NUMBER_ID
+            payload = {
+                "messaging_product": "whatsapp",
+                "recipient_type": "individual",
+                # Graph takes the number without the "+" (the wa_id form); an opaque user id as is.
+                "to": message.to_address.removeprefix("+"),
+                "type": "text",
+                "text": {"body": message.body},
+            }
+        return HttpCall(
+            url=f"{settings.META_GRAPH_BASE_URL}/{version}/{node}/messages",
+            headers={
+                "Authorization": f"Bearer {settings.META_ACCESS_TOKEN}",
+                IDEMPOTENCY_HEADER: message.idempotency_token,
+            },
+            json=payload,
+        )
+
+    def send_http(self, message: OutboundMessage) -> SendResult:
+        response = http_post(provider=self.key, call=self.http_call(message))
+        body = json_or_none(response)
+        if response.is_success:
+            message_id = _graph_message_id(body)
+            if message_id is None:
+                raise unreadable_answer(provider=self.key, response=response, what="a message id")
+            return SendResult(provider=self.name, provider_message_id=message_id, status="accepted", response=body)
+        raise self.http_error(response, body)
+
+    def http_error(self, response: httpx.Response, body: Any) -> ProviderError:
+        """Graph's ``error``: ``code`` (with ``error_subcode``) decides, as Meta sends rate limits and
+        outages with a 400 too."""
+        error = body.get("error") if isinstance(body, dict) else None
+        if not isinstance(error, dict) or not isinstance(error.get("code"), int):
+            return error_from_status(
+                provider=self.key,
+                response=response,
+                code=response.status_code,
+                message=f"HTTP {response.status_code}: {text_snippet(response)}",
+                not_accepted_statuses=NOT_ACCEPTED_STATUSES,
+            )
+        code = error["code"]
+        subcode = error.get("error_subcode")
+        message = str(error["message"]) if isinstance(error.get("message"), str) else "Graph API error"
+        if isinstance(subcode, int):
+            message = f"{message} (subcode {subcode})"
+        transient = code in TRANSIENT_CODES or response.status_code == 429 or response.status_code >= 500
+        return error_from_status(
+            provider=self.key,
+            response=response,
+            code=code,
+            message=message,
+            not_accepted_statuses=NOT_ACCEPTED_STATUSES,
+            retryable=transient,
+            not_accepted=code in NOT_ACCEPTED_CODES or response.status_code in NOT_ACCEPTED_STATUSES,
+        )
 
     def accept(self, message: OutboundMessage) -> SendResult:
         if message.channel == INSTAGRAM:
@@ -359,6 +441,18 @@ class MetaProvider(MockProvider):
         return StatusEvent(
             provider=self.name, event_id=f"{mid}:{name}", provider_message_id=mid, event_type=name, meaning=meaning
         )
+
+
+def _graph_message_id(body: Any) -> str | None:
+    """``messages[0].id`` (WhatsApp Cloud) or ``message_id`` (Instagram)."""
+    if not isinstance(body, dict):
+        return None
+    messages = body.get("messages")
+    if isinstance(messages, list) and messages and isinstance(messages[0], dict):
+        candidate = messages[0].get("id")
+    else:
+        candidate = body.get("message_id")
+    return candidate if isinstance(candidate, str) and candidate else None
 
 
 def signature_for(*, body: bytes, secret: str) -> str:

@@ -1,7 +1,9 @@
-"""The in-process simulation every provider's mock mode shares.
+"""The in-process simulation every provider's mock mode shares, and the switch to HTTP.
 
 ``MockProvider`` owns the pipeline (latency, timeout, forced and random failures, idempotency tokens,
 acceptance); each provider module only shapes its request, its identifiers and its response fields.
+With ``PROVIDER_MODE=http`` the same provider sends through its ``send_http`` instead (its real API
+over ``providers.http``), and ``_forceError`` is refused as for any real provider.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from django.conf import settings
 from django.core.cache import caches
 
 from providers.base import OutboundMessage, Provider, ProviderError, ProviderTimeout, SendResult
+from providers.http import http_mode
 
 logger = logging.getLogger(__name__)
 
@@ -66,9 +69,31 @@ class MockProvider(Provider):
     answer back and nothing is sent again. The mock's memory is the ``mock_providers`` cache: shared by
     every process when REDIS_URL is set, per process otherwise."""
 
-    simulates_failures = True
+    @property
+    def simulates_failures(self) -> bool:
+        return not http_mode()
+
+    #: Settings this provider's HTTP mode cannot work without (checked at start-up in HTTP mode).
+    http_required_settings: tuple[str, ...] = ()
 
     def send(self, message: OutboundMessage) -> SendResult:
+        if http_mode():
+            return self.send_http(message)
+        return self._send_mock(message)
+
+    @abc.abstractmethod
+    def send_http(self, message: OutboundMessage) -> SendResult:
+        """Sends through the provider's real API (``PROVIDER_MODE=http``)."""
+
+    def http_settings_problems(self) -> list[str]:
+        """Missing settings HTTP mode needs, for the start-up check."""
+        return [
+            f"{self.name}: {name} is required with PROVIDER_MODE=http."
+            for name in self.http_required_settings
+            if not getattr(settings, name, None)
+        ]
+
+    def _send_mock(self, message: OutboundMessage) -> SendResult:
         self._simulate_latency()
         # The token travels the way the real API carries it, and is read back from there.
         token = self.idempotency_token(self.request_for(message))
@@ -93,7 +118,7 @@ class MockProvider(Provider):
         return result
 
     def _key(self, *parts: str) -> str:
-        return ":".join(("mock-provider", self.name, *parts))
+        return ":".join(("mock-provider", self.key, *parts))
 
     def _earlier_send(self, token: str) -> SendResult | None:
         stored = _ledger_call("get", self._key("token", token))

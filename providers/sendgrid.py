@@ -1,7 +1,10 @@
 """SendGrid (e-mail): sending, webhook signatures, inbound e-mail and the Event Webhook.
 
-Sending is today's in-process mock of v3 Mail Send: 202 with ``X-Message-Id``; ids look like
-``{16 hex}.filter001.{timestamp}.0``; the idempotency token travels in ``custom_args``.
+Sending: with ``PROVIDER_MODE=mock`` an in-process mock of v3 Mail Send (ids look like
+``{16 hex}.filter001.{timestamp}.0``). With ``PROVIDER_MODE=http`` the real API, ``POST
+{SENDGRID_BASE_URL}/v3/mail/send`` with ``Authorization: Bearer {SENDGRID_API_KEY}`` and JSON; a 202
+names the message in ``X-Message-Id``; errors are ``{"errors": [{"message", "field", "help"}]}``.
+Either way the idempotency token travels in ``custom_args.idempotency_token``.
 
 Webhooks: ``/api/webhooks/email`` (an inbound e-mail, the scaffold's JSON with ``xillio_id``) and
 ``/api/webhooks/email/events`` (the Event Webhook: a JSON array, each event stored and applied on its
@@ -15,11 +18,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import html
 import re
 import time
 from functools import lru_cache
 from typing import Any, ClassVar
 
+import httpx
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -35,6 +40,7 @@ from providers.base import (
     STATUS,
     UNKNOWN,
     OutboundMessage,
+    ProviderError,
     RawWebhook,
     SendResult,
     SignatureInvalid,
@@ -43,6 +49,7 @@ from providers.base import (
     WebhookEndpoint,
     WebhookItem,
 )
+from providers.http import HttpCall, error_from_status, http_post, json_or_none, text_snippet, unreadable_answer
 from providers.mock import MockProvider, digest
 from providers.payloads import (
     MAX_ERROR_MESSAGE_LENGTH,
@@ -62,6 +69,11 @@ SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 _UNIX_SECONDS = re.compile(r"[0-9]{1,12}")
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+_TAGS = re.compile(r"<[^>]*>")
+_SPACES = re.compile(r"\s+")
+SUBJECT_MAX_CHARS = 78
+#: Answers SendGrid documents as refusals before anything is queued: rate limited, unavailable.
+NOT_ACCEPTED_STATUSES = frozenset({429, 503})
 
 #: SendGrid Event Webhook ``event`` values.
 EVENTS: dict[str, str] = {
@@ -112,6 +124,47 @@ class SendGridProvider(MockProvider):
 
     def idempotency_token(self, request: dict[str, Any]) -> str:
         return str(request["json"]["custom_args"]["idempotency_token"])
+
+    # HTTP mode -------------------------------------------------------------------------------------
+
+    http_required_settings = ("SENDGRID_API_KEY",)
+
+    def http_call(self, message: OutboundMessage) -> HttpCall:
+        mail = self.request_for(message)["json"]
+        mail["subject"] = email_subject(message.body)
+        return HttpCall(
+            url=f"{settings.SENDGRID_BASE_URL}/v3/mail/send",
+            headers={"Authorization": f"Bearer {settings.SENDGRID_API_KEY}"},
+            json=mail,
+        )
+
+    def send_http(self, message: OutboundMessage) -> SendResult:
+        response = http_post(provider=self.key, call=self.http_call(message))
+        if response.is_success:
+            message_id = response.headers.get("X-Message-Id", "").strip()
+            if not message_id:
+                raise unreadable_answer(provider=self.key, response=response, what="an X-Message-Id header")
+            answer = {"statusCode": response.status_code, "message_id": message_id}
+            return SendResult(provider=self.name, provider_message_id=message_id, status="accepted", response=answer)
+        raise self.http_error(response)
+
+    def http_error(self, response: httpx.Response) -> ProviderError:
+        """SendGrid lists every problem in ``errors[]`` (``message``, ``field``); it has no error codes,
+        so the code is the HTTP status."""
+        body = json_or_none(response)
+        errors = body.get("errors") if isinstance(body, dict) else None
+        problems = [
+            f"{item['field']}: {item['message']}" if isinstance(item.get("field"), str) else str(item["message"])
+            for item in errors or []
+            if isinstance(item, dict) and isinstance(item.get("message"), str)
+        ]
+        return error_from_status(
+            provider=self.key,
+            response=response,
+            code=response.status_code,
+            message="; ".join(problems) or f"HTTP {response.status_code}: {text_snippet(response)}",
+            not_accepted_statuses=NOT_ACCEPTED_STATUSES,
+        )
 
     def accept(self, message: OutboundMessage) -> SendResult:
         message_id = f"{digest(message.idempotency_token, 'sendgrid')[:16]}.filter001.{int(time.time())}.0"
@@ -216,6 +269,17 @@ class SendGridProvider(MockProvider):
 def now() -> float:
     """The clock timestamps are checked against (a function, so tests can hold it still)."""
     return time.time()
+
+
+def email_subject(body: str) -> str:
+    """SendGrid requires a subject and messages carry none: EMAIL_SUBJECT when set, else the start of
+    the body's text."""
+    if settings.EMAIL_SUBJECT:
+        return str(settings.EMAIL_SUBJECT)
+    text = _SPACES.sub(" ", html.unescape(_TAGS.sub(" ", body))).strip()
+    if len(text) > SUBJECT_MAX_CHARS:
+        text = text[: SUBJECT_MAX_CHARS - 1].rstrip() + "\u2026"
+    return text or "(no subject)"
 
 
 def hmac_signature(*, timestamp: str | int, body: bytes, key: str) -> str:

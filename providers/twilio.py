@@ -1,7 +1,10 @@
 """Twilio (SMS and MMS): sending, webhook signatures, inbound messages and status callbacks.
 
-Sending is today's in-process mock of Twilio's Messages API (``MockProvider``): sids ``SM``/``MM`` +
-32 hex, Twilio's response fields, the idempotency token in ``I-Twilio-Idempotency-Token``.
+Sending: with ``PROVIDER_MODE=mock`` an in-process mock of Twilio's Messages API (``MockProvider``):
+sids ``SM``/``MM`` + 32 hex, Twilio's response fields. With ``PROVIDER_MODE=http`` the real API,
+``POST {TWILIO_BASE_URL}/2010-04-01/Accounts/{TWILIO_ACCOUNT_SID}/Messages.json``: form-encoded, HTTP
+basic auth (account sid, auth token), ``StatusCallback``; errors are Twilio's ``{code, message,
+more_info, status}``. Either way the idempotency token travels in ``I-Twilio-Idempotency-Token``.
 
 Webhooks: ``/api/webhooks/sms`` (an inbound message, the scaffold's JSON with
 ``messaging_provider_id``) and ``/api/webhooks/sms/status`` (Twilio's status callback, form-encoded
@@ -21,6 +24,7 @@ from email.utils import format_datetime
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
+import httpx
 from django.conf import settings
 
 from providers.base import (
@@ -33,6 +37,7 @@ from providers.base import (
     STATUS,
     UNKNOWN,
     OutboundMessage,
+    ProviderError,
     RawWebhook,
     SendResult,
     SignatureInvalid,
@@ -41,6 +46,7 @@ from providers.base import (
     WebhookEndpoint,
     WebhookItem,
 )
+from providers.http import HttpCall, error_from_status, http_post, json_or_none, text_snippet, unreadable_answer
 from providers.mock import MockProvider, digest
 from providers.payloads import (
     FORM,
@@ -63,6 +69,9 @@ from providers.signing import equal, header
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
 IDEMPOTENCY_HEADER = "I-Twilio-Idempotency-Token"
+STATUS_CALLBACK_PATH = "/api/webhooks/sms/status"
+#: Answers Twilio documents as refusals before anything is queued: too many requests, unavailable.
+NOT_ACCEPTED_STATUSES = frozenset({429, 503})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 #: Twilio's MessageStatus values for outbound messages.
@@ -130,6 +139,65 @@ class TwilioProvider(MockProvider):
 
     def idempotency_token(self, request: dict[str, Any]) -> str:
         return str(request["headers"][IDEMPOTENCY_HEADER])
+
+    # HTTP mode -------------------------------------------------------------------------------------
+
+    http_required_settings = ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN")
+    #: Settings of the account this class sends with: a subclass for a second account (or region)
+    #: names its own, and a ``key`` of its own (see ``Provider.key``).
+    base_url_setting = "TWILIO_BASE_URL"
+    account_sid_setting = "TWILIO_ACCOUNT_SID"
+    #: A list (rotation); the first is the API password. Every account's token must also be listed in
+    #: TWILIO_AUTH_TOKEN, which verifies the status callbacks of all of them.
+    auth_token_setting = "TWILIO_AUTH_TOKEN"
+
+    def http_call(self, message: OutboundMessage) -> HttpCall:
+        sid = getattr(settings, self.account_sid_setting, None) or ""
+        tokens = getattr(settings, self.auth_token_setting, None) or [""]
+        data: dict[str, Any] = {"To": message.to_address, "From": message.from_address, "Body": message.body}
+        if message.attachments:
+            data["MediaUrl"] = list(message.attachments)
+        callback = status_callback_url()
+        if callback:
+            data["StatusCallback"] = callback
+        return HttpCall(
+            url=f"{getattr(settings, self.base_url_setting)}/2010-04-01/Accounts/{sid}/Messages.json",
+            headers={IDEMPOTENCY_HEADER: message.idempotency_token, "Accept": "application/json"},
+            data=data,
+            auth=(sid, tokens[0]),
+        )
+
+    def send_http(self, message: OutboundMessage) -> SendResult:
+        response = http_post(provider=self.key, call=self.http_call(message))
+        body = json_or_none(response)
+        if response.is_success:
+            sid = body.get("sid") if isinstance(body, dict) else None
+            if not isinstance(sid, str) or not sid:
+                raise unreadable_answer(provider=self.key, response=response, what="a message sid")
+            status = body.get("status") if isinstance(body.get("status"), str) else "queued"
+            return SendResult(provider=self.name, provider_message_id=sid, status=status, response=body)
+        raise self.http_error(response, body)
+
+    def http_error(self, response: httpx.Response, body: Any) -> ProviderError:
+        """Twilio's error body: ``code`` (its own error code), ``message``; the HTTP status decides."""
+        if isinstance(body, dict) and isinstance(body.get("message"), str):
+            code = body.get("code")
+            return error_from_status(
+                provider=self.key,
+                response=response,
+                code=code if isinstance(code, int) else response.status_code,
+                message=body["message"],
+                not_accepted_statuses=NOT_ACCEPTED_STATUSES,
+            )
+        return error_from_status(
+            provider=self.key,
+            response=response,
+            code=response.status_code,
+            message=f"HTTP {response.status_code}: {text_snippet(response)}",
+            not_accepted_statuses=NOT_ACCEPTED_STATUSES,
+        )
+
+    # The mock's answer -----------------------------------------------------------------------------
 
     def accept(self, message: OutboundMessage) -> SendResult:
         prefix = "MM" if message.type == "mms" else "SM"
@@ -227,6 +295,16 @@ class TwilioProvider(MockProvider):
             raise SignatureInvalid(f"{SIGNATURE_HEADER} does not match this request.")
         if request.content_type != FORM or "bodySHA256=" in urlsplit(request.url).query:
             _check_body_hash(request)
+
+
+def status_callback_url() -> str | None:
+    """Where Twilio posts status callbacks: TWILIO_STATUS_CALLBACK_URL, else PUBLIC_BASE_URL + the
+    status path; None (Twilio then uses the sending number's configured URL) when neither is set."""
+    if settings.TWILIO_STATUS_CALLBACK_URL:
+        return str(settings.TWILIO_STATUS_CALLBACK_URL)
+    if settings.PUBLIC_BASE_URL:
+        return f"{settings.PUBLIC_BASE_URL}{STATUS_CALLBACK_PATH}"
+    return None
 
 
 def signature_for(*, url: str, params: Mapping[str, str] | Iterable[tuple[str, str]], token: str) -> str:

@@ -245,16 +245,40 @@ INSTAGRAM_MAX_BODY_CHARS = 1000
 
 # Providers: each channel's provider comes from the channel registry (conversations/channels.py);
 # these override it by registered name (twilio, sendgrid, meta) or by dotted path to a provider class.
-MESSAGE_PROVIDERS = {
-    channel: value
-    for channel, value in {
-        "sms": env.str("SMS_PROVIDER"),
-        "email": env.str("EMAIL_PROVIDER"),
-        "whatsapp": env.str("WHATSAPP_PROVIDER"),
-        "instagram": env.str("INSTAGRAM_PROVIDER"),
+# A comma-separated list is a failover chain, tried in order (docs/PROVIDERS.md): SMS_PROVIDERS=a,b.
+# The singular names (SMS_PROVIDER ...) are read when the plural is unset.
+MESSAGE_PROVIDERS: dict[str, list[str]] = {
+    channel: names
+    for channel, names in {
+        channel: env.list(f"{prefix}_PROVIDERS", default=[]) or env.list(f"{prefix}_PROVIDER", default=[])
+        for channel, prefix in (
+            ("sms", "SMS"),
+            ("email", "EMAIL"),
+            ("whatsapp", "WHATSAPP"),
+            ("instagram", "INSTAGRAM"),
+        )
     }.items()
-    if value
+    if names
 }
+# mock: the in-process fakes (zero setup); http: the providers' real HTTP APIs at the base URLs below.
+PROVIDER_MODE = env.choice("PROVIDER_MODE", "mock", {"mock", "http"})
+TWILIO_BASE_URL = env.str("TWILIO_BASE_URL", default="https://api.twilio.com").rstrip("/")
+SENDGRID_BASE_URL = env.str("SENDGRID_BASE_URL", default="https://api.sendgrid.com").rstrip("/")
+META_GRAPH_BASE_URL = env.str("META_GRAPH_BASE_URL", default="https://graph.facebook.com").rstrip("/")
+META_GRAPH_VERSION = "v" + env.str("META_GRAPH_VERSION", default="v21.0").removeprefix("v")
+if not re.fullmatch(r"v[0-9]+\.[0-9]+", META_GRAPH_VERSION):
+    raise ImproperlyConfigured(f"META_GRAPH_VERSION must look like v21.0, got {META_GRAPH_VERSION!r}.")
+TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID")
+# Where Twilio posts status callbacks; unset: PUBLIC_BASE_URL + /api/webhooks/sms/status.
+TWILIO_STATUS_CALLBACK_URL = env.str("TWILIO_STATUS_CALLBACK_URL")
+SENDGRID_API_KEY = env.str("SENDGRID_API_KEY")
+META_ACCESS_TOKEN = env.str("META_ACCESS_TOKEN")
+# SendGrid requires a subject; messages have none. Unset: the start of the body's text.
+EMAIL_SUBJECT = env.str("EMAIL_SUBJECT")
+# Circuit breaker per provider (docs/PROVIDERS.md): this many transient failures in a row open it for
+# PROVIDER_BREAKER_OPEN_SECONDS; then one probe send decides whether it closes again.
+PROVIDER_BREAKER_FAILURES = env.int("PROVIDER_BREAKER_FAILURES", 5, minimum=1)
+PROVIDER_BREAKER_OPEN_SECONDS = env.float("PROVIDER_BREAKER_OPEN_SECONDS", 30.0, minimum=0.1)
 # The business's own identity on the Meta channels: the default ``from`` of a send, and the ``to`` of
 # an inbound message (seed 004's payload names no recipient).
 WHATSAPP_PHONE_NUMBER = env.str("WHATSAPP_PHONE_NUMBER", default="+12015550100")
@@ -263,6 +287,12 @@ WHATSAPP_PHONE_NUMBER_ID = env.str("WHATSAPP_PHONE_NUMBER_ID")
 MOCK_PROVIDER_LATENCY_MS = env.millisecond_range("MOCK_PROVIDER_LATENCY_MS", default="100-500")
 MOCK_PROVIDER_FAILURE_RATE = env.float("MOCK_PROVIDER_FAILURE_RATE", 0.0, maximum=1.0)
 PROVIDER_TIMEOUT_SECONDS = env.float("PROVIDER_TIMEOUT_SECONDS", 5.0, minimum=0.1)
+# Connecting is bounded on its own: a provider that does not answer the handshake fails fast (and,
+# as nothing was sent, may be failed over at once).
+PROVIDER_CONNECT_TIMEOUT_SECONDS = env.float(
+    "PROVIDER_CONNECT_TIMEOUT_SECONDS", min(2.0, PROVIDER_TIMEOUT_SECONDS), minimum=0.05
+)
+PROVIDER_HTTP_MAX_CONNECTIONS = env.int("PROVIDER_HTTP_MAX_CONNECTIONS", 20, minimum=1, maximum=1000)
 #: SendGrid event batches larger than this are refused (413); real ones hold far fewer.
 SENDGRID_MAX_EVENTS_PER_BATCH = env.int("SENDGRID_MAX_EVENTS_PER_BATCH", 5000, minimum=1)
 # How long a repeated idempotent request waits for the original's first attempt before a 409.
@@ -309,7 +339,13 @@ def _caches(redis_url: str | None, timeout: float) -> dict:
             "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
             "LOCATION": str(VAR_DIR / "mock-providers"),
         }
-        return {"default": local, "ratelimit": {**local, "LOCATION": "ratelimit"}, MOCK_PROVIDER_CACHE: mock_memory}
+        return {
+            "default": local,
+            "ratelimit": {**local, "LOCATION": "ratelimit"},
+            MOCK_PROVIDER_CACHE: mock_memory,
+            # Circuit breakers per process without Redis (docs/PROVIDERS.md).
+            PROVIDER_BREAKER_CACHE: {**local, "LOCATION": "provider-breakers"},
+        }
     redis = {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": redis_url,
@@ -317,10 +353,11 @@ def _caches(redis_url: str | None, timeout: float) -> dict:
         # Short timeouts: a slow or unreachable Redis must not hold sends up (see RATE_LIMIT_FAIL_OPEN).
         "OPTIONS": {"socket_connect_timeout": timeout, "socket_timeout": timeout},
     }
-    return {"default": local, "ratelimit": redis, MOCK_PROVIDER_CACHE: redis}
+    return {"default": local, "ratelimit": redis, MOCK_PROVIDER_CACHE: redis, PROVIDER_BREAKER_CACHE: redis}
 
 
 MOCK_PROVIDER_CACHE = "mock_providers"
+PROVIDER_BREAKER_CACHE = "provider_breakers"
 REDIS_URL = _redis_url()
 REDIS_TIMEOUT_SECONDS = env.float("REDIS_TIMEOUT_SECONDS", 0.25, minimum=0.01, maximum=10.0)
 CACHES = _caches(REDIS_URL, REDIS_TIMEOUT_SECONDS)

@@ -57,8 +57,11 @@ RATE_LIMIT_KEY = "sender"
 RATE_LIMIT_IP_HEADER = None
 RATE_LIMIT_FAIL_OPEN = True
 RATELIMIT_ENABLE = True
+# The in-process mocks, whatever the environment says; HTTP-mode tests set it themselves.
+PROVIDER_MODE = "mock"
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    PROVIDER_BREAKER_CACHE: {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "breakers"},  # noqa: F405
     "ratelimit": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "ratelimit-tests"},
     # The mocks' memory of idempotency tokens. Worker processes started by a test share it through the
     # Redis database that test names (never REDIS_URL: a test must not flush a developer's Redis).

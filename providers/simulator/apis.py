@@ -92,7 +92,7 @@ class FakeApi:
     def delivery_url(self, signed_url: str) -> str:
         """Where to post a callback signed for ``signed_url``: a URL under the service's public base
         is reached through the callback base (e.g. the public host is not reachable from here)."""
-        signed_base = self.config.signed_base_url or ""
+        signed_base = self.config.signed_base
         if signed_base != self.config.callback_base_url and signed_url.startswith(signed_base + "/"):
             return self.config.callback_base_url + signed_url[len(signed_base) :]
         return signed_url

@@ -80,8 +80,8 @@ class Simulator:
         server.simulator = self
         self._server = server
         self.dispatcher.start()
-        host_bound, port_bound = server.server_address[:2]
-        return str(host_bound), int(port_bound)
+        bound_host, bound_port = server.server_address[:2]
+        return str(bound_host), int(bound_port)
 
     def serve_forever(self) -> None:
         assert self._server is not None, "bind() first"

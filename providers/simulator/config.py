@@ -140,6 +140,11 @@ class SimulatorConfig:
         signed = (self.signed_base_url or self.callback_base_url).rstrip("/")
         object.__setattr__(self, "signed_base_url", signed)
 
+    @property
+    def signed_base(self) -> str:
+        """``signed_base_url`` once ``__post_init__`` has filled it in (never None)."""
+        return self.signed_base_url or self.callback_base_url
+
 
 class BehaviourBox:
     """The current Behaviour, swapped atomically; a mode may expire back to normal."""

@@ -77,7 +77,8 @@ class FakeSendGrid(FakeApi):
         errors = _validate(mail)
         if errors:
             return sendgrid_error(400, errors)
-        custom_args: dict = mail["custom_args"] if isinstance(mail.get("custom_args"), dict) else {}
+        raw_args = mail.get("custom_args")
+        custom_args: dict[str, Any] = raw_args if isinstance(raw_args, dict) else {}
         recipients = [
             to["email"] for personalization in mail["personalizations"] for to in personalization.get("to", [])
         ]

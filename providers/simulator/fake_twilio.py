@@ -157,7 +157,7 @@ class FakeTwilio(FakeApi):
 
     def status_callbacks(self, accepted: Accepted, *, delivered: bool) -> list[Callback]:
         fields = accepted.fields
-        signed_url = fields["status_callback"] or self.config.signed_base_url + STATUS_PATH
+        signed_url = fields["status_callback"] or self.config.signed_base + STATUS_PATH
         token = self.credentials.twilio_auth_token or fields["auth_token"]
         final = ("delivered", None) if delivered else ("undelivered", "30003")
         callbacks = []

@@ -76,10 +76,10 @@ def parse_fault(value: str) -> Fault:
         return Fault(kind=kind)
     if kind == "invalid-json":
         _only(params, allowed["invalid-json"])
-        answer_status = _whole(params, "status")
-        if answer_status is not None and not 400 <= answer_status <= 599:
+        error_status = _whole(params, "status")
+        if error_status is not None and not 400 <= error_status <= 599:
             raise FaultSyntaxError(f"{HEADER}: invalid-json status must be an error status 400-599")
-        return Fault(kind="invalid-json", status=answer_status)
+        return Fault(kind="invalid-json", status=error_status)
     raise FaultSyntaxError(
         f"{HEADER}: unknown fault {kind!r}; use a status (400-599), timeout, reset, reset-before or invalid-json"
     )

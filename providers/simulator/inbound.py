@@ -153,7 +153,7 @@ def _service_batch(body, payload, *, id_field, new_id, sign_for) -> Batch:
 
 def _twilio_json(payload: dict[str, Any], config: SimulatorConfig) -> tuple[str, bytes, Any]:
     data = json.dumps(payload).encode()
-    signed_url = twilio_body_url(url=config.signed_base_url + SMS_PATH, body=data)
+    signed_url = twilio_body_url(url=config.signed_base + SMS_PATH, body=data)
     query = signed_url[signed_url.index("?") :]
     token = config.credentials.twilio_auth_token
 

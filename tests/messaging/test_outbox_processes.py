@@ -85,7 +85,7 @@ def finish(process, timeout=60):
     return process.returncode, out, err
 
 
-def wait_until(condition, timeout=20):
+def wait_until(condition, timeout=90):
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:

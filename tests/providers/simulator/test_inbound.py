@@ -10,9 +10,6 @@ from providers.base import SignedRequest
 from providers.registry import provider_get
 from providers.simulator.config import Credentials
 
-verify_twilio = provider_get("twilio").verify
-verify_sendgrid = provider_get("sendgrid").verify
-
 SECRET = "meta-app-secret"
 MOCK_META = "/api/webhooks/mock-meta"
 
@@ -139,7 +136,7 @@ def test_inbound_sms_is_posted_as_the_service_expects_it_signed_as_twilio_signs_
         method="POST", url=signed_url, headers=first.headers, body=first.body, content_type="application/json"
     )
     with override_settings(TWILIO_AUTH_TOKEN=["twilio-token"]):
-        verify_twilio(signed)
+        provider_get("twilio").verify(signed)
 
 
 def test_inbound_email_is_posted_with_a_xillio_id_signed_as_sendgrid_signs(start_simulator, receiver):
@@ -161,7 +158,7 @@ def test_inbound_email_is_posted_with_a_xillio_id_signed_as_sendgrid_signs(start
         method="POST", url=receiver.url + "/api/webhooks/email", headers=request.headers, body=request.body
     )
     with override_settings(SENDGRID_WEBHOOK_VERIFICATION_KEY=["hook-key"], SENDGRID_WEBHOOK_PUBLIC_KEY=[]):
-        verify_sendgrid(signed)
+        provider_get("sendgrid").verify(signed)
 
 
 def test_inbound_sms_without_addresses_is_a_400(start_simulator, receiver):

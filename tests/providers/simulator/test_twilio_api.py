@@ -13,8 +13,6 @@ from providers.registry import provider_get
 from providers.simulator.config import Credentials
 from tests.providers.simulator.conftest import sms, wait_for
 
-verify_twilio = provider_get("twilio").verify
-
 SID = "AC" + "1" * 32
 TOKEN = "twilio-token"
 CREDENTIALS = Credentials(twilio_account_sid=SID, twilio_auth_token=TOKEN)
@@ -145,7 +143,7 @@ def test_status_callbacks_are_signed_form_posts_ending_delivered(start_simulator
             content_type=callback.header("content-type"),
         )
         with override_settings(TWILIO_AUTH_TOKEN=[TOKEN]):
-            verify_twilio(signed)
+            provider_get("twilio").verify(signed)
     assert sim.stats()["callbacks"]["delivered"] == 3
 
 

@@ -1,0 +1,99 @@
+"""The circuit breaker per provider: opens after consecutive transient failures, lets one probe
+through once the open period is over, and never stops sends when its own store is down."""
+
+import pytest
+
+from providers import breaker
+from providers.breaker import (
+    CLOSED,
+    HALF_OPEN,
+    OPEN,
+    breaker_permit,
+    breaker_record_failure,
+    breaker_record_success,
+    breaker_state,
+)
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """breaker's wall clock, moved by hand."""
+    now = {"t": 1_000_000.0}
+    monkeypatch.setattr(breaker.time, "time", lambda: now["t"])
+    return now
+
+
+@pytest.fixture(autouse=True)
+def _breaker_settings(settings):
+    settings.PROVIDER_BREAKER_FAILURES = 3
+    settings.PROVIDER_BREAKER_OPEN_SECONDS = 30
+
+
+def fail(times: int, provider: str = "twilio") -> str:
+    state = CLOSED
+    for _ in range(times):
+        state = breaker_record_failure(provider=provider)
+    return state
+
+
+def test_failures_below_the_threshold_keep_it_closed(clock):
+    assert fail(2) == CLOSED
+    assert breaker_permit(provider="twilio").allowed
+
+
+def test_a_success_resets_the_count(clock):
+    fail(2)
+    breaker_record_success(provider="twilio")
+
+    assert fail(2) == CLOSED
+
+
+def test_the_threshold_opens_it_and_sends_are_refused_with_the_time_left(clock):
+    assert fail(3) == OPEN
+
+    permit = breaker_permit(provider="twilio")
+    assert (permit.allowed, permit.state, permit.retry_in) == (False, OPEN, 30)
+    assert breaker_permit(provider="sendgrid").allowed, "one breaker per provider"
+
+
+def test_after_the_open_period_exactly_one_probe_goes_through(clock):
+    fail(3)
+    clock["t"] += 31
+
+    first, second = breaker_permit(provider="twilio"), breaker_permit(provider="twilio")
+
+    assert (first.allowed, first.state) == (True, HALF_OPEN)
+    assert (second.allowed, second.state) == (False, HALF_OPEN)
+
+
+def test_a_successful_probe_closes_it(clock):
+    fail(3)
+    clock["t"] += 31
+    breaker_permit(provider="twilio")
+
+    breaker_record_success(provider="twilio")
+
+    assert breaker_state(provider="twilio") == CLOSED
+
+
+def test_a_failed_probe_opens_it_for_another_period(clock):
+    fail(3)
+    clock["t"] += 31
+    breaker_permit(provider="twilio")
+
+    assert breaker_record_failure(provider="twilio") == OPEN
+    assert breaker_permit(provider="twilio").retry_in == 30
+
+
+def test_an_unreachable_store_counts_as_closed(settings):
+    settings.CACHES = {
+        **settings.CACHES,
+        settings.PROVIDER_BREAKER_CACHE: {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {"socket_connect_timeout": 0.1, "socket_timeout": 0.1},
+        },
+    }
+
+    assert fail(5) == CLOSED
+    assert breaker_permit(provider="twilio").allowed
