@@ -41,13 +41,13 @@ if not settings.configured:
     )
     django.setup()
 
-from django.core.wsgi import get_wsgi_application  # noqa: E402
-from django.db import IntegrityError, connection, models, transaction  # noqa: E402
-from django.urls import path  # noqa: E402
-from rest_framework import generics, serializers  # noqa: E402
-from rest_framework.pagination import PageNumberPagination  # noqa: E402
-from rest_framework.response import Response  # noqa: E402
-from rest_framework.views import APIView  # noqa: E402
+from django.core.wsgi import get_wsgi_application
+from django.db import IntegrityError, connection, models, transaction
+from django.urls import path
+from rest_framework import generics, serializers
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
 
 class Conversation(models.Model):
@@ -63,6 +63,9 @@ class Conversation(models.Model):
             models.UniqueConstraint(fields=["participant_a", "participant_b", "channel"], name="baseline_conv_unique")
         ]
         indexes = [models.Index(fields=["-last_message_at", "-id"], name="baseline_conv_activity")]
+
+    def __str__(self) -> str:
+        return f"{self.participant_a} <-> {self.participant_b}"
 
 
 class Message(models.Model):
@@ -80,6 +83,9 @@ class Message(models.Model):
     class Meta:
         app_label = "baseline"
         indexes = [models.Index(fields=["conversation", "timestamp", "id"], name="baseline_msg_thread")]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.from_address} -> {self.to_address}"
 
 
 class InboundSerializer(serializers.Serializer):

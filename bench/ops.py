@@ -115,10 +115,10 @@ def seed_inbox(*, baseline: bool, conversations: int, per_conversation: int) -> 
         if last - first + 1 != conversations:
             raise SystemExit(f"bench.ops: conversation ids {first}..{last} are not contiguous")
         # Message g belongs to conversation first + g / per_conversation; k = g % per is its place.
-        k = f"(g % {per_conversation})"
+        k = f"mod(g, {per_conversation})"
         conversation_index = f"(g / {per_conversation})"
         customer = f"'{CUSTOMER_PREFIX}' || lpad({conversation_index}::text, 7, '0')"
-        inbound = f"({k} % 2 = 0)"
+        inbound = f"(mod({k}, 2) = 0)"
         insert_series(
             message_model,
             rows=conversations * per_conversation,
@@ -173,13 +173,13 @@ def seed_outbox(*, messages: int, due_in: float, conversations: int = 100) -> di
                 "message_count": str(messages // conversations),
             },
         )
-        customer = f"'+1809' || lpad((g % {conversations})::text, 7, '0')"
+        customer = f"'+1809' || lpad(mod(g, {conversations})::text, 7, '0')"
         insert_series(
             message_model,
             rows=messages,
             params={"first": first, "provider": provider, "due_in": due_in},
             columns={
-                "conversation_id": f"%(first)s + (g % {conversations})",
+                "conversation_id": f"%(first)s + mod(g, {conversations})",
                 "channel": "'sms'",
                 "direction": "'outbound'",
                 "type": "'sms'",

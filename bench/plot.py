@@ -10,7 +10,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 
 def plot(report: dict, path: Path) -> Path:
@@ -38,7 +38,9 @@ def plot(report: dict, path: Path) -> Path:
             bars = ax.bar([x + offset for x in range(len(http))], values, width, label=kind, color=color)
             for bar, value in zip(bars, values, strict=True):
                 if value:
-                    ax.annotate(f"{value:g}", (bar.get_x() + bar.get_width() / 2, value), ha="center", va="bottom", fontsize=7)
+                    ax.annotate(
+                        f"{value:g}", (bar.get_x() + bar.get_width() / 2, value), ha="center", va="bottom", fontsize=7
+                    )
         ax.set_xticks(range(len(http)), http, rotation=30, ha="right")
         ax.set_ylabel("2xx requests / s" if panel == "rps" else "p99 latency, ms")
         ax.set_title("throughput" if panel == "rps" else "p99 latency")

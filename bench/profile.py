@@ -35,9 +35,11 @@ WAITS = ("recv", "send", "select", "poll", "wait", "connect", "sleep", "pq_")
 
 
 def _area(filename: str, function: str) -> str:
+    if filename.endswith("psycopg/connection.py") and function == "wait":
+        return "waiting on PostgreSQL (round trips)"
     if filename == "~":
         if any(word in function for word in WAITS):
-            return "waiting on sockets (PostgreSQL, Redis)"
+            return "waiting on sockets (mostly Redis)"
         return "C built-ins"
     for needle, area in AREAS:
         if needle in filename:
@@ -61,7 +63,7 @@ class Counters:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
-    parser.add_argument("--requests", type=int, default=int(os.environ.get("PROFILE_REQUESTS", "300")))
+    parser.add_argument("--requests", type=int, default=int(os.environ.get("PROFILE_REQUESTS", "200")))
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -129,7 +131,7 @@ def main() -> None:
             areas: Counter = Counter()
             top = []
             total = 0.0
-            for (filename, line, function), (_, calls, tottime, cumtime, _) in stats.stats.items():
+            for (filename, line, function), (_, calls, tottime, _cumtime, _) in stats.stats.items():
                 areas[_area(filename, function)] += tottime
                 total += tottime
                 top.append((tottime, calls, f"{Path(filename).name}:{line}({function})"))
@@ -140,7 +142,11 @@ def main() -> None:
                 "redis_commands_per_request": round(redis_commands, 1),
                 "self_time_share": {area: round(100 * t / total, 1) for area, t in areas.most_common()},
                 "top_self_time": [
-                    {"function": where, "calls_per_request": round(calls / args.requests, 1), "share": round(100 * t / total, 1)}
+                    {
+                        "function": where,
+                        "calls_per_request": round(calls / args.requests, 1),
+                        "share": round(100 * t / total, 1),
+                    }
                     for t, calls, where in top[:12]
                 ],
             }

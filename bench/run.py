@@ -449,7 +449,11 @@ class Bench:
         area = {"send_0ms": "203", "send_slow": "205"}.get(name, "203")
         extra = {"BENCH_AUTH": f"Bearer {self.api_key}", "BENCH_SENDER_AREA": area}
         with gunicorn(
-            self.config, app="config.wsgi:application", env=env, log_path=self.work / "service.log", ready_path="/healthz"
+            self.config,
+            app="config.wsgi:application",
+            env=env,
+            log_path=self.work / "service.log",
+            ready_path="/healthz",
         ) as url:
             figures = self.measure(url, "send", f"service-{name}", extra)
         answers = figures.pop("_answers")
@@ -497,9 +501,13 @@ class Bench:
                 seed = self.ops(
                     env, "--baseline", "seed-inbox", str(self.config.conversations), str(self.config.per_conversation)
                 )
-            log(f"reads: {kind} seeded {seed['conversations']} conversations, {seed['messages']} messages "
-                f"in {seed['seconds']} s")
-            extra.update(BENCH_FIRST_ID=str(seed["first_conversation_id"]), BENCH_LAST_ID=str(seed["last_conversation_id"]))
+            log(
+                f"reads: {kind} seeded {seed['conversations']} conversations, {seed['messages']} messages "
+                f"in {seed['seconds']} s"
+            )
+            extra.update(
+                BENCH_FIRST_ID=str(seed["first_conversation_id"]), BENCH_LAST_ID=str(seed["last_conversation_id"])
+            )
             with gunicorn(self.config, app=app, env=env, log_path=self.work / f"{kind}.log", ready_path=ready) as url:
                 for name in names:
                     log(f"{name}: {kind}")
@@ -542,7 +550,7 @@ class Bench:
                 log(f"{name}: a worker was still running after {budget:.0f} s; stopping it")
             stop_group(process, grace=10)
             cleanup.remove(stopper)
-        ((sent, pending, failed, attempts, first, last),) = self.dbs.query(
+        ((sent, pending, failed, attempts, _first, last),) = self.dbs.query(
             db,
             "SELECT count(*) FILTER (WHERE status = 'sent'), count(*) FILTER (WHERE status = 'pending'),"
             " count(*) FILTER (WHERE status = 'failed'), coalesce(sum(attempts), 0),"
@@ -626,10 +634,11 @@ class Bench:
             "started": self.started.isoformat(timespec="seconds"),
             "finished": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": machine(),
-            "config": {
-                k: v for k, v in self.config.__dict__.items() if k not in ("pg_url", "redis_url", "scenarios")
-            }
-            | {"scenarios": self.config.scenarios, "gunicorn": f"gthread {self.config.workers} x {self.config.threads}"},
+            "config": {k: v for k, v in self.config.__dict__.items() if k not in ("pg_url", "redis_url", "scenarios")}
+            | {
+                "scenarios": self.config.scenarios,
+                "gunicorn": f"gthread {self.config.workers} x {self.config.threads}",
+            },
             "results": self.results,
         }
 
@@ -682,13 +691,13 @@ def table(report: dict) -> str:
             if "rate" in figures:
                 lines.append(
                     f"{name:<15} {kind:<9} {figures['rate'] or 0:>9} {'msg/s':>8} {'':>8} {'':>7} {'':>6} "
-                    f"{'':>6} {str(figures['checks']['ok']):>7}"
+                    f"{'':>6} {figures['checks']['ok']!s:>7}"
                 )
                 continue
             lines.append(
                 f"{name:<15} {kind:<9} {figures['rps']:>9} {figures['p50_ms']:>8} {figures['p99_ms']:>8} "
                 f"{figures.get('ratio_to_baseline_ingest', ''):>7} {figures.get('ratio_same_scenario', ''):>6} "
-                f"{figures['non_2xx']:>6} {str(figures['checks']['ok']):>7}"
+                f"{figures['non_2xx']:>6} {figures['checks']['ok']!s:>7}"
             )
     lines.append("ratio*: service req/s / baseline ingest_unique req/s; same: / baseline in the same scenario")
     return "\n".join(lines)
