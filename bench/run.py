@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 PY = str(ROOT / ".venv" / "bin" / "python")
 GUNICORN = str(ROOT / ".venv" / "bin" / "gunicorn")
+PYSPY = str(ROOT / ".venv" / "bin" / "py-spy")
 
 SCENARIOS = [
     "ingest_unique",
@@ -76,6 +77,7 @@ class Config:
     ).rstrip("/")
     redis_url: str = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/4")
     port_base: int = _env_int("BENCH_PORT_BASE", 0)
+    pyspy: bool = os.environ.get("BENCH_PYSPY", "1") not in ("", "0", "false")
 
     def __post_init__(self) -> None:
         self.duration = _env_int("BENCH_DURATION", 3 if self.quick else 15)
@@ -169,6 +171,12 @@ def free_port(config: Config, taken: set[int]) -> int:
 _PORTS: set[int] = set()
 
 
+@dataclass
+class Server:
+    url: str
+    pid: int  # gunicorn's master; its workers are its children
+
+
 def stop_group(process: subprocess.Popen, grace: float = 20.0) -> None:
     """SIGTERM the process group (gunicorn finishes requests in flight), SIGKILL what is left."""
     if process.poll() is not None:
@@ -214,7 +222,7 @@ def gunicorn(config: Config, *, app: str, env: dict, log_path: Path, ready_path:
     try:
         url = f"http://127.0.0.1:{port}"
         _wait_ready(url + ready_path, process, log_path)
-        yield url
+        yield Server(url=url, pid=process.pid)
     finally:
         stop_group(process)
         cleanup.remove(stopper)
@@ -352,10 +360,14 @@ class Bench:
         result["answers"] = ids_path.read_text().split("\n")[:-1] if ids_path.exists() else []
         return result
 
-    def measure(self, url: str, mode: str, name: str, extra: dict | None = None) -> dict:
-        """A warm-up run (its answers kept for the checks, its timings dropped), then the measured run."""
+    def measure(self, server: Server, mode: str, name: str, extra: dict | None = None, profile: bool = False) -> dict:
+        """A warm-up run (its answers kept for the checks, its timings dropped), then the measured run,
+        with py-spy sampling the gunicorn workers during it when ``profile`` (and py-spy is installed)."""
+        url = server.url
         warm = self.wrk(url, mode, seconds=self.config.warmup, tag=f"{name}-w", extra=extra)
+        spy = self.start_pyspy(server, name) if profile else None
         run = self.wrk(url, mode, seconds=self.config.duration, tag=f"{name}-m", extra=extra)
+        pyspy = self.finish_pyspy(spy) if spy else None
         seconds = run["duration_us"] / 1e6
         statuses = {int(k): v for k, v in run["statuses"].items()}
         ok = sum(v for k, v in statuses.items() if 200 <= k < 300)
@@ -374,7 +386,37 @@ class Bench:
             + sum(run["socket_errors"].values()),
             "socket_errors": {k: warm["socket_errors"][k] + v for k, v in run["socket_errors"].items()},
             "_answers": warm["answers"] + run["answers"],
-        }
+        } | ({"pyspy": pyspy} if pyspy else {})
+
+    def start_pyspy(self, server: Server, name: str):
+        if not self.config.pyspy or not Path(PYSPY).exists():
+            return None
+        out = self.work / f"{name}.pyspy"
+        # --gil: only samples holding the GIL, i.e. Python running on a CPU (waits on PostgreSQL and Redis
+        # release it); the in-process profile (bench/profile.py) shows the waits.
+        command = [PYSPY, "record", "--pid", str(server.pid), "--subprocesses", "--nonblocking", "--gil"]
+        command += ["--rate", "100"]
+        command += ["--duration", str(self.config.duration), "--format", "raw", "--output", str(out)]
+        log_file = open(self.work / f"{name}.pyspy.log", "wb")  # noqa: SIM115
+        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+        log_file.close()
+        stopper = lambda: stop_group(process, grace=5)  # noqa: E731
+        cleanup.push("py-spy", stopper)
+        return process, stopper, out
+
+    def finish_pyspy(self, spy) -> dict | None:
+        from bench.pyspy import summarize
+
+        process, stopper, out = spy
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            stop_group(process, grace=5)
+        cleanup.remove(stopper)
+        if not out.exists():
+            log(f"py-spy wrote nothing; see {out}.log")
+            return None
+        return {"file": str(out.relative_to(ROOT))} | summarize(out)
 
     # scenarios
 
@@ -390,8 +432,10 @@ class Bench:
                 env, app, ready = self.baseline_env(db), "bench.baseline:application", "/api/conversations"
                 auth = {}
             log(f"{name}: {kind}")
-            with gunicorn(self.config, app=app, env=env, log_path=self.work / f"{kind}.log", ready_path=ready) as url:
-                figures = self.measure(url, mode, f"{kind}-{name}", auth)
+            with gunicorn(
+                self.config, app=app, env=env, log_path=self.work / f"{kind}.log", ready_path=ready
+            ) as server:
+                figures = self.measure(server, mode, f"{kind}-{name}", auth, profile=kind == "service")
             figures["checks"] = self.check_ingest(kind, db, figures.pop("_answers"), figures)
             self.results.setdefault(name, {})[kind] = figures
             self.dbs.drop(db)
@@ -454,8 +498,8 @@ class Bench:
             env=env,
             log_path=self.work / "service.log",
             ready_path="/healthz",
-        ) as url:
-            figures = self.measure(url, "send", f"service-{name}", extra)
+        ) as server:
+            figures = self.measure(server, "send", f"service-{name}", extra, profile=name == "send_0ms")
         answers = figures.pop("_answers")
         answered = {line.split(" ")[0] for line in answers}
         words: dict[str, int] = {}
@@ -508,10 +552,12 @@ class Bench:
             extra.update(
                 BENCH_FIRST_ID=str(seed["first_conversation_id"]), BENCH_LAST_ID=str(seed["last_conversation_id"])
             )
-            with gunicorn(self.config, app=app, env=env, log_path=self.work / f"{kind}.log", ready_path=ready) as url:
+            with gunicorn(
+                self.config, app=app, env=env, log_path=self.work / f"{kind}.log", ready_path=ready
+            ) as server:
                 for name in names:
                     log(f"{name}: {kind}")
-                    figures = self.measure(url, name, f"{kind}-{name}", extra)
+                    figures = self.measure(server, name, f"{kind}-{name}", extra)
                     figures.pop("_answers")
                     figures["seed"] = seed
                     figures["checks"] = {"ok": figures["non_2xx"] == 0}
@@ -703,6 +749,19 @@ def table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def pyspy_summary(report: dict) -> str:
+    lines = ["py-spy (gunicorn workers under wrk, CPU samples):"]
+    for name, targets in report["results"].items():
+        spy = targets.get("service", {}).get("pyspy") if isinstance(targets, dict) else None
+        if not spy or not spy.get("samples"):
+            continue
+        areas = ", ".join(f"{a} {p}%" for a, p in list(spy["self_share_by_area"].items())[:5])
+        functions = ", ".join(f"{f} {p}%" for f, p in list(spy["service_functions_inclusive_share"].items())[:5])
+        lines.append(f"  {name}: {spy['samples']} samples; innermost frame: {areas}")
+        lines.append(f"  {name}: service functions on the stack: {functions}")
+    return "\n".join(lines) if len(lines) > 1 else ""
+
+
 def main() -> int:
     config = Config()
     if shutil.which("wrk") is None:
@@ -722,6 +781,7 @@ def main() -> int:
         print(table(report))
         if "profile" in report["results"]:
             print(report["results"]["profile"].get("summary", ""))
+        print(pyspy_summary(report))
         try:
             from bench.plot import plot
 
