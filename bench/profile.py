@@ -63,7 +63,7 @@ class Counters:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
-    parser.add_argument("--requests", type=int, default=int(os.environ.get("PROFILE_REQUESTS", "200")))
+    parser.add_argument("--requests", type=int, default=int(os.environ.get("PROFILE_REQUESTS", "150")))
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

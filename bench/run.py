@@ -83,7 +83,7 @@ class Config:
         self.duration = _env_int("BENCH_DURATION", 3 if self.quick else 15)
         self.warmup = _env_int("BENCH_WARMUP", 1 if self.quick else 2)
         self.conversations = _env_int("BENCH_CONVERSATIONS", 10_000 if self.quick else 100_000)
-        self.drain_fast = _env_int("BENCH_DRAIN_MESSAGES", 300 if self.quick else 3000)
+        self.drain_fast = _env_int("BENCH_DRAIN_MESSAGES", 300 if self.quick else 2000)
         self.drain_slow = _env_int("BENCH_DRAIN_SLOW_MESSAGES", 60 if self.quick else 300)
         wanted = os.environ.get("BENCH_SCENARIOS", "").replace(" ", "")
         self.scenarios = [s for s in wanted.split(",") if s] if wanted else list(SCENARIOS)
@@ -330,22 +330,25 @@ class Bench:
 
     # load
 
-    def wrk(self, url: str, mode: str, *, seconds: int, tag: str, extra: dict | None = None) -> dict:
+    def wrk(
+        self, url: str, mode: str, *, seconds: int, tag: str, extra: dict | None = None, connections: int = 0
+    ) -> dict:
         out = self.work / f"{tag}.json"
+        threads = 1 if connections == 1 else self.config.wrk_threads
         env = {
             **os.environ,
             "BENCH_MODE": mode,
             "BENCH_TAG": tag,
             "BENCH_OUT": str(out),
-            "BENCH_WRK_THREADS": str(self.config.wrk_threads),
+            "BENCH_WRK_THREADS": str(threads),
             **(extra or {}),
         }
         command = [
             "wrk",
             "-t",
-            str(self.config.wrk_threads),
+            str(threads),
             "-c",
-            str(self.config.connections),
+            str(connections or self.config.connections),
             "-d",
             f"{seconds}s",
             "--timeout",
@@ -559,8 +562,25 @@ class Bench:
                     log(f"{name}: {kind}")
                     figures = self.measure(server, name, f"{kind}-{name}", extra)
                     figures.pop("_answers")
+                    # One connection: the page's own cost, without queueing behind 15 others.
+                    alone = self.wrk(
+                        server.url,
+                        name,
+                        seconds=max(2, self.config.duration // 3),
+                        tag=f"{kind}-{name}-1c",
+                        extra=extra,
+                        connections=1,
+                    )
+                    figures["one_connection"] = {
+                        "rps": round(alone["requests"] / (alone["duration_us"] / 1e6), 1),
+                        "p50_ms": round(alone["latency_us"]["p50"] / 1000, 2),
+                        "p99_ms": round(alone["latency_us"]["p99"] / 1000, 2),
+                    }
+                    one_ok = all(200 <= int(k) < 300 for k in alone["statuses"]) and not any(
+                        alone["socket_errors"].values()
+                    )
                     figures["seed"] = seed
-                    figures["checks"] = {"ok": figures["non_2xx"] == 0}
+                    figures["checks"] = {"ok": figures["non_2xx"] == 0 and one_ok}
                     self.results.setdefault(name, {})[kind] = figures
             self.dbs.drop(db)
 
@@ -745,6 +765,11 @@ def table(report: dict) -> str:
                 f"{figures.get('ratio_to_baseline_ingest', ''):>7} {figures.get('ratio_same_scenario', ''):>6} "
                 f"{figures['non_2xx']:>6} {figures['checks']['ok']!s:>7}"
             )
+    for name in ("list", "thread"):
+        for kind in ("baseline", "service"):
+            alone = report["results"].get(name, {}).get(kind, {}).get("one_connection")
+            if alone:
+                lines.append(f"{name:<15} {kind:<9} one connection: {alone['rps']} req/s, p50 {alone['p50_ms']} ms")
     lines.append("ratio*: service req/s / baseline ingest_unique req/s; same: / baseline in the same scenario")
     return "\n".join(lines)
 
