@@ -54,9 +54,12 @@ class Counters:
     def __init__(self) -> None:
         self.sql = 0
         self.redis = 0
+        self.statements: list[str] | None = None  # a list while one request's statements are recorded
 
     def sql_wrapper(self, execute, sql, params, many, context):
         self.sql += 1
+        if self.statements is not None:
+            self.statements.append(" ".join(sql.split())[:160])
         return execute(sql, params, many, context)
 
 
@@ -115,6 +118,9 @@ def main() -> None:
         for name, call in scenarios.items():
             for _ in range(20):  # warm: imports, connection, first conversation
                 _check(call())
+            counters.statements = []
+            _check(call())
+            statements, counters.statements = counters.statements, None
             counters.sql = counters.redis = 0
             started = time.perf_counter()
             for _ in range(args.requests):
@@ -140,6 +146,7 @@ def main() -> None:
                 "ms_per_request": round(wall * 1000, 2),
                 "sql_per_request": round(sql, 1),
                 "redis_commands_per_request": round(redis_commands, 1),
+                "statements_of_one_request": statements,
                 "self_time_share": {area: round(100 * t / total, 1) for area, t in areas.most_common()},
                 "top_self_time": [
                     {
