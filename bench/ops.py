@@ -155,7 +155,7 @@ def seed_inbox(*, baseline: bool, conversations: int, per_conversation: int) -> 
 def seed_outbox(*, messages: int, due_in: float, conversations: int = 100) -> dict:
     """``messages`` pending outbound SMS, never attempted, all due ``due_in`` seconds from now, spread
     over ``conversations`` threads: what the outbox worker finds after a burst of queued sends."""
-    from django.db import transaction
+    from django.db import connection, transaction
 
     conversation_model, message_model, provider = _setup(baseline=False)
     started = time.monotonic()
@@ -192,8 +192,11 @@ def seed_outbox(*, messages: int, due_in: float, conversations: int = 100) -> di
                 "timestamp": "now()",
             },
         )
+        # now() is the transaction's start, the instant the rows' next_attempt_at was computed from.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT extract(epoch FROM now())::float8 + %s", [due_in])
+            (due_at,) = cursor.fetchone()
     _analyze(conversation_model, message_model)
-    due_at = time.time() + due_in
     return {"messages": messages, "due_at_epoch": due_at, "seconds": round(time.monotonic() - started, 2)}
 
 
