@@ -15,6 +15,7 @@ local out = os.getenv("BENCH_OUT")
 local first_id = tonumber(os.getenv("BENCH_FIRST_ID") or "1")
 local last_id = tonumber(os.getenv("BENCH_LAST_ID") or "1")
 local business = "+18045551234"
+local senders = tonumber(os.getenv("BENCH_SENDERS") or "1000") -- inbound senders per wrk thread
 
 local threads = {}
 local thread_count = 0
@@ -47,7 +48,7 @@ local function inbound(id, n)
   return string.format(
     '{"from": "%s", "to": "%s", "type": "sms", "messaging_provider_id": "%s", '
       .. '"body": "bench inbound %d", "attachments": null, "timestamp": "2026-01-01T00:00:00Z"}',
-    number("202", n % 1000), business, id, n)
+    number("202", n % senders), business, id, n)
 end
 
 function request()

@@ -78,6 +78,7 @@ class Config:
     redis_url: str = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/4")
     port_base: int = _env_int("BENCH_PORT_BASE", 0)
     pyspy: bool = os.environ.get("BENCH_PYSPY", "1") not in ("", "0", "false")
+    senders: int = _env_int("BENCH_SENDERS", 1000)
 
     def __post_init__(self) -> None:
         self.duration = _env_int("BENCH_DURATION", 3 if self.quick else 15)
@@ -341,6 +342,7 @@ class Bench:
             "BENCH_TAG": tag,
             "BENCH_OUT": str(out),
             "BENCH_WRK_THREADS": str(threads),
+            "BENCH_SENDERS": str(self.config.senders),
             **(extra or {}),
         }
         command = [
