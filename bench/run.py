@@ -366,17 +366,24 @@ class Bench:
         return result
 
     def measure(self, server: Server, mode: str, name: str, extra: dict | None = None, profile: bool = False) -> dict:
-        """A warm-up run (its answers kept for the checks, its timings dropped), then the measured run,
-        with py-spy sampling the gunicorn workers during it when ``profile`` (and py-spy is installed)."""
+        """A warm-up run, the measured run, then (``profile``, py-spy installed) a shorter run with py-spy
+        sampling the gunicorn workers, so the profiler's own CPU never weighs on a reported figure.
+        Only the measured run's timings are reported; every run's answers go to the checks."""
         url = server.url
-        warm = self.wrk(url, mode, seconds=self.config.warmup, tag=f"{name}-w", extra=extra)
-        spy = self.start_pyspy(server, name) if profile else None
+        runs = [self.wrk(url, mode, seconds=self.config.warmup, tag=f"{name}-w", extra=extra)]
         run = self.wrk(url, mode, seconds=self.config.duration, tag=f"{name}-m", extra=extra)
-        pyspy = self.finish_pyspy(spy) if spy else None
+        runs.append(run)
+        pyspy = None
+        spy_seconds = max(3, self.config.duration // 2)
+        spy = self.start_pyspy(server, name, spy_seconds) if profile else None
+        if spy:
+            runs.append(self.wrk(url, mode, seconds=spy_seconds, tag=f"{name}-p", extra=extra))
+            pyspy = self.finish_pyspy(spy)
         seconds = run["duration_us"] / 1e6
-        statuses = {int(k): v for k, v in run["statuses"].items()}
-        ok = sum(v for k, v in statuses.items() if 200 <= k < 300)
+        ok = sum(v for k, v in run["statuses"].items() if 200 <= int(k) < 300)
         lat = run["latency_us"]
+        statuses = _merge(runs)
+        socket_errors = {k: sum(r["socket_errors"][k] for r in runs) for k in run["socket_errors"]}
         return {
             "requests": run["requests"],
             "seconds": round(seconds, 2),
@@ -385,15 +392,14 @@ class Bench:
             "p90_ms": round(lat["p90"] / 1000, 2),
             "p99_ms": round(lat["p99"] / 1000, 2),
             "max_ms": round(lat["max"] / 1000, 2),
-            "statuses": _merge(warm, run),
-            "non_2xx": sum(v for k, v in _merge(warm, run).items() if not 200 <= k < 300)
-            + sum(warm["socket_errors"].values())
-            + sum(run["socket_errors"].values()),
-            "socket_errors": {k: warm["socket_errors"][k] + v for k, v in run["socket_errors"].items()},
-            "_answers": warm["answers"] + run["answers"],
+            "wrk_runs": len(runs),
+            "statuses": statuses,
+            "non_2xx": sum(v for k, v in statuses.items() if not 200 <= k < 300) + sum(socket_errors.values()),
+            "socket_errors": socket_errors,
+            "_answers": [answer for r in runs for answer in r["answers"]],
         } | ({"pyspy": pyspy} if pyspy else {})
 
-    def start_pyspy(self, server: Server, name: str):
+    def start_pyspy(self, server: Server, name: str, seconds: int):
         if not self.config.pyspy or not Path(PYSPY).exists():
             return None
         out = self.work / f"{name}.pyspy"
@@ -401,7 +407,7 @@ class Bench:
         # release it); the in-process profile (bench/profile.py) shows the waits.
         command = [PYSPY, "record", "--pid", str(server.pid), "--subprocesses", "--nonblocking", "--gil"]
         command += ["--rate", "100"]
-        command += ["--duration", str(self.config.duration), "--format", "raw", "--output", str(out)]
+        command += ["--duration", str(seconds), "--format", "raw", "--output", str(out)]
         log_file = open(self.work / f"{name}.pyspy.log", "wb")  # noqa: SIM115
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
         log_file.close()
@@ -479,8 +485,8 @@ class Bench:
 
     def _verdict(self, checks: dict, figures: dict) -> bool:
         # A request in flight when wrk stops is finished by the server but never answered to wrk:
-        # at most one per connection per wrk run (warm-up and measured run).
-        in_flight_allowance = 2 * self.config.connections
+        # at most one per connection per wrk run (warm-up, measured and profiled runs).
+        in_flight_allowance = figures["wrk_runs"] * self.config.connections
         return (
             figures["non_2xx"] == 0
             and checks["duplicated_rows"] == 0
@@ -711,9 +717,9 @@ class Bench:
         }
 
 
-def _merge(warm: dict, run: dict) -> dict[int, int]:
+def _merge(runs: list[dict]) -> dict[int, int]:
     merged: dict[int, int] = {}
-    for part in (warm, run):
+    for part in runs:
         for k, v in part["statuses"].items():
             merged[int(k)] = merged.get(int(k), 0) + v
     return merged
