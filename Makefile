@@ -6,12 +6,13 @@ PY := .venv/bin/python
 # role and database on a machine without Docker). pytest makes its own test_ database beside it.
 TEST_DATABASE_URL ?= postgresql://messaging_user:messaging_password@127.0.0.1:5432/messaging_service
 
-.PHONY: help setup run test pytest e2e e2e-http fuzz lint format migrate superuser clean
+.PHONY: help setup run test pytest e2e e2e-http fuzz bench lint format migrate superuser clean
 
 help:
 	@echo "make run        install into .venv, migrate, serve on :8080 and run the outbox worker (Ctrl-C stops both)"
 	@echo "make test       lint, pytest on PostgreSQL, then bin/test.sh against a real gunicorn"
 	@echo "make fuzz       schemathesis against the OpenAPI schema on a fresh gunicorn and database"
+	@echo "make bench      the service beside a minimal Django+DRF baseline under wrk (docs/PERFORMANCE.md)"
 	@echo "make lint       ruff check, ruff format --check and mypy (django-stubs, djangorestframework-stubs)"
 	@echo "make format     ruff format and ruff check --fix"
 	@echo "make superuser  create an admin login"
@@ -38,6 +39,11 @@ e2e-http: setup
 # Not part of `make test` (it takes most of a minute); .ci/run runs it after the tests.
 fuzz: setup
 	DATABASE_URL="$${DATABASE_URL:-$(TEST_DATABASE_URL)}" bin/fuzz.sh
+
+# Not part of `make test`: about 10 minutes, needs PostgreSQL, Redis and wrk (installed if missing).
+# BENCH_QUICK=1 for a smoke run; BENCH_SCENARIOS, BENCH_DURATION, BENCH_CONNECTIONS: docs/PERFORMANCE.md.
+bench:
+	bin/bench.sh
 
 lint: setup
 	.venv/bin/ruff check .
