@@ -110,6 +110,14 @@ class Message(models.Model):
             models.Index(fields=["status", "-created_at"], name="message_status_idx"),
             # The back office lists and charts messages by their own time, newest first.
             models.Index(fields=["-timestamp", "-id"], name="message_timestamp_idx"),
+            # Status events that name a message by a prefix of its stored id (SendGrid's ".filter" tails):
+            # a LIKE 'prefix%' needs the pattern operator class unless the database's collation is C.
+            models.Index(
+                fields=["provider", "provider_message_id"],
+                opclasses=["varchar_pattern_ops", "varchar_pattern_ops"],
+                condition=models.Q(direction="outbound", provider_message_id__isnull=False),
+                name="message_outbound_id_prefix_idx",
+            ),
         ]
 
     def __str__(self) -> str:

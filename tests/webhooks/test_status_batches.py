@@ -127,3 +127,15 @@ def test_an_event_a_concurrent_delivery_claims_mid_batch_is_a_duplicate_and_the_
     two.refresh_from_db()
     assert (one.status, two.status) == ("delivered", "delivered")
     assert WebhookEvent.objects.filter(event_id=contested["sg_event_id"], outcome="processed").count() == 1
+
+
+@pytest.mark.django_db
+def test_a_message_id_with_like_wildcards_matches_only_itself():
+    other = sent_email("abXd.filter001.1.0")  # stored with a tail the event does not carry
+    mine = sent_email("ab_d.filter001.1.0")
+
+    post([{"event": "delivered", "sg_event_id": "w-1", "sg_message_id": "ab_d.filter0002.99.0"}])
+
+    other.refresh_from_db()
+    mine.refresh_from_db()
+    assert (mine.status, other.status) == ("delivered", "sent")
