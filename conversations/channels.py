@@ -208,7 +208,7 @@ def message_types() -> list[str]:
 
 
 def message_type_choices() -> list[tuple[str, str]]:
-    labels = {"sms": "SMS", "mms": "MMS"}
+    labels = {"sms": "SMS", "mms": "MMS", "whatsapp": "WhatsApp"}
     return [(message_type, labels.get(message_type, message_type.title())) for message_type in message_types()]
 
 

@@ -12,6 +12,7 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from conversations.addresses import looks_like_email
+from conversations.channels import CHANNELS
 from conversations.models import Conversation, ConversationStatus
 from conversations.selectors import conversation_get
 
@@ -139,7 +140,7 @@ def conversation_recompute_summary(*, conversation_id: int) -> None:
         unread_count=unread.count(),
         last_message_at=newest.timestamp if newest else None,
         last_message_preview=message_preview(
-            body=newest.body, is_html=newest.type == "email", attachment_count=len(newest.attachments or [])
+            body=newest.body, is_html=CHANNELS[newest.channel].html_body, attachment_count=len(newest.attachments or [])
         )
         if newest
         else "",

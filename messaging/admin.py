@@ -295,8 +295,8 @@ class ConversationWithMessagesAdmin(ConversationAdmin):
         except ApplicationError as error:
             for field, problems in (error.details or {}).items():
                 target = field if field in form.fields else None
-                for problem in problems if isinstance(problems, list) else [problems]:
-                    form.add_error(target, f"{field}: {problem}" if target is None else str(problem))
+                for problem in _flat_problems(problems):
+                    form.add_error(target, f"{field}: {problem}" if target is None else problem)
             if not form.errors:
                 form.add_error(None, error.message)
             return self._transcript(request, conversation, form, status=400)
@@ -539,3 +539,16 @@ class FailedMessageAdmin(MessageAdmin):
     @admin.display(description="failed at", ordering="updated_at")
     def failed_at(self, message: Message) -> str:
         return presentation.short_time_html(message.updated_at)
+
+
+def _flat_problems(problems: object) -> list[str]:
+    """DRF's error details as plain sentences: a list item's problems ({0: [...]}) read "item 1: ..."."""
+    if isinstance(problems, dict):
+        return [
+            f"item {key + 1}: {problem}" if isinstance(key, int) else f"{key}: {problem}"
+            for key, value in problems.items()
+            for problem in _flat_problems(value)
+        ]
+    if isinstance(problems, list | tuple):
+        return [problem for value in problems for problem in _flat_problems(value)]
+    return [str(problems)]

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from conversations.channels import CHANNELS
@@ -203,8 +204,10 @@ def message_attempt_delivery(*, message: Message) -> Message:
     unknown, the message stays with that provider for good (``UNCONFIRMED_PROVIDER``).
     """
     outbound = _outbound_for(message)
+    simulated = outbound.forced_error is not None and outbound.forced_error.applies_to(outbound.attempt)
     error: ProviderError | None = None
     unconfirmed: str | None = None
+    called = False
     for configured, provider in _delivery_candidates(message):
         permit = breaker_permit(provider=provider.key)
         if not permit.allowed:
@@ -217,6 +220,7 @@ def message_attempt_delivery(*, message: Message) -> Message:
                 not_accepted=True,
             )
             continue
+        called = True
         try:
             result = provider.send(outbound)
         except ProviderError as exc:
@@ -233,10 +237,11 @@ def message_attempt_delivery(*, message: Message) -> Message:
             _record_success(message=message, result=result, accepted_by=provider.key)
             _refresh_if_reachable(message)
             return message
-        if error.retryable:
-            breaker_record_failure(provider=provider.key)
-        else:
-            breaker_record_success(provider=provider.key)  # it answered: the provider itself works
+        if not simulated:  # a failure the mock was asked for says nothing about the provider's health
+            if error.retryable:
+                breaker_record_failure(provider=provider.key)
+            else:
+                breaker_record_success(provider=provider.key)  # it answered: the provider itself works
         if not (error.retryable and error.not_accepted):
             # Unknown outcome: this provider may have taken it; it alone may send it from now on.
             unconfirmed = configured if error.retryable else None
@@ -246,7 +251,10 @@ def message_attempt_delivery(*, message: Message) -> Message:
         )
     if error is None:  # an empty chain cannot be configured; kept as a retry rather than a crash
         error = ProviderError(provider=message.provider, code="no_provider", message="No provider.", retryable=True)
-    _record_failure(message=message, error=error, unconfirmed=unconfirmed)
+    if called:
+        _record_failure(message=message, error=error, unconfirmed=unconfirmed)
+    else:
+        _record_skipped(message=message, error=error)
     _refresh_if_reachable(message)
     return message
 
@@ -363,6 +371,26 @@ def _record_failure(*, message: Message, error: ProviderError, unconfirmed: str 
     )
     if not updated:
         logger.warning("Message %s changed before its failed attempt %s was recorded", message.pk, attempts)
+
+
+@_outcome_left_to_the_outbox
+def _record_skipped(*, message: Message, error: ProviderError) -> None:
+    """No provider was called (every circuit breaker on the chain is open): the message waits until
+    one may be tried again. The attempt does not count towards MAX_ATTEMPTS (``attempt_base`` moves
+    with it), and the last real provider error stays the one support sees."""
+    attempts = message.attempts
+    wait = max(error.retry_after or settings.RETRY_BASE_DELAY_SECONDS, 1.0)
+    updated = Message.objects.filter(pk=message.pk, status=MessageStatus.PENDING, attempts=attempts).update(
+        attempt_base=F("attempt_base") + 1,
+        next_attempt_at=timezone.now() + timedelta(seconds=wait),
+        leased_until=None,
+        last_error=message.last_error or {"code": error.code, "message": error.message},
+        updated_at=timezone.now(),
+        **_first_outcome(message, MessageStatus.PENDING),
+    )
+    logger.info("Message %s attempt %s not made (%s); waiting %.0f s", message.pk, attempts, error.code, wait)
+    if not updated:
+        logger.warning("Message %s changed before its skipped attempt %s was recorded", message.pk, attempts)
 
 
 #: Which statuses a status callback may move a message from: only forward

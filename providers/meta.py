@@ -31,6 +31,8 @@ from typing import Any, ClassVar
 
 import httpx
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import URLValidator
 
 from core.errors import ApplicationError, ValidationFailed
 from providers.base import (
@@ -391,6 +393,11 @@ class MetaProvider(MockProvider):
                 items.append(
                     _item(stored, STATUS, lambda e=event: self._instagram_mark(e["message"], "echo", RECORD_ONLY))
                 )
+            elif isinstance(event.get("reaction"), dict):
+                stored = item_raw(raw, single(event), kind=STATUS)
+                items.append(
+                    _item(stored, STATUS, lambda e=event: self._instagram_mark(e["reaction"], "reaction", RECORD_ONLY))
+                )
             elif isinstance(event.get("read"), dict):
                 stored = item_raw(raw, single(event), kind=STATUS)
                 items.append(_item(stored, STATUS, lambda e=event: self._instagram_mark(e["read"], "read", READ)))
@@ -402,21 +409,22 @@ class MetaProvider(MockProvider):
                         _item(stored, STATUS, lambda m=mid: self._instagram_mark({"mid": m}, "delivery", DELIVERED))
                     )
             else:
-                problem = "Expected message, read or delivery."
+                problem = "Unsupported Instagram event; expected message, reaction, read or delivery."
                 items.append(_rejected(raw, single(event), STATUS, wrong_shape(problem, expected=problem)))
         return items
 
     def _instagram_message(self, event: Mapping[str, Any]) -> InboundMessage:
         message = event["message"]
         mid = required_text(message, "mid", integers=False)
-        sender = required_text(event.get("sender") or {}, "id", max_length=64)
-        recipient = text(event.get("recipient") or {}, "id", required=False, max_length=64)
+        sender = required_text(_object(event, "sender"), "id", max_length=64)
+        recipient = text(_object(event, "recipient"), "id", required=False, max_length=64)
+        listed = message.get("attachments")
         attachments = [
             attachment["payload"]["url"]
-            for attachment in message.get("attachments") or []
+            for attachment in (listed if isinstance(listed, list) else [])
             if isinstance(attachment, dict)
             and isinstance(attachment.get("payload"), dict)
-            and isinstance(attachment["payload"].get("url"), str)
+            and _is_http_url(attachment["payload"].get("url"))
         ]
         body = message.get("text") if isinstance(message.get("text"), str) else ""
         timestamp = event.get("timestamp")
@@ -488,12 +496,37 @@ def _list(value: Mapping[str, Any], key: str) -> list[Any]:
     return items if isinstance(items, list) else []
 
 
+def _object(payload: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """A nested object of the payload, or an error naming it when it is something else."""
+    value = payload.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise field_error(key, "Must be an object.")
+    return value
+
+
+def _is_http_url(value: Any) -> bool:
+    """An attachment URL worth keeping: http(s) and well formed (anything else is dropped, not shown)."""
+    if not isinstance(value, str) or len(value) > 2048:
+        return False
+    try:
+        URLValidator(schemes=["http", "https"])(value)
+    except DjangoValidationError:
+        return False
+    return True
+
+
 def _item(raw: RawWebhook, kind: str, parse: Any, *, hint: Any = None) -> WebhookItem:
-    """Parses one item; a problem with it rejects that item alone (kept with its id if it has one)."""
+    """Parses one item; a problem with it rejects that item alone (kept with its id if it has one).
+    A value of an unexpected type deep inside the item is such a problem too, never a 500."""
     try:
         parsed = parse()
     except ApplicationError as rejection:
         return WebhookItem(raw=raw, kind=kind, rejection=rejection, event_id=_event_id_hint(hint))
+    except (TypeError, AttributeError, KeyError, ValueError, OverflowError) as unreadable:
+        unusable = ValidationFailed(f"The item cannot be read: {type(unreadable).__name__}.")
+        return WebhookItem(raw=raw, kind=kind, rejection=unusable, event_id=_event_id_hint(hint))
     return WebhookItem(
         raw=raw, kind=kind, parsed=parsed, event_id=parsed.event_id if kind == STATUS else parsed.provider_message_id
     )

@@ -181,7 +181,11 @@ def iso_time(value: Any, *, name: str) -> datetime | None:
         moment = None
     if moment is None:
         raise field_error(name, "Datetime has wrong format. Use ISO-8601, e.g. 2025-01-01T10:00:00Z.")
-    return make_aware(moment, get_fixed_timezone(0)) if is_naive(moment) else moment
+    aware = make_aware(moment, get_fixed_timezone(0)) if is_naive(moment) else moment
+    try:
+        return aware.astimezone(get_fixed_timezone(0))
+    except OverflowError:
+        raise field_error(name, "Datetime value out of range.") from None
 
 
 def item_raw(request: RawWebhook, item: Any, *, kind: str) -> RawWebhook:

@@ -508,8 +508,8 @@ def webhook_replay(*, event: WebhookEvent) -> ReplayResult:
     if event.rejection_code == SignatureInvalid.code:
         # Nobody proved this request came from the provider; replaying it would act on a forgery.
         return ReplayResult(event=event, before=before, after=before, detail="signature was invalid; never replayed")
-    if not event.kind:
-        # A whole request refused before its items could be told apart: there is no item to process.
+    if event.kind == WebhookKind.DELIVERY:
+        # A whole delivery refused before its items could be told apart: there is no item to process.
         return ReplayResult(event=event, before=before, after=before, detail="whole request refused; nothing to replay")
     try:
         item = provider_by_stored_name(event.provider).parse_stored(raw_from_event(event))

@@ -246,3 +246,26 @@ def test_a_forced_retry_after_from_the_api_delays_the_retry_at_least_that_long(a
     assert response.status_code == 202
     message = Message.objects.get()
     assert (message.next_attempt_at - timezone.now()).total_seconds() > 85
+
+
+@pytest.mark.django_db
+def test_an_attempt_skipped_because_every_breaker_is_open_waits_without_using_up_attempts(settings):
+    from providers.breaker import breaker_record_failure, breaker_reset
+
+    settings.MAX_ATTEMPTS = 2
+    for _ in range(settings.PROVIDER_BREAKER_FAILURES):
+        breaker_record_failure(provider="twilio")
+    message = OutboxMessageFactory(attempts=1, last_error={"code": 503, "message": "Service Unavailable"})
+    try:
+        for attempt in range(1, 5):
+            Message.objects.filter(pk=message.pk).update(attempts=attempt)
+            message.refresh_from_db()
+            message_attempt_delivery(message=message)
+
+        message.refresh_from_db()
+        assert message.status == "pending"
+        assert message.attempt_base == 4  # none of the four skipped attempts counted
+        assert message.last_error == {"code": 503, "message": "Service Unavailable"}
+        assert message.next_attempt_at > timezone.now()
+    finally:
+        breaker_reset(provider="twilio")

@@ -391,3 +391,80 @@ def test_conversations_filter_by_a_user_id_participant(api):
 
     assert [c["channel"] for c in data] == ["instagram"]
     assert api.get("/api/conversations", {"participant": "not a user!"}).status_code == 400
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"sender": "igsid-1", "message": {"mid": "m_BAD1", "text": "x"}},
+        {"sender": {"id": "igsid-1"}, "recipient": "x", "message": {"mid": "m_BAD2", "text": "x"}},
+        {"sender": {"id": "igsid-1"}, "message": {"mid": "m_BAD3", "text": "x", "attachments": 5}},
+        {"sender": ["a"], "message": {"mid": "m_BAD4", "text": "x"}},
+    ],
+)
+def test_an_instagram_item_of_the_wrong_shape_is_rejected_alone_never_a_500(bad):
+    good = instagram_message("m_GOOD", text="good")
+
+    response = post_meta(instagram_delivery(good, bad))
+
+    assert response.status_code == 200
+    statuses = [event["status"] for event in response.json()["events"]]
+    assert statuses[0] == "processed"
+    assert statuses[1] in ("rejected", "processed")  # attachments of the wrong type are dropped, not fatal
+    assert Message.objects.filter(provider_message_id="m_GOOD").exists()
+
+
+def test_instagram_attachment_urls_other_than_http_are_dropped():
+    message = instagram_message("m_ATT")
+    message["message"]["attachments"] = [
+        {"type": "image", "payload": {"url": "javascript:alert(1)"}},
+        {"type": "image", "payload": {"url": "https://cdn.example.com/a.jpg"}},
+    ]
+
+    post_meta(instagram_delivery(message))
+
+    assert Message.objects.get(provider_message_id="m_ATT").attachments == ["https://cdn.example.com/a.jpg"]
+
+
+def test_an_instagram_reaction_is_recorded_on_its_message_without_a_change(api):
+    response = send(api, channel="instagram", to="user-1", body="Hi")
+    mid = response.json()["provider_message_id"]
+
+    result = post_meta(
+        instagram_delivery(
+            {"sender": {"id": "user-1"}, "recipient": {"id": "1"}, "reaction": {"mid": mid, "reaction": "love"}}
+        )
+    )
+
+    assert result.json()["processed"] == 1
+    assert Message.objects.get(pk=response.json()["id"]).status == "sent"
+
+
+def test_a_seed_004_timestamp_out_of_range_is_a_400():
+    event = mock_event(timestamp="0001-01-01T00:00:00+14:00")
+
+    response = post_meta(json.dumps(event).encode(), path="/api/webhooks/mock-meta")
+
+    assert response.status_code == 400
+    assert "timestamp" in response.json()["error"]["details"]
+
+
+def test_whatsapp_statuses_dedupe_by_id_and_status_so_a_later_read_still_applies(api):
+    message = sent_whatsapp(api)
+    wamid = message.provider_message_id
+
+    post_meta(whatsapp_delivery(statuses=[whatsapp_status(wamid, "delivered")]))
+    later = post_meta(whatsapp_delivery(statuses=[whatsapp_status(wamid, "read")]))
+
+    assert later.json()["processed"] == 1
+    message.refresh_from_db()
+    assert message.status == "read"
+
+
+def test_forced_failures_do_not_open_the_circuit_breaker_for_other_sends(api, settings):
+    for index in range(8):
+        send(api, channel="instagram", to=f"boom-{index}", body="boom", _forceError={"code": 503})
+
+    innocent = send(api, channel="whatsapp", to="+14155550112", body="innocent")
+
+    assert innocent.status_code == 201, innocent.json()

@@ -98,11 +98,15 @@ def test_a_message_the_primary_may_have_accepted_waits_for_it_while_its_breaker_
         send(index)
     assert breaker_state(provider="twilio") == OPEN
     primary.post_json("/control", {"mode": "normal"})
+    unconfirmed.refresh_from_db()
+    timed_out = unconfirmed.last_error
 
     [retried] = outbox_deliver_now(message_ids=[unconfirmed.pk])
 
+    # Not attempted at all: it waits, the attempt does not count, and support still sees the timeout.
     assert retried.status == MessageStatus.PENDING
-    assert retried.last_error["code"] == "circuit_open"
+    assert retried.attempt_base == unconfirmed.attempt_base + 1
+    assert retried.last_error == timed_out
     assert backup.stats()["twilio"]["requests"] == 0
 
 

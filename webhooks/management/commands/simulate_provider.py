@@ -41,8 +41,9 @@ class Tally:
 
 class Command(BaseCommand):
     help = (
-        "Posts inbound messages, Twilio status callbacks and SendGrid event batches to a running service, "
-        "with duplicates and out-of-order delivery, and checks the resulting message states."
+        "Posts inbound messages, Twilio status callbacks, SendGrid event batches and Meta (WhatsApp, Instagram, "
+        "seed 004) deliveries to a running service, with duplicates and out-of-order delivery, and checks "
+        "the resulting message states."
     )
 
     def add_arguments(self, parser):
