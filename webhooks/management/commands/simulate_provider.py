@@ -258,6 +258,11 @@ class Command(BaseCommand):
         for item in statuses:
             answer = self._post_json("/api/webhooks/meta", self._whatsapp_delivery(statuses=[item]))
             self._check(f"WhatsApp status {item['status']} answered 200", answer.status == 200, answer)
+            if item["id"].startswith("wamid.unknown-"):
+                summary = answer.body if isinstance(answer.body, dict) else {}
+                self._check(
+                    "a status for a message never sent is kept as an orphan", summary.get("orphan") == 1, summary
+                )
         for message in (m for m in instagram if m is not None):
             read = {"sender": {"id": message["to"]}, "recipient": {"id": message["from"]}, "timestamp": 1}
             for event in ({**read, "read": {"mid": message["provider_message_id"]}},) * 2:
