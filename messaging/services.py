@@ -87,16 +87,19 @@ def provider_for_channel(channel: str) -> Provider:
     return providers_for_channel(channel)[0]
 
 
-def message_send(*, command: SendCommand) -> SendOutcome:
-    """Stores an outbound message and makes the first delivery attempt inline."""
+def message_send(*, command: SendCommand, queue: bool = False) -> SendOutcome:
+    """Stores an outbound message and makes the first delivery attempt inline; with ``queue`` it is
+    stored ``pending``, due now and unleased, and the outbox delivers it (asynchronous sends)."""
     fingerprint = command.fingerprint()
     try:
-        message = _message_create_outbound(command=command, fingerprint=fingerprint)
+        message = _message_create_outbound(command=command, fingerprint=fingerprint, queue=queue)
     except IntegrityError:
         existing = _message_by_client_id(command)
         if existing is None:
             raise
         return _idempotent_replay(existing=existing, fingerprint=fingerprint)
+    if queue:
+        return SendOutcome(message=message)
     return SendOutcome(message=message_attempt_delivery(message=message))
 
 
@@ -131,13 +134,30 @@ def _first_attempt_in_flight(message: Message) -> bool:
     return message.status == MessageStatus.PENDING and not message.first_outcome
 
 
-def _message_create_outbound(*, command: SendCommand, fingerprint: str) -> Message:
+def _message_create_outbound(*, command: SendCommand, fingerprint: str, queue: bool) -> Message:
     provider = provider_for_channel(command.channel)
     metadata = {}
     if command.forced_error is not None:
         metadata["force_error"] = asdict(command.forced_error)
     now = timezone.now()
     timestamp = command.timestamp or now
+    if queue:
+        # The outbox's to claim at once; the answer (202 pending) is the first outcome, so an
+        # idempotent repeat answers 202 too instead of waiting for a delivery.
+        delivery: dict[str, object] = {
+            "attempts": 0,
+            "next_attempt_at": now,
+            "leased_until": None,
+            "first_outcome": MessageStatus.PENDING,
+        }
+    else:
+        # The inline attempt is the first one, and holds the message until the lease runs out;
+        # if this process dies before recording its outcome, the outbox takes the message over then.
+        delivery = {
+            "attempts": 1,
+            "next_attempt_at": now,
+            "leased_until": now + timedelta(seconds=settings.PROVIDER_TIMEOUT_SECONDS * 2),
+        }
     with transaction.atomic():
         conversation = conversation_get_or_create(
             channel=command.channel, address_1=command.from_address, address_2=command.to_address
@@ -156,12 +176,8 @@ def _message_create_outbound(*, command: SendCommand, fingerprint: str) -> Messa
             client_message_id=command.client_message_id,
             request_fingerprint=fingerprint,
             timestamp=timestamp,
-            # The inline attempt is the first one, and holds the message until the lease runs out;
-            # if this process dies before recording its outcome, the outbox takes the message over then.
-            attempts=1,
-            next_attempt_at=now,
-            leased_until=now + timedelta(seconds=settings.PROVIDER_TIMEOUT_SECONDS * 2),
             metadata=metadata,
+            **delivery,
         )
         conversation_record_message(
             conversation_id=conversation.pk,
