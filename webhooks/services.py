@@ -25,6 +25,7 @@ from core.errors import ApplicationError
 from messaging.models import Direction, Message
 from messaging.selectors import message_find_outbound, message_find_outbound_many
 from messaging.services import inbound_validate, message_apply_status, message_apply_statuses, message_receive
+from messaging.signals import ProviderIdAssignment
 from providers.base import (
     STATUS_CHANGES,
     UNKNOWN,
@@ -460,18 +461,54 @@ def _adopt_orphan(event: WebhookEvent, message: Message, status: StatusEvent) ->
 def webhook_apply_orphans(*, provider: str, provider_message_id: str, message_id: int) -> int:
     """Applies the status events that arrived for a provider id before its message was stored."""
     adapter = provider_by_stored_name(provider)
-    orphans = WebhookEvent.objects.filter(
-        provider=provider,
-        kind=WebhookKind.STATUS,
-        outcome=WebhookOutcome.ORPHAN,
-        provider_message_id=adapter.canonical_message_id(provider_message_id),
-    ).order_by("id")
+    orphans = list(
+        WebhookEvent.objects.filter(
+            provider=provider,
+            kind=WebhookKind.STATUS,
+            outcome=WebhookOutcome.ORPHAN,
+            provider_message_id=adapter.canonical_message_id(provider_message_id),
+        ).order_by("id")
+    )
+    if not orphans:  # the usual case: one lookup on the partial orphan index, nothing else
+        return 0
     message = Message.objects.get(pk=message_id)
     applied = 0
     for orphan in orphans:
         applied += _adopt_orphan(orphan, message, _stored_status(adapter, orphan))
     if applied:
         logger.info("Applied %s early status event(s) to message %s", applied, message_id)
+    return applied
+
+
+def webhook_apply_orphans_many(*, assignments: list[ProviderIdAssignment]) -> int:
+    """``webhook_apply_orphans`` for a batch of newly assigned provider ids: one lookup on the partial
+    orphan index for the whole batch, then the messages that have orphans one at a time."""
+    if len(assignments) == 1:
+        [one] = assignments
+        return webhook_apply_orphans(
+            provider=one.provider, provider_message_id=one.provider_message_id, message_id=one.message_id
+        )
+    by_key: dict[tuple[str, str], list[ProviderIdAssignment]] = {}
+    for assignment in assignments:
+        canonical = provider_by_stored_name(assignment.provider).canonical_message_id(assignment.provider_message_id)
+        by_key.setdefault((assignment.provider, canonical), []).append(assignment)
+    providers = {provider for provider, _ in by_key}
+    found = set(
+        WebhookEvent.objects.filter(
+            provider__in=providers,
+            kind=WebhookKind.STATUS,
+            outcome=WebhookOutcome.ORPHAN,
+            provider_message_id__in={canonical for _, canonical in by_key},
+        ).values_list("provider", "provider_message_id")
+    )
+    applied = 0
+    for key in sorted(found & by_key.keys()):
+        for assignment in by_key[key]:
+            applied += webhook_apply_orphans(
+                provider=assignment.provider,
+                provider_message_id=assignment.provider_message_id,
+                message_id=assignment.message_id,
+            )
     return applied
 
 

@@ -379,7 +379,10 @@ if OUTBOX_LEASE_SECONDS <= PROVIDER_TIMEOUT_SECONDS:
     )
 #: A pending message due for longer than this is overdue: /metrics and the admin flag it.
 OUTBOX_OVERDUE_SECONDS = env.float("OUTBOX_OVERDUE_SECONDS", 60.0, minimum=1.0)
-WORKER_CONCURRENCY = env.int("WORKER_CONCURRENCY", 4, minimum=1, maximum=64)
+# Provider calls in flight per worker process (threads that never touch the database; outcomes are
+# recorded from the worker's one connection), and how many due messages one claim leases.
+WORKER_CONCURRENCY = env.int("WORKER_CONCURRENCY", 128, minimum=1, maximum=1024)
+WORKER_BATCH_SIZE = env.int("WORKER_BATCH_SIZE", 100, minimum=1, maximum=1000)
 WORKER_POLL_SECONDS = env.float("WORKER_POLL_SECONDS", 1.0, minimum=0.05)
 
 LOG_LEVEL = env.choice("LOG_LEVEL", "INFO", {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
