@@ -127,7 +127,8 @@ cleanup = Cleanup()
 class Databases:
     def __init__(self, config: Config, stamp: str) -> None:
         self.config = config
-        self.prefix = f"ms_bench_{stamp}_{os.getpid()}"
+        # BENCH_DB_PREFIX: several benchmarks on one PostgreSQL server keep to their own names.
+        self.prefix = f"{os.environ.get('BENCH_DB_PREFIX', 'ms_bench')}_{stamp}_{os.getpid()}"
         self.admin = psycopg.connect(f"{config.pg_url}/postgres", autocommit=True)
         cleanup.push("admin connection", self.admin.close)
 

@@ -24,10 +24,16 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from conversations.channels import CHANNELS
-from conversations.services import conversation_get_or_create, conversation_record_message, message_preview
+from conversations.services import (
+    conversation_get_or_create,
+    conversation_record_message,
+    conversation_upsert_counting_sql,
+    message_preview,
+)
 from core.database import DATABASE_UNAVAILABLE
 from core.errors import Conflict, IdempotencyKeyReused, ValidationFailed
 from core.exceptions import validation_summary
+from core.inserts import insert_parts
 from messaging.backoff import next_attempt_at
 from messaging.models import Direction, Message, MessageStatus
 from messaging.rules import content_check
@@ -632,16 +638,8 @@ def inbound_validate(*, inbound: InboundMessage) -> InboundMessage:
     )
 
 
-def message_receive(*, inbound: InboundMessage) -> Message:
-    """Stores a received message (validated by ``inbound_validate``) and counts it unread. Runs inside
-    the caller's transaction, so the webhook event, the message and the summary commit together or not
-    at all."""
-    timestamp = inbound.timestamp or timezone.now()
-    conversation = conversation_get_or_create(
-        channel=inbound.channel, address_1=inbound.from_address, address_2=inbound.to_address
-    )
-    message = Message.objects.create(
-        conversation=conversation,
+def _inbound_message(inbound: InboundMessage, **fields: Any) -> Message:
+    return Message(
         channel=inbound.channel,
         direction=Direction.INBOUND,
         type=inbound.type or CHANNELS[inbound.channel].message_types[0],
@@ -652,9 +650,49 @@ def message_receive(*, inbound: InboundMessage) -> Message:
         status=MessageStatus.RECEIVED,
         provider=inbound.provider,
         provider_message_id=inbound.provider_message_id,
-        timestamp=timestamp,
+        timestamp=inbound.timestamp or timezone.now(),
+        **fields,
     )
+
+
+def message_receive(*, inbound: InboundMessage) -> Message:
+    """Stores a received message (validated by ``inbound_validate``) and counts it unread. Runs inside
+    the caller's transaction, so the webhook event, the message and the summary commit together or not
+    at all."""
+    conversation = conversation_get_or_create(
+        channel=inbound.channel, address_1=inbound.from_address, address_2=inbound.to_address
+    )
+    message = _inbound_message(inbound, conversation=conversation)
+    message.save(force_insert=True)
     conversation_record_message(
-        conversation_id=conversation.pk, timestamp=timestamp, preview=_preview(message), inbound=True
+        conversation_id=conversation.pk, timestamp=message.timestamp, preview=_preview(message), inbound=True
     )
     return message
+
+
+def message_receive_sql(*, inbound: InboundMessage, source: str, message_id: str) -> tuple[str, list[Any]]:
+    """``message_receive`` as two CTEs of one ``WITH`` (PostgreSQL), written only if the relation
+    ``source`` has a row: ``received_conversation``, the conversation upsert that counts the message,
+    and ``received_message``, the message's INSERT with the id ``message_id`` (an SQL expression over
+    ``source``). Returns the CTEs' text, comma-joined, and their parameters."""
+    message = _inbound_message(inbound)
+    conversation_sql, conversation_params = conversation_upsert_counting_sql(
+        channel=inbound.channel,
+        address_1=inbound.from_address,
+        address_2=inbound.to_address,
+        timestamp=message.timestamp,
+        preview=_preview(message),
+        inbound=True,
+        source=source,
+    )
+    columns, placeholders, params = insert_parts(message, exclude=frozenset({"conversation_id"}))
+    table = connection.ops.quote_name(Message._meta.db_table)
+    message_sql = (
+        f"INSERT INTO {table} (id, conversation_id, {', '.join(columns)})"
+        f" SELECT {message_id}, received_conversation.id, {', '.join(placeholders)}"
+        f" FROM received_conversation, {source} RETURNING id"
+    )
+    return (
+        f"received_conversation AS ({conversation_sql}), received_message AS ({message_sql})",
+        [*conversation_params, *params],
+    )
