@@ -271,12 +271,12 @@ def message_call_providers(*, message: Message) -> AttemptOutcome:
                 provider=provider.key, code="provider_error", message=type(exc).__name__, retryable=True
             )
         else:
-            breaker_record_success(provider=provider.key)
+            breaker_record_success(provider=provider.key, permit=permit)
             return AttemptOutcome(result=result, accepted_by=provider.key)
         if error.retryable:
             breaker_record_failure(provider=provider.key)
         else:
-            breaker_record_success(provider=provider.key)  # it answered: the provider itself works
+            breaker_record_success(provider=provider.key, permit=permit)  # it answered: the provider works
         if not (error.retryable and error.not_accepted):
             # Unknown outcome: this provider may have taken it; it alone may send it from now on.
             return AttemptOutcome(error=error, unconfirmed=configured if error.retryable else None)
