@@ -166,34 +166,44 @@ def _message_create_outbound(*, command: SendCommand, fingerprint: str, queue: b
             "next_attempt_at": now,
             "leased_until": now + timedelta(seconds=settings.PROVIDER_TIMEOUT_SECONDS * 2),
         }
+    message = Message(
+        channel=command.channel,
+        direction=Direction.OUTBOUND,
+        type=command.type,
+        from_address=command.from_address,
+        to_address=command.to_address,
+        body=command.body,
+        attachments=command.attachments,
+        status=MessageStatus.PENDING,
+        provider=provider.name,
+        client_message_id=command.client_message_id,
+        request_fingerprint=fingerprint,
+        timestamp=timestamp,
+        metadata=metadata,
+        **delivery,
+    )
+    if connection.vendor == "postgresql":
+        with _savepoint_if_nested():  # an idempotency key's IntegrityError must not end a caller's transaction
+            return _message_store_in_one_statement(message)
     with transaction.atomic():
         conversation = conversation_get_or_create(
             channel=command.channel, address_1=command.from_address, address_2=command.to_address
         )
-        message = Message.objects.create(
-            conversation=conversation,
-            channel=command.channel,
-            direction=Direction.OUTBOUND,
-            type=command.type,
-            from_address=command.from_address,
-            to_address=command.to_address,
-            body=command.body,
-            attachments=command.attachments,
-            status=MessageStatus.PENDING,
-            provider=provider.name,
-            client_message_id=command.client_message_id,
-            request_fingerprint=fingerprint,
-            timestamp=timestamp,
-            metadata=metadata,
-            **delivery,
-        )
+        message.conversation = conversation
+        message.save(force_insert=True)
         conversation_record_message(
-            conversation_id=conversation.pk,
-            timestamp=timestamp,
-            preview=_preview(message),
-            inbound=False,
+            conversation_id=conversation.pk, timestamp=timestamp, preview=_preview(message), inbound=False
         )
     return message
+
+
+def _message_store_in_one_statement(message: Message) -> Message:
+    """The send's transaction as one statement (PostgreSQL): the conversation upsert with its counters,
+    then the message INSERT, returning the stored row. A reused idempotency key fails the whole
+    statement (IntegrityError), so nothing is counted."""
+    sql, params = _insert_with_conversation_sql(message, inbound=False, source="(SELECT 1) AS one_row", message_id=None)
+    [stored] = Message.objects.raw(f"WITH {sql} SELECT * FROM stored_message", params)
+    return stored
 
 
 def _preview(message: Message) -> str:
@@ -672,27 +682,33 @@ def message_receive(*, inbound: InboundMessage) -> Message:
 
 def message_receive_sql(*, inbound: InboundMessage, source: str, message_id: str) -> tuple[str, list[Any]]:
     """``message_receive`` as two CTEs of one ``WITH`` (PostgreSQL), written only if the relation
-    ``source`` has a row: ``received_conversation``, the conversation upsert that counts the message,
-    and ``received_message``, the message's INSERT with the id ``message_id`` (an SQL expression over
+    ``source`` has a row: ``stored_conversation``, the conversation upsert that counts the message,
+    and ``stored_message``, the message's INSERT with the id ``message_id`` (an SQL expression over
     ``source``). Returns the CTEs' text, comma-joined, and their parameters."""
-    message = _inbound_message(inbound)
+    return _insert_with_conversation_sql(_inbound_message(inbound), inbound=True, source=source, message_id=message_id)
+
+
+def _insert_with_conversation_sql(
+    message: Message, *, inbound: bool, source: str, message_id: str | None
+) -> tuple[str, list[Any]]:
     conversation_sql, conversation_params = conversation_upsert_counting_sql(
-        channel=inbound.channel,
-        address_1=inbound.from_address,
-        address_2=inbound.to_address,
+        channel=message.channel,
+        address_1=message.from_address,
+        address_2=message.to_address,
         timestamp=message.timestamp,
         preview=_preview(message),
-        inbound=True,
+        inbound=inbound,
         source=source,
     )
     columns, placeholders, params = insert_parts(message, exclude=frozenset({"conversation_id"}))
     table = connection.ops.quote_name(Message._meta.db_table)
+    id_column, id_value = ("id, ", f"{message_id}, ") if message_id else ("", "")
     message_sql = (
-        f"INSERT INTO {table} (id, conversation_id, {', '.join(columns)})"
-        f" SELECT {message_id}, received_conversation.id, {', '.join(placeholders)}"
-        f" FROM received_conversation, {source} RETURNING id"
+        f"INSERT INTO {table} ({id_column}conversation_id, {', '.join(columns)})"
+        f" SELECT {id_value}stored_conversation.id, {', '.join(placeholders)}"
+        f" FROM stored_conversation, {source} RETURNING *"
     )
     return (
-        f"received_conversation AS ({conversation_sql}), received_message AS ({message_sql})",
+        f"stored_conversation AS ({conversation_sql}), stored_message AS ({message_sql})",
         [*conversation_params, *params],
     )
