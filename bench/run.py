@@ -42,6 +42,7 @@ SCENARIOS = [
     "ingest_dup",
     "send_0ms",
     "send_slow",
+    "send_async",
     "list",
     "thread",
     "drain_0ms_1p",
@@ -502,8 +503,11 @@ class Bench:
         self.flush_redis()
         log(f"{name}: service (provider latency {latency} ms)")
         env = self.service_env(db, latency)
-        area = {"send_0ms": "203", "send_slow": "205"}.get(name, "203")
+        area = {"send_0ms": "203", "send_slow": "205", "send_async": "207"}.get(name, "203")
         extra = {"BENCH_AUTH": f"Bearer {self.api_key}", "BENCH_SENDER_AREA": area}
+        if name == "send_async":
+            # Stored pending and answered 202 at once; no worker runs, so nothing is sent in the run.
+            extra["BENCH_PREFER"] = "respond-async"
         with gunicorn(
             self.config,
             app="config.wsgi:application",
@@ -677,7 +681,7 @@ class Bench:
                 self.ingest(dup=name == "ingest_dup")
             elif name == "send_0ms":
                 self.send("0", name)
-            elif name == "send_slow":
+            elif name in ("send_slow", "send_async"):
                 self.send(SLOW_LATENCY, name)
             elif name == "drain_0ms_1p":
                 self.drain(name, "0", 1, self.config.drain_fast)
