@@ -11,6 +11,7 @@
 local mode = os.getenv("BENCH_MODE") or "ingest_unique"
 local tag = os.getenv("BENCH_TAG") or "run"
 local auth = os.getenv("BENCH_AUTH")
+local prefer = os.getenv("BENCH_PREFER") -- a Prefer header value (optional): respond-async for send_async
 local out = os.getenv("BENCH_OUT")
 local first_id = tonumber(os.getenv("BENCH_FIRST_ID") or "1")
 local last_id = tonumber(os.getenv("BENCH_LAST_ID") or "1")
@@ -34,6 +35,9 @@ local headers = { ["Content-Type"] = "application/json", ["X-Forwarded-Proto"] =
 function init(args)
   if auth and auth ~= "" then
     headers["Authorization"] = auth
+  end
+  if prefer and prefer ~= "" then
+    headers["Prefer"] = prefer
   end
   math.randomseed(os.time() + (tid or 0) * 7919)
 end

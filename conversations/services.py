@@ -5,8 +5,10 @@ from __future__ import annotations
 import html
 import re
 from datetime import datetime
+from typing import Any
 
 import nh3
+from django.db import connection
 from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -15,6 +17,7 @@ from conversations.addresses import looks_like_email
 from conversations.channels import CHANNELS
 from conversations.models import Conversation, ConversationStatus
 from conversations.selectors import conversation_get
+from core.inserts import insert_parts
 
 PREVIEW_LENGTH = 160
 
@@ -81,6 +84,47 @@ def conversation_record_message(*, conversation_id: int, timestamp: datetime, pr
         ),
         updated_at=timezone.now(),
     )
+
+
+def conversation_upsert_counting_sql(
+    *, channel: str, address_1: str, address_2: str, timestamp: datetime, preview: str, inbound: bool, source: str
+) -> tuple[str, list[Any]]:
+    """``conversation_get_or_create`` followed by ``conversation_record_message`` as one statement, for
+    a ``WITH`` that inserts the message in the same round trip: ``INSERT ... SELECT ... FROM <source>
+    ON CONFLICT (the participants' unique constraint) DO UPDATE`` with the same counters, preview and
+    reopening rules, ``RETURNING id``. One row per row of ``source`` (none: nothing is written).
+    The row lock the upsert takes serialises writers exactly as the UPDATE does."""
+    participant_a, participant_b = sorted((thread_address(address_1), thread_address(address_2)))
+    direction = "inbound" if inbound else "outbound"
+    new = Conversation(
+        channel=channel,
+        participant_a=participant_a,
+        participant_b=participant_b,
+        status=ConversationStatus.OPEN,
+        last_message_at=timestamp,
+        last_message_preview=preview,
+        last_message_direction=direction,
+        message_count=1,
+        unread_count=1 if inbound else 0,
+    )
+    columns, placeholders, params = insert_parts(new)
+    table = connection.ops.quote_name(Conversation._meta.db_table)
+    is_newest = "c.last_message_at IS NULL OR c.last_message_at <= EXCLUDED.last_message_at"
+    reopen = f", status = '{ConversationStatus.OPEN}', archived_at = NULL" if inbound else ""
+    sql = (
+        f"INSERT INTO {table} AS c ({', '.join(columns)}) SELECT {', '.join(placeholders)} FROM {source}"
+        " ON CONFLICT ON CONSTRAINT conversation_unique_participants DO UPDATE SET"
+        " message_count = c.message_count + 1,"
+        f" unread_count = c.unread_count + {1 if inbound else 0},"
+        f" last_message_preview = CASE WHEN {is_newest} THEN EXCLUDED.last_message_preview"
+        " ELSE c.last_message_preview END,"
+        f" last_message_direction = CASE WHEN {is_newest} THEN EXCLUDED.last_message_direction"
+        " ELSE c.last_message_direction END,"
+        " last_message_at = GREATEST(c.last_message_at, EXCLUDED.last_message_at),"
+        f" updated_at = EXCLUDED.updated_at{reopen}"
+        " RETURNING c.id"
+    )
+    return sql, params
 
 
 def conversation_mark_read(*, conversation_id: int | str) -> Conversation:

@@ -96,9 +96,24 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
     description="Same key and body: the original message, nothing sent again. Same key, other body: 422.",
 )
 
+PREFER_HEADER = OpenApiParameter(
+    "Prefer",
+    str,
+    OpenApiParameter.HEADER,
+    required=False,
+    description=(
+        "`respond-async`: store the message pending and answer 202 at once (with `Preference-Applied: "
+        "respond-async`); the outbox worker delivers it. Always so with SEND_MODE=queue."
+    ),
+)
+
 SEND_RESPONSES = {
     201: OpenApiResponse(MessageSerializer, "Sent: the provider accepted the message."),
-    202: OpenApiResponse(MessageSerializer, "Pending: a transient provider failure; a retry is scheduled."),
+    202: OpenApiResponse(
+        MessageSerializer,
+        "Pending: queued for the outbox (`Prefer: respond-async` or SEND_MODE=queue), or a transient provider "
+        "failure with a retry scheduled.",
+    ),
     502: OpenApiResponse(
         MessageSerializer,
         "Failed: the provider rejected the message for good (with the mock providers: `_forceError` with any "

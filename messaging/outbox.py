@@ -15,6 +15,7 @@ begin, so claims are still exclusive, but one worker is the supported set-up.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -22,6 +23,7 @@ from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, transaction
@@ -32,7 +34,14 @@ from django.utils import timezone
 from core.logging import log_context
 from core.metrics import record_attempt
 from messaging.models import Direction, Message, MessageStatus
-from messaging.services import message_attempt_delivery, message_make_due, message_requeue
+from messaging.services import (
+    AttemptOutcome,
+    message_attempt_delivery,
+    message_call_providers,
+    message_make_due,
+    message_record_attempts,
+    message_requeue,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +59,19 @@ def _claimable(now: datetime):
 def outbox_claim(*, limit: int, message_ids: list[int] | None = None) -> list[Message]:
     """Leases up to ``limit`` due messages to the caller, oldest due first, counting the attempt the
     caller is about to make. A message whose attempts are already used up (the last one was lost:
-    its sender died, or recording its outcome kept failing) is failed instead of tried again."""
+    its sender died, or recording its outcome kept failing) is failed instead of tried again.
+
+    On PostgreSQL this is one statement (lock with SKIP LOCKED, lease, and read back the rows); elsewhere
+    a short transaction of three."""
+    if limit <= 0:
+        return []
     now = timezone.now()
+    if connection.vendor == "postgresql":
+        leased = _claim_in_one_statement(now=now, limit=limit, message_ids=message_ids)
+        lost = [message.pk for message in leased if message.status == MessageStatus.FAILED]
+        if lost:
+            logger.warning("Failed message(s) %s: their last attempt never recorded an outcome", lost)
+        return sorted((message for message in leased if message.status == MessageStatus.PENDING), key=lambda m: m.pk)
     with transaction.atomic():
         due = _claimable(now).select_for_update(skip_locked=True)
         if message_ids is not None:
@@ -64,7 +84,7 @@ def outbox_claim(*, limit: int, message_ids: list[int] | None = None) -> list[Me
                 status=MessageStatus.FAILED,
                 next_attempt_at=None,
                 leased_until=None,
-                last_error={"code": "attempt_lost", "message": "The last attempt never recorded an outcome."},
+                last_error=_ATTEMPT_LOST,
                 updated_at=now,
             )
             logger.warning("Failed message(s) %s: their last attempt never recorded an outcome", exhausted)
@@ -75,6 +95,53 @@ def outbox_claim(*, limit: int, message_ids: list[int] | None = None) -> list[Me
                 updated_at=now,
             )
     return list(Message.objects.filter(pk__in=claimed).order_by("id")) if claimed else []
+
+
+_ATTEMPT_LOST = {"code": "attempt_lost", "message": "The last attempt never recorded an outcome."}
+
+
+def _claim_in_one_statement(*, now: datetime, limit: int, message_ids: list[int] | None) -> list[Message]:
+    """The claim as one UPDATE ... RETURNING over a SKIP LOCKED sub-select: the same rows, locks and
+    writes as the three-statement transaction, in one round trip. Exhausted rows come back ``failed``."""
+    table = Message._meta.db_table
+    only_ids = " AND id = ANY(%s)" if message_ids is not None else ""
+    used_up = "m.attempts - m.attempt_base >= %s"
+    sql = f"""
+        WITH due AS (
+            SELECT id FROM {table}
+            WHERE direction = %s AND status = %s AND next_attempt_at <= %s
+              AND (leased_until IS NULL OR leased_until <= %s){only_ids}
+            ORDER BY next_attempt_at, id
+            LIMIT %s
+            FOR UPDATE SKIP LOCKED
+        )
+        UPDATE {table} AS m SET
+            status = CASE WHEN {used_up} THEN %s ELSE m.status END,
+            attempts = CASE WHEN {used_up} THEN m.attempts ELSE m.attempts + 1 END,
+            next_attempt_at = CASE WHEN {used_up} THEN NULL ELSE m.next_attempt_at END,
+            leased_until = CASE WHEN {used_up} THEN NULL ELSE %s END,
+            last_error = CASE WHEN {used_up} THEN %s::jsonb ELSE m.last_error END,
+            updated_at = %s
+        FROM due WHERE m.id = due.id
+        RETURNING m.*
+    """
+    maximum = settings.MAX_ATTEMPTS
+    params: list[Any] = [Direction.OUTBOUND, MessageStatus.PENDING, now, now]
+    if message_ids is not None:
+        params.append(list(message_ids))
+    params += [
+        limit,
+        maximum,
+        MessageStatus.FAILED,
+        maximum,
+        maximum,
+        maximum,
+        now + timedelta(seconds=settings.OUTBOX_LEASE_SECONDS),
+        maximum,
+        json.dumps(_ATTEMPT_LOST),
+        now,
+    ]
+    return list(Message.objects.raw(sql, params))
 
 
 def outbox_next_due_at() -> datetime | None:
@@ -99,10 +166,12 @@ class WorkerReport:
 
 
 class OutboxWorker:
-    """Claims due messages while there is a free delivery slot and delivers them on a thread pool.
+    """Claims due messages in batches while there are free delivery slots, makes the provider calls on
+    a thread pool (``concurrency`` calls in flight; the threads never touch the database), and records
+    the outcomes from the main thread in batches (accepted sends in one UPDATE).
 
     ``once``: stop when nothing is due now or within ``due_within`` seconds of the start, instead of
-    polling forever. ``stop()`` (SIGTERM) stops claiming; deliveries in flight finish first.
+    polling forever. ``stop()`` (SIGTERM) stops claiming; deliveries in flight finish and are recorded.
     """
 
     def __init__(
@@ -112,14 +181,15 @@ class OutboxWorker:
         poll_interval: float = 1.0,
         once: bool = False,
         due_within: float = 0.0,
+        batch_size: int = 100,
     ) -> None:
         self.concurrency = concurrency
         self.poll_interval = poll_interval
         self.once = once
         self.due_within = due_within
+        self.batch_size = max(1, batch_size)
         self.report = WorkerReport()
         self._stopping = threading.Event()
-        self._lock = threading.Lock()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -128,16 +198,25 @@ class OutboxWorker:
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
+    @property
+    def _claim_threshold(self) -> int:
+        # Claim once a quarter of the slots (or of a batch) is free, not for every slot that frees up:
+        # one statement leases many rows.
+        return max(1, min(self.batch_size, self.concurrency) // 4)
+
     def run(self) -> WorkerReport:
         horizon = timezone.now() + timedelta(seconds=self.due_within)
-        in_flight: set[Future] = set()
+        in_flight: dict[Future, Message] = {}
         with self._executor() as pool:
             try:
                 while not self.stopping:
                     _recycle_connection()
                     free = self.concurrency - len(in_flight)
+                    wanted = min(free, self.batch_size)
+                    if in_flight and wanted < self._claim_threshold:
+                        wanted = 0
                     try:
-                        claimed = outbox_claim(limit=free) if free else []
+                        claimed = outbox_claim(limit=wanted) if wanted else []
                     except DatabaseError:
                         if self.once:
                             raise
@@ -146,22 +225,25 @@ class OutboxWorker:
                         connection.close()
                         self._stopping.wait(_DATABASE_RETRY_SECONDS)
                         continue
-                    in_flight |= {pool.submit(self._deliver, message) for message in claimed}
-                    if free and len(claimed) < free:
+                    for message in claimed:
+                        in_flight[pool.submit(self._call, message)] = message
+                    if wanted and len(claimed) < wanted:
                         # Everything due now is taken.
                         if self.once and not in_flight and not self._due_before(horizon):
                             break
                         timeout = self._until_next_due()
                     else:
-                        timeout = self.poll_interval  # every slot busy: claim again when one frees up
+                        timeout = self.poll_interval  # slots busy: claim again when some free up
                     if in_flight:
-                        _, in_flight = wait(in_flight, timeout=timeout, return_when=FIRST_COMPLETED)
+                        done, _ = wait(in_flight, timeout=timeout, return_when=FIRST_COMPLETED)
+                        self._record(done, in_flight)
                     else:
                         self._stopping.wait(timeout)
             finally:
                 if in_flight:
                     logger.info("Outbox worker stopping: finishing %s delivery(ies) in flight", len(in_flight))
-                wait(in_flight)
+                    done, _ = wait(in_flight)
+                    self._record(done, in_flight)
         _recycle_connection()
         return self.report
 
@@ -180,42 +262,59 @@ class OutboxWorker:
             return self.poll_interval
         return max(0.01, min(self.poll_interval, (due_at - timezone.now()).total_seconds()))
 
-    def _deliver(self, message: Message) -> None:
-        # Every line logged during this delivery names the message and the attempt.
-        with log_context(message_id=message.pk, attempt=message.attempts):
-            self._deliver_logged(message)
-
-    def _deliver_logged(self, message: Message) -> None:
+    @staticmethod
+    def _call(message: Message) -> tuple[AttemptOutcome, float]:
+        """On a pool thread: the provider calls of one attempt (no database work)."""
         started = time.monotonic()
+        # Every line logged during this attempt names the message and the attempt.
+        with log_context(message_id=message.pk, attempt=message.attempts):
+            outcome = message_call_providers(message=message)
+        return outcome, started
+
+    def _record(self, done: set[Future], in_flight: dict[Future, Message]) -> None:
+        """On the main thread: the outcomes of finished calls, in one batch."""
+        attempts: list[tuple[Message, AttemptOutcome]] = []
+        started_at: dict[int, float] = {}
+        failed_calls: list[Message] = []
+        for future in done:
+            message = in_flight.pop(future)
+            try:
+                outcome, started = future.result()
+            except Exception:
+                logger.exception(
+                    "Outbox delivery of message %s failed; it stays leased until it is retried", message.pk
+                )
+                failed_calls.append(message)
+                continue
+            attempts.append((message, outcome))
+            started_at[message.pk] = started
         try:
-            result = message_attempt_delivery(message=message)
+            message_record_attempts(attempts=attempts)
         except Exception:
-            # A database error while recording: the lease runs out and the message is tried again.
-            logger.exception("Outbox delivery of message %s failed; it stays leased until it is retried", message.pk)
-            outcome = "error"
-        else:
-            outcome = result.status
-            logger.info(
-                "Message %s attempt %s: %s in %.0f ms",
-                message.pk,
-                result.attempts,
-                result.status,
-                (time.monotonic() - started) * 1000,
+            # A database error while recording: the leases run out and the messages are tried again.
+            logger.exception(
+                "Recording the outcomes of message(s) %s failed; they stay leased until they are retried",
+                [message.pk for message, _ in attempts],
             )
-        finally:
-            record_attempt(
-                channel=message.channel,
-                provider=message.provider,
-                outcome=outcome,
-                source="outbox",
-                seconds=time.monotonic() - started,
-            )
-            if threading.current_thread() is not threading.main_thread():
-                # Each pool thread has its own connection; don't leave it open between messages.
-                connection.close()
-        with self._lock:
-            self.report.attempted += 1
-            self.report.outcomes[outcome] += 1
+            failed_calls += [message for message, _ in attempts]
+            attempts = []
+        now = time.monotonic()
+        for message, _ in attempts:
+            seconds = now - started_at[message.pk]
+            with log_context(message_id=message.pk, attempt=message.attempts):
+                logger.info(
+                    "Message %s attempt %s: %s in %.0f ms", message.pk, message.attempts, message.status, seconds * 1000
+                )
+            self._count(message, str(message.status), seconds)
+        for message in failed_calls:
+            self._count(message, "error", 0.0)
+
+    def _count(self, message: Message, outcome: str, seconds: float) -> None:
+        record_attempt(
+            channel=message.channel, provider=message.provider, outcome=outcome, source="outbox", seconds=seconds
+        )
+        self.report.attempted += 1
+        self.report.outcomes[outcome] += 1
 
 
 def _recycle_connection() -> None:

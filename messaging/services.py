@@ -14,23 +14,30 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from conversations.channels import CHANNELS
-from conversations.services import conversation_get_or_create, conversation_record_message, message_preview
+from conversations.services import (
+    conversation_get_or_create,
+    conversation_record_message,
+    conversation_upsert_counting_sql,
+    message_preview,
+)
 from core.database import DATABASE_UNAVAILABLE
 from core.errors import Conflict, IdempotencyKeyReused, ValidationFailed
 from core.exceptions import validation_summary
+from core.inserts import insert_parts
 from messaging.backoff import next_attempt_at
 from messaging.models import Direction, Message, MessageStatus
 from messaging.rules import content_check
-from messaging.signals import provider_message_id_assigned
+from messaging.signals import ProviderIdAssignment, provider_message_ids_assigned
 from providers.base import ForcedError, InboundMessage, OutboundMessage, Provider, ProviderError, SendResult
 from providers.breaker import breaker_permit, breaker_record_failure, breaker_record_success
 from providers.registry import provider_get
@@ -88,16 +95,19 @@ def provider_for_channel(channel: str) -> Provider:
     return providers_for_channel(channel)[0]
 
 
-def message_send(*, command: SendCommand) -> SendOutcome:
-    """Stores an outbound message and makes the first delivery attempt inline."""
+def message_send(*, command: SendCommand, queue: bool = False) -> SendOutcome:
+    """Stores an outbound message and makes the first delivery attempt inline; with ``queue`` it is
+    stored ``pending``, due now and unleased, and the outbox delivers it (asynchronous sends)."""
     fingerprint = command.fingerprint()
     try:
-        message = _message_create_outbound(command=command, fingerprint=fingerprint)
+        message = _message_create_outbound(command=command, fingerprint=fingerprint, queue=queue)
     except IntegrityError:
         existing = _message_by_client_id(command)
         if existing is None:
             raise
         return _idempotent_replay(existing=existing, fingerprint=fingerprint)
+    if queue:
+        return SendOutcome(message=message)
     return SendOutcome(message=message_attempt_delivery(message=message))
 
 
@@ -132,45 +142,68 @@ def _first_attempt_in_flight(message: Message) -> bool:
     return message.status == MessageStatus.PENDING and not message.first_outcome
 
 
-def _message_create_outbound(*, command: SendCommand, fingerprint: str) -> Message:
+def _message_create_outbound(*, command: SendCommand, fingerprint: str, queue: bool) -> Message:
     provider = provider_for_channel(command.channel)
     metadata = {}
     if command.forced_error is not None:
         metadata["force_error"] = asdict(command.forced_error)
     now = timezone.now()
     timestamp = command.timestamp or now
+    if queue:
+        # The outbox's to claim at once; the answer (202 pending) is the first outcome, so an
+        # idempotent repeat answers 202 too instead of waiting for a delivery.
+        delivery: dict[str, object] = {
+            "attempts": 0,
+            "next_attempt_at": now,
+            "leased_until": None,
+            "first_outcome": MessageStatus.PENDING,
+        }
+    else:
+        # The inline attempt is the first one, and holds the message until the lease runs out;
+        # if this process dies before recording its outcome, the outbox takes the message over then.
+        delivery = {
+            "attempts": 1,
+            "next_attempt_at": now,
+            "leased_until": now + timedelta(seconds=settings.PROVIDER_TIMEOUT_SECONDS * 2),
+        }
+    message = Message(
+        channel=command.channel,
+        direction=Direction.OUTBOUND,
+        type=command.type,
+        from_address=command.from_address,
+        to_address=command.to_address,
+        body=command.body,
+        attachments=command.attachments,
+        status=MessageStatus.PENDING,
+        provider=provider.name,
+        client_message_id=command.client_message_id,
+        request_fingerprint=fingerprint,
+        timestamp=timestamp,
+        metadata=metadata,
+        **delivery,
+    )
+    if connection.vendor == "postgresql":
+        with _savepoint_if_nested():  # an idempotency key's IntegrityError must not end a caller's transaction
+            return _message_store_in_one_statement(message)
     with transaction.atomic():
         conversation = conversation_get_or_create(
             channel=command.channel, address_1=command.from_address, address_2=command.to_address
         )
-        message = Message.objects.create(
-            conversation=conversation,
-            channel=command.channel,
-            direction=Direction.OUTBOUND,
-            type=command.type,
-            from_address=command.from_address,
-            to_address=command.to_address,
-            body=command.body,
-            attachments=command.attachments,
-            status=MessageStatus.PENDING,
-            provider=provider.name,
-            client_message_id=command.client_message_id,
-            request_fingerprint=fingerprint,
-            timestamp=timestamp,
-            # The inline attempt is the first one, and holds the message until the lease runs out;
-            # if this process dies before recording its outcome, the outbox takes the message over then.
-            attempts=1,
-            next_attempt_at=now,
-            leased_until=now + timedelta(seconds=settings.PROVIDER_TIMEOUT_SECONDS * 2),
-            metadata=metadata,
-        )
+        message.conversation = conversation
+        message.save(force_insert=True)
         conversation_record_message(
-            conversation_id=conversation.pk,
-            timestamp=timestamp,
-            preview=_preview(message),
-            inbound=False,
+            conversation_id=conversation.pk, timestamp=timestamp, preview=_preview(message), inbound=False
         )
     return message
+
+
+def _message_store_in_one_statement(message: Message) -> Message:
+    """The send's transaction as one statement (PostgreSQL): the conversation upsert with its counters,
+    then the message INSERT, returning the stored row. A reused idempotency key fails the whole
+    statement (IntegrityError), so nothing is counted."""
+    sql, params = _insert_with_conversation_sql(message, inbound=False, source="(SELECT 1) AS one_row", message_id=None)
+    [stored] = Message.objects.raw(f"WITH {sql} SELECT * FROM stored_message", params)
+    return stored
 
 
 def _preview(message: Message) -> str:
@@ -194,9 +227,30 @@ def _outbound_for(message: Message) -> OutboundMessage:
     )
 
 
+@dataclass(frozen=True)
+class AttemptOutcome:
+    """What one delivery attempt's provider calls came to, before anything is recorded: the accepted
+    send (``result``, by the provider ``accepted_by``), or the error that ended the attempt and the
+    provider that may have accepted the message unseen (``unconfirmed``)."""
+
+    result: SendResult | None = None
+    accepted_by: str = ""
+    error: ProviderError | None = None
+    unconfirmed: str | None = None
+    #: No provider was called (every circuit breaker on the chain open): the attempt does not count.
+    skipped: bool = False
+
+
 def message_attempt_delivery(*, message: Message) -> Message:
     """One delivery attempt for a ``pending`` message the caller holds (the inline send, or an outbox
-    claim), already counted in ``attempts``. No transaction may be open around it.
+    claim), already counted in ``attempts``: the provider calls, then the outcome recorded. No
+    transaction may be open around it. Returns the message as recorded."""
+    message_record_attempts(attempts=[(message, message_call_providers(message=message))])
+    return message
+
+
+def message_call_providers(*, message: Message) -> AttemptOutcome:
+    """The provider calls of one attempt, with no database access (the outbox runs many at once).
 
     The channel's providers are tried in order (docs/PROVIDERS.md): one whose circuit breaker is open
     is skipped, and the next is tried only after an error proving the message was not accepted
@@ -206,7 +260,6 @@ def message_attempt_delivery(*, message: Message) -> Message:
     outbound = _outbound_for(message)
     simulated = outbound.forced_error is not None and outbound.forced_error.applies_to(outbound.attempt)
     error: ProviderError | None = None
-    unconfirmed: str | None = None
     called = False
     for configured, provider in _delivery_candidates(message):
         permit = breaker_permit(provider=provider.key)
@@ -233,30 +286,142 @@ def message_attempt_delivery(*, message: Message) -> Message:
                 provider=provider.key, code="provider_error", message=type(exc).__name__, retryable=True
             )
         else:
-            breaker_record_success(provider=provider.key)
-            _record_success(message=message, result=result, accepted_by=provider.key)
-            _refresh_if_reachable(message)
-            return message
+            breaker_record_success(provider=provider.key, permit=permit)
+            return AttemptOutcome(result=result, accepted_by=provider.key)
         if not simulated:  # a failure the mock was asked for says nothing about the provider's health
             if error.retryable:
                 breaker_record_failure(provider=provider.key)
             else:
-                breaker_record_success(provider=provider.key)  # it answered: the provider itself works
+                breaker_record_success(provider=provider.key, permit=permit)  # it answered: the provider works
         if not (error.retryable and error.not_accepted):
             # Unknown outcome: this provider may have taken it; it alone may send it from now on.
-            unconfirmed = configured if error.retryable else None
-            break
+            return AttemptOutcome(error=error, unconfirmed=configured if error.retryable else None)
         logger.info(
             "Message %s: %s did not accept it (%s); trying the next provider", message.pk, provider.key, error.code
         )
     if error is None:  # an empty chain cannot be configured; kept as a retry rather than a crash
         error = ProviderError(provider=message.provider, code="no_provider", message="No provider.", retryable=True)
-    if called:
-        _record_failure(message=message, error=error, unconfirmed=unconfirmed)
+    return AttemptOutcome(error=error, skipped=not called)
+
+
+def message_record_attempts(*, attempts: list[tuple[Message, AttemptOutcome]]) -> None:
+    """Records the outcomes of attempts made on messages the caller holds, and updates each message in
+    memory to match (re-read only when another writer got there first). On PostgreSQL the accepted
+    sends are written in one UPDATE; failures, and a batch that hits a stored provider id, one at a
+    time. Status callbacks that arrived before a provider id was recorded are then applied."""
+    accepted = [(message, outcome) for message, outcome in attempts if outcome.result is not None]
+    assigned: list[Message] = []
+    if len(accepted) > 1 and connection.vendor == "postgresql":
+        try:
+            with _savepoint_if_nested():
+                assigned = _record_successes(accepted)
+        except IntegrityError:
+            one_by_one = {message.pk for message, _ in accepted}  # a provider id already stored: which?
+        except DATABASE_UNAVAILABLE as exc:
+            _log_unrecorded([message for message, _ in accepted], exc)
+            one_by_one = set()
+        else:
+            one_by_one = set()
     else:
-        _record_skipped(message=message, error=error)
-    _refresh_if_reachable(message)
-    return message
+        one_by_one = {message.pk for message, _ in accepted}
+    for message, outcome in attempts:
+        if outcome.result is None:
+            assert outcome.error is not None
+            if outcome.skipped:
+                recorded = _record_skipped(message=message, error=outcome.error)
+            else:
+                recorded = _record_failure(message=message, error=outcome.error, unconfirmed=outcome.unconfirmed)
+        elif message.pk in one_by_one:
+            recorded = _record_success(message=message, result=outcome.result, accepted_by=outcome.accepted_by)
+            if recorded and message.status == MessageStatus.SENT:
+                assigned.append(message)
+        else:
+            continue
+        if recorded is False:
+            _refresh_if_reachable(message)
+    if assigned:
+        # Committed: status callbacks that arrived before this point are waiting as orphans.
+        provider_message_ids_assigned.send(
+            sender=Message,
+            assignments=[
+                ProviderIdAssignment(
+                    message_id=message.pk, provider=message.provider, provider_message_id=message.provider_message_id
+                )
+                for message in assigned
+                if message.provider_message_id
+            ],
+        )
+
+
+def _savepoint_if_nested():
+    """A savepoint only where a failed statement must not end the caller's transaction; in autocommit a
+    single statement is its own transaction (no BEGIN/COMMIT round trips)."""
+    return transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+
+
+def _log_unrecorded(messages: list[Message], exc: Exception) -> None:
+    logger.warning(
+        "Messages %s: their outcomes could not be recorded (%s); they stay pending and the outbox "
+        "reconciles them through their idempotency tokens",
+        [message.pk for message in messages],
+        str(exc).strip()[:200],
+    )
+
+
+def _success_fields(message: Message, result: SendResult, accepted_by: str) -> dict[str, object]:
+    metadata = {**message.metadata, "provider_response": result.response, ACCEPTED_BY: accepted_by}
+    metadata.pop(UNCONFIRMED_PROVIDER, None)
+    return {
+        "status": MessageStatus.SENT,
+        "provider": result.provider,
+        "provider_message_id": result.provider_message_id,
+        "next_attempt_at": None,
+        "leased_until": None,
+        "last_error": None,
+        "metadata": metadata,
+        "updated_at": timezone.now(),
+        **_first_outcome(message, MessageStatus.SENT),
+    }
+
+
+def _apply_in_memory(message: Message, fields: Mapping[str, object]) -> None:
+    for name, value in fields.items():
+        setattr(message, name, value)
+
+
+def _record_successes(accepted: list[tuple[Message, AttemptOutcome]]) -> list[Message]:
+    """The accepted sends of a batch in one UPDATE ... FROM (VALUES ...), with the guard of
+    ``_record_success`` (still ``pending``). Returns the messages it updated."""
+    table = Message._meta.db_table
+    rows = []
+    params: list[Any] = []
+    fields_of: dict[int, dict[str, object]] = {}
+    for message, outcome in accepted:
+        assert outcome.result is not None
+        fields = _success_fields(message, outcome.result, outcome.accepted_by)
+        fields_of[message.pk] = fields
+        rows.append("(%s, %s, %s, %s)")
+        params += [message.pk, fields["provider"], fields["provider_message_id"], json.dumps(fields["metadata"])]
+    now = timezone.now()
+    sql = (
+        f"UPDATE {table} AS m SET status = %s, provider = v.provider, provider_message_id = v.provider_message_id,"
+        " next_attempt_at = NULL, leased_until = NULL, last_error = NULL, metadata = v.metadata::jsonb,"
+        " updated_at = %s, first_outcome = CASE WHEN m.first_outcome = '' THEN %s ELSE m.first_outcome END"
+        f" FROM (VALUES {', '.join(rows)}) AS v(id, provider, provider_message_id, metadata)"
+        " WHERE m.id = v.id::bigint AND m.status = %s RETURNING m.id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [MessageStatus.SENT, now, MessageStatus.SENT, *params, MessageStatus.PENDING])
+        updated = {row[0] for row in cursor.fetchall()}
+    recorded = []
+    for message, _ in accepted:
+        if message.pk in updated:
+            _apply_in_memory(message, {**fields_of[message.pk], "updated_at": now})
+            recorded.append(message)
+        else:
+            logger.warning("Message %s left pending before its send result was recorded", message.pk)
+            _refresh_if_reachable(message)
+    return recorded
 
 
 def _delivery_candidates(message: Message) -> list[tuple[str, Provider]]:
@@ -271,12 +436,13 @@ def _outcome_left_to_the_outbox(record):
     """Recording an attempt's outcome must never turn into an error answer: when the database is
     unavailable at that moment, the message stays ``pending`` under its lease (as stored before the
     provider call) and the send is answered 202. When the lease runs out the outbox attempts it again
-    with the same idempotency token, so a send the provider had accepted is recorded, not repeated."""
+    with the same idempotency token, so a send the provider had accepted is recorded, not repeated.
+    The wrapped function returns whether its guarded UPDATE applied; the wrapper None when unknown."""
 
     @functools.wraps(record)
-    def wrapper(*, message: Message, **kwargs) -> None:
+    def wrapper(*, message: Message, **kwargs) -> bool | None:
         try:
-            record(message=message, **kwargs)
+            return record(message=message, **kwargs)
         except DATABASE_UNAVAILABLE as exc:
             logger.warning(
                 "Message %s attempt %s: its outcome could not be recorded (%s); it stays pending and the "
@@ -285,6 +451,7 @@ def _outcome_left_to_the_outbox(record):
                 message.attempts,
                 str(exc).strip()[:200],
             )
+            return None
 
     return wrapper
 
@@ -296,24 +463,13 @@ def _refresh_if_reachable(message: Message) -> None:
 
 
 @_outcome_left_to_the_outbox
-def _record_success(*, message: Message, result: SendResult, accepted_by: str) -> None:
-    metadata = {**message.metadata, "provider_response": result.response, ACCEPTED_BY: accepted_by}
-    metadata.pop(UNCONFIRMED_PROVIDER, None)
+def _record_success(*, message: Message, result: SendResult, accepted_by: str) -> bool | None:
+    fields = _success_fields(message, result, accepted_by)
     try:
-        with transaction.atomic():  # a savepoint when a caller's transaction is open
+        with _savepoint_if_nested():
             # Not fenced on ``attempts``: whichever attempt the provider accepted, the message is sent
             # (the idempotency token makes every attempt of one message the same provider message).
-            updated = Message.objects.filter(pk=message.pk, status=MessageStatus.PENDING).update(
-                status=MessageStatus.SENT,
-                provider=result.provider,
-                provider_message_id=result.provider_message_id,
-                next_attempt_at=None,
-                leased_until=None,
-                last_error=None,
-                metadata=metadata,
-                updated_at=timezone.now(),
-                **_first_outcome(message, MessageStatus.SENT),
-            )
+            updated = Message.objects.filter(pk=message.pk, status=MessageStatus.PENDING).update(**fields)
     except IntegrityError:
         # Another stored message already has this provider id: never overwrite it or answer a 500.
         conflict = ProviderError(
@@ -322,18 +478,12 @@ def _record_success(*, message: Message, result: SendResult, accepted_by: str) -
             message=f"The provider answered with id {result.provider_message_id}, already stored.",
             retryable=False,
         )
-        _record_failure(message=message, error=conflict)
-        return
+        return _record_failure(message=message, error=conflict)
     if not updated:
         logger.warning("Message %s left pending before its send result was recorded", message.pk)
-        return
-    # Committed: status callbacks that arrived before this point are waiting as orphans.
-    provider_message_id_assigned.send(
-        sender=Message,
-        message_id=message.pk,
-        provider=result.provider,
-        provider_message_id=result.provider_message_id,
-    )
+        return False
+    _apply_in_memory(message, fields)
+    return True
 
 
 def _first_outcome(message: Message, status: str) -> dict[str, str]:
@@ -341,26 +491,27 @@ def _first_outcome(message: Message, status: str) -> dict[str, str]:
 
 
 @_outcome_left_to_the_outbox
-def _record_failure(*, message: Message, error: ProviderError, unconfirmed: str | None = None) -> None:
+def _record_failure(*, message: Message, error: ProviderError, unconfirmed: str | None = None) -> bool | None:
     """Records a failed attempt; ``unconfirmed`` names a provider that may have accepted the message
     (every later attempt goes to it alone)."""
     attempts = message.attempts
     pinned = {"metadata": {**message.metadata, UNCONFIRMED_PROVIDER: unconfirmed}} if unconfirmed else {}
     retry = error.retryable and attempts - message.attempt_base < settings.MAX_ATTEMPTS
     status = MessageStatus.PENDING if retry else MessageStatus.FAILED
-    # Fenced on ``attempts``: a sender whose lease ran out and was overtaken (the new claim counted
-    # another attempt) records nothing.
-    updated = Message.objects.filter(pk=message.pk, status=MessageStatus.PENDING, attempts=attempts).update(
-        status=status,
-        next_attempt_at=next_attempt_at(attempts=attempts - message.attempt_base, retry_after=error.retry_after)
+    fields = {
+        "status": status,
+        "next_attempt_at": next_attempt_at(attempts=attempts - message.attempt_base, retry_after=error.retry_after)
         if retry
         else None,
-        leased_until=None,
-        last_error={"code": error.code, "message": error.message},
-        updated_at=timezone.now(),
+        "leased_until": None,
+        "last_error": {"code": error.code, "message": error.message},
+        "updated_at": timezone.now(),
         **_first_outcome(message, status),
         **pinned,
-    )
+    }
+    # Fenced on ``attempts``: a sender whose lease ran out and was overtaken (the new claim counted
+    # another attempt) records nothing.
+    updated = Message.objects.filter(pk=message.pk, status=MessageStatus.PENDING, attempts=attempts).update(**fields)
     logger.info(
         "Message %s attempt %s failed (%s %s); %s",
         message.pk,
@@ -371,26 +522,34 @@ def _record_failure(*, message: Message, error: ProviderError, unconfirmed: str 
     )
     if not updated:
         logger.warning("Message %s changed before its failed attempt %s was recorded", message.pk, attempts)
+        return False
+    _apply_in_memory(message, fields)
+    return True
 
 
 @_outcome_left_to_the_outbox
-def _record_skipped(*, message: Message, error: ProviderError) -> None:
+def _record_skipped(*, message: Message, error: ProviderError) -> bool | None:
     """No provider was called (every circuit breaker on the chain is open): the message waits until
     one may be tried again. The attempt does not count towards MAX_ATTEMPTS (``attempt_base`` moves
     with it), and the last real provider error stays the one support sees."""
     attempts = message.attempts
     wait = max(error.retry_after or settings.RETRY_BASE_DELAY_SECONDS, 1.0)
-    updated = Message.objects.filter(pk=message.pk, status=MessageStatus.PENDING, attempts=attempts).update(
-        attempt_base=F("attempt_base") + 1,
-        next_attempt_at=timezone.now() + timedelta(seconds=wait),
-        leased_until=None,
-        last_error=message.last_error or {"code": error.code, "message": error.message},
-        updated_at=timezone.now(),
+    fields = {
+        "attempt_base": message.attempt_base + 1,
+        "next_attempt_at": timezone.now() + timedelta(seconds=wait),
+        "leased_until": None,
+        "last_error": message.last_error or {"code": error.code, "message": error.message},
+        "updated_at": timezone.now(),
         **_first_outcome(message, MessageStatus.PENDING),
-    )
+    }
+    # Fenced on ``attempts`` (and so on the attempt_base this claim read), like _record_failure.
+    updated = Message.objects.filter(pk=message.pk, status=MessageStatus.PENDING, attempts=attempts).update(**fields)
     logger.info("Message %s attempt %s not made (%s); waiting %.0f s", message.pk, attempts, error.code, wait)
     if not updated:
         logger.warning("Message %s changed before its skipped attempt %s was recorded", message.pk, attempts)
+        return False
+    _apply_in_memory(message, fields)
+    return True
 
 
 #: Which statuses a status callback may move a message from: only forward
@@ -523,16 +682,8 @@ def inbound_validate(*, inbound: InboundMessage) -> InboundMessage:
     )
 
 
-def message_receive(*, inbound: InboundMessage) -> Message:
-    """Stores a received message (validated by ``inbound_validate``) and counts it unread. Runs inside
-    the caller's transaction, so the webhook event, the message and the summary commit together or not
-    at all."""
-    timestamp = inbound.timestamp or timezone.now()
-    conversation = conversation_get_or_create(
-        channel=inbound.channel, address_1=inbound.from_address, address_2=inbound.to_address
-    )
-    message = Message.objects.create(
-        conversation=conversation,
+def _inbound_message(inbound: InboundMessage, **fields: Any) -> Message:
+    return Message(
         channel=inbound.channel,
         direction=Direction.INBOUND,
         type=inbound.type or CHANNELS[inbound.channel].message_types[0],
@@ -543,9 +694,55 @@ def message_receive(*, inbound: InboundMessage) -> Message:
         status=MessageStatus.RECEIVED,
         provider=inbound.provider,
         provider_message_id=inbound.provider_message_id,
-        timestamp=timestamp,
+        timestamp=inbound.timestamp or timezone.now(),
+        **fields,
     )
+
+
+def message_receive(*, inbound: InboundMessage) -> Message:
+    """Stores a received message (validated by ``inbound_validate``) and counts it unread. Runs inside
+    the caller's transaction, so the webhook event, the message and the summary commit together or not
+    at all."""
+    conversation = conversation_get_or_create(
+        channel=inbound.channel, address_1=inbound.from_address, address_2=inbound.to_address
+    )
+    message = _inbound_message(inbound, conversation=conversation)
+    message.save(force_insert=True)
     conversation_record_message(
-        conversation_id=conversation.pk, timestamp=timestamp, preview=_preview(message), inbound=True
+        conversation_id=conversation.pk, timestamp=message.timestamp, preview=_preview(message), inbound=True
     )
     return message
+
+
+def message_receive_sql(*, inbound: InboundMessage, source: str, message_id: str) -> tuple[str, list[Any]]:
+    """``message_receive`` as two CTEs of one ``WITH`` (PostgreSQL), written only if the relation
+    ``source`` has a row: ``stored_conversation``, the conversation upsert that counts the message,
+    and ``stored_message``, the message's INSERT with the id ``message_id`` (an SQL expression over
+    ``source``). Returns the CTEs' text, comma-joined, and their parameters."""
+    return _insert_with_conversation_sql(_inbound_message(inbound), inbound=True, source=source, message_id=message_id)
+
+
+def _insert_with_conversation_sql(
+    message: Message, *, inbound: bool, source: str, message_id: str | None
+) -> tuple[str, list[Any]]:
+    conversation_sql, conversation_params = conversation_upsert_counting_sql(
+        channel=message.channel,
+        address_1=message.from_address,
+        address_2=message.to_address,
+        timestamp=message.timestamp,
+        preview=_preview(message),
+        inbound=inbound,
+        source=source,
+    )
+    columns, placeholders, params = insert_parts(message, exclude=frozenset({"conversation_id"}))
+    table = connection.ops.quote_name(Message._meta.db_table)
+    id_column, id_value = ("id, ", f"{message_id}, ") if message_id else ("", "")
+    message_sql = (
+        f"INSERT INTO {table} ({id_column}conversation_id, {', '.join(columns)})"
+        f" SELECT {id_value}stored_conversation.id, {', '.join(placeholders)}"
+        f" FROM stored_conversation, {source} RETURNING *"
+    )
+    return (
+        f"stored_conversation AS ({conversation_sql}), stored_message AS ({message_sql})",
+        [*conversation_params, *params],
+    )

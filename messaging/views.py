@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import time
 
+from django.conf import settings
 from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
@@ -18,6 +19,7 @@ from messaging.openapi import (
     EMAIL_EXAMPLE,
     FORCED_ERROR_EXAMPLE,
     IDEMPOTENCY_HEADER,
+    PREFER_HEADER,
     SEND_RESPONSES,
     SENT_EXAMPLE,
     SMS_EXAMPLE,
@@ -42,6 +44,18 @@ SEND_STATUS_CODES: dict[str, int] = {
     MessageStatus.PENDING: status.HTTP_202_ACCEPTED,
     MessageStatus.FAILED: status.HTTP_502_BAD_GATEWAY,
 }
+
+
+RESPOND_ASYNC = "respond-async"
+
+
+def _prefers_async(request) -> bool:
+    """Whether the request's ``Prefer`` header (RFC 7240) asks for ``respond-async``."""
+    for header in request.headers.get("Prefer", "").split(","):
+        preference = header.split(";", 1)[0].split("=", 1)[0].strip().lower()
+        if preference == RESPOND_ASYNC:
+            return True
+    return False
 
 
 def _send_command(data: dict, idempotency_key: str | None) -> SendCommand:
@@ -86,7 +100,7 @@ class MessageViewSet(viewsets.ViewSet):
             "required for sms and email. Same answers, idempotency and rate limits as the per-channel endpoints."
         ),
         request=SendAnyChannelSerializer,
-        parameters=[IDEMPOTENCY_HEADER, *RATE_LIMIT_HEADERS],
+        parameters=[IDEMPOTENCY_HEADER, PREFER_HEADER, *RATE_LIMIT_HEADERS],
         responses=SEND_RESPONSES,
         examples=ANY_CHANNEL_EXAMPLES,
     )
@@ -101,7 +115,7 @@ class MessageViewSet(viewsets.ViewSet):
         tags=["messages"],
         summary="Send an SMS or MMS",
         request=SendSmsSerializer,
-        parameters=[IDEMPOTENCY_HEADER, *RATE_LIMIT_HEADERS],
+        parameters=[IDEMPOTENCY_HEADER, PREFER_HEADER, *RATE_LIMIT_HEADERS],
         responses=SEND_RESPONSES,
         examples=[SMS_EXAMPLE, FORCED_ERROR_EXAMPLE, SENT_EXAMPLE],
     )
@@ -113,7 +127,7 @@ class MessageViewSet(viewsets.ViewSet):
         tags=["messages"],
         summary="Send an Email",
         request=SendEmailSerializer,
-        parameters=[IDEMPOTENCY_HEADER, *RATE_LIMIT_HEADERS],
+        parameters=[IDEMPOTENCY_HEADER, PREFER_HEADER, *RATE_LIMIT_HEADERS],
         responses=SEND_RESPONSES,
         examples=[EMAIL_EXAMPLE],
     )
@@ -141,10 +155,12 @@ class MessageViewSet(viewsets.ViewSet):
                 rate_limit_peek(request=request, channel=channel, sender=sender)
             raise
         rate_limit_consume(request=request, channel=command.channel, sender=command.from_address)
+        asked_async = _prefers_async(request)
+        queue = asked_async or settings.SEND_MODE == "queue"
         started = time.monotonic()
-        outcome = message_send(command=command)
+        outcome = message_send(command=command, queue=queue)
         message = outcome.message
-        if not outcome.replayed:
+        if not outcome.replayed and not queue:
             record_attempt(
                 channel=message.channel,
                 provider=message.provider,
@@ -155,10 +171,16 @@ class MessageViewSet(viewsets.ViewSet):
         record_send(channel=message.channel, provider=message.provider, outcome=message.status)
         # A repeat answers with the first answer's code (Stripe's semantics) and the message as it is now.
         answered_as = message.first_outcome if outcome.replayed and message.first_outcome else message.status
+        headers = {}
+        if outcome.replayed:
+            headers["Idempotent-Replayed"] = "true"
+        if asked_async:
+            # Applied whether this request stored the message or repeated one: nothing was sent in it.
+            headers["Preference-Applied"] = RESPOND_ASYNC
         return Response(
             MessageSerializer(message).data,
             status=SEND_STATUS_CODES.get(str(answered_as), status.HTTP_201_CREATED),
-            headers={"Idempotent-Replayed": "true"} if outcome.replayed else None,
+            headers=headers or None,
         )
 
 

@@ -35,6 +35,8 @@ class Permit:
     allowed: bool
     state: str
     retry_in: float = 0.0
+    #: Closed with no failure counted when asked: a success then has nothing to reset.
+    clean: bool = False
 
 
 def _cache_call(method: str, *args: Any, default: Any = None) -> Any:
@@ -56,9 +58,10 @@ def _key(provider: str, what: str) -> str:
 
 def breaker_permit(*, provider: str) -> Permit:
     """Asks before a send. In the half-open state only the caller that wins the probe is allowed."""
-    opened_until = _cache_call("get", _key(provider, "open_until"))
+    state = _cache_call("get_many", [_key(provider, "open_until"), _key(provider, "failures")], default={}) or {}
+    opened_until = state.get(_key(provider, "open_until"))
     if opened_until is None:
-        return Permit(allowed=True, state=CLOSED)
+        return Permit(allowed=True, state=CLOSED, clean=not state.get(_key(provider, "failures")))
     remaining = float(opened_until) - time.time()
     if remaining > 0:
         return Permit(allowed=False, state=OPEN, retry_in=remaining)
@@ -69,8 +72,11 @@ def breaker_permit(*, provider: str) -> Permit:
     return Permit(allowed=False, state=HALF_OPEN, retry_in=lease)
 
 
-def breaker_record_success(*, provider: str) -> None:
-    """The provider answered (an acceptance, or a refusal of this message alone): close the breaker."""
+def breaker_record_success(*, provider: str, permit: Permit | None = None) -> None:
+    """The provider answered (an acceptance, or a refusal of this message alone): close the breaker.
+    With the ``permit`` the call was made under: nothing to do (no round trip) if it was clean."""
+    if permit is not None and permit.clean:
+        return
     _cache_call("delete_many", [_key(provider, "failures"), _key(provider, "open_until"), _key(provider, "probe")])
 
 

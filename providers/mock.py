@@ -17,6 +17,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
 
 from providers.base import OutboundMessage, Provider, ProviderError, ProviderTimeout, SendResult
 from providers.http import http_mode
@@ -41,16 +42,20 @@ _REASONS = {
 def _ledger_call(method: str, *args: Any) -> Any:
     """The mock's memory is best effort: if its cache is down, the mock still answers (ids are derived
     from the token, so a repeat still gets the same id; only the replay bookkeeping is lost)."""
-    global _last_warning
     try:
         return getattr(caches[settings.MOCK_PROVIDER_CACHE], method)(*args)
     except Exception as exc:
-        if time.monotonic() - _last_warning > 60:  # once a minute, not once a send
-            _last_warning = time.monotonic()
-            logger.warning(
-                "Mock provider memory unavailable (%s: %s); idempotency tokens not remembered", type(exc).__name__, exc
-            )
+        _ledger_unavailable(exc)
         return None
+
+
+def _ledger_unavailable(exc: Exception) -> None:
+    global _last_warning
+    if time.monotonic() - _last_warning > 60:  # once a minute, not once a send
+        _last_warning = time.monotonic()
+        logger.warning(
+            "Mock provider memory unavailable (%s: %s); idempotency tokens not remembered", type(exc).__name__, exc
+        )
 
 
 _last_warning = float("-inf")
@@ -97,10 +102,18 @@ class MockProvider(Provider):
         self._simulate_latency()
         # The token travels the way the real API carries it, and is read back from there.
         token = self.idempotency_token(self.request_for(message))
+        forced = message.forced_error
+        if forced is None and not settings.MOCK_PROVIDER_FAILURE_RATE:
+            # Nothing can fail this send: remembering the token first (one round trip) also tells
+            # whether it was seen before.
+            result = self.accept(message)
+            if not self._remember(token, result):
+                return self._earlier_send(token) or result
+            self._count("sends")
+            return result
         earlier = self._earlier_send(token)
         if earlier is not None:
             return earlier
-        forced = message.forced_error
         if forced is not None and forced.applies_to(message.attempt):
             raise ProviderError.from_http_status(
                 provider=self.name,
@@ -140,8 +153,22 @@ class MockProvider(Provider):
 
     def _count(self, what: str) -> None:
         key = self._key(what)
-        _ledger_call("add", key, 0, TOKEN_TTL_SECONDS)
-        _ledger_call("incr", key)
+        ledger = caches[settings.MOCK_PROVIDER_CACHE]
+        if not isinstance(ledger, RedisCache):
+            _ledger_call("add", key, 0, TOKEN_TTL_SECONDS)
+            _ledger_call("incr", key)
+            return
+        # One round trip: INCR creates the counter (Django's cache stores integers as Redis integers,
+        # so ``get`` reads it back) and EXPIRE keeps it a day from the last count. Never retried: a
+        # timeout may come after Redis applied it, and a retry would count the send twice.
+        try:
+            redis_key = ledger.make_and_validate_key(key)
+            pipeline = ledger._cache.get_client(redis_key, write=True).pipeline(transaction=False)
+            pipeline.incr(redis_key)
+            pipeline.expire(redis_key, TOKEN_TTL_SECONDS)
+            pipeline.execute()
+        except Exception as exc:
+            _ledger_unavailable(exc)
 
     def counts(self) -> dict[str, int]:
         """Sends and idempotent replays this mock has seen (for tests and simulate_provider)."""

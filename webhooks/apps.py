@@ -5,14 +5,17 @@ from django.apps import AppConfig
 logger = logging.getLogger(__name__)
 
 
-def _apply_orphans(sender, *, message_id: int, provider: str, provider_message_id: str, **kwargs) -> None:
-    from webhooks.services import webhook_apply_orphans
+def _apply_orphans(sender, *, assignments, **kwargs) -> None:
+    from webhooks.services import webhook_apply_orphans_many
 
     try:
-        webhook_apply_orphans(provider=provider, provider_message_id=provider_message_id, message_id=message_id)
+        webhook_apply_orphans_many(assignments=assignments)
     except Exception:
-        # The send itself succeeded; the orphans stay stored and `replay_webhooks --outcome orphan` applies them.
-        logger.exception("Applying early status events to message %s failed", message_id)
+        # The sends themselves succeeded; the orphans stay stored and `replay_webhooks --outcome orphan`
+        # applies them.
+        logger.exception(
+            "Applying early status events to message(s) %s failed", [each.message_id for each in assignments]
+        )
 
 
 class WebhooksConfig(AppConfig):
@@ -20,6 +23,6 @@ class WebhooksConfig(AppConfig):
 
     def ready(self) -> None:
         import webhooks.checks  # noqa: F401  (registers the start-up checks)
-        from messaging.signals import provider_message_id_assigned
+        from messaging.signals import provider_message_ids_assigned
 
-        provider_message_id_assigned.connect(_apply_orphans, dispatch_uid="webhooks.apply_orphans")
+        provider_message_ids_assigned.connect(_apply_orphans, dispatch_uid="webhooks.apply_orphans")

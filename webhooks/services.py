@@ -14,17 +14,26 @@ claiming an orphan is a guarded UPDATE, so it is applied exactly once.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from dataclasses import dataclass
 
-from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
+from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from core.errors import ApplicationError
+from core.inserts import insert_parts
 from messaging.models import Direction, Message
 from messaging.selectors import message_find_outbound, message_find_outbound_many
-from messaging.services import inbound_validate, message_apply_status, message_apply_statuses, message_receive
+from messaging.services import (
+    inbound_validate,
+    message_apply_status,
+    message_apply_statuses,
+    message_receive,
+    message_receive_sql,
+)
+from messaging.signals import ProviderIdAssignment
 from providers.base import (
     STATUS_CHANGES,
     UNKNOWN,
@@ -343,7 +352,94 @@ def _look_again_for_orphans(events: list[WebhookEvent], items: list[WebhookItem]
 def webhook_receive_inbound(*, raw: RawWebhook, inbound: InboundMessage) -> WebhookResult:
     """Stores the event and its message together; a repeated event id creates nothing new."""
     event = _event(raw, outcome=WebhookOutcome.PROCESSED, event_id=inbound.provider_message_id)
+    if connection.vendor == "postgresql":
+        try:
+            with _savepoint_if_nested():
+                return _receive_inbound_in_one_statement(event, inbound)
+        except (OperationalError, InterfaceError):
+            raise  # the database is unreachable: answer so that the provider delivers the request again
+        except DatabaseError:
+            # Something the one statement does not handle (a message stored under this provider id
+            # without a claiming event, e.g. after pruning): nothing was written; the general path decides.
+            logger.info("Inbound %s: taking the general path", inbound.provider_message_id, exc_info=True)
+            event.pk, event.outcome, event.note, event.processed_at = None, WebhookOutcome.PROCESSED, "", None
+        except Exception as exc:
+            event.pk, event.message, event.note, event.processed_at = None, None, "", None
+            _save_error(event, exc)
+            raise
     return _process_inbound(event, inbound)
+
+
+def _savepoint_if_nested():
+    return transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+
+
+#: The message id is drawn before anything is written, so the claiming event can name its message in
+#: the same statement (the foreign key is checked at commit, when the message exists).
+_INBOUND_STATEMENT = """
+WITH new_message AS (SELECT nextval(pg_get_serial_sequence(%s, 'id')) AS id),
+claim AS (
+    INSERT INTO {event_table} (message_id, {event_columns})
+    SELECT new_message.id, {event_placeholders} FROM new_message
+    ON CONFLICT DO NOTHING
+    RETURNING id, message_id
+),
+{receive}
+SELECT claim.id, claim.message_id FROM claim
+"""
+
+_DUPLICATE_STATEMENT = """
+INSERT INTO {event_table} (message_id, {event_columns})
+SELECT COALESCE(
+    (SELECT message_id FROM {event_table} WHERE provider = %s AND kind = %s AND event_id = %s
+        AND outcome = ANY(%s) AND message_id IS NOT NULL LIMIT 1),
+    (SELECT id FROM {message_table} WHERE direction = %s AND provider = %s AND provider_message_id = %s LIMIT 1)
+), {event_placeholders}
+RETURNING id, message_id
+"""
+
+
+def _receive_inbound_in_one_statement(event: WebhookEvent, inbound: InboundMessage) -> WebhookResult:
+    """The inbound pipeline in one round trip (PostgreSQL): claim the event id with ``INSERT ... ON
+    CONFLICT DO NOTHING`` on the partial unique index, and only if the claim is taken upsert the
+    conversation with its counters and insert the message, all in one statement, so one transaction.
+    A duplicate does no conversation work: it waits only for a concurrent original to commit, then is
+    stored as ``duplicate`` naming the original's message (a second statement)."""
+    event.processed_at = timezone.now()
+    event_columns, event_placeholders, event_params = insert_parts(event, exclude=frozenset({"message_id"}))
+    receive_sql, receive_params = message_receive_sql(inbound=inbound, source="claim", message_id="claim.message_id")
+    tables = {
+        "event_table": connection.ops.quote_name(WebhookEvent._meta.db_table),
+        "message_table": connection.ops.quote_name(Message._meta.db_table),
+        "event_columns": ", ".join(event_columns),
+        "event_placeholders": ", ".join(event_placeholders),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _INBOUND_STATEMENT.format(receive=receive_sql, **tables),
+            [Message._meta.db_table, *event_params, *receive_params],
+        )
+        claimed = cursor.fetchone()
+        if claimed is not None:
+            event.pk, event.message_id = claimed
+            return WebhookResult(event=event, message=None)
+        event.outcome, event.note = WebhookOutcome.DUPLICATE, "already received"
+        _, duplicate_placeholders, duplicate_params = insert_parts(event, exclude=frozenset({"message_id"}))
+        cursor.execute(
+            _DUPLICATE_STATEMENT.format(**{**tables, "event_placeholders": ", ".join(duplicate_placeholders)}),
+            [
+                event.provider,
+                event.kind,
+                event.event_id,
+                list(CLAIMING_OUTCOMES),
+                Direction.INBOUND,
+                inbound.provider,
+                inbound.provider_message_id,
+                *duplicate_params,
+            ],
+        )
+        event.pk, event.message_id = cursor.fetchone()
+    return WebhookResult(event=event, message=None)
 
 
 def _process_inbound(event: WebhookEvent, inbound: InboundMessage) -> WebhookResult:
@@ -460,18 +556,54 @@ def _adopt_orphan(event: WebhookEvent, message: Message, status: StatusEvent) ->
 def webhook_apply_orphans(*, provider: str, provider_message_id: str, message_id: int) -> int:
     """Applies the status events that arrived for a provider id before its message was stored."""
     adapter = provider_by_stored_name(provider)
-    orphans = WebhookEvent.objects.filter(
-        provider=provider,
-        kind=WebhookKind.STATUS,
-        outcome=WebhookOutcome.ORPHAN,
-        provider_message_id=adapter.canonical_message_id(provider_message_id),
-    ).order_by("id")
+    orphans = list(
+        WebhookEvent.objects.filter(
+            provider=provider,
+            kind=WebhookKind.STATUS,
+            outcome=WebhookOutcome.ORPHAN,
+            provider_message_id=adapter.canonical_message_id(provider_message_id),
+        ).order_by("id")
+    )
+    if not orphans:  # the usual case: one lookup on the partial orphan index, nothing else
+        return 0
     message = Message.objects.get(pk=message_id)
     applied = 0
     for orphan in orphans:
         applied += _adopt_orphan(orphan, message, _stored_status(adapter, orphan))
     if applied:
         logger.info("Applied %s early status event(s) to message %s", applied, message_id)
+    return applied
+
+
+def webhook_apply_orphans_many(*, assignments: list[ProviderIdAssignment]) -> int:
+    """``webhook_apply_orphans`` for a batch of newly assigned provider ids: one lookup on the partial
+    orphan index for the whole batch, then the messages that have orphans one at a time."""
+    if len(assignments) == 1:
+        [one] = assignments
+        return webhook_apply_orphans(
+            provider=one.provider, provider_message_id=one.provider_message_id, message_id=one.message_id
+        )
+    by_key: dict[tuple[str, str], list[ProviderIdAssignment]] = {}
+    for assignment in assignments:
+        canonical = provider_by_stored_name(assignment.provider).canonical_message_id(assignment.provider_message_id)
+        by_key.setdefault((assignment.provider, canonical), []).append(assignment)
+    providers = {provider for provider, _ in by_key}
+    found = set(
+        WebhookEvent.objects.filter(
+            provider__in=providers,
+            kind=WebhookKind.STATUS,
+            outcome=WebhookOutcome.ORPHAN,
+            provider_message_id__in={canonical for _, canonical in by_key},
+        ).values_list("provider", "provider_message_id")
+    )
+    applied = 0
+    for key in sorted(found & by_key.keys()):
+        for assignment in by_key[key]:
+            applied += webhook_apply_orphans(
+                provider=assignment.provider,
+                provider_message_id=assignment.provider_message_id,
+                message_id=assignment.message_id,
+            )
     return applied
 
 

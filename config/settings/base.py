@@ -295,6 +295,9 @@ PROVIDER_CONNECT_TIMEOUT_SECONDS = env.float(
 PROVIDER_HTTP_MAX_CONNECTIONS = env.int("PROVIDER_HTTP_MAX_CONNECTIONS", 20, minimum=1, maximum=1000)
 #: SendGrid event batches larger than this are refused (413); real ones hold far fewer.
 SENDGRID_MAX_EVENTS_PER_BATCH = env.int("SENDGRID_MAX_EVENTS_PER_BATCH", 5000, minimum=1)
+# inline: a send makes its first provider attempt in the request (201/202/502); queue: it is stored
+# pending, due now, answered 202 at once and delivered by the outbox (as with "Prefer: respond-async").
+SEND_MODE = env.choice("SEND_MODE", "inline", {"inline", "queue"})
 # How long a repeated idempotent request waits for the original's first attempt before a 409.
 IDEMPOTENCY_WAIT_SECONDS = env.float("IDEMPOTENCY_WAIT_SECONDS", PROVIDER_TIMEOUT_SECONDS + 1, minimum=0.0)
 
@@ -376,7 +379,10 @@ if OUTBOX_LEASE_SECONDS <= PROVIDER_TIMEOUT_SECONDS:
     )
 #: A pending message due for longer than this is overdue: /metrics and the admin flag it.
 OUTBOX_OVERDUE_SECONDS = env.float("OUTBOX_OVERDUE_SECONDS", 60.0, minimum=1.0)
-WORKER_CONCURRENCY = env.int("WORKER_CONCURRENCY", 4, minimum=1, maximum=64)
+# Provider calls in flight per worker process (threads that never touch the database; outcomes are
+# recorded from the worker's one connection), and how many due messages one claim leases.
+WORKER_CONCURRENCY = env.int("WORKER_CONCURRENCY", 256, minimum=1, maximum=1024)
+WORKER_BATCH_SIZE = env.int("WORKER_BATCH_SIZE", 100, minimum=1, maximum=1000)
 WORKER_POLL_SECONDS = env.float("WORKER_POLL_SECONDS", 1.0, minimum=0.05)
 
 LOG_LEVEL = env.choice("LOG_LEVEL", "INFO", {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})

@@ -127,7 +127,8 @@ from providers.twilio import TwilioProvider as MockTwilioProvider
 gate = pathlib.Path(sys.argv[1])
 real_send = MockTwilioProvider.send
 def held_send(self, message):
-    print("in flight", file=sys.stderr, flush=True)
+    sys.stderr.write("in flight\\n")  # one write: two threads cannot interleave within the line
+    sys.stderr.flush()
     while not gate.exists():
         time.sleep(0.01)
     return real_send(self, message)
@@ -171,7 +172,7 @@ class GatedWorker:
 def test_sigterm_finishes_deliveries_in_flight_then_exits_cleanly(mock_memory, tmp_path):
     OutboxMessageFactory.create_batch(6)
     worker_process = GatedWorker(tmp_path / "go", "--concurrency", "2")
-    wait_until(lambda: sum(line.startswith("in flight") for line in worker_process.stderr) == 2)
+    wait_until(lambda: sum(line.count("in flight") for line in list(worker_process.stderr)) == 2)
 
     worker_process.process.send_signal(signal.SIGTERM)
     wait_until(lambda: worker_process.said("SIGTERM: finishing deliveries in flight"))

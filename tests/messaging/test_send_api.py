@@ -344,3 +344,15 @@ def test_force_error_is_refused_unless_a_mock_provider_serves_the_channel(api, s
     }
     assert allowed.status_code == 201
     assert Message.objects.count() == 1
+
+
+def test_a_send_counts_its_message_in_the_thread_once_and_a_repeat_counts_nothing(api):
+    first = send(api, "sms", payloads.sms(client_message_id="count-me", body="first words"))
+    send(api, "sms", payloads.sms(client_message_id="count-me", body="first words"))
+    send(api, "sms", payloads.sms(client_message_id="count-me", body="another body"))  # 422
+
+    conversation = Conversation.objects.get()
+    assert first.json()["conversation_id"] == conversation.pk
+    assert (conversation.message_count, conversation.unread_count) == (1, 0)
+    assert conversation.last_message_preview == "first words"
+    assert conversation.last_message_direction == "outbound"

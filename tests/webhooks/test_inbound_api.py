@@ -160,6 +160,7 @@ def test_a_processing_failure_is_kept_as_error_and_the_retry_is_processed(client
         raise RuntimeError("database hiccup")
 
     monkeypatch.setattr(services, "message_receive", fail)
+    monkeypatch.setattr(services, "message_receive_sql", fail)  # the one-statement path (PostgreSQL)
     assert deliver(client, "/api/webhooks/sms", body).status_code == 500
     monkeypatch.undo()
     assert deliver(client, "/api/webhooks/sms", body).json()["status"] == "processed"

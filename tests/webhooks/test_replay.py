@@ -66,6 +66,7 @@ def test_an_event_whose_processing_failed_is_processed_by_a_replay(client, monke
 
     with monkeypatch.context() as patched:
         patched.setattr(webhooks.services, "message_receive", broken)
+        patched.setattr(webhooks.services, "message_receive_sql", broken)
         client.raise_request_exception = False
         response = client.post("/api/webhooks/sms", data=payloads.inbound_sms(), content_type="application/json")
     assert response.status_code == 500
@@ -87,6 +88,7 @@ def test_replaying_an_event_whose_message_another_delivery_created_marks_it_dupl
 
     with monkeypatch.context() as patched:
         patched.setattr(webhooks.services, "message_receive", lambda **kwargs: 1 / 0)
+        patched.setattr(webhooks.services, "message_receive_sql", lambda **kwargs: 1 / 0)
         client.raise_request_exception = False
         client.post(
             "/api/webhooks/sms", data=payloads.inbound_sms(messaging_provider_id="m-9"), content_type="application/json"

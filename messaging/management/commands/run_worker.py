@@ -27,9 +27,18 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--concurrency",
-            type=int_between(1, 64),
+            type=int_between(1, 1024),
             default=settings.WORKER_CONCURRENCY,
-            help="Provider calls in flight at once (threads), 1-64. Default: WORKER_CONCURRENCY (%(default)s).",
+            help=(
+                "Provider calls in flight at once (threads, which never touch the database), 1-1024. "
+                "Default: WORKER_CONCURRENCY (%(default)s)."
+            ),
+        )
+        parser.add_argument(
+            "--batch-size",
+            type=int_between(1, 1000),
+            default=settings.WORKER_BATCH_SIZE,
+            help="Due messages leased by one claim (one statement), 1-1000. Default: WORKER_BATCH_SIZE (%(default)s).",
         )
         parser.add_argument(
             "--due-within",
@@ -47,11 +56,12 @@ class Command(BaseCommand):
             help="Seconds between looks at the outbox when idle. Default: WORKER_POLL_SECONDS (%(default)s).",
         )
 
-    def handle(self, *args, once, concurrency, due_within, poll_interval, **options):
+    def handle(self, *args, once, concurrency, batch_size, due_within, poll_interval, **options):
         if due_within is None:
             due_within = settings.RETRY_BASE_DELAY_SECONDS * 2 if once else 0.0
         worker = OutboxWorker(
             concurrency=concurrency,
+            batch_size=batch_size,
             poll_interval=max(poll_interval, 0.05),
             once=once,
             due_within=due_within,

@@ -1,0 +1,128 @@
+"""The outbox's batches: one statement claims many rows, accepted sends are recorded in one UPDATE, and
+the provider calls run on threads that never touch the database."""
+
+import threading
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from messaging.models import Message
+from messaging.outbox import OutboxWorker, outbox_claim
+from messaging.services import message_call_providers, message_record_attempts
+from providers.base import SendResult
+from providers.twilio import TwilioProvider
+from tests.factories import OutboxMessageFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def statements(queries, verb):
+    return [q["sql"] for q in queries.captured_queries if q["sql"].lstrip().upper().startswith(verb)]
+
+
+def test_a_claim_of_many_rows_is_one_statement():
+    OutboxMessageFactory.create_batch(5)
+
+    with CaptureQueriesContext(connection) as queries:
+        claimed = outbox_claim(limit=10)
+
+    assert len(claimed) == 5
+    assert len(queries.captured_queries) == 1
+    assert {m.attempts for m in claimed} == {1}
+    assert all(m.leased_until is not None for m in claimed)
+
+
+def test_a_claim_fails_exhausted_rows_and_leases_the_rest_in_the_same_statement(settings):
+    settings.MAX_ATTEMPTS = 2
+    lost = OutboxMessageFactory(attempts=2)
+    due = OutboxMessageFactory(attempts=1)
+
+    claimed = outbox_claim(limit=10)
+
+    assert [m.pk for m in claimed] == [due.pk]
+    lost.refresh_from_db()
+    assert (lost.status, lost.attempts, lost.last_error["code"]) == ("failed", 2, "attempt_lost")
+    assert lost.next_attempt_at is None
+
+
+def test_accepted_sends_of_a_batch_are_recorded_in_one_update():
+    OutboxMessageFactory.create_batch(4)
+    claimed = outbox_claim(limit=10)
+    attempts = [(message, message_call_providers(message=message)) for message in claimed]
+
+    with CaptureQueriesContext(connection) as queries:
+        message_record_attempts(attempts=attempts)
+
+    assert len(statements(queries, "UPDATE")) == 1
+    assert all(message.status == "sent" for message in claimed), "updated in memory too"
+    stored = {m.pk: m for m in Message.objects.all()}
+    for message in claimed:
+        assert stored[message.pk].status == "sent"
+        assert stored[message.pk].provider_message_id == message.provider_message_id
+        assert stored[message.pk].leased_until is None
+        assert stored[message.pk].metadata["accepted_by"] == "twilio"
+
+
+def test_a_batch_with_a_provider_id_already_stored_fails_that_message_alone(monkeypatch):
+    OutboxMessageFactory(provider="twilio", status="sent", provider_message_id="SM" + "d" * 32)
+    OutboxMessageFactory.create_batch(3)
+    claimed = outbox_claim(limit=10)
+    clash = SendResult(provider="twilio", provider_message_id="SM" + "d" * 32, status="queued")
+    attempts = [(message, message_call_providers(message=message)) for message in claimed]
+    attempts[1] = (attempts[1][0], type(attempts[1][1])(result=clash, accepted_by="twilio"))
+
+    message_record_attempts(attempts=attempts)
+
+    statuses = {m.pk: m.status for m in Message.objects.filter(pk__in=[m.pk for m in claimed])}
+    assert statuses == {claimed[0].pk: "sent", claimed[1].pk: "failed", claimed[2].pk: "sent"}
+    assert Message.objects.get(pk=claimed[1].pk).last_error["code"] == "provider_id_conflict"
+
+
+def test_a_message_no_longer_pending_is_not_overwritten_by_a_late_batch():
+    OutboxMessageFactory.create_batch(2)
+    claimed = outbox_claim(limit=10)
+    attempts = [(message, message_call_providers(message=message)) for message in claimed]
+    Message.objects.filter(pk=claimed[0].pk).update(status="failed")
+
+    message_record_attempts(attempts=attempts)
+
+    assert Message.objects.get(pk=claimed[0].pk).status == "failed"
+    assert claimed[0].status == "failed", "re-read when the guarded UPDATE did not apply"
+    assert Message.objects.get(pk=claimed[1].pk).status == "sent"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_keeps_many_calls_in_flight_on_threads_without_database_connections(monkeypatch):
+    OutboxMessageFactory.create_batch(12)
+    in_flight = 0
+    peak = 0
+    lock = threading.Lock()
+    release = threading.Event()
+    original = TwilioProvider.send
+    threads_with_connections = []
+
+    def held_send(self, message):
+        nonlocal in_flight, peak
+        with lock:
+            in_flight += 1
+            peak = max(peak, in_flight)
+            if peak == 12:
+                release.set()
+        release.wait(timeout=30)
+        if connection.connection is not None:
+            threads_with_connections.append(threading.current_thread().name)
+        try:
+            return original(self, message)
+        finally:
+            with lock:
+                in_flight -= 1
+
+    monkeypatch.setattr(TwilioProvider, "send", held_send)
+
+    report = OutboxWorker(concurrency=16, once=True, poll_interval=0.05).run()
+
+    assert peak == 12, "all twelve provider calls were in flight at once"
+    assert report.attempted == 12
+    assert set(Message.objects.values_list("status", flat=True)) == {"sent"}
+    assert threads_with_connections == []

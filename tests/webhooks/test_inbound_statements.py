@@ -1,0 +1,80 @@
+"""The inbound pipeline's round trips on PostgreSQL: a new message is one statement (claim, conversation
+upsert with its counters, message), a duplicate is decided by its claim before any conversation work."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from conversations.models import Conversation
+from messaging.models import Message
+from tests import payloads
+from webhooks.models import WebhookEvent
+
+pytestmark = pytest.mark.django_db
+
+
+def deliver(client, body):
+    return client.post("/api/webhooks/sms", data=body, content_type="application/json")
+
+
+def statements(queries):
+    return [q["sql"] for q in queries.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
+
+
+def test_a_new_inbound_message_is_stored_in_one_statement(client):
+    with CaptureQueriesContext(connection) as queries:
+        response = deliver(client, payloads.inbound_sms(messaging_provider_id="one-trip"))
+
+    assert response.status_code == 200
+    assert len(statements(queries)) == 1
+    message = Message.objects.get()
+    event = WebhookEvent.objects.get()
+    assert (event.outcome, event.message_id, event.event_id) == ("processed", message.pk, "one-trip")
+    assert event.processed_at is not None
+    conversation = Conversation.objects.get()
+    assert message.conversation_id == conversation.pk
+    assert (conversation.message_count, conversation.unread_count) == (1, 1)
+    assert conversation.last_message_preview == "This is an incoming SMS message"
+    assert conversation.last_message_direction == "inbound"
+
+
+def test_a_duplicate_is_decided_by_its_claim_and_touches_no_conversation(client):
+    deliver(client, payloads.inbound_sms(messaging_provider_id="twice"))
+    before = Conversation.objects.values().get()
+
+    with CaptureQueriesContext(connection) as queries:
+        response = deliver(client, payloads.inbound_sms(messaging_provider_id="twice"))
+
+    assert response.status_code == 200
+    assert len(statements(queries)) == 2
+    assert Conversation.objects.values().get() == before, "no counter, preview or timestamp changed"
+    duplicate = WebhookEvent.objects.get(outcome="duplicate")
+    assert duplicate.message_id == Message.objects.get().pk
+    assert duplicate.note == "already received"
+
+
+def test_the_upsert_keeps_the_newest_preview_and_reopens_the_thread(client):
+    deliver(client, payloads.inbound_sms(body="newer", timestamp="2024-11-02T10:00:00Z"))
+    Conversation.objects.update(status="closed", archived_at=timezone.now())
+
+    deliver(client, payloads.inbound_sms(body="older", timestamp="2024-11-01T10:00:00Z"))
+
+    conversation = Conversation.objects.get()
+    assert (conversation.message_count, conversation.unread_count) == (2, 2)
+    assert conversation.last_message_preview == "newer"
+    assert conversation.last_message_at.isoformat() == "2024-11-02T10:00:00+00:00"
+    assert (conversation.status, conversation.archived_at) == ("open", None)
+
+
+def test_a_message_stored_without_its_claiming_event_is_answered_as_a_duplicate(client):
+    deliver(client, payloads.inbound_sms(messaging_provider_id="pruned"))
+    WebhookEvent.objects.all().delete()  # as after prune_webhook_events
+
+    response = deliver(client, payloads.inbound_sms(messaging_provider_id="pruned"))
+
+    assert response.status_code == 200
+    assert Message.objects.count() == 1
+    event = WebhookEvent.objects.get()
+    assert (event.outcome, event.message_id) == ("duplicate", Message.objects.get().pk)
+    assert Conversation.objects.get().message_count == 1
