@@ -7,8 +7,8 @@ migration ``makemigrations`` writes for the CHECKs) and, if it needs one, a prov
 
 It lives in ``conversations`` because that is the bottom of the dependency chain
 (webhooks -> messaging -> conversations): the Conversation model's CHECK and participant normalisation
-read it, and nothing here imports a model. Providers are named, never imported: ``messaging`` resolves
-the name through ``providers.registry``.
+read it, and nothing here imports a model or names a provider: each provider module declares the
+channels it serves (``Provider.default_channels``), and ``providers.registry`` finds them.
 """
 
 from __future__ import annotations
@@ -75,8 +75,6 @@ class ChannelSpec:
     body_limit_setting: str
     #: Name of the setting holding the send rate limit, as ``(count, window seconds)``.
     rate_limit_setting: str
-    #: The provider that serves the channel unless MESSAGE_PROVIDERS names others.
-    provider: str
     #: Name of the setting holding the business's own address on the channel, used when a send
     #: omits ``from``; None when every send must say who it is from.
     sender_setting: str | None = None
@@ -93,21 +91,6 @@ class ChannelSpec:
     def rate_limit(self) -> tuple[int, int]:
         limit: tuple[int, int] = getattr(settings, self.rate_limit_setting)
         return limit
-
-    @property
-    def provider_names(self) -> list[str]:
-        """The configured providers in failover order (registered names or dotted paths to provider
-        classes): MESSAGE_PROVIDERS' list for this channel (a single name is a list of one), else
-        the registry's default."""
-        configured = settings.MESSAGE_PROVIDERS.get(self.name)
-        if isinstance(configured, str):
-            configured = [configured]
-        return [str(name) for name in configured or [self.provider]]
-
-    @property
-    def provider_name(self) -> str:
-        """The first provider, the one a message is recorded with until another accepts it."""
-        return self.provider_names[0]
 
     @property
     def default_sender(self) -> str | None:
@@ -144,7 +127,6 @@ CHANNELS: dict[str, ChannelSpec] = {
             address=PHONE,
             body_limit_setting="SMS_MAX_BODY_CHARS",
             rate_limit_setting="SMS_RATE_LIMIT",
-            provider="twilio",
             infer_type=_sms_type,
         ),
         ChannelSpec(
@@ -154,7 +136,6 @@ CHANNELS: dict[str, ChannelSpec] = {
             address=EMAIL,
             body_limit_setting="EMAIL_MAX_BODY_CHARS",
             rate_limit_setting="EMAIL_RATE_LIMIT",
-            provider="sendgrid",
             html_body=True,
         ),
         ChannelSpec(
@@ -164,7 +145,6 @@ CHANNELS: dict[str, ChannelSpec] = {
             address=WHATSAPP,
             body_limit_setting="WHATSAPP_MAX_BODY_CHARS",
             rate_limit_setting="WHATSAPP_RATE_LIMIT",
-            provider="meta",
             sender_setting="WHATSAPP_PHONE_NUMBER",
         ),
         ChannelSpec(
@@ -174,7 +154,6 @@ CHANNELS: dict[str, ChannelSpec] = {
             address=SCOPED_ID,
             body_limit_setting="INSTAGRAM_MAX_BODY_CHARS",
             rate_limit_setting="INSTAGRAM_RATE_LIMIT",
-            provider="meta",
             sender_setting="INSTAGRAM_ACCOUNT_ID",
         ),
     )

@@ -18,6 +18,7 @@ from core.openapi import (
     ErrorEnvelope,
 )
 from messaging.serializers import MessageSerializer
+from messaging.services import provider_for_channel
 
 _ATTACHMENT_DESCRIPTION = "An http(s) URL with a host name (with a top-level domain) or an IP address."
 
@@ -174,7 +175,7 @@ SENT_EXAMPLE = OpenApiExample(
         "body": "Hello! This is a test MMS message with attachment.",
         "attachments": ["https://example.com/image.jpg"],
         "status": "sent",
-        "provider": "twilio",
+        "provider": provider_for_channel("sms").name,
         "provider_message_id": "MM5f0b6ab3a4b1c43d2e0f9f8a7b6c5d4e",
         "client_message_id": None,
         "timestamp": "2024-11-01T14:00:00Z",

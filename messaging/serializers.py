@@ -19,7 +19,7 @@ from core.fields import AttachmentsField, StrictCharField
 from core.pagination import PageQuerySerializer
 from messaging.models import Message, MessageType
 from messaging.rules import content_check
-from providers.registry import provider_get
+from providers.registry import provider_get, provider_names_for_channel
 
 MAX_ID_LENGTH = 255
 
@@ -102,7 +102,7 @@ class SendMessageSerializer(MessagePayloadSerializer):
     def validate(self, attrs):
         attrs = super().validate(attrs)
         forced = attrs.get("_forceError")
-        names = CHANNELS[attrs["channel"]].provider_names
+        names = provider_names_for_channel(attrs["channel"])
         if forced is not None and not all(provider_get(name).simulates_failures for name in names):
             raise serializers.ValidationError(
                 {"_forceError": ["Only accepted while this channel uses a mock provider."]}

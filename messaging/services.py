@@ -40,7 +40,7 @@ from messaging.rules import content_check
 from messaging.signals import ProviderIdAssignment, provider_message_ids_assigned
 from providers.base import ForcedError, InboundMessage, OutboundMessage, Provider, ProviderError, SendResult
 from providers.breaker import breaker_permit, breaker_record_failure, breaker_record_success
-from providers.registry import provider_get
+from providers.registry import provider_get, provider_names_for_channel
 
 logger = logging.getLogger(__name__)
 
@@ -82,12 +82,12 @@ ACCEPTED_BY = "accepted_by"
 
 
 def providers_for_channel(channel: str) -> list[Provider]:
-    """The channel's providers in failover order (the registry's default unless MESSAGE_PROVIDERS says)."""
+    """The channel's providers in failover order (those listing it in default_channels, or MESSAGE_PROVIDERS)."""
     return [provider for _, provider in _provider_chain(channel)]
 
 
 def _provider_chain(channel: str) -> list[tuple[str, Provider]]:
-    return [(name, provider_get(name)) for name in CHANNELS[channel].provider_names]
+    return [(name, provider_get(name)) for name in provider_names_for_channel(channel)]
 
 
 def provider_for_channel(channel: str) -> Provider:

@@ -257,6 +257,8 @@ class Provider(abc.ABC):
 
     #: Request headers worth keeping with a stored webhook (signatures, ids); never credentials.
     kept_headers: ClassVar[tuple[str, ...]] = ()
+    #: The channels this provider serves unless MESSAGE_PROVIDERS names others for a channel.
+    default_channels: ClassVar[tuple[str, ...]] = ()
     #: Settings holding this provider's webhook secrets (each a list, for rotation).
     secret_settings: ClassVar[tuple[str, ...]] = ()
 

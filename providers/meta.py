@@ -114,6 +114,7 @@ def _token(seed: str, salt: str) -> str:
 
 class MetaProvider(MockProvider):
     name = "meta"
+    default_channels: ClassVar[tuple[str, ...]] = ("whatsapp", "instagram")
     kept_headers: ClassVar[tuple[str, ...]] = (SIGNATURE_HEADER,)
     secret_settings: ClassVar[tuple[str, ...]] = ("META_APP_SECRET",)
 

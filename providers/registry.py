@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import cache
 
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
@@ -46,6 +47,21 @@ def provider_by_stored_name(name: str) -> Provider:
         if provider.name == name:
             return provider
     raise ImproperlyConfigured(f"No registered provider is called {name!r}.")
+
+
+def provider_names_for_channel(channel: str) -> list[str]:
+    """A channel's providers in failover order: MESSAGE_PROVIDERS' list for it (a single name is a list
+    of one; registered names or dotted paths), else every registered provider that declares the channel
+    among its ``default_channels``, in registry order."""
+    configured = settings.MESSAGE_PROVIDERS.get(channel)
+    if isinstance(configured, str):
+        configured = [configured]
+    if configured:
+        return [str(name) for name in configured]
+    names = [name for name, path in PROVIDERS.items() if channel in _load(path).default_channels]
+    if not names:
+        raise ImproperlyConfigured(f"No provider serves the {channel} channel; set MESSAGE_PROVIDERS for it.")
+    return names
 
 
 def providers_all() -> list[Provider]:

@@ -104,6 +104,7 @@ def event_meaning(value: str) -> str:
 
 class SendGridProvider(MockProvider):
     name = "sendgrid"
+    default_channels: ClassVar[tuple[str, ...]] = ("email",)
     kept_headers: ClassVar[tuple[str, ...]] = (SIGNATURE_HEADER, TIMESTAMP_HEADER)
     secret_settings: ClassVar[tuple[str, ...]] = ("SENDGRID_WEBHOOK_VERIFICATION_KEY", "SENDGRID_WEBHOOK_PUBLIC_KEY")
 

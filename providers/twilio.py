@@ -118,6 +118,7 @@ def status_meaning(value: str) -> str:
 
 class TwilioProvider(MockProvider):
     name = "twilio"
+    default_channels: ClassVar[tuple[str, ...]] = ("sms",)
     account_sid = "AC" + "0" * 32
     kept_headers: ClassVar[tuple[str, ...]] = (SIGNATURE_HEADER, IDEMPOTENCY_HEADER)
     secret_settings: ClassVar[tuple[str, ...]] = ("TWILIO_AUTH_TOKEN",)

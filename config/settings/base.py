@@ -243,8 +243,9 @@ MAX_ATTACHMENTS = 10
 WHATSAPP_MAX_BODY_CHARS = 4096
 INSTAGRAM_MAX_BODY_CHARS = 1000
 
-# Providers: each channel's provider comes from the channel registry (conversations/channels.py);
-# these override it by registered name (twilio, sendgrid, meta) or by dotted path to a provider class.
+# Providers: each channel is served by the registered providers that list it in their
+# default_channels (providers/registry.py); these override that by registered name or by dotted path
+# to a provider class.
 # A comma-separated list is a failover chain, tried in order (docs/PROVIDERS.md): SMS_PROVIDERS=a,b.
 # The singular names (SMS_PROVIDER ...) are read when the plural is unset.
 MESSAGE_PROVIDERS: dict[str, list[str]] = {
