@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.core.validators import URLValidator
+from django.utils import timezone
 from rest_framework import serializers
 
 MAX_URL_LENGTH = 2048
@@ -26,3 +27,18 @@ class AttachmentsField(serializers.ListField):
         kwargs.setdefault("allow_null", True)
         kwargs.setdefault("max_length", settings.MAX_ATTACHMENTS)
         super().__init__(**kwargs)
+
+
+class MessageFieldsSerializer(serializers.Serializer):
+    """The fields every message payload has, sent to us or by us: from, to, body, attachments, timestamp."""
+
+    locals()["from"] = StrictCharField(max_length=320, help_text="Sender address.")
+    to = StrictCharField(max_length=320, help_text="Recipient address.")
+    body = StrictCharField(allow_blank=True, trim_whitespace=False, required=False, default="")
+    attachments = AttachmentsField(help_text="http(s) URLs, at most 10, or null.")
+    timestamp = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        default_timezone=timezone.get_fixed_timezone(0),
+        help_text="ISO-8601; naive values are read as UTC. Defaults to now.",
+    )

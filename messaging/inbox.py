@@ -83,16 +83,8 @@ def conversation_reply_command(
     except DRFValidationError as exc:
         details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
         raise ValidationFailed("The reply was not sent.", details=dict(details)) from None
-    data = serializer.validated_data
-    return SendCommand(
-        channel=data["channel"],
-        type=data["type"],
-        from_address=data["from_address"],
-        to_address=data["to_address"],
-        body=data["body"],
-        attachments=data["attachments"],
-        timestamp=None,
-        client_message_id=f"{REPLY_KEY_PREFIX}{idempotency_key}",
+    return SendCommand.from_validated(
+        serializer.validated_data, client_message_id=f"{REPLY_KEY_PREFIX}{idempotency_key}"
     )
 
 

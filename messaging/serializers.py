@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -15,7 +14,7 @@ from conversations.channels import (
     message_type_choices,
     message_types,
 )
-from core.fields import AttachmentsField, StrictCharField
+from core.fields import MessageFieldsSerializer, StrictCharField
 from core.pagination import PageQuerySerializer
 from messaging.models import Message, MessageType
 from messaging.rules import content_check
@@ -24,7 +23,7 @@ from providers.registry import provider_get, provider_names_for_channel
 MAX_ID_LENGTH = 255
 
 
-class MessagePayloadSerializer(serializers.Serializer):
+class MessagePayloadSerializer(MessageFieldsSerializer):
     """Fields every message payload shares.
 
     Validation applies the channel's rules (messaging/rules.py): the type, the addresses normalised for
@@ -34,17 +33,6 @@ class MessagePayloadSerializer(serializers.Serializer):
 
     #: The channel this endpoint serves; a payload that infers another channel is refused.
     channel: str = "sms"
-
-    locals()["from"] = StrictCharField(max_length=320, help_text="Sender address.")
-    to = StrictCharField(max_length=320, help_text="Recipient address.")
-    body = StrictCharField(allow_blank=True, trim_whitespace=False, required=False, default="")
-    attachments = AttachmentsField(help_text="http(s) URLs, at most 10, or null.")
-    timestamp = serializers.DateTimeField(
-        required=False,
-        allow_null=True,
-        default_timezone=timezone.get_fixed_timezone(0),
-        help_text="ISO-8601; naive values are read as UTC. Defaults to now.",
-    )
 
     def channel_spec(self, attrs: dict[str, Any]) -> ChannelSpec:
         return CHANNELS[self.channel]

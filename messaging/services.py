@@ -58,6 +58,22 @@ class SendCommand:
     client_message_id: str | None = None
     forced_error: ForcedError | None = None
 
+    @classmethod
+    def from_validated(cls, data: Mapping[str, Any], *, client_message_id: str | None) -> SendCommand:
+        """The command for a send serializer's ``validated_data`` (the API's and the back office's)."""
+        forced = data.get("_forceError")
+        return cls(
+            channel=data["channel"],
+            type=data["type"],
+            from_address=data["from_address"],
+            to_address=data["to_address"],
+            body=data["body"],
+            attachments=data["attachments"],
+            timestamp=data.get("timestamp"),
+            client_message_id=client_message_id,
+            forced_error=ForcedError(**forced) if forced else None,
+        )
+
     def fingerprint(self) -> str:
         """Identifies the request's content, for idempotency-key reuse checks."""
         content = asdict(self)

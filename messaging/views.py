@@ -37,7 +37,6 @@ from messaging.serializers import (
     request_channel,
 )
 from messaging.services import SendCommand, message_send
-from providers.base import ForcedError
 
 #: How each state of a just-sent message answers: sent 201, retry scheduled 202, provider refused 502.
 SEND_STATUS_CODES: dict[str, int] = {
@@ -72,18 +71,7 @@ def _send_command(data: dict, idempotency_key: str | None) -> SendCommand:
                 details={"client_message_id": ["Differs from the Idempotency-Key header."]},
             )
         client_message_id = idempotency_key
-    forced = data.get("_forceError")
-    return SendCommand(
-        channel=data["channel"],
-        type=data["type"],
-        from_address=data["from_address"],
-        to_address=data["to_address"],
-        body=data["body"],
-        attachments=data["attachments"],
-        timestamp=data["timestamp"],
-        client_message_id=client_message_id,
-        forced_error=ForcedError(**forced) if forced else None,
-    )
+    return SendCommand.from_validated(data, client_message_id=client_message_id)
 
 
 class MessageViewSet(viewsets.ViewSet):

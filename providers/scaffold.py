@@ -10,33 +10,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.utils import timezone
 from rest_framework import serializers
 
 from core.errors import ValidationFailed
 from core.exceptions import validation_summary
-from core.fields import AttachmentsField, StrictCharField
+from core.fields import MessageFieldsSerializer, StrictCharField
 from providers.base import INBOUND, InboundMessage, RawWebhook, WebhookItem
 from providers.payloads import MAX_ID_LENGTH, as_kind, json_object
 
 
-class ScaffoldInboundSerializer(serializers.Serializer):
+class ScaffoldInboundSerializer(MessageFieldsSerializer):
     """The fields every scaffold payload shares. ``channel`` (set per provider) lets the schema
     extension in messaging/openapi.py describe the channel's address formats and types."""
 
     channel: str = ""
     id_field: str = ""
-
-    locals()["from"] = StrictCharField(max_length=320, help_text="Sender address.")
-    to = StrictCharField(max_length=320, help_text="Recipient address.")
-    body = StrictCharField(allow_blank=True, trim_whitespace=False, required=False, default="")
-    attachments = AttachmentsField(help_text="http(s) URLs, at most 10, or null.")
-    timestamp = serializers.DateTimeField(
-        required=False,
-        allow_null=True,
-        default_timezone=timezone.get_fixed_timezone(0),
-        help_text="ISO-8601; naive values are read as UTC. Defaults to now.",
-    )
 
 
 def scaffold_serializer(

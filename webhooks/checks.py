@@ -14,7 +14,7 @@ from django.core.checks import Error, register
 from providers.registry import providers_all
 from webhooks.signatures import provider_has_secret
 
-_DEFAULT_PORTS = {"http", "https"}
+_SCHEMES = {"http", "https"}
 
 
 @register("webhooks")
@@ -53,7 +53,7 @@ def public_base_url_problem(value: str | None) -> str | None:
     except ValueError:  # not a number, or out of range
         port_ok = False
     shaped_right = (
-        parts.scheme in _DEFAULT_PORTS
+        parts.scheme in _SCHEMES
         and bool(parts.hostname)
         and port_ok
         and "@" not in parts.netloc
