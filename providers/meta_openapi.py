@@ -3,6 +3,8 @@
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, inline_serializer
 from rest_framework import serializers
 
+from core.openapi import NOT_BLANK_PATTERN
+
 GraphDeliverySerializer = inline_serializer(
     "MetaWebhookDelivery",
     {
@@ -16,7 +18,6 @@ GraphDeliverySerializer = inline_serializer(
 )
 
 _SCOPED_ID = {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"}
-_NOT_BLANK = r"[^\s]"
 
 
 def _mock_variant(channel: str, sender: dict, text_limit: int) -> dict:
@@ -29,12 +30,12 @@ def _mock_variant(channel: str, sender: dict, text_limit: int) -> dict:
                 "type": "string",
                 "minLength": 1,
                 "maxLength": 255,
-                "pattern": _NOT_BLANK,
+                "pattern": NOT_BLANK_PATTERN,
                 "description": "Unique per provider; a repeat changes nothing.",
             },
             "channel": {"type": "string", "pattern": f"^{channel}$"},
             "from": {**sender, "description": "The customer: a WhatsApp number or user id, or an Instagram user id."},
-            "text": {"type": "string", "minLength": 1, "maxLength": text_limit, "pattern": _NOT_BLANK},
+            "text": {"type": "string", "minLength": 1, "maxLength": text_limit, "pattern": NOT_BLANK_PATTERN},
             "timestamp": {
                 "type": "string",
                 "format": "date-time",
