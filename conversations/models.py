@@ -62,3 +62,32 @@ class Conversation(models.Model):
     @property
     def participants(self) -> list[str]:
         return [self.participant_a, self.participant_b]
+
+
+class ConversationTally(models.Model):
+    """How many conversations there are per (channel, status, archived): the inbox's ``total`` without
+    counting 100,000 rows on every page.
+
+    Kept by PostgreSQL triggers on the conversation table (migration 0004), so every write counts,
+    whichever code path makes it: a row insert adds one, a delete takes one away, an update that
+    changes the channel, the status or whether the thread is archived moves one between keys. Writers
+    add to the rows of their own ``shard`` (their backend's pid modulo ``SHARDS``), so concurrent
+    writers rarely wait on one counter row; a key's total is the sum over its shards, whose rows may be
+    negative on their own. Elsewhere (SQLite, development) no trigger exists and the inbox counts rows.
+    """
+
+    SHARDS = 64
+
+    shard = models.SmallIntegerField()
+    channel = models.CharField(max_length=16)
+    status = models.CharField(max_length=16)
+    archived = models.BooleanField()
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["shard", "channel", "status", "archived"], name="conversation_tally_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel}/{self.status}/{'archived' if self.archived else 'inbox'}#{self.shard}: {self.count}"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from django.db.models import F, Q, QuerySet
+from django.db import connection
+from django.db.models import F, Q, QuerySet, Sum
+from django.db.models.functions import Coalesce
 
 from conversations.addresses import (
     InvalidAddress,
@@ -11,7 +13,7 @@ from conversations.addresses import (
     normalise_phone,
     normalise_scoped_id,
 )
-from conversations.models import Conversation
+from conversations.models import Conversation, ConversationTally
 from conversations.search import conversation_search
 from core.ids import get_by_id
 
@@ -49,6 +51,30 @@ def conversation_list(
     if q and q.strip():
         queryset = conversation_search(queryset, q)
     return queryset.order_by(F("last_message_at").desc(nulls_last=True), "-id")
+
+
+def conversation_list_total(
+    *,
+    channel: str | None = None,
+    status: str | None = None,
+    participant: str | None = None,
+    unread: bool | None = None,
+    archived: bool | None = False,
+    q: str | None = None,
+) -> int | None:
+    """How many conversations ``conversation_list`` with these filters holds, read from the tally the
+    database keeps (ConversationTally) when the filters are the tally's keys; None when the rows have
+    to be counted (other filters, or no tally on this database)."""
+    if participant or unread is not None or (q and q.strip()) or connection.vendor != "postgresql":
+        return None
+    tally = ConversationTally.objects.all()
+    if channel:
+        tally = tally.filter(channel=channel)
+    if status:
+        tally = tally.filter(status=status)
+    if archived is not None:
+        tally = tally.filter(archived=archived)
+    return tally.aggregate(total=Coalesce(Sum("count"), 0))["total"]
 
 
 def _participant_addresses(raw: str) -> set[str]:

@@ -3,7 +3,7 @@ from rest_framework import viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from conversations.selectors import conversation_list
+from conversations.selectors import conversation_list, conversation_list_total
 from conversations.serializers import ConversationListQuerySerializer, ConversationSerializer
 from conversations.services import (
     conversation_archive,
@@ -47,7 +47,12 @@ class ConversationViewSet(viewsets.ViewSet):
         query = ConversationListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         filters = {key: query.validated_data.get(key) for key in _LIST_FILTERS}
-        return paginated_response(conversation_list(**filters), query.page_request, ConversationSerializer)
+        return paginated_response(
+            conversation_list(**filters),
+            query.page_request,
+            ConversationSerializer,
+            total=conversation_list_total(**filters),
+        )
 
     @extend_schema(
         tags=["conversations"],

@@ -39,8 +39,13 @@ class PageQuerySerializer(serializers.Serializer):
         return PageRequest(page=self.validated_data["page"], limit=self.validated_data["limit"])
 
 
-def paginated_response(queryset: QuerySet, page: PageRequest, serializer_class) -> Response:
-    total = queryset.count()
+def paginated_response(
+    queryset: QuerySet, page: PageRequest, serializer_class, *, total: int | None = None
+) -> Response:
+    """One page of ``queryset``. ``total`` is the number of rows it holds when the caller knows it
+    without counting (a kept counter); otherwise the rows are counted."""
+    if total is None:
+        total = queryset.count()
     items = queryset[page.offset : page.offset + page.limit] if page.offset < total else []
     return Response(
         {

@@ -33,12 +33,13 @@ class ThreadPage:
 
 
 def conversation_thread_page(*, conversation_id: int | str, page: PageRequest) -> ThreadPage:
-    """One page of a thread, newest first (page 1 is the newest ``limit`` messages). Two queries and the
-    count, whatever the thread's length: the (conversation, timestamp, id) index serves both."""
+    """One page of a thread, newest first (page 1 is the newest ``limit`` messages). Two queries whatever
+    the thread's length: the conversation (whose ``message_count`` is the total) and the page, which the
+    (conversation, timestamp, id) index serves."""
     conversation = conversation_get(conversation_id=conversation_id)
-    thread = Message.objects.filter(conversation=conversation)
-    total = thread.count()
-    messages = list(thread.order_by("-timestamp", "-id")[page.offset : page.offset + page.limit])
+    total = conversation.message_count
+    thread = Message.objects.filter(conversation=conversation).order_by("-timestamp", "-id")
+    messages = list(thread[page.offset : page.offset + page.limit]) if page.offset < total else []
     return ThreadPage(conversation=conversation, messages=messages, page=page, total=total)
 
 

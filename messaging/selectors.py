@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from django.db import connection
 from django.db.models import Q, QuerySet
 
+from conversations.models import Conversation
 from conversations.selectors import conversation_get
 from core.ids import get_by_id
 from messaging.models import Direction, Message
@@ -17,11 +18,13 @@ def message_get(*, message_id: int | str) -> Message:
     return get_by_id(Message.objects.all(), message_id, label="Message")
 
 
-def message_list_for_conversation(*, conversation_id: int | str, order: str = "desc") -> QuerySet[Message]:
-    """A thread's messages by timestamp (ties by id). 404 when the conversation does not exist."""
+def message_thread(*, conversation_id: int | str, order: str = "desc") -> tuple[Conversation, QuerySet[Message]]:
+    """The conversation and its messages by timestamp (ties by id); 404 when it does not exist. The
+    conversation's ``message_count`` is the number of messages: every message is counted into it in
+    the statement that stores it."""
     conversation = conversation_get(conversation_id=conversation_id)
     ordering = ["timestamp", "id"] if order == "asc" else ["-timestamp", "-id"]
-    return Message.objects.filter(conversation=conversation).order_by(*ordering)
+    return conversation, Message.objects.filter(conversation=conversation).order_by(*ordering)
 
 
 def message_find_outbound(*, provider: str, provider_message_id: str) -> Message | None:

@@ -25,7 +25,7 @@ from messaging.openapi import (
     SMS_EXAMPLE,
 )
 from messaging.ratelimits import rate_limit_consume, rate_limit_headers, rate_limit_peek
-from messaging.selectors import message_get, message_list_for_conversation
+from messaging.selectors import message_get, message_thread
 from messaging.serializers import (
     MessageListQuerySerializer,
     MessageSerializer,
@@ -186,5 +186,5 @@ class ConversationMessageViewSet(viewsets.ViewSet):
     def list(self, request, conversation_id=None):
         query = MessageListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        messages = message_list_for_conversation(conversation_id=conversation_id, order=query.validated_data["order"])
-        return paginated_response(messages, query.page_request, MessageSerializer)
+        conversation, messages = message_thread(conversation_id=conversation_id, order=query.validated_data["order"])
+        return paginated_response(messages, query.page_request, MessageSerializer, total=conversation.message_count)

@@ -1,4 +1,5 @@
 import factory
+from django.db.models import F
 from django.utils import timezone
 
 from conversations.models import Conversation
@@ -29,6 +30,15 @@ class MessageFactory(factory.django.DjangoModelFactory):
     provider = "twilio"
     provider_message_id = factory.Sequence(lambda n: f"SM{n:032x}")
     timestamp = factory.LazyFunction(timezone.now)
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        # The service counts every message into its conversation in the statement that stores it, and
+        # thread pages read their total from that count; messages made here are counted the same way.
+        message = super()._create(model_class, *args, **kwargs)
+        Conversation.objects.filter(pk=message.conversation_id).update(message_count=F("message_count") + 1)
+        message.conversation.message_count += 1
+        return message
 
 
 class OutboxMessageFactory(MessageFactory):

@@ -1,0 +1,177 @@
+"""Page totals without counting rows: the inbox's from the tally PostgreSQL keeps, a thread's from its
+``message_count``. Whatever writes conversations, the totals stay equal to a count of the rows.
+(On SQLite the inbox counts rows: tests/test_sqlite_fallback.py.)"""
+
+import itertools
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from conversations.models import Conversation, ConversationTally
+from conversations.selectors import conversation_list, conversation_list_total
+from conversations.services import conversation_archive, conversation_close
+from tests import payloads
+from tests.factories import ConversationFactory, MessageFactory
+
+FILTERS = [
+    {"channel": channel, "status": status, "archived": archived}
+    for channel, status, archived in itertools.product(
+        [None, "sms", "email"], [None, "open", "closed"], [False, True, None]
+    )
+]
+
+
+def assert_totals_match_counts():
+    for filters in FILTERS:
+        assert conversation_list_total(**filters) == conversation_list(**filters).count(), filters
+
+
+def post_sms(client, **overrides):
+    return client.post(
+        "/api/webhooks/sms", data=json.dumps(payloads.inbound_sms(**overrides)), content_type="application/json"
+    )
+
+
+@pytest.mark.django_db
+class TestInboxTotal:
+    def test_every_write_path_keeps_the_total_equal_to_a_count(self, api):
+        for number in range(6):
+            assert post_sms(Client(), **{"from": f"+1201555{number:04d}"}).status_code == 200
+        assert api.post("/api/messages/email", payloads.email(), format="json").status_code == 201
+        first, second, third = Conversation.objects.order_by("id")[:3]
+        conversation_close(conversation_id=first.pk)
+        conversation_archive(conversation_id=second.pk)
+        conversation_archive(conversation_id=third.pk)
+        assert api.post(f"/api/conversations/{third.pk}/unarchive").status_code == 200
+        # An inbound message reopens and unarchives in the ingest statement's ON CONFLICT branch.
+        assert post_sms(Client(), **{"from": first.participant_a, "to": first.participant_b}).status_code == 200
+        Conversation.objects.filter(pk=third.pk).update(channel="email")
+        ConversationFactory.create_batch(3, status="closed")
+        Conversation.objects.filter(pk=Conversation.objects.order_by("-id")[0].pk).delete()
+
+        assert Conversation.objects.get(pk=first.pk).status == "open"
+        assert_totals_match_counts()
+        assert conversation_list_total() == Conversation.objects.filter(archived_at__isnull=True).count() == 8
+
+    def test_an_update_that_moves_no_row_between_keys_leaves_the_tally_alone(self):
+        conversation = ConversationFactory()
+        before = list(ConversationTally.objects.values_list("shard", "channel", "status", "archived", "count"))
+
+        Conversation.objects.filter(pk=conversation.pk).update(status="open", unread_count=3)
+
+        assert list(ConversationTally.objects.values_list("shard", "channel", "status", "archived", "count")) == before
+
+    def test_the_inbox_page_reads_its_total_without_counting_conversations(self, api):
+        ConversationFactory.create_batch(3)
+        conversation_archive(conversation_id=Conversation.objects.first().pk)
+
+        with CaptureQueriesContext(connection) as queries:
+            response = api.get("/api/conversations?channel=sms&status=open")
+
+        assert response.json()["meta"]["total"] == 2
+        counted = [
+            q["sql"] for q in queries if "COUNT(" in q["sql"].upper() and 'conversations_conversation"' in q["sql"]
+        ]
+        assert counted == []
+
+    def test_filters_the_tally_cannot_answer_are_counted(self, api):
+        ConversationFactory.create_batch(2)
+        MessageFactory()  # its conversation stays unread=0: the factory counts messages only
+
+        assert conversation_list_total(unread=True) is None
+        assert conversation_list_total(participant="+12015550000") is None
+        assert conversation_list_total(q="hello") is None
+        assert api.get("/api/conversations?unread=false").json()["meta"]["total"] == 3
+
+
+@pytest.mark.django_db(transaction=True)
+class TestTallyUnderConcurrency:
+    def test_concurrent_first_messages_from_many_senders_are_each_counted_once(self):
+        barrier = threading.Barrier(12)
+
+        def deliver(index):
+            try:
+                barrier.wait(timeout=10)
+                return post_sms(Client(), **{"from": f"+1201555{index:04d}", "messaging_provider_id": f"race-{index}"})
+            finally:
+                connection.close()
+
+        with ThreadPoolExecutor(max_workers=12) as pool:
+            responses = list(pool.map(deliver, range(12)))
+
+        assert [r.status_code for r in responses] == [200] * 12
+        assert conversation_list_total() == Conversation.objects.count() == 12
+
+    def test_truncating_the_conversations_empties_the_tally(self):
+        ConversationFactory.create_batch(2)
+
+        with connection.cursor() as cursor:
+            cursor.execute("TRUNCATE conversations_conversation CASCADE")
+
+        assert conversation_list_total(archived=None) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_counts_the_conversations_that_exist_before_it():
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate([("conversations", "0003_email_threads_case_insensitive")])
+    try:
+        old_apps = executor.loader.project_state([("conversations", "0003_email_threads_case_insensitive")]).apps
+        before = old_apps.get_model("conversations", "Conversation").objects
+        before.create(channel="sms", participant_a="+12015550001", participant_b="+18045551234")
+        before.create(channel="sms", participant_a="+12015550002", participant_b="+18045551234", status="closed")
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(executor.loader.graph.leaf_nodes())
+
+    assert conversation_list_total() == 2
+    assert conversation_list_total(status="closed") == 1
+    ConversationFactory()
+    assert conversation_list_total() == 3
+
+
+@pytest.mark.django_db
+class TestThreadTotal:
+    def test_a_thread_page_reads_its_total_from_the_conversation(self, api):
+        conversation = ConversationFactory()
+        MessageFactory.create_batch(3, conversation=conversation)
+
+        with CaptureQueriesContext(connection) as queries:
+            page = api.get(f"/api/conversations/{conversation.pk}/messages?limit=2")
+            detail = api.get(f"/api/conversations/{conversation.pk}?limit=2")
+
+        assert page.json()["meta"]["total"] == detail.json()["messages_meta"]["total"] == 3
+        assert len(page.json()["data"]) == len(detail.json()["messages"]) == 2
+        assert not [q["sql"] for q in queries if "COUNT(" in q["sql"].upper()]
+
+    def test_sent_and_received_messages_are_all_in_the_total(self, api):
+        assert api.post("/api/messages/sms", payloads.sms(), format="json").status_code == 201
+        sent = Conversation.objects.get()
+        reply = payloads.inbound_sms(**{"from": payloads.sms()["to"], "to": payloads.sms()["from"]})
+        assert (
+            Client().post("/api/webhooks/sms", data=json.dumps(reply), content_type="application/json").status_code
+            == 200
+        )
+
+        page = api.get(f"/api/conversations/{sent.pk}/messages").json()
+
+        assert page["meta"]["total"] == len(page["data"]) == 2
+
+    def test_a_page_past_the_end_is_empty_without_reading_messages(self, api):
+        conversation = ConversationFactory()
+        MessageFactory(conversation=conversation)
+
+        with CaptureQueriesContext(connection) as queries:
+            response = api.get(f"/api/conversations/{conversation.pk}?page=3")
+
+        assert response.json()["messages"] == []
+        assert response.json()["messages_meta"]["total"] == 1
+        assert not [q["sql"] for q in queries if "messaging_message" in q["sql"]]
