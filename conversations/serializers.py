@@ -4,6 +4,7 @@ from rest_framework.fields import empty
 
 from conversations.channels import channel_choices
 from conversations.models import Conversation, ConversationStatus
+from core.fields import PlannedRepresentation
 from core.openapi import NOT_BLANK_PATTERN, PHONE_OR_EMAIL_FORMAT
 from core.pagination import PageQuerySerializer
 
@@ -22,7 +23,7 @@ class ParticipantField(serializers.CharField):
     """A phone number, an e-mail address or a WhatsApp/Instagram user id; anything else is a 400 (invalid_address)."""
 
 
-class ConversationSerializer(serializers.ModelSerializer):
+class ConversationSerializer(PlannedRepresentation, serializers.ModelSerializer):
     participants = serializers.ListField(child=serializers.CharField(), read_only=True, min_length=2, max_length=2)
 
     class Meta:
