@@ -42,17 +42,32 @@ class PageQuerySerializer(serializers.Serializer):
 def paginated_response(
     queryset: QuerySet, page: PageRequest, serializer_class, *, total: int | None = None
 ) -> Response:
-    """One page of ``queryset``. ``total`` is the number of rows it holds when the caller knows it
-    without counting (a kept counter); otherwise the rows are counted."""
-    if total is None:
-        total = queryset.count()
-    items = queryset[page.offset : page.offset + page.limit] if page.offset < total else []
+    """One page of ``queryset`` in the list envelope. ``total``: how many rows the queryset holds when
+    the caller knows it without counting (a kept counter); see ``page_total``."""
+    items = list(queryset[page.offset : page.offset + page.limit])
     return Response(
         {
             "data": serializer_class(items, many=True).data,
-            "meta": {"page": page.page, "limit": page.limit, "total": total},
+            "meta": {"page": page.page, "limit": page.limit, "total": page_total(queryset, page, items, kept=total)},
         }
     )
+
+
+def page_total(queryset: QuerySet, page: PageRequest, items: list, *, kept: int | None = None) -> int:
+    """How many rows ``queryset`` holds, knowing that ``items`` is its page ``page``, without a
+    ``COUNT(*)`` where it can: a page that is not full is the last one, so the total is what lies
+    before it plus its rows; an empty first page means none. Otherwise ``kept`` (a counter the database
+    keeps) is the answer when it agrees with the page (at least the rows seen; no more than the offset
+    when the page is empty), and only then are the rows counted: a counter that does not match what
+    is there (rows loaded behind the service's back) never hides them."""
+    seen = page.offset + len(items)
+    if items and len(items) < page.limit:
+        return seen
+    if not items and page.offset == 0:
+        return 0
+    if kept is not None and (kept >= seen if items else kept <= page.offset):
+        return kept
+    return queryset.count()
 
 
 def envelope_serializer(name: str, item_serializer) -> serializers.Serializer:

@@ -10,7 +10,7 @@ from rest_framework.exceptions import ValidationError as DRFValidationError
 from conversations.models import Conversation
 from conversations.selectors import conversation_get
 from core.errors import ValidationFailed
-from core.pagination import PageRequest
+from core.pagination import PageRequest, page_total
 from messaging.models import Direction, Message
 from messaging.serializers import SendAnyChannelSerializer
 from messaging.services import SendCommand, SendOutcome, message_send
@@ -34,12 +34,12 @@ class ThreadPage:
 
 def conversation_thread_page(*, conversation_id: int | str, page: PageRequest) -> ThreadPage:
     """One page of a thread, newest first (page 1 is the newest ``limit`` messages). Two queries whatever
-    the thread's length: the conversation (whose ``message_count`` is the total) and the page, which the
-    (conversation, timestamp, id) index serves."""
+    the thread's length: the conversation (whose ``message_count`` is the total, see ``page_total``) and
+    the page, which the (conversation, timestamp, id) index serves."""
     conversation = conversation_get(conversation_id=conversation_id)
-    total = conversation.message_count
     thread = Message.objects.filter(conversation=conversation).order_by("-timestamp", "-id")
-    messages = list(thread[page.offset : page.offset + page.limit]) if page.offset < total else []
+    messages = list(thread[page.offset : page.offset + page.limit])
+    total = page_total(thread, page, messages, kept=conversation.message_count)
     return ThreadPage(conversation=conversation, messages=messages, page=page, total=total)
 
 
