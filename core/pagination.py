@@ -45,10 +45,15 @@ def paginated_response(
     """One page of ``queryset`` in the list envelope. ``total``: how many rows the queryset holds when
     the caller knows it without counting (a kept counter); see ``page_total``."""
     items = list(queryset[page.offset : page.offset + page.limit])
+    return page_response(items, page, serializer_class, total=page_total(queryset, page, items, kept=total))
+
+
+def page_response(items: list, page: PageRequest, serializer_class, *, total: int) -> Response:
+    """The list envelope of a page already read."""
     return Response(
         {
             "data": serializer_class(items, many=True).data,
-            "meta": {"page": page.page, "limit": page.limit, "total": page_total(queryset, page, items, kept=total)},
+            "meta": {"page": page.page, "limit": page.limit, "total": total},
         }
     )
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import Q
 
-from conversations.models import Conversation
 from conversations.selectors import conversation_get
-from core.ids import get_by_id
+from core.errors import NotFound
+from core.ids import get_by_id, parse_id
+from core.pagination import PageRequest, page_total
 from messaging.models import Direction, Message
 from providers.registry import provider_by_stored_name
 
@@ -18,13 +19,21 @@ def message_get(*, message_id: int | str) -> Message:
     return get_by_id(Message.objects.all(), message_id, label="Message")
 
 
-def message_thread(*, conversation_id: int | str, order: str = "desc") -> tuple[Conversation, QuerySet[Message]]:
-    """The conversation and its messages by timestamp (ties by id); 404 when it does not exist. The
-    conversation's ``message_count`` is the number of messages: every message is counted into it in
-    the statement that stores it."""
-    conversation = conversation_get(conversation_id=conversation_id)
+def message_thread_page(*, conversation_id: int | str, order: str, page: PageRequest) -> tuple[list[Message], int]:
+    """Page ``page`` of a thread's messages by timestamp (ties by id) and the thread's total; 404 when
+    the conversation does not exist. The page is read first: when it holds rows but is not full (most
+    threads fit on one page), it proves the conversation exists and gives the total, and nothing else
+    is read. Otherwise the conversation is read for its ``message_count`` (see ``page_total``)."""
+    pk = parse_id(conversation_id)
+    if pk is None:
+        raise NotFound(f"Conversation {conversation_id} does not exist.")
     ordering = ["timestamp", "id"] if order == "asc" else ["-timestamp", "-id"]
-    return conversation, Message.objects.filter(conversation=conversation).order_by(*ordering)
+    thread = Message.objects.filter(conversation_id=pk).order_by(*ordering)
+    messages = list(thread[page.offset : page.offset + page.limit])
+    if messages and len(messages) < page.limit:
+        return messages, page.offset + len(messages)
+    conversation = conversation_get(conversation_id=pk)
+    return messages, page_total(thread, page, messages, kept=conversation.message_count)
 
 
 def message_find_outbound(*, provider: str, provider_message_id: str) -> Message | None:

@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from core.errors import ValidationFailed
 from core.metrics import record_attempt, record_send
 from core.openapi import ERROR_RESPONSES, RATE_LIMIT_HEADERS, EnvelopeListSchema
-from core.pagination import envelope_serializer, paginated_response
+from core.pagination import envelope_serializer, page_response
 from messaging.models import MessageStatus
 from messaging.openapi import (
     ANY_CHANNEL_EXAMPLES,
@@ -25,7 +25,7 @@ from messaging.openapi import (
     SMS_EXAMPLE,
 )
 from messaging.ratelimits import rate_limit_consume, rate_limit_headers, rate_limit_peek
-from messaging.selectors import message_get, message_thread
+from messaging.selectors import message_get, message_thread_page
 from messaging.serializers import (
     MessageListQuerySerializer,
     MessageSerializer,
@@ -186,5 +186,8 @@ class ConversationMessageViewSet(viewsets.ViewSet):
     def list(self, request, conversation_id=None):
         query = MessageListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        conversation, messages = message_thread(conversation_id=conversation_id, order=query.validated_data["order"])
-        return paginated_response(messages, query.page_request, MessageSerializer, total=conversation.message_count)
+        page = query.page_request
+        messages, total = message_thread_page(
+            conversation_id=conversation_id, order=query.validated_data["order"], page=page
+        )
+        return page_response(messages, page, MessageSerializer, total=total)

@@ -167,6 +167,26 @@ class TestThreadTotal:
         assert len(page.json()["data"]) == len(detail.json()["messages"]) == 2
         assert not [q["sql"] for q in queries if "COUNT(" in q["sql"].upper()]
 
+    def test_a_thread_that_fits_on_its_page_is_one_query_after_the_key(self, api):
+        conversation = ConversationFactory()
+        MessageFactory.create_batch(3, conversation=conversation)
+
+        with CaptureQueriesContext(connection) as queries:
+            page = api.get(f"/api/conversations/{conversation.pk}/messages?limit=5&order=asc")
+
+        assert page.json()["meta"] == {"page": 1, "limit": 5, "total": 3}
+        reads = [q["sql"] for q in queries if "apikeys" not in q["sql"]]
+        assert len(reads) == 1 and "messaging_message" in reads[0]
+
+    def test_an_unknown_or_empty_conversation_is_told_apart(self, api):
+        empty = ConversationFactory()
+
+        assert api.get(f"/api/conversations/{empty.pk + 1000}/messages").status_code == 404
+        assert api.get("/api/conversations/abc/messages").status_code == 404
+        response = api.get(f"/api/conversations/{empty.pk}/messages")
+        assert response.status_code == 200
+        assert response.json() == {"data": [], "meta": {"page": 1, "limit": 50, "total": 0}}
+
     def test_sent_and_received_messages_are_all_in_the_total(self, api):
         assert api.post("/api/messages/sms", payloads.sms(), format="json").status_code == 201
         sent = Conversation.objects.get()
