@@ -176,7 +176,8 @@ class TestThreadTotal:
 
         assert page.json()["meta"] == {"page": 1, "limit": 5, "total": 3}
         reads = [q["sql"] for q in queries if "apikeys" not in q["sql"]]
-        assert len(reads) == 1 and "messaging_message" in reads[0]
+        assert len(reads) == 1
+        assert "messaging_message" in reads[0]
 
     def test_an_unknown_or_empty_conversation_is_told_apart(self, api):
         empty = ConversationFactory()
