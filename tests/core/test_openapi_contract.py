@@ -7,6 +7,7 @@ drifts from the validation (or the reverse) fails here, not only in `make fuzz`.
 import json
 import re
 import sys
+from urllib.parse import urlencode
 
 import jsonschema
 import pytest
@@ -15,6 +16,8 @@ from core.openapi import NOT_BLANK_PATTERN
 from tests import payloads
 
 pytestmark = pytest.mark.django_db
+
+FORM = "application/x-www-form-urlencoded"
 
 
 @pytest.fixture(scope="module")
@@ -201,6 +204,63 @@ class TestTwilioStatusCallbackSchema:
 
         assert response.status_code == status_code, response.content
         assert schema_accepts(schema, "TwilioStatusCallbackRequest", body) == (status_code == 200)
+
+    @pytest.mark.parametrize(
+        ("form", "status_code"),
+        [
+            ({"MessageSid": "SM1", "MessageStatus": "sent", "ErrorCode": "", "ErrorMessage": ""}, 200),
+            # "null" in a form is four letters, not a null.
+            ({"MessageSid": "SM1", "MessageStatus": "failed", "ErrorCode": "null"}, 200),
+            ({"MessageSid": "SM1", "MessageStatus": "sent", "ErrorMessage": "x" * 1001}, 400),
+            ({"MessageSid": " ", "MessageStatus": "sent"}, 400),
+            ({"MessageSid": "SM1"}, 400),
+        ],
+    )
+    def test_the_form_schema_and_the_parser_agree(self, client, schema, form, status_code):
+        response = client.post("/api/webhooks/sms/status", data=urlencode(form), content_type=FORM)
+
+        assert response.status_code == status_code, response.content
+        assert schema_accepts(schema, "TwilioStatusCallbackFormRequest", form) == (status_code == 200)
+
+    def test_the_form_schema_admits_text_only(self, schema):
+        # schemathesis (seed 228904252808087742551479034553496844738) made a form "invalid" with
+        # ErrorMessage={} where the schema said string or null; form encoding drops {}, so the service
+        # got a valid form, answered 200, and the run failed.
+        request = operation(schema, "post", "/api/webhooks/sms/status")["requestBody"]["content"]
+
+        assert request[FORM]["schema"] == {"$ref": "#/components/schemas/TwilioStatusCallbackFormRequest"}
+        assert not schema_accepts(schema, "TwilioStatusCallbackFormRequest", {**self.VALID, "ErrorMessage": None})
+        assert schema_accepts(schema, "TwilioStatusCallbackRequest", {**self.VALID, "ErrorMessage": None})
+
+    VALID = {"MessageSid": "SM1", "MessageStatus": "sent"}
+
+
+def _form_schemas(schema):
+    for operations in schema["paths"].values():
+        for method in operations.values():
+            content = method.get("requestBody", {}).get("content", {})
+            if FORM in content:
+                yield content[FORM]["schema"]
+
+
+def _resolved(schema, node):
+    if isinstance(node, dict) and "$ref" in node:
+        return _resolved(schema, component(schema, node["$ref"].rsplit("/", 1)[1]))
+    return node
+
+
+def test_no_form_field_is_nullable(schema):
+    # A form cannot carry a null: a "string or null" field lets a schema reader send a value that is
+    # neither (an object or a list), which form encoding drops, leaving a valid form it calls invalid.
+    forms = [_resolved(schema, form) for form in _form_schemas(schema)]
+
+    assert forms
+    for form in forms:
+        assert form["type"] == "object"
+        for name, field in form["properties"].items():
+            field = _resolved(schema, field)
+            assert field.get("type") == "string", name
+            assert not field.get("nullable"), name
 
 
 def _patterns(node):
