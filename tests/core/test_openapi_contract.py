@@ -300,3 +300,59 @@ class TestMockMetaEventSchema:
 
         assert response.status_code == status_code, response.content
         assert self.accepts(schema, body) == (status_code == 200)
+
+
+def is_openapi_integer(value) -> bool:
+    """``type: integer`` as OpenAPI 3.0 (JSON Schema draft 4) and schemathesis read it: 5.0 is not one."""
+    return jsonschema.Draft4Validator({"type": "integer"}).is_valid(value)
+
+
+class TestIntegers:
+    @pytest.fixture(autouse=True)
+    def conversation(self):
+        from tests.factories import ConversationFactory
+
+        ConversationFactory(id=1)
+
+    @pytest.mark.parametrize("path", ["/api/conversations", "/api/conversations/1", "/api/conversations/1/messages"])
+    @pytest.mark.parametrize(
+        "query",
+        # schemathesis (GET only, seed 193724748346926717859444009195118925616) negated limit into the
+        # whole number 79369079775230.0, which DRF's IntegerField read as an integer: a 200.
+        ["limit=79369079775230.0", "limit=5.0", "page=1.", "limit=%2B5", "limit=%205", "limit=1_0", "page=%EF%BC%91"],
+    )
+    def test_a_query_integer_is_written_in_digits(self, api, schema, path, query):
+        response = api.get(f"{path}?{query}")
+
+        assert response.status_code == 400, response.content
+        assert response.json()["error"]["code"] == "validation_error"
+        assert not is_openapi_integer(79369079775230.0)
+
+    @pytest.mark.parametrize(
+        ("path", "template"),
+        [
+            ("/api/conversations", "/api/conversations"),
+            ("/api/conversations/1", "/api/conversations/{id}"),
+            ("/api/conversations/1/messages", "/api/conversations/{conversation_id}/messages"),
+        ],
+    )
+    def test_digits_are_read_and_a_large_limit_is_clamped(self, api, schema, path, template):
+        response = api.get(f"{path}?limit=79369079775230&page=01")
+
+        assert response.status_code == 200, response.content
+        parameters = {p["name"]: p["schema"] for p in operation(schema, "get", template)["parameters"]}
+        assert parameters["limit"]["type"] == parameters["page"]["type"] == "integer"
+
+    @pytest.mark.parametrize(
+        "force_error",
+        [{"code": "400"}, {"code": 400.0}, {"code": 400, "times": "1"}, {"code": 400, "retry_after": True}],
+    )
+    def test_a_json_integer_is_a_json_integer(self, api, schema, force_error):
+        payload = payloads.sms(_forceError=force_error)
+
+        response = api.post("/api/messages/sms", payload, format="json")
+
+        assert response.status_code == 400, response.content
+        assert not all(is_openapi_integer(value) for value in force_error.values())
+        force_error_schema = component(schema, "ForceErrorRequest")["properties"]
+        assert {force_error_schema[name]["type"] for name in force_error} == {"integer"}
