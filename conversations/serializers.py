@@ -4,7 +4,7 @@ from rest_framework.fields import empty
 
 from conversations.channels import channel_choices
 from conversations.models import Conversation, ConversationStatus
-from core.fields import PlannedRepresentation
+from core.fields import PlannedRepresentation, QueryIntegerField
 from core.openapi import NOT_BLANK_PATTERN, PHONE_OR_EMAIL_FORMAT
 from core.pagination import PageQuerySerializer
 
@@ -57,7 +57,7 @@ class ConversationListQuerySerializer(PageQuerySerializer):
     DEFAULT_LIMIT = 20
     MAX_LIMIT = 100
 
-    limit = serializers.IntegerField(min_value=1, required=False, help_text="Default 20; above 100 is clamped to 100.")
+    limit = QueryIntegerField(min_value=1, required=False, help_text="Default 20; above 100 is clamped to 100.")
     channel = serializers.ChoiceField(choices=channel_choices(), required=False)
     status = serializers.ChoiceField(choices=ConversationStatus.choices, required=False)
     participant = ParticipantField(
@@ -88,4 +88,4 @@ class ConversationDetailQuerySerializer(PageQuerySerializer):
     DEFAULT_LIMIT = 50
     MAX_LIMIT = 200
 
-    limit = serializers.IntegerField(min_value=1, required=False, help_text="Default 50; above 200 is clamped to 200.")
+    limit = QueryIntegerField(min_value=1, required=False, help_text="Default 50; above 200 is clamped to 200.")

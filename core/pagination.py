@@ -8,6 +8,8 @@ from django.db.models import QuerySet
 from rest_framework import serializers
 from rest_framework.response import Response
 
+from core.fields import QueryIntegerField
+
 MAX_PAGE = 10_000_000
 
 
@@ -27,8 +29,8 @@ class PageQuerySerializer(serializers.Serializer):
     DEFAULT_LIMIT = 20
     MAX_LIMIT = 100
 
-    page = serializers.IntegerField(min_value=1, max_value=MAX_PAGE, default=1)
-    limit = serializers.IntegerField(min_value=1, required=False)
+    page = QueryIntegerField(min_value=1, max_value=MAX_PAGE, default=1)
+    limit = QueryIntegerField(min_value=1, required=False)
 
     def validate(self, attrs):
         attrs["limit"] = min(attrs.get("limit", self.DEFAULT_LIMIT), self.MAX_LIMIT)

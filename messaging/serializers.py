@@ -14,7 +14,13 @@ from conversations.channels import (
     message_type_choices,
     message_types,
 )
-from core.fields import MessageFieldsSerializer, PlannedRepresentation, StrictCharField
+from core.fields import (
+    MessageFieldsSerializer,
+    PlannedRepresentation,
+    QueryIntegerField,
+    StrictCharField,
+    StrictIntegerField,
+)
 from core.pagination import PageQuerySerializer
 from messaging.models import Message, MessageType
 from messaging.rules import content_check
@@ -64,12 +70,12 @@ class MessagePayloadSerializer(MessageFieldsSerializer):
 
 
 class ForceErrorSerializer(serializers.Serializer):
-    code = serializers.IntegerField(min_value=400, max_value=599, help_text="HTTP status the provider answers.")
+    code = StrictIntegerField(min_value=400, max_value=599, help_text="HTTP status the provider answers.")
     message = serializers.CharField(required=False, max_length=500)
-    times = serializers.IntegerField(
+    times = StrictIntegerField(
         required=False, min_value=1, max_value=100, help_text="Fail only the first N attempts (default: all)."
     )
-    retry_after = serializers.IntegerField(
+    retry_after = StrictIntegerField(
         required=False, min_value=1, max_value=3600, help_text="Seconds the provider asks to wait (Retry-After)."
     )
 
@@ -196,7 +202,7 @@ class MessageListQuerySerializer(PageQuerySerializer):
     DEFAULT_LIMIT = 50
     MAX_LIMIT = 200
 
-    limit = serializers.IntegerField(min_value=1, required=False, help_text="Default 50; above 200 is clamped to 200.")
+    limit = QueryIntegerField(min_value=1, required=False, help_text="Default 50; above 200 is clamped to 200.")
     order = serializers.ChoiceField(choices=["asc", "desc"], default="desc", help_text="By timestamp; newest first.")
 
 

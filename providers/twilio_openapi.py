@@ -6,28 +6,39 @@ from rest_framework import serializers
 from providers.payloads import MAX_ERROR_MESSAGE_LENGTH, MAX_EVENT_TYPE_LENGTH, MAX_SID_LENGTH, STATUS_NAME_PATTERN
 from providers.twilio import InboundSmsSerializer
 
+_STATUS_HELP = "queued, sending, sent, delivered, undelivered, failed, read, ... (SmsStatus is accepted too)."
+
+
 # The four fields the service reads; Twilio's others (AccountSid, From, To, ApiVersion, ...) are kept
 # with the stored request and otherwise ignored, so the schema leaves them open. Optional fields may be
-# blank or null: the parser takes either as absent.
-TwilioStatusSerializer = inline_serializer(
-    "TwilioStatusCallback",
-    {
-        "MessageSid": serializers.CharField(
-            max_length=MAX_SID_LENGTH, help_text="The message's sid (SmsSid is accepted too)."
-        ),
-        "MessageStatus": serializers.RegexField(
-            STATUS_NAME_PATTERN,
-            max_length=MAX_EVENT_TYPE_LENGTH,
-            help_text="queued, sending, sent, delivered, undelivered, failed, read, ... (SmsStatus is accepted too).",
-        ),
-        "ErrorCode": serializers.CharField(
-            required=False, allow_blank=True, allow_null=True, max_length=MAX_EVENT_TYPE_LENGTH
-        ),
-        "ErrorMessage": serializers.CharField(
-            required=False, allow_blank=True, allow_null=True, max_length=MAX_ERROR_MESSAGE_LENGTH
-        ),
-    },
-)
+# blank, and in JSON null: the parser takes either as absent.
+def _status_serializer(name: str, *, nullable: bool):
+    return inline_serializer(
+        name,
+        {
+            "MessageSid": serializers.CharField(
+                max_length=MAX_SID_LENGTH, help_text="The message's sid (SmsSid is accepted too)."
+            ),
+            "MessageStatus": serializers.RegexField(
+                STATUS_NAME_PATTERN,
+                max_length=MAX_EVENT_TYPE_LENGTH,
+                help_text=_STATUS_HELP,
+            ),
+            "ErrorCode": serializers.CharField(
+                required=False, allow_blank=True, allow_null=nullable, max_length=MAX_EVENT_TYPE_LENGTH
+            ),
+            "ErrorMessage": serializers.CharField(
+                required=False, allow_blank=True, allow_null=nullable, max_length=MAX_ERROR_MESSAGE_LENGTH
+            ),
+        },
+    )
+
+
+TwilioStatusSerializer = _status_serializer("TwilioStatusCallback", nullable=True)
+# A form's values are all text: it cannot carry a null, so its schema has none. Described as nullable,
+# a field would let a schema reader build an "invalid" form (a value neither text nor null, such as {})
+# that form encoding drops, i.e. a valid form the service rightly accepts.
+TwilioStatusFormSerializer = _status_serializer("TwilioStatusCallbackForm", nullable=False)
 
 INBOUND_DOCS = {
     "summary": "Inbound SMS/MMS",
@@ -59,7 +70,7 @@ STATUS_DOCS = {
         "and applied when it is."
     ),
     "request": {
-        "application/x-www-form-urlencoded": TwilioStatusSerializer,
+        "application/x-www-form-urlencoded": TwilioStatusFormSerializer,
         "application/json": TwilioStatusSerializer,
     },
     "examples": [

@@ -7,6 +7,7 @@ drifts from the validation (or the reverse) fails here, not only in `make fuzz`.
 import json
 import re
 import sys
+from urllib.parse import urlencode
 
 import jsonschema
 import pytest
@@ -15,6 +16,8 @@ from core.openapi import NOT_BLANK_PATTERN
 from tests import payloads
 
 pytestmark = pytest.mark.django_db
+
+FORM = "application/x-www-form-urlencoded"
 
 
 @pytest.fixture(scope="module")
@@ -202,6 +205,63 @@ class TestTwilioStatusCallbackSchema:
         assert response.status_code == status_code, response.content
         assert schema_accepts(schema, "TwilioStatusCallbackRequest", body) == (status_code == 200)
 
+    @pytest.mark.parametrize(
+        ("form", "status_code"),
+        [
+            ({"MessageSid": "SM1", "MessageStatus": "sent", "ErrorCode": "", "ErrorMessage": ""}, 200),
+            # "null" in a form is four letters, not a null.
+            ({"MessageSid": "SM1", "MessageStatus": "failed", "ErrorCode": "null"}, 200),
+            ({"MessageSid": "SM1", "MessageStatus": "sent", "ErrorMessage": "x" * 1001}, 400),
+            ({"MessageSid": " ", "MessageStatus": "sent"}, 400),
+            ({"MessageSid": "SM1"}, 400),
+        ],
+    )
+    def test_the_form_schema_and_the_parser_agree(self, client, schema, form, status_code):
+        response = client.post("/api/webhooks/sms/status", data=urlencode(form), content_type=FORM)
+
+        assert response.status_code == status_code, response.content
+        assert schema_accepts(schema, "TwilioStatusCallbackFormRequest", form) == (status_code == 200)
+
+    def test_the_form_schema_admits_text_only(self, schema):
+        # schemathesis (seed 228904252808087742551479034553496844738) made a form "invalid" with
+        # ErrorMessage={} where the schema said string or null; form encoding drops {}, so the service
+        # got a valid form, answered 200, and the run failed.
+        request = operation(schema, "post", "/api/webhooks/sms/status")["requestBody"]["content"]
+
+        assert request[FORM]["schema"] == {"$ref": "#/components/schemas/TwilioStatusCallbackFormRequest"}
+        assert not schema_accepts(schema, "TwilioStatusCallbackFormRequest", {**self.VALID, "ErrorMessage": None})
+        assert schema_accepts(schema, "TwilioStatusCallbackRequest", {**self.VALID, "ErrorMessage": None})
+
+    VALID = {"MessageSid": "SM1", "MessageStatus": "sent"}
+
+
+def _form_schemas(schema):
+    for operations in schema["paths"].values():
+        for method in operations.values():
+            content = method.get("requestBody", {}).get("content", {})
+            if FORM in content:
+                yield content[FORM]["schema"]
+
+
+def _resolved(schema, node):
+    if isinstance(node, dict) and "$ref" in node:
+        return _resolved(schema, component(schema, node["$ref"].rsplit("/", 1)[1]))
+    return node
+
+
+def test_no_form_field_is_nullable(schema):
+    # A form cannot carry a null: a "string or null" field lets a schema reader send a value that is
+    # neither (an object or a list), which form encoding drops, leaving a valid form it calls invalid.
+    forms = [_resolved(schema, form) for form in _form_schemas(schema)]
+
+    assert forms
+    for form in forms:
+        assert form["type"] == "object"
+        for name, field in form["properties"].items():
+            field = _resolved(schema, field)
+            assert field.get("type") == "string", name
+            assert not field.get("nullable"), name
+
 
 def _patterns(node):
     if isinstance(node, dict):
@@ -240,3 +300,59 @@ class TestMockMetaEventSchema:
 
         assert response.status_code == status_code, response.content
         assert self.accepts(schema, body) == (status_code == 200)
+
+
+def is_openapi_integer(value) -> bool:
+    """``type: integer`` as OpenAPI 3.0 (JSON Schema draft 4) and schemathesis read it: 5.0 is not one."""
+    return jsonschema.Draft4Validator({"type": "integer"}).is_valid(value)
+
+
+class TestIntegers:
+    @pytest.fixture(autouse=True)
+    def conversation(self):
+        from tests.factories import ConversationFactory
+
+        ConversationFactory(id=1)
+
+    @pytest.mark.parametrize("path", ["/api/conversations", "/api/conversations/1", "/api/conversations/1/messages"])
+    @pytest.mark.parametrize(
+        "query",
+        # schemathesis (GET only, seed 193724748346926717859444009195118925616) negated limit into the
+        # whole number 79369079775230.0, which DRF's IntegerField read as an integer: a 200.
+        ["limit=79369079775230.0", "limit=5.0", "page=1.", "limit=%2B5", "limit=%205", "limit=1_0", "page=%EF%BC%91"],
+    )
+    def test_a_query_integer_is_written_in_digits(self, api, schema, path, query):
+        response = api.get(f"{path}?{query}")
+
+        assert response.status_code == 400, response.content
+        assert response.json()["error"]["code"] == "validation_error"
+        assert not is_openapi_integer(79369079775230.0)
+
+    @pytest.mark.parametrize(
+        ("path", "template"),
+        [
+            ("/api/conversations", "/api/conversations"),
+            ("/api/conversations/1", "/api/conversations/{id}"),
+            ("/api/conversations/1/messages", "/api/conversations/{conversation_id}/messages"),
+        ],
+    )
+    def test_digits_are_read_and_a_large_limit_is_clamped(self, api, schema, path, template):
+        response = api.get(f"{path}?limit=79369079775230&page=01")
+
+        assert response.status_code == 200, response.content
+        parameters = {p["name"]: p["schema"] for p in operation(schema, "get", template)["parameters"]}
+        assert parameters["limit"]["type"] == parameters["page"]["type"] == "integer"
+
+    @pytest.mark.parametrize(
+        "force_error",
+        [{"code": "400"}, {"code": 400.0}, {"code": 400, "times": "1"}, {"code": 400, "retry_after": True}],
+    )
+    def test_a_json_integer_is_a_json_integer(self, api, schema, force_error):
+        payload = payloads.sms(_forceError=force_error)
+
+        response = api.post("/api/messages/sms", payload, format="json")
+
+        assert response.status_code == 400, response.content
+        assert not all(is_openapi_integer(value) for value in force_error.values())
+        force_error_schema = component(schema, "ForceErrorRequest")["properties"]
+        assert {force_error_schema[name]["type"] for name in force_error} == {"integer"}
