@@ -14,7 +14,7 @@ from conversations.channels import (
     message_type_choices,
     message_types,
 )
-from core.fields import MessageFieldsSerializer, StrictCharField
+from core.fields import MessageFieldsSerializer, SharedReadFieldsMixin, StrictCharField
 from core.pagination import PageQuerySerializer
 from messaging.models import Message, MessageType
 from messaging.rules import content_check
@@ -156,7 +156,7 @@ class ErrorDetailSerializer(serializers.Serializer):
     message = serializers.CharField()
 
 
-class MessageSerializer(serializers.ModelSerializer):
+class MessageSerializer(SharedReadFieldsMixin, serializers.ModelSerializer):
     conversation_id = serializers.IntegerField(read_only=True)
     locals()["from"] = serializers.CharField(source="from_address", read_only=True)
     to = serializers.CharField(source="to_address", read_only=True)
