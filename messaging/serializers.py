@@ -14,8 +14,9 @@ from conversations.channels import (
     message_type_choices,
     message_types,
 )
-from core.fields import MessageFieldsSerializer, SharedReadFieldsMixin, StrictCharField
+from core.fields import MessageFieldsSerializer, StrictCharField
 from core.pagination import PageQuerySerializer
+from core.representation import SharedReadFieldsMixin
 from messaging.models import Message, MessageType
 from messaging.rules import content_check
 from providers.registry import provider_get, provider_names_for_channel

@@ -1,4 +1,4 @@
-"""MessageSerializer answers with fields built once per class (core.fields.SharedReadFieldsMixin),
+"""MessageSerializer answers with fields built once per class (core.representation.SharedReadFieldsMixin),
 exactly as DRF's own per-object fields would."""
 
 from datetime import timedelta
