@@ -4,9 +4,10 @@ from rest_framework.fields import empty
 
 from conversations.channels import channel_choices
 from conversations.models import Conversation, ConversationStatus
-from core.fields import PlannedRepresentation, QueryIntegerField
+from core.fields import QueryIntegerField
 from core.openapi import NOT_BLANK_PATTERN, PHONE_OR_EMAIL_FORMAT
 from core.pagination import PageQuerySerializer
+from core.representation import PlannedRepresentation
 
 MAX_PARTICIPANT_LENGTH = 320
 

@@ -1,12 +1,9 @@
 import re
-from datetime import datetime
 
 from django.conf import settings
 from django.core.validators import URLValidator
 from django.utils import timezone
-from rest_framework import ISO_8601, serializers
-from rest_framework.fields import is_simple_callable
-from rest_framework.settings import api_settings
+from rest_framework import serializers
 
 MAX_URL_LENGTH = 2048
 
@@ -71,48 +68,3 @@ class MessageFieldsSerializer(serializers.Serializer):
         default_timezone=timezone.get_fixed_timezone(0),
         help_text="ISO-8601; naive values are read as UTC. Defaults to now.",
     )
-
-
-class PlannedRepresentation:
-    """A read serializer's ``to_representation`` without DRF's per-field machinery: the readable fields'
-    sources and converters are looked up once per serializer instance (once per page with
-    ``many=True``), then each object is a plain loop of attribute reads and conversions. The output is
-    the same as DRF's for read-only fields with plain sources (tests/core/test_planned_representation.py).
-    Mix it in before ``serializers.ModelSerializer`` on serializers that only ever render."""
-
-    def to_representation(self, instance):
-        plan = self.__dict__.get("_representation_plan")
-        if plan is None:
-            plan = self.__dict__["_representation_plan"] = [
-                (field.field_name, tuple(field.source_attrs), _converter(field))
-                for field in self._readable_fields  # type: ignore[attr-defined]
-            ]
-        data = {}
-        for name, attrs, convert in plan:
-            value = instance
-            for attr in attrs:
-                value = getattr(value, attr)
-                if callable(value) and is_simple_callable(value):
-                    value = value()
-            data[name] = None if value is None else convert(value)
-        return data
-
-
-def _converter(field: serializers.Field):
-    """``field.to_representation``, except for ISO 8601 date-times: DRF looks the current time zone up
-    for every value (a context-local read); here it is looked up once per page, with DRF's output."""
-    if type(field) is not serializers.DateTimeField or getattr(field, "format", ISO_8601) != ISO_8601:
-        return field.to_representation
-    if api_settings.DATETIME_FORMAT != ISO_8601 or hasattr(field, "timezone"):
-        return field.to_representation
-    zone = field.default_timezone()
-    if zone is None:
-        return field.to_representation
-
-    def convert(value):
-        if not isinstance(value, datetime) or value.tzinfo is None:
-            return field.to_representation(value)
-        text = value.astimezone(zone).isoformat()
-        return text[:-6] + "Z" if text.endswith("+00:00") else text
-
-    return convert

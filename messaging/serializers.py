@@ -16,12 +16,12 @@ from conversations.channels import (
 )
 from core.fields import (
     MessageFieldsSerializer,
-    PlannedRepresentation,
     QueryIntegerField,
     StrictCharField,
     StrictIntegerField,
 )
 from core.pagination import PageQuerySerializer
+from core.representation import PlannedRepresentation
 from messaging.models import Message, MessageType
 from messaging.rules import content_check
 from providers.registry import provider_get, provider_names_for_channel

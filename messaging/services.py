@@ -327,7 +327,7 @@ def message_record_attempts(*, attempts: list[tuple[Message, AttemptOutcome]]) -
     time. Status callbacks that arrived before a provider id was recorded are then applied."""
     accepted = [(message, outcome) for message, outcome in attempts if outcome.result is not None]
     assigned: list[Message] = []
-    if len(accepted) > 1 and connection.vendor == "postgresql":
+    if accepted and connection.vendor == "postgresql":
         try:
             with _savepoint_if_nested():
                 assigned = _record_successes(accepted)
@@ -408,7 +408,7 @@ def _apply_in_memory(message: Message, fields: Mapping[str, object]) -> None:
 def _record_successes(accepted: list[tuple[Message, AttemptOutcome]]) -> list[Message]:
     """The accepted sends of a batch in one UPDATE ... FROM (VALUES ...), with the guard of
     ``_record_success`` (still ``pending``). Returns the messages it updated."""
-    table = Message._meta.db_table
+    table = connection.ops.quote_name(Message._meta.db_table)
     rows = []
     params: list[Any] = []
     fields_of: dict[int, dict[str, object]] = {}

@@ -556,16 +556,17 @@ def _adopt_orphan(event: WebhookEvent, message: Message, status: StatusEvent) ->
 def webhook_apply_orphans(*, provider: str, provider_message_id: str, message_id: int) -> int:
     """Applies the status events that arrived for a provider id before its message was stored."""
     adapter = provider_by_stored_name(provider)
+    canonical = adapter.canonical_message_id(provider_message_id)
+    if not _has_orphans(provider=provider, provider_message_id=canonical):
+        return 0  # the usual case (every inline send): one lookup on the partial orphan index, nothing else
     orphans = list(
         WebhookEvent.objects.filter(
             provider=provider,
             kind=WebhookKind.STATUS,
             outcome=WebhookOutcome.ORPHAN,
-            provider_message_id=adapter.canonical_message_id(provider_message_id),
+            provider_message_id=canonical,
         ).order_by("id")
     )
-    if not orphans:  # the usual case: one lookup on the partial orphan index, nothing else
-        return 0
     message = Message.objects.get(pk=message_id)
     applied = 0
     for orphan in orphans:
@@ -573,6 +574,20 @@ def webhook_apply_orphans(*, provider: str, provider_message_id: str, message_id
     if applied:
         logger.info("Applied %s early status event(s) to message %s", applied, message_id)
     return applied
+
+
+#: Written out once rather than built by the ORM on every send that gets a provider id; the outcome
+#: and kind are literals so the partial orphan index applies whatever the parameters are bound as.
+_ORPHAN_EXISTS = (
+    f"SELECT 1 FROM {WebhookEvent._meta.db_table} WHERE outcome = '{WebhookOutcome.ORPHAN}'"
+    f" AND kind = '{WebhookKind.STATUS}' AND provider = %s AND provider_message_id = %s LIMIT 1"
+)
+
+
+def _has_orphans(*, provider: str, provider_message_id: str) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(_ORPHAN_EXISTS, [provider, provider_message_id])
+        return cursor.fetchone() is not None
 
 
 def webhook_apply_orphans_many(*, assignments: list[ProviderIdAssignment]) -> int:

@@ -38,6 +38,8 @@ class BoundedConnection(psycopg.Connection):
     query_timeout: float | None = None
     #: Called when the server did not answer in time (the wrapper stops reconnecting for a moment).
     on_timeout: Any = None
+    #: ``time.monotonic()`` when the server last answered a round trip on this connection.
+    answered_at: float = float("-inf")
 
     @classmethod
     def connect_bounded(
@@ -92,7 +94,7 @@ class BoundedConnection(psycopg.Connection):
         if timeout is None:
             timeout = self.query_timeout
         try:
-            return super().wait(gen, interval=interval, timeout=timeout)
+            result = super().wait(gen, interval=interval, timeout=timeout)
         except errors._WaitTimeout:
             # The server did not answer in time; the protocol state is unknown, so the connection is
             # dropped (Django reconnects on the next request).
@@ -101,6 +103,8 @@ class BoundedConnection(psycopg.Connection):
             if self.on_timeout is not None:
                 self.on_timeout()
             raise psycopg.OperationalError(f"the database did not answer within {timeout:g} s") from None
+        self.answered_at = time.monotonic()
+        return result
 
 
 class _BoundedPsycopg:
@@ -125,6 +129,10 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
     CLIENT_OPTIONS = ("client_connect_timeout", "client_query_timeout", "client_health_check_timeout")
     #: Seconds a reused connection's ``SELECT 1`` may take before the connection is replaced (default).
     HEALTH_CHECK_TIMEOUT = 0.5
+    #: A connection the server answered on less than this many seconds ago skips Django's per-request
+    #: ``SELECT 1`` (as pgbouncer's ``server_check_delay`` does): under load every request would
+    #: otherwise pay a round trip to learn what the previous request just proved.
+    HEALTH_CHECK_IDLE_SECONDS = 1.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -160,6 +168,19 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         for name in self.CLIENT_OPTIONS:
             params.pop(name, None)
         return params
+
+    def close_if_health_check_failed(self) -> None:
+        connection = self.connection
+        if (
+            connection is not None
+            and self.health_check_enabled  # type: ignore[attr-defined]
+            and not self.health_check_done  # type: ignore[has-type]
+            and not self.errors_occurred
+            and time.monotonic() - connection.answered_at < self.HEALTH_CHECK_IDLE_SECONDS
+        ):
+            self.health_check_done = True
+            return
+        super().close_if_health_check_failed()
 
     def is_usable(self) -> bool:
         # Django's health check of a reused connection (CONN_HEALTH_CHECKS), once per request. A frozen

@@ -6,7 +6,7 @@ import pytest
 from rest_framework import serializers
 
 from conversations.serializers import ConversationSerializer
-from core.fields import PlannedRepresentation
+from core.representation import PlannedRepresentation
 from messaging.serializers import MessageSerializer
 from tests.factories import ConversationFactory, MessageFactory, OutboxMessageFactory
 

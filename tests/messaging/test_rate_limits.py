@@ -357,6 +357,33 @@ def test_limits_are_counted_in_redis_when_it_is_configured(api, settings, redis_
     assert 0 < redis_limits.ttl(counter) <= DAY + 5
 
 
+def test_a_send_is_counted_in_one_round_trip_on_django_ratelimit_s_own_counter(settings, redis_limits, monkeypatch):
+    from django_ratelimit.core import get_usage
+
+    settings.SMS_RATE_LIMIT = (5, DAY)
+    request = RequestFactory().post("/api/messages/sms")
+    ratelimits.rate_limit_consume(request=request, channel="sms", sender="+12016661234")
+    commands, round_trips = [], []
+    monkeypatch.setattr(redis.Redis, "execute_command", lambda self, *args, **kw: commands.append(args))
+    original_execute = redis.client.Pipeline.execute
+    monkeypatch.setattr(
+        redis.client.Pipeline,
+        "execute",
+        lambda self, *args, **kw: round_trips.append(len(self.command_stack)) or original_execute(self, *args, **kw),
+    )
+
+    quota = ratelimits.rate_limit_consume(request=request, channel="sms", sender="+12016661234")
+
+    assert commands == []  # no SET NX, EXISTS, INCRBY one by one
+    assert len(round_trips) == 1
+    assert (quota.limit, quota.remaining, quota.exceeded) == (5, 3, False)
+    monkeypatch.undo()
+    usage = get_usage(
+        request, group="messaging.send.sms", key=lambda _g, _r: "sender:+12016661234", rate=(5, DAY), increment=False
+    )
+    assert usage["count"] == 2  # the key, window and value django-ratelimit itself reads
+
+
 def test_with_redis_down_sends_go_through_uncounted_and_a_warning_is_logged(api, settings, caplog, provider_calls):
     settings.CACHES = {**settings.CACHES, "ratelimit": redis_cache(f"redis://127.0.0.1:{closed_port()}/14")}
     settings.SMS_RATE_LIMIT = (1, DAY)

@@ -356,3 +356,20 @@ def test_a_send_counts_its_message_in_the_thread_once_and_a_repeat_counts_nothin
     assert (conversation.message_count, conversation.unread_count) == (1, 0)
     assert conversation.last_message_preview == "first words"
     assert conversation.last_message_direction == "outbound"
+
+
+def test_an_inline_send_records_its_acceptance_in_the_one_statement_update(api):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        response = send(api, "sms", payloads.sms())
+
+    assert response.status_code == 201
+    updates = [query["sql"] for query in queries if query["sql"].startswith("UPDATE")]
+    assert len(updates) == 1
+    assert "FROM (VALUES" in updates[0]  # messaging.services._record_successes, not an ORM UPDATE
+    message = Message.objects.get(pk=response.json()["id"])
+    assert (message.status, message.first_outcome) == ("sent", "sent")
+    assert message.provider_message_id == response.json()["provider_message_id"]
+    assert message.metadata["provider_response"]["sid"] == message.provider_message_id
