@@ -36,6 +36,11 @@ def api_key_revoke(*, api_key: ApiKey) -> bool:
     return revoked
 
 
+#: ``ApiKey.objects.filter(key_hash=..., revoked_at__isnull=True).first()`` written out once: every API
+#: request runs it, and building the ORM query cost more CPU (about 0.25 ms) than the lookup itself.
+_ACTIVE_KEY_SQL = f"SELECT * FROM {ApiKey._meta.db_table} WHERE key_hash = %s AND revoked_at IS NULL LIMIT 1"
+
+
 def api_key_authenticate(*, presented: str) -> ApiKey | None:
     """The active key matching ``presented``, or None for a malformed, unknown or revoked one."""
     if not key_is_well_formed(key=presented):
@@ -44,7 +49,7 @@ def api_key_authenticate(*, presented: str) -> ApiKey | None:
     # Looking the digest up in a unique index leaks, through timing, at most how much of the *digest*
     # matched, which an attacker cannot steer towards a stored key's digest: SHA-256 is preimage
     # resistant. The row was found by equality on the digest, so there is nothing left to compare.
-    api_key = ApiKey.objects.filter(key_hash=digest, revoked_at__isnull=True).first()
+    api_key = next(iter(ApiKey.objects.raw(_ACTIVE_KEY_SQL, [digest])), None)
     if api_key is None:
         return None
     _api_key_mark_used(api_key=api_key, now=timezone.now())
