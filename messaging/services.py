@@ -215,11 +215,17 @@ def _message_create_outbound(*, command: SendCommand, fingerprint: str, queue: b
 
 def _message_store_in_one_statement(message: Message) -> Message:
     """The send's transaction as one statement (PostgreSQL): the conversation upsert with its counters,
-    then the message INSERT, returning the stored row. A reused idempotency key fails the whole
-    statement (IntegrityError), so nothing is counted."""
+    then the message INSERT. A reused idempotency key fails the whole statement (IntegrityError), so
+    nothing is counted. Only what the database chose (the ids) is read back: every other column is
+    the instance's own value (``insert_parts`` ran the fields' ``pre_save``, which sets the
+    timestamps), so ``message`` becomes the stored row without reading it as a new model."""
     sql, params = _insert_with_conversation_sql(message, inbound=False, source="(SELECT 1) AS one_row", message_id=None)
-    [stored] = Message.objects.raw(f"WITH {sql} SELECT * FROM stored_message", params)
-    return stored
+    with connection.cursor() as cursor:
+        cursor.execute(f"WITH {sql} SELECT id, conversation_id FROM stored_message", params)
+        message.pk, message.conversation_id = cursor.fetchone()
+    message._state.adding = False
+    message._state.db = connection.alias
+    return message
 
 
 def _preview(message: Message) -> str:

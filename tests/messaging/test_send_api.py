@@ -58,6 +58,25 @@ def test_sending_an_sms_answers_201_with_the_sent_message(api):
     assert stored.metadata["provider_response"]["sid"] == body["provider_message_id"]
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [
+        payloads.sms(timestamp="2024-11-01T16:30:00.123456+02:30"),
+        payloads.mms(body="", client_message_id="read-back-1"),
+        payloads.email(),
+        payloads.sms(_forceError={"code": 503}),
+        payloads.sms(_forceError={"code": 400}),
+    ],
+)
+def test_the_answer_to_a_send_is_the_stored_row(api, payload):
+    # The send answers from the instance it stored (no re-read): it must be what a read of the row gives.
+    path = "/api/messages/email" if "html" in payload or "@" in payload["to"] else "/api/messages/sms"
+    response = api.post(path, payload, format="json")
+
+    assert response.status_code in (201, 202, 502), response.content
+    assert response.json() == api.get(f"/api/messages/{response.json()['id']}").json()
+
+
 def test_an_sms_with_attachments_is_sent_as_mms(api):
     response = send(api, "sms", payloads.sms(type="sms", attachments=["https://example.com/a.jpg"]))
 
