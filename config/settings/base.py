@@ -351,7 +351,7 @@ def _caches(redis_url: str | None, timeout: float) -> dict:
             PROVIDER_BREAKER_CACHE: {**local, "LOCATION": "provider-breakers"},
         }
     redis = {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "core.redis_cache.RedisCache",
         "LOCATION": redis_url,
         "KEY_PREFIX": "messaging",
         # Short timeouts: a slow or unreachable Redis must not hold sends up (see RATE_LIMIT_FAIL_OPEN).

@@ -67,7 +67,7 @@ CACHES = {
     # Redis database that test names (never REDIS_URL: a test must not flush a developer's Redis).
     MOCK_PROVIDER_CACHE: (  # noqa: F405
         {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "core.redis_cache.RedisCache",
             "LOCATION": os.environ["TEST_MOCK_PROVIDER_REDIS_URL"],
             "KEY_PREFIX": os.environ.get("TEST_MOCK_PROVIDER_REDIS_PREFIX", "messaging-tests"),
         }

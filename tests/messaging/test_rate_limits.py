@@ -554,7 +554,7 @@ def test_redis_url_selects_a_redis_cache_with_short_timeouts_and_bad_values_stop
         with_redis, without, bad_url, bad_rate, bad_key = pool.map(_settings_in_a_fresh_process, environments)
 
     cache = json.loads(with_redis.stdout)
-    assert cache["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
+    assert cache["BACKEND"] == "core.redis_cache.RedisCache"
     assert cache["LOCATION"] == "redis://cache.internal:6379/3"
     assert cache["OPTIONS"] == {"socket_connect_timeout": 0.25, "socket_timeout": 0.25}
     assert json.loads(without.stdout)["BACKEND"] == "django.core.cache.backends.locmem.LocMemCache"
