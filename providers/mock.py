@@ -61,6 +61,25 @@ def _ledger_unavailable(exc: Exception) -> None:
 _last_warning = float("-inf")
 
 
+_REMEMBER_AND_COUNT = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
+    redis.call('INCR', KEYS[2])
+    redis.call('EXPIRE', KEYS[2], ARGV[2])
+    return 1
+end
+return 0
+"""
+_script: Any = None
+
+
+def _remember_and_count(client: Any) -> Any:
+    """The Lua script, sent by its SHA1 (loaded into Redis on first use); the caller passes its client."""
+    global _script
+    if _script is None:
+        _script = client.register_script(_REMEMBER_AND_COUNT)
+    return _script
+
+
 def digest(token: str, salt: str) -> str:
     return hashlib.sha256(f"{salt}:{token}".encode()).hexdigest()
 
@@ -104,12 +123,11 @@ class MockProvider(Provider):
         token = self.idempotency_token(self.request_for(message))
         forced = message.forced_error
         if forced is None and not settings.MOCK_PROVIDER_FAILURE_RATE:
-            # Nothing can fail this send: remembering the token first (one round trip) also tells
-            # whether it was seen before.
+            # Nothing can fail this send: remembering the token first, with the send counted in the
+            # same round trip, also tells whether it was seen before.
             result = self.accept(message)
-            if not self._remember(token, result):
+            if not self._remember_send(token, result):
                 return self._earlier_send(token) or result
-            self._count("sends")
             return result
         earlier = self._earlier_send(token)
         if earlier is not None:
@@ -124,10 +142,9 @@ class MockProvider(Provider):
         if settings.MOCK_PROVIDER_FAILURE_RATE and random.random() < settings.MOCK_PROVIDER_FAILURE_RATE:
             raise ProviderError.from_http_status(provider=self.name, status=503, message="Service Unavailable")
         result = self.accept(message)
-        if not self._remember(token, result):
+        if not self._remember_send(token, result):
             # A concurrent call with the same token got there first: answer as it did.
             return self._earlier_send(token) or result
-        self._count("sends")
         return result
 
     def _key(self, *parts: str) -> str:
@@ -141,15 +158,39 @@ class MockProvider(Provider):
         logger.info("%s mock: idempotency token %s seen before; answering with the original send", self.name, token)
         return SendResult(**stored, replayed=True)
 
-    def _remember(self, token: str, result: SendResult) -> bool:
+    def _remember_send(self, token: str, result: SendResult) -> bool:
+        """Remembers the token's answer unless the token was seen before, and counts the send if it was
+        not; False when the token was already remembered (nothing sent, nothing counted)."""
         stored = {
             "provider": result.provider,
             "provider_message_id": result.provider_message_id,
             "status": result.status,
             "response": result.response,
         }
-        added = _ledger_call("add", self._key("token", token), stored, TOKEN_TTL_SECONDS)
-        return added is not False
+        ledger = caches[settings.MOCK_PROVIDER_CACHE]
+        if not isinstance(ledger, RedisCache):
+            added = _ledger_call("add", self._key("token", token), stored, TOKEN_TTL_SECONDS)
+            if added is False:
+                return False
+            self._count("sends")
+            return True
+        # One round trip, and atomic: the token stored (SET NX) and the send counted (INCR, EXPIRE)
+        # together or not at all, so the count stays exact even when a timeout hides whether Redis
+        # applied it (a lost answer is never retried). Unreachable: the send goes ahead uncounted.
+        try:
+            token_key = ledger.make_and_validate_key(self._key("token", token))
+            count_key = ledger.make_and_validate_key(self._key("sends"))
+            backend: Any = ledger._cache  # its serializer stores values as Django's ``add`` would
+            client = backend.get_client(token_key, write=True)
+            added = _remember_and_count(client)(
+                keys=[token_key, count_key],
+                args=[backend._serializer.dumps(stored), TOKEN_TTL_SECONDS],
+                client=client,
+            )
+        except Exception as exc:
+            _ledger_unavailable(exc)
+            return True
+        return bool(added)
 
     def _count(self, what: str) -> None:
         key = self._key(what)

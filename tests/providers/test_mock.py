@@ -1,6 +1,10 @@
+import os
 import re
+import uuid
 
 import pytest
+import redis
+from django.core.cache import caches
 
 from providers.base import ForcedError, OutboundMessage, ProviderError, ProviderTimeout
 from providers.segments import sms_segments
@@ -121,3 +125,55 @@ class TestIdempotencyTokens:
 
         assert first.provider_message_id != second.provider_message_id
         assert provider.counts() == {"sends": 2, "replays": 0}
+
+
+class TestLedgerInRedis:
+    """The mock's memory in Redis (production, and every worker process of a test): a first send is
+    remembered and counted in one atomic round trip."""
+
+    @pytest.fixture
+    def redis_ledger(self, settings):
+        prefix = f"mock-ledger-test-{uuid.uuid4().hex}"
+        settings.CACHES = {
+            **settings.CACHES,
+            settings.MOCK_PROVIDER_CACHE: {
+                "BACKEND": "core.redis_cache.RedisCache",
+                "LOCATION": os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
+                "KEY_PREFIX": prefix,
+            },
+        }
+        yield
+        client = caches[settings.MOCK_PROVIDER_CACHE]._cache.get_client(write=True)
+        client.delete(*client.keys(f"{prefix}:*") or ["-"])
+
+    @pytest.fixture
+    def commands(self, monkeypatch):
+        sent: list[str] = []
+        original = redis.Redis.execute_command
+
+        def recording(client, *args, **options):
+            sent.append(str(args[0]).upper())
+            return original(client, *args, **options)
+
+        monkeypatch.setattr(redis.Redis, "execute_command", recording)
+        return sent
+
+    def test_a_first_send_is_remembered_and_counted_in_one_command(self, redis_ledger, commands):
+        provider = MockTwilioProvider()
+        provider.send(outbound(idempotency_token="warm-up"))  # the script is loaded on first use
+        commands.clear()
+
+        provider.send(outbound(idempotency_token="tok-1"))
+
+        assert commands == ["EVALSHA"]
+        assert provider.counts() == {"sends": 2, "replays": 0}
+
+    def test_a_repeated_token_is_neither_sent_nor_counted_again(self, redis_ledger):
+        provider = MockTwilioProvider()
+
+        first = provider.send(outbound(idempotency_token="tok-1"))
+        again = provider.send(outbound(idempotency_token="tok-1"))
+
+        assert again.replayed is True
+        assert again.provider_message_id == first.provider_message_id
+        assert provider.counts() == {"sends": 1, "replays": 1}
