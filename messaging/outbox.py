@@ -9,6 +9,9 @@ backoff time). A worker that dies mid-send leaves its leases to run out; the mes
 over by another worker with the same provider idempotency token, so a send the provider had already
 accepted is not repeated, and the lost attempt still counts towards ``MAX_ATTEMPTS``.
 
+Logging: one INFO line per recorded batch (its outcomes and slowest call), one per failed or skipped
+attempt (from the services, with the message id and attempt); the line per attempt is at DEBUG.
+
 On SQLite (development) there is no SKIP LOCKED; transactions there take the write lock when they
 begin, so claims are still exclusive, but one worker is the supported set-up.
 """
@@ -299,15 +302,34 @@ class OutboxWorker:
             failed_calls += [message for message, _ in attempts]
             attempts = []
         now = time.monotonic()
+        each = logger.isEnabledFor(logging.DEBUG)
+        outcomes: Counter = Counter()
+        slowest = 0.0
         for message, _ in attempts:
             seconds = now - started_at[message.pk]
-            with log_context(message_id=message.pk, attempt=message.attempts):
-                logger.info(
-                    "Message %s attempt %s: %s in %.0f ms", message.pk, message.attempts, message.status, seconds * 1000
-                )
+            slowest = max(slowest, seconds)
+            if each:
+                with log_context(message_id=message.pk, attempt=message.attempts):
+                    logger.debug(
+                        "Message %s attempt %s: %s in %.0f ms",
+                        message.pk,
+                        message.attempts,
+                        message.status,
+                        seconds * 1000,
+                    )
+            outcomes[str(message.status)] += 1
             self._count(message, str(message.status), seconds)
         for message in failed_calls:
             self._count(message, "error", 0.0)
+        if attempts:
+            # One line per batch at INFO (failures and retries are logged one by one as they are
+            # recorded); one line per attempt at DEBUG.
+            logger.info(
+                "Recorded %s attempt(s): %s; slowest %.0f ms",
+                len(attempts),
+                ", ".join(f"{count} {status}" for status, count in sorted(outcomes.items())),
+                slowest * 1000,
+            )
 
     def _count(self, message: Message, outcome: str, seconds: float) -> None:
         record_attempt(

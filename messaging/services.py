@@ -34,6 +34,7 @@ from core.database import DATABASE_UNAVAILABLE
 from core.errors import Conflict, IdempotencyKeyReused, ValidationFailed
 from core.exceptions import validation_summary
 from core.inserts import insert_parts
+from core.logging import log_context
 from messaging.backoff import next_attempt_at
 from messaging.models import Direction, Message, MessageStatus
 from messaging.rules import content_check
@@ -349,10 +350,13 @@ def message_record_attempts(*, attempts: list[tuple[Message, AttemptOutcome]]) -
     for message, outcome in attempts:
         if outcome.result is None:
             assert outcome.error is not None
-            if outcome.skipped:
-                recorded = _record_skipped(message=message, error=outcome.error)
-            else:
-                recorded = _record_failure(message=message, error=outcome.error, unconfirmed=outcome.unconfirmed)
+            # Each failure is logged on its own, naming the message and attempt (a worker records
+            # a batch: its successes get one line for the batch).
+            with log_context(message_id=message.pk, attempt=message.attempts):
+                if outcome.skipped:
+                    recorded = _record_skipped(message=message, error=outcome.error)
+                else:
+                    recorded = _record_failure(message=message, error=outcome.error, unconfirmed=outcome.unconfirmed)
         elif message.pk in one_by_one:
             recorded = _record_success(message=message, result=outcome.result, accepted_by=outcome.accepted_by)
             if recorded and message.status == MessageStatus.SENT:

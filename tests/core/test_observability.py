@@ -79,12 +79,29 @@ def test_every_line_logged_while_serving_a_request_carries_its_id(client, json_l
 
 
 def test_the_workers_lines_carry_the_message_id_and_attempt(json_lines):
+    logging.getLogger().setLevel(logging.DEBUG)  # one line per attempt at DEBUG
     message = OutboxMessageFactory(attempts=1)
     OutboxWorker(concurrency=1, once=True).run()
 
     delivery = [line for line in json_lines() if line["logger"] == "messaging.outbox" and "message_id" in line]
     assert delivery
     assert {(line["message_id"], line["attempt"]) for line in delivery} == {(message.pk, 2)}
+
+
+def test_at_info_the_worker_logs_a_line_per_batch_and_each_failure(json_lines):
+    sent = OutboxMessageFactory.create_batch(3)
+    failing = OutboxMessageFactory(metadata={"force_error": {"code": 503, "times": 1}})
+    OutboxWorker(concurrency=8, once=True, due_within=0).run()
+
+    lines = json_lines()
+    worker = [line["message"] for line in lines if line["logger"] == "messaging.outbox"]
+    assert [line for line in worker if line.startswith("Recorded")] == [
+        "Recorded 4 attempt(s): 1 pending, 3 sent; slowest " + worker[-1].rsplit("slowest ", 1)[1]
+    ]
+    assert not [line for line in lines if line["logger"] == "messaging.outbox" and "message_id" in line]
+    failures = [line for line in lines if line["logger"] == "messaging.services" and "failed" in line["message"]]
+    assert [(line["message_id"], line["attempt"]) for line in failures] == [(failing.pk, 1)]
+    assert all(message.pk not in {line.get("message_id") for line in lines} for message in sent)
 
 
 def test_metrics_count_requests_by_route_and_status_and_show_the_outbox(client):

@@ -234,9 +234,9 @@ def test_a_long_running_worker_survives_a_database_outage(mock_memory, tmp_path)
     through_proxy = f"postgresql://{db['USER']}:{db['PASSWORD']}@127.0.0.1:{proxy.port}/{db['NAME']}"
     (tmp_path / "go").touch()  # sends are not held
     try:
-        running = GatedWorker(tmp_path / "go", "--poll-interval", "0.1", DATABASE_URL=through_proxy)
+        running = GatedWorker(tmp_path / "go", "--poll-interval", "0.1", DATABASE_URL=through_proxy, LOG_LEVEL="DEBUG")
         before = OutboxMessageFactory()
-        # Its delivery is over (the worker logs it after recording the outcome and reading it back).
+        # Its delivery is over (the worker logs it at DEBUG after recording the outcome).
         wait_until(lambda: running.said(f"Message {before.pk} attempt 1: sent"), timeout=60)
 
         proxy.set_mode(CUT)  # the database goes away under the running worker
