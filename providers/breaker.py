@@ -8,6 +8,12 @@ probe; its success closes the breaker, its failure opens it again for another pe
 
 The breaker is advice, never a reason to fail a send: if its cache is unreachable, every provider
 counts as closed (logged once a minute).
+
+A process that found a breaker closed with no failure counted takes that answer for
+``CLEAN_READ_SECONDS`` without asking the cache again (the outbox asks before every send, up to
+thousands of times a second). It forgets it at once when it records a failure of its own; a breaker
+another process opens is seen by the next read after that window, or after this process's first
+failure, whichever comes first.
 """
 
 from __future__ import annotations
@@ -56,12 +62,23 @@ def _key(provider: str, what: str) -> str:
     return f"breaker:{provider}:{what}"
 
 
+#: How long this process trusts a read that found a breaker closed and clean.
+CLEAN_READ_SECONDS = 0.5
+_CLEAN = Permit(allowed=True, state=CLOSED, clean=True)
+_clean_until: dict[str, float] = {}  # provider -> time.monotonic() until which its clean read stands
+
+
 def breaker_permit(*, provider: str) -> Permit:
     """Asks before a send. In the half-open state only the caller that wins the probe is allowed."""
+    if _clean_until.get(provider, 0.0) > time.monotonic():
+        return _CLEAN
     state = _cache_call("get_many", [_key(provider, "open_until"), _key(provider, "failures")], default={}) or {}
     opened_until = state.get(_key(provider, "open_until"))
     if opened_until is None:
-        return Permit(allowed=True, state=CLOSED, clean=not state.get(_key(provider, "failures")))
+        if state.get(_key(provider, "failures")):
+            return Permit(allowed=True, state=CLOSED)
+        _clean_until[provider] = time.monotonic() + CLEAN_READ_SECONDS
+        return _CLEAN
     remaining = float(opened_until) - time.time()
     if remaining > 0:
         return Permit(allowed=False, state=OPEN, retry_in=remaining)
@@ -82,6 +99,7 @@ def breaker_record_success(*, provider: str, permit: Permit | None = None) -> No
 
 def breaker_record_failure(*, provider: str) -> str:
     """A transient failure; returns the state after it (OPEN when this failure opened the breaker)."""
+    _clean_until.pop(provider, None)
     open_seconds = settings.PROVIDER_BREAKER_OPEN_SECONDS
     probing = _cache_call("get", _key(provider, "open_until")) is not None
     failures_key = _key(provider, "failures")
@@ -106,4 +124,5 @@ def breaker_state(*, provider: str) -> str:
 
 def breaker_reset(*, provider: str) -> None:
     """Forgets one breaker's state: it is closed again (operators, tests)."""
+    _clean_until.pop(provider, None)
     breaker_record_success(provider=provider)

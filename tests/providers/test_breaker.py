@@ -1,7 +1,11 @@
 """The circuit breaker per provider: opens after consecutive transient failures, lets one probe
 through once the open period is over, and never stops sends when its own store is down."""
 
+import time
+
 import pytest
+from django.conf import settings as django_settings
+from django.core.cache import caches
 
 from providers import breaker
 from providers.breaker import (
@@ -97,3 +101,61 @@ def test_an_unreachable_store_counts_as_closed(settings):
 
     assert fail(5) == CLOSED
     assert breaker_permit(provider="twilio").allowed
+
+
+class TestCleanReads:
+    """A process trusts a clean, closed read for CLEAN_READ_SECONDS instead of asking the store before
+    every send; its own failures end that at once."""
+
+    @pytest.fixture
+    def store_reads(self, monkeypatch):
+        reads: list[str] = []
+        original = breaker._cache_call
+
+        def counting(method, *args, **kwargs):
+            if method == "get_many":
+                reads.append(method)
+            return original(method, *args, **kwargs)
+
+        monkeypatch.setattr(breaker, "_cache_call", counting)
+        return reads
+
+    @staticmethod
+    def open_elsewhere(provider: str = "twilio") -> None:
+        """Another process opens the breaker: only the shared store changes."""
+        caches[django_settings.PROVIDER_BREAKER_CACHE].set(f"breaker:{provider}:open_until", time.time() + 30, None)
+
+    def test_a_clean_read_stands_for_a_while_without_asking_the_store(self, store_reads):
+        assert breaker_permit(provider="twilio").clean
+
+        self.open_elsewhere()
+
+        assert [breaker_permit(provider="twilio").allowed for _ in range(3)] == [True, True, True]
+        assert store_reads == ["get_many"]
+
+    def test_it_is_read_again_once_the_window_is_over(self, store_reads, monkeypatch):
+        breaker_permit(provider="twilio")
+        self.open_elsewhere()
+        monkeypatch.setattr(breaker, "CLEAN_READ_SECONDS", 0.0)
+        breaker._clean_until["twilio"] = 0.0  # the window ends
+
+        assert not breaker_permit(provider="twilio").allowed
+        assert store_reads == ["get_many", "get_many"]
+
+    def test_a_failure_of_its_own_ends_the_window(self, store_reads):
+        assert breaker_permit(provider="twilio").clean
+
+        fail(1)
+
+        permit = breaker_permit(provider="twilio")
+        assert permit.allowed
+        assert not permit.clean  # the failure counted: a success must reset it
+        assert store_reads == ["get_many", "get_many"]
+
+    def test_a_read_that_finds_failures_is_not_kept(self, store_reads):
+        fail(1)
+
+        breaker_permit(provider="twilio")
+        breaker_permit(provider="twilio")
+
+        assert store_reads == ["get_many", "get_many"]
