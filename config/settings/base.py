@@ -355,7 +355,16 @@ def _caches(redis_url: str | None, timeout: float) -> dict:
         "LOCATION": redis_url,
         "KEY_PREFIX": "messaging",
         # Short timeouts: a slow or unreachable Redis must not hold sends up (see RATE_LIMIT_FAIL_OPEN).
-        "OPTIONS": {"socket_connect_timeout": timeout, "socket_timeout": timeout},
+        # One pool per process (core.redis_cache) for all its threads (an outbox worker has up to 1,024):
+        # at most 100 connections, and a thread finding them all busy waits for one as long as for an
+        # answer, instead of failing at once.
+        "OPTIONS": {
+            "socket_connect_timeout": timeout,
+            "socket_timeout": timeout,
+            "pool_class": "redis.BlockingConnectionPool",
+            "max_connections": 100,
+            "timeout": timeout,
+        },
     }
     return {"default": local, "ratelimit": redis, MOCK_PROVIDER_CACHE: redis, PROVIDER_BREAKER_CACHE: redis}
 

@@ -27,6 +27,20 @@ def test_every_operation_uses_one_client_per_pool(cache):
     assert first.connection_pool is cache._cache._get_connection_pool(write=True)
 
 
+def test_cache_objects_of_one_server_share_one_pool_and_client(cache):
+    """Django makes a cache object per thread: they must not each open their own connections."""
+    other_thread = RedisCache(REDIS_URL, {"KEY_PREFIX": "another-prefix"})
+
+    assert other_thread._cache.get_client(write=True) is cache._cache.get_client(write=True)
+    assert other_thread._cache._get_connection_pool(True) is cache._cache._get_connection_pool(True)
+
+
+def test_other_options_get_their_own_pool(cache):
+    other = RedisCache(REDIS_URL, {"OPTIONS": {"socket_timeout": 0.5}})
+
+    assert other._cache.get_client() is not cache._cache.get_client()
+
+
 def test_it_stores_and_reads_as_django_backend_does(cache):
     assert cache.add("token", {"id": "SM1"}, 60) is True
     assert cache.add("token", {"id": "SM2"}, 60) is False

@@ -556,7 +556,13 @@ def test_redis_url_selects_a_redis_cache_with_short_timeouts_and_bad_values_stop
     cache = json.loads(with_redis.stdout)
     assert cache["BACKEND"] == "core.redis_cache.RedisCache"
     assert cache["LOCATION"] == "redis://cache.internal:6379/3"
-    assert cache["OPTIONS"] == {"socket_connect_timeout": 0.25, "socket_timeout": 0.25}
+    assert cache["OPTIONS"] == {
+        "socket_connect_timeout": 0.25,
+        "socket_timeout": 0.25,
+        "pool_class": "redis.BlockingConnectionPool",
+        "max_connections": 100,
+        "timeout": 0.25,
+    }
     assert json.loads(without.stdout)["BACKEND"] == "django.core.cache.backends.locmem.LocMemCache"
     assert bad_url.returncode != 0
     assert "REDIS_URL is not a valid Redis URL" in bad_url.stderr
