@@ -9,6 +9,13 @@ backoff time). A worker that dies mid-send leaves its leases to run out; the mes
 over by another worker with the same provider idempotency token, so a send the provider had already
 accepted is not repeated, and the lost attempt still counts towards ``MAX_ATTEMPTS``.
 
+Throughput (docs/PERFORMANCE.md): the main thread claims (one statement per batch) and records (one
+UPDATE for a batch's accepted sends, one orphan lookup); the delivery threads only call providers. Per
+message a call costs the provider's round trip plus, in mock mode, one Redis round trip (the mock's
+script remembering the token and counting the send): the circuit breaker's clean reads are trusted for
+a moment per process (providers/breaker.py), and the process's threads share one Redis connection pool
+and client (core/redis_cache.py).
+
 Logging: one INFO line per recorded batch (its outcomes and slowest call), one per failed or skipped
 attempt (from the services, with the message id and attempt); the line per attempt is at DEBUG.
 
