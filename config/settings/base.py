@@ -356,14 +356,15 @@ def _caches(redis_url: str | None, timeout: float) -> dict:
         "KEY_PREFIX": "messaging",
         # Short timeouts: a slow or unreachable Redis must not hold sends up (see RATE_LIMIT_FAIL_OPEN).
         # One pool per process (core.redis_cache) for all its threads (an outbox worker has up to 1,024):
-        # at most 100 connections, and a thread finding them all busy waits for one as long as for an
-        # answer, instead of failing at once.
+        # at most 100 connections. A thread finding them all taken waits for one (up to 2 s) instead of
+        # failing at once: they are taken for a command's round trip, but with hundreds of threads a
+        # thread holding one may wait a while for the GIL before giving it back.
         "OPTIONS": {
             "socket_connect_timeout": timeout,
             "socket_timeout": timeout,
             "pool_class": "redis.BlockingConnectionPool",
             "max_connections": 100,
-            "timeout": timeout,
+            "timeout": 2.0,
         },
     }
     return {"default": local, "ratelimit": redis, MOCK_PROVIDER_CACHE: redis, PROVIDER_BREAKER_CACHE: redis}

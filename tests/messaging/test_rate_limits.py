@@ -561,7 +561,7 @@ def test_redis_url_selects_a_redis_cache_with_short_timeouts_and_bad_values_stop
         "socket_timeout": 0.25,
         "pool_class": "redis.BlockingConnectionPool",
         "max_connections": 100,
-        "timeout": 0.25,
+        "timeout": 2.0,
     }
     assert json.loads(without.stdout)["BACKEND"] == "django.core.cache.backends.locmem.LocMemCache"
     assert bad_url.returncode != 0
