@@ -267,7 +267,15 @@ class OutboxWorker:
         return due_at is not None and due_at <= horizon
 
     def _until_next_due(self) -> float:
-        due_at = outbox_next_due_at()
+        try:
+            due_at = outbox_next_due_at()
+        except DatabaseError:
+            if self.once:
+                raise
+            # The database went away between the claim and this read: poll again soon; the next
+            # claim meets the outage and waits it out (a long-running worker never ends on it).
+            logger.warning("Outbox: could not read when the next message is due; polling again", exc_info=True)
+            return self.poll_interval
         if due_at is None:
             return self.poll_interval
         return max(0.01, min(self.poll_interval, (due_at - timezone.now()).total_seconds()))

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
+from django.db import OperationalError
 from django.utils import timezone
 
 from messaging.models import Message
@@ -269,3 +270,16 @@ def test_an_attempt_skipped_because_every_breaker_is_open_waits_without_using_up
         assert message.next_attempt_at > timezone.now()
     finally:
         breaker_reset(provider="twilio")
+
+
+def test_a_database_error_reading_the_next_due_time_never_ends_a_long_running_worker(monkeypatch):
+    # The database can go away between a claim and the read of when the next message is due: the
+    # long-running worker polls again (and its next claim waits the outage out); --once reports it.
+    def unreachable():
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr("messaging.outbox.outbox_next_due_at", unreachable)
+
+    assert OutboxWorker(poll_interval=0.3)._until_next_due() == 0.3
+    with pytest.raises(OperationalError):
+        OutboxWorker(poll_interval=0.3, once=True)._until_next_due()

@@ -85,11 +85,12 @@ def finish(process, timeout=60):
     return process.returncode, out, err
 
 
-def wait_until(condition, timeout=90):
+def wait_until(condition, timeout=90, *, worker=None):
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
+            said = "".join(worker.stderr[-40:]) if worker is not None else ""
+            raise AssertionError("condition not reached" + (f"; the worker's last lines:\n{said}" if said else ""))
         time.sleep(0.05)
 
 
@@ -237,10 +238,10 @@ def test_a_long_running_worker_survives_a_database_outage(mock_memory, tmp_path)
         running = GatedWorker(tmp_path / "go", "--poll-interval", "0.1", DATABASE_URL=through_proxy, LOG_LEVEL="DEBUG")
         before = OutboxMessageFactory()
         # Its delivery is over (the worker logs it at DEBUG after recording the outcome).
-        wait_until(lambda: running.said(f"Message {before.pk} attempt 1: sent"), timeout=60)
+        wait_until(lambda: running.said(f"Message {before.pk} attempt 1: sent"), timeout=60, worker=running)
 
         proxy.set_mode(CUT)  # the database goes away under the running worker
-        wait_until(lambda: running.said("Outbox claim failed"), timeout=60)
+        wait_until(lambda: running.said("Outbox claim failed"), timeout=60, worker=running)
         proxy.set_mode(PASS)
         after = OutboxMessageFactory()
         wait_until(lambda: Message.objects.get(pk=after.pk).status == "sent", timeout=60)
