@@ -25,6 +25,8 @@ class ParticipantField(serializers.CharField):
 
 
 class ConversationSerializer(PlannedRepresentation, serializers.ModelSerializer):
+    """A conversation: one thread between two addresses on one channel, with its summary."""
+
     participants = serializers.ListField(child=serializers.CharField(), read_only=True, min_length=2, max_length=2)
 
     class Meta:

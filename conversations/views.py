@@ -51,7 +51,7 @@ class ConversationViewSet(viewsets.ViewSet):
             conversation_list(**filters),
             query.page_request,
             ConversationSerializer,
-            total=conversation_list_total(**filters),
+            total=lambda: conversation_list_total(**filters),
         )
 
     @extend_schema(

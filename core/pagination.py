@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.db.models import QuerySet
@@ -42,10 +43,11 @@ class PageQuerySerializer(serializers.Serializer):
 
 
 def paginated_response(
-    queryset: QuerySet, page: PageRequest, serializer_class, *, total: int | None = None
+    queryset: QuerySet, page: PageRequest, serializer_class, *, total: int | Callable[[], int | None] | None = None
 ) -> Response:
-    """One page of ``queryset`` in the list envelope. ``total``: how many rows the queryset holds when
-    the caller knows it without counting (a kept counter); see ``page_total``."""
+    """One page of ``queryset`` in the list envelope. ``total``: reads how many rows the queryset holds
+    from a counter the database keeps, when there is one (called only if the page cannot tell; see
+    ``page_total``)."""
     items = list(queryset[page.offset : page.offset + page.limit])
     return page_response(items, page, serializer_class, total=page_total(queryset, page, items, kept=total))
 
@@ -60,18 +62,24 @@ def page_response(items: list, page: PageRequest, serializer_class, *, total: in
     )
 
 
-def page_total(queryset: QuerySet, page: PageRequest, items: list, *, kept: int | None = None) -> int:
+def page_total(
+    queryset: QuerySet, page: PageRequest, items: list, *, kept: int | Callable[[], int | None] | None = None
+) -> int:
     """How many rows ``queryset`` holds, knowing that ``items`` is its page ``page``, without a
     ``COUNT(*)`` where it can: a page that is not full is the last one, so the total is what lies
-    before it plus its rows; an empty first page means none. Otherwise ``kept`` (a counter the database
-    keeps) is the answer when it agrees with the page (at least the rows seen; no more than the offset
-    when the page is empty), and only then are the rows counted: a counter that does not match what
-    is there (rows loaded behind the service's back) never hides them."""
+    before it plus its rows; an empty first page means none. Otherwise ``kept`` (a counter the
+    database keeps, or a function reading it) is the answer when it is consistent with the page (at
+    least the rows seen; no more than the offset when the page is empty), and the rows are counted
+    when it is not. The check catches a counter below what the page shows (rows loaded behind the
+    service's back, never counted); a counter that is wrong but high enough is believed, so a bulk load
+    that bypasses the service must recount (docs/SCHEMA.md)."""
     seen = page.offset + len(items)
     if items and len(items) < page.limit:
         return seen
     if not items and page.offset == 0:
         return 0
+    if callable(kept):
+        kept = kept()
     if kept is not None and (kept >= seen if items else kept <= page.offset):
         return kept
     return queryset.count()

@@ -15,6 +15,8 @@ from messaging.serializers import MessageSerializer
 
 
 class ConversationDetailSerializer(ConversationSerializer):
+    """A conversation with one page of its messages, newest first."""
+
     messages = MessageSerializer(
         many=True, read_only=True, source="messages_page", help_text="The requested page, newest first."
     )

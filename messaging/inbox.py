@@ -3,11 +3,13 @@ the back office through the same validation and ``message_send`` as the API."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
+from django.db import connection, transaction
 from rest_framework.exceptions import ValidationError as DRFValidationError
 
-from conversations.models import Conversation
+from conversations.models import Conversation, ConversationTally
 from conversations.selectors import conversation_get
 from core.errors import ValidationFailed
 from core.pagination import PageRequest, page_total
@@ -93,3 +95,60 @@ def conversation_reply(*, command: SendCommand) -> SendOutcome:
     """Sends a validated reply. A repeated idempotency key (a double submit of one rendered form) answers
     with the first message, and nothing is sent again."""
     return message_send(command=command)
+
+
+@dataclass(frozen=True)
+class Recount:
+    #: Conversations whose ``message_count`` was not the number of their messages (now corrected).
+    message_counts_fixed: int
+    #: Whether the inbox tally was rebuilt (PostgreSQL only; elsewhere the inbox counts rows).
+    tally_rebuilt: bool
+
+
+def conversation_recount() -> Recount:
+    """Recounts what page totals read instead of counting rows, after a bulk load that bypassed the
+    service (rows copied in directly, triggers disabled by ``session_replication_role = replica`` or
+    ``pg_restore --disable-triggers``): every conversation's ``message_count`` from its messages, and
+    the inbox tally from the conversations. One transaction that holds writers off the two tables
+    (``SHARE ROW EXCLUSIVE``) while it counts, so nothing written meanwhile is missed or counted twice."""
+    conversations = connection.ops.quote_name(Conversation._meta.db_table)
+    messages = connection.ops.quote_name(Message._meta.db_table)
+    tally = connection.ops.quote_name(ConversationTally._meta.db_table)
+    with transaction.atomic(), connection.cursor() as cursor, _unbounded_statements():
+        if connection.vendor == "postgresql":
+            # An operator's command over every row: the request bounds (DB_STATEMENT_TIMEOUT, a lock
+            # timeout) do not apply; waiting for writers to finish is bounded at a minute.
+            cursor.execute("SET LOCAL statement_timeout = 0")
+            cursor.execute("SET LOCAL lock_timeout = '60s'")
+            cursor.execute(f"LOCK TABLE {conversations}, {messages} IN SHARE ROW EXCLUSIVE MODE")
+        cursor.execute(
+            f"UPDATE {conversations} AS c SET message_count = counted.n"
+            f" FROM (SELECT c2.id, (SELECT count(*) FROM {messages} AS m WHERE m.conversation_id = c2.id) AS n"
+            f" FROM {conversations} AS c2) AS counted"
+            " WHERE c.id = counted.id AND c.message_count <> counted.n"
+        )
+        fixed = cursor.rowcount
+        if connection.vendor != "postgresql":
+            return Recount(message_counts_fixed=fixed, tally_rebuilt=False)
+        cursor.execute(f"DELETE FROM {tally}")
+        cursor.execute(
+            f"INSERT INTO {tally} (shard, channel, status, archived, count)"
+            f" SELECT 0, channel, status, archived_at IS NOT NULL, count(*) FROM {conversations}"
+            " GROUP BY channel, status, archived_at IS NOT NULL"
+        )
+    return Recount(message_counts_fixed=fixed, tally_rebuilt=True)
+
+
+@contextlib.contextmanager
+def _unbounded_statements():
+    """Lifts the client-side bound on each round trip (DB_QUERY_TIMEOUT, core/postgresql) for the block."""
+    connection.ensure_connection()
+    raw = connection.connection
+    previous = getattr(raw, "query_timeout", None)
+    if previous is not None:
+        raw.query_timeout = None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            raw.query_timeout = previous

@@ -163,6 +163,8 @@ class ErrorDetailSerializer(serializers.Serializer):
 
 
 class MessageSerializer(PlannedRepresentation, serializers.ModelSerializer):
+    """A message, sent or received, with its delivery state."""
+
     conversation_id = serializers.IntegerField(read_only=True)
     locals()["from"] = serializers.CharField(source="from_address", read_only=True)
     to = serializers.CharField(source="to_address", read_only=True)

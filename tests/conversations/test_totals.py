@@ -6,8 +6,10 @@ import itertools
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.test import Client
@@ -87,13 +89,23 @@ class TestInboxTotal:
         conversation_archive(conversation_id=Conversation.objects.first().pk)
 
         with CaptureQueriesContext(connection) as queries:
-            response = api.get("/api/conversations?channel=sms&status=open")
+            response = api.get("/api/conversations?channel=sms&status=open&limit=1")  # a full page
 
         assert response.json()["meta"]["total"] == 2
+        assert [q for q in queries if "conversationtally" in q["sql"]]
         counted = [
             q["sql"] for q in queries if "COUNT(" in q["sql"].upper() and 'conversations_conversation"' in q["sql"]
         ]
         assert counted == []
+
+    def test_a_page_that_is_not_full_reads_neither_the_tally_nor_a_count(self, api):
+        ConversationFactory.create_batch(3)
+
+        with CaptureQueriesContext(connection) as queries:
+            response = api.get("/api/conversations?limit=5")
+
+        assert response.json()["meta"]["total"] == 3
+        assert not [q["sql"] for q in queries if "conversationtally" in q["sql"] or "COUNT(" in q["sql"].upper()]
 
     def test_filters_the_tally_cannot_answer_are_counted(self, api):
         ConversationFactory.create_batch(2)
@@ -256,3 +268,21 @@ def test_page_total_counts_only_when_the_page_and_the_counter_cannot_tell(
 
     assert page_total(rows, page, [object()] * rows_on_page, kept=kept) == expected
     assert rows.counted is counts
+
+
+@pytest.mark.django_db(transaction=True)
+def test_recount_conversations_repairs_totals_after_a_load_behind_the_services_back(api):
+    conversation = ConversationFactory()
+    for body in ("one", "two", "three"):
+        MessageFactory.build(conversation=conversation, body=body).save()  # message_count stays 0
+    ConversationFactory.create_batch(4, status="closed")
+    ConversationTally.objects.filter(status="closed").delete()  # as if loaded with the triggers off
+    assert conversation_list_total(archived=None) == 1
+
+    out = StringIO()
+    call_command("recount_conversations", stdout=out)
+
+    assert "message_count corrected on 1 conversation(s); tally rebuilt." in out.getvalue()
+    assert Conversation.objects.get(pk=conversation.pk).message_count == 3
+    assert_totals_match_counts()
+    assert conversation_list_total(status="closed") == 4

@@ -66,3 +66,14 @@ def test_conversations_render_as_drf_renders_them_in_a_page():
     assert page == [drf(ConversationSerializer, conversation) for conversation in conversations]
     assert page[1]["archived_at"] == "2026-05-06T07:08:09.123456Z"
     assert page[1]["participants"] == conversations[1].participants
+
+
+def test_the_schema_describes_the_resources_not_how_they_are_rendered(client):
+    # drf-spectacular takes a serializer's description from its docstring, inherited along the MRO.
+    components = client.get("/api/schema/?format=json").json()["components"]["schemas"]
+
+    for name in ("Message", "Conversation", "ConversationDetail"):
+        description = components[name].get("description", "")
+        assert description
+        assert "to_representation" not in description
+        assert "PlannedRepresentation" not in description
