@@ -13,13 +13,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 
+class NothingToPlot(ValueError):
+    """Only the in-process profile ran: no throughput or drain to draw."""
+
+
 def plot(report: dict, path: Path) -> Path:
     results = report["results"]
     http = [name for name, t in results.items() if isinstance(t, dict) and any("rps" in f for f in t.values())]
     drains = [name for name, t in results.items() if isinstance(t, dict) and "rate" in t.get("service", {})]
     panels = [p for p in (http and "rps", http and "p99", drains and "drain") if p]
     if not panels:
-        raise ValueError("nothing to plot")
+        raise NothingToPlot("nothing to plot")
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.8), squeeze=False)
     width = 0.38
     for ax, panel in zip(axes[0], panels, strict=True):

@@ -824,13 +824,13 @@ def main() -> int:
             print(report["results"]["profile"].get("summary", ""))
         print(pyspy_summary(report))
         try:
-            from bench.plot import plot
+            from bench.plot import NothingToPlot, plot
 
             png = plot(report, path.with_suffix(".png"))
             log(f"plot: {png.relative_to(ROOT)}")
         except ImportError as exc:
             log(f"no plot ({exc}); pip install -r requirements-bench.txt")
-        except ValueError as exc:  # only the in-process profile ran: no throughput or drain to draw
+        except NothingToPlot as exc:
             log(f"no plot ({exc})")
         log(f"results: {path.relative_to(ROOT)} (raw wrk output and logs in {bench.work.relative_to(ROOT)})")
         failed = [

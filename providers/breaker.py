@@ -19,6 +19,7 @@ failure, whichever comes first.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -66,18 +67,25 @@ def _key(provider: str, what: str) -> str:
 CLEAN_READ_SECONDS = 0.5
 _CLEAN = Permit(allowed=True, state=CLOSED, clean=True)
 _clean_until: dict[str, float] = {}  # provider -> time.monotonic() until which its clean read stands
+#: provider -> how many failures this process has recorded: a clean read taken before one of them
+#: (another thread's, recorded while the read was in flight) must not be trusted after it.
+_failures_seen: dict[str, int] = {}
+_clean_lock = threading.Lock()
 
 
 def breaker_permit(*, provider: str) -> Permit:
     """Asks before a send. In the half-open state only the caller that wins the probe is allowed."""
     if _clean_until.get(provider, 0.0) > time.monotonic():
         return _CLEAN
+    generation = _failures_seen.get(provider, 0)
     state = _cache_call("get_many", [_key(provider, "open_until"), _key(provider, "failures")], default={}) or {}
     opened_until = state.get(_key(provider, "open_until"))
     if opened_until is None:
         if state.get(_key(provider, "failures")):
             return Permit(allowed=True, state=CLOSED)
-        _clean_until[provider] = time.monotonic() + CLEAN_READ_SECONDS
+        with _clean_lock:
+            if _failures_seen.get(provider, 0) == generation:
+                _clean_until[provider] = time.monotonic() + CLEAN_READ_SECONDS
         return _CLEAN
     remaining = float(opened_until) - time.time()
     if remaining > 0:
@@ -99,7 +107,9 @@ def breaker_record_success(*, provider: str, permit: Permit | None = None) -> No
 
 def breaker_record_failure(*, provider: str) -> str:
     """A transient failure; returns the state after it (OPEN when this failure opened the breaker)."""
-    _clean_until.pop(provider, None)
+    with _clean_lock:
+        _failures_seen[provider] = _failures_seen.get(provider, 0) + 1
+        _clean_until.pop(provider, None)
     open_seconds = settings.PROVIDER_BREAKER_OPEN_SECONDS
     probing = _cache_call("get", _key(provider, "open_until")) is not None
     failures_key = _key(provider, "failures")

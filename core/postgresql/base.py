@@ -132,7 +132,7 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
     #: A connection the server answered on less than this many seconds ago skips Django's per-request
     #: ``SELECT 1`` (as pgbouncer's ``server_check_delay`` does): under load every request would
     #: otherwise pay a round trip to learn what the previous request just proved.
-    HEALTH_CHECK_IDLE_SECONDS = 1.0
+    HEALTH_CHECK_IDLE_SECONDS = 0.25
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -159,3 +159,21 @@ class TestCleanReads:
         breaker_permit(provider="twilio")
 
         assert store_reads == ["get_many", "get_many"]
+
+    def test_a_clean_read_overtaken_by_a_failure_of_this_process_is_not_kept(self, monkeypatch):
+        # Thread A reads "clean" from the store; before it keeps that read, thread B records a failure.
+        original = breaker._cache_call
+
+        def read_then_fail_elsewhere(method, *args, **kwargs):
+            result = original(method, *args, **kwargs)
+            if method == "get_many":
+                monkeypatch.setattr(breaker, "_cache_call", original)
+                breaker.breaker_record_failure(provider="twilio")  # recorded while A's read was in flight
+            return result
+
+        monkeypatch.setattr(breaker, "_cache_call", read_then_fail_elsewhere)
+
+        breaker_permit(provider="twilio")  # A: its read predates B's failure
+
+        assert breaker._clean_until.get("twilio", 0.0) <= time.monotonic()
+        assert not breaker_permit(provider="twilio").clean  # read again: the failure counts
