@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.db import connection
 from django.db.models import F, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
@@ -22,58 +24,57 @@ def conversation_get(*, conversation_id: int | str) -> Conversation:
     return get_by_id(Conversation.objects.all(), conversation_id, label="Conversation")
 
 
-def conversation_list(
-    *,
-    channel: str | None = None,
-    status: str | None = None,
-    participant: str | None = None,
-    unread: bool | None = None,
-    archived: bool | None = False,
-    q: str | None = None,
-) -> QuerySet[Conversation]:
-    """Newest activity first; conversations without messages last.
+@dataclass(frozen=True)
+class InboxFilters:
+    """The inbox's filters. ``archived`` False (the default) hides archived threads, True shows only
+    them, None shows both. ``q`` is the contact search (any spelling of a number, an address in any
+    case) or full text."""
 
-    ``archived`` False (the default) hides archived threads, True shows only them, None shows both.
-    ``q`` is the contact search (any spelling of a number, an address in any case) or full text.
-    """
+    channel: str | None = None
+    status: str | None = None
+    participant: str | None = None
+    unread: bool | None = None
+    archived: bool | None = False
+    q: str | None = None
+
+    @property
+    def tally_keys_only(self) -> bool:
+        """Whether only the tally's keys (channel, status, archived) filter."""
+        return not self.participant and self.unread is None and not (self.q and self.q.strip())
+
+
+def conversation_list(filters: InboxFilters = InboxFilters()) -> QuerySet[Conversation]:
+    """Newest activity first; conversations without messages last."""
     queryset = Conversation.objects.all()
-    if channel:
-        queryset = queryset.filter(channel=channel)
-    if status:
-        queryset = queryset.filter(status=status)
-    if participant:
-        addresses = _participant_addresses(participant)
+    if filters.channel:
+        queryset = queryset.filter(channel=filters.channel)
+    if filters.status:
+        queryset = queryset.filter(status=filters.status)
+    if filters.participant:
+        addresses = _participant_addresses(filters.participant)
         queryset = queryset.filter(Q(participant_a__in=addresses) | Q(participant_b__in=addresses))
-    if unread is not None:
-        queryset = queryset.filter(unread_count__gt=0) if unread else queryset.filter(unread_count=0)
-    if archived is not None:
-        queryset = queryset.filter(archived_at__isnull=not archived)
-    if q and q.strip():
-        queryset = conversation_search(queryset, q)
+    if filters.unread is not None:
+        queryset = queryset.filter(unread_count__gt=0) if filters.unread else queryset.filter(unread_count=0)
+    if filters.archived is not None:
+        queryset = queryset.filter(archived_at__isnull=not filters.archived)
+    if filters.q and filters.q.strip():
+        queryset = conversation_search(queryset, filters.q)
     return queryset.order_by(F("last_message_at").desc(nulls_last=True), "-id")
 
 
-def conversation_list_total(
-    *,
-    channel: str | None = None,
-    status: str | None = None,
-    participant: str | None = None,
-    unread: bool | None = None,
-    archived: bool | None = False,
-    q: str | None = None,
-) -> int | None:
-    """How many conversations ``conversation_list`` with these filters holds, read from the tally the
-    database keeps (ConversationTally) when the filters are the tally's keys; None when the rows have
-    to be counted (other filters, or no tally on this database)."""
-    if participant or unread is not None or (q and q.strip()) or connection.vendor != "postgresql":
+def conversation_list_total(filters: InboxFilters = InboxFilters()) -> int | None:
+    """How many conversations ``conversation_list(filters)`` holds, read from the tally the database
+    keeps (ConversationTally) when the filters are the tally's keys; None when the rows have to be
+    counted (other filters, or no tally on this database)."""
+    if not filters.tally_keys_only or connection.vendor != "postgresql":
         return None
     tally = ConversationTally.objects.all()
-    if channel:
-        tally = tally.filter(channel=channel)
-    if status:
-        tally = tally.filter(status=status)
-    if archived is not None:
-        tally = tally.filter(archived=archived)
+    if filters.channel:
+        tally = tally.filter(channel=filters.channel)
+    if filters.status:
+        tally = tally.filter(status=filters.status)
+    if filters.archived is not None:
+        tally = tally.filter(archived=filters.archived)
     return tally.aggregate(total=Coalesce(Sum("count"), 0))["total"]
 
 

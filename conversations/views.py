@@ -3,7 +3,7 @@ from rest_framework import viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from conversations.selectors import conversation_list, conversation_list_total
+from conversations.selectors import InboxFilters, conversation_list, conversation_list_total
 from conversations.serializers import ConversationListQuerySerializer, ConversationSerializer
 from conversations.services import (
     conversation_archive,
@@ -46,12 +46,12 @@ class ConversationViewSet(viewsets.ViewSet):
     def list(self, request):
         query = ConversationListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        filters = {key: query.validated_data.get(key) for key in _LIST_FILTERS}
+        filters = InboxFilters(**{key: query.validated_data.get(key) for key in _LIST_FILTERS})
         return paginated_response(
-            conversation_list(**filters),
+            conversation_list(filters),
             query.page_request,
             ConversationSerializer,
-            total=lambda: conversation_list_total(**filters),
+            total=lambda: conversation_list_total(filters),
         )
 
     @extend_schema(

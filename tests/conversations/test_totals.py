@@ -16,14 +16,14 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from conversations.models import Conversation, ConversationTally
-from conversations.selectors import conversation_list, conversation_list_total
+from conversations.selectors import InboxFilters, conversation_list, conversation_list_total
 from conversations.services import conversation_archive, conversation_close
 from core.pagination import PageRequest, page_total
 from tests import payloads
 from tests.factories import ConversationFactory, MessageFactory
 
 FILTERS = [
-    {"channel": channel, "status": status, "archived": archived}
+    InboxFilters(channel=channel, status=status, archived=archived)
     for channel, status, archived in itertools.product(
         [None, "sms", "email"], [None, "open", "closed"], [False, True, None]
     )
@@ -32,7 +32,7 @@ FILTERS = [
 
 def assert_totals_match_counts():
     for filters in FILTERS:
-        assert conversation_list_total(**filters) == conversation_list(**filters).count(), filters
+        assert conversation_list_total(filters) == conversation_list(filters).count(), filters
 
 
 def post_sms(client, **overrides):
@@ -73,7 +73,7 @@ class TestInboxTotal:
         Conversation.objects.filter(pk__in=Conversation.objects.filter(channel="sms").values("pk")[:50]).delete()
 
         assert_totals_match_counts()
-        assert conversation_list_total(channel="email", status="closed") == 150
+        assert conversation_list_total(InboxFilters(channel="email", status="closed")) == 150
         assert ConversationTally.objects.count() <= 4  # one row per key for this backend
 
     def test_an_update_that_moves_no_row_between_keys_leaves_the_tally_alone(self):
@@ -111,9 +111,9 @@ class TestInboxTotal:
         ConversationFactory.create_batch(2)
         MessageFactory()  # its conversation stays unread=0: the factory counts messages only
 
-        assert conversation_list_total(unread=True) is None
-        assert conversation_list_total(participant="+12015550000") is None
-        assert conversation_list_total(q="hello") is None
+        assert conversation_list_total(InboxFilters(unread=True)) is None
+        assert conversation_list_total(InboxFilters(participant="+12015550000")) is None
+        assert conversation_list_total(InboxFilters(q="hello")) is None
         assert api.get("/api/conversations?unread=false").json()["meta"]["total"] == 3
 
 
@@ -141,7 +141,7 @@ class TestTallyUnderConcurrency:
         with connection.cursor() as cursor:
             cursor.execute("TRUNCATE conversations_conversation CASCADE")
 
-        assert conversation_list_total(archived=None) == 0
+        assert conversation_list_total(InboxFilters(archived=None)) == 0
 
 
 @pytest.mark.django_db(transaction=True)
@@ -160,7 +160,7 @@ def test_the_migration_counts_the_conversations_that_exist_before_it():
         executor.migrate(executor.loader.graph.leaf_nodes())
 
     assert conversation_list_total() == 2
-    assert conversation_list_total(status="closed") == 1
+    assert conversation_list_total(InboxFilters(status="closed")) == 1
     ConversationFactory()
     assert conversation_list_total() == 3
 
@@ -277,7 +277,7 @@ def test_recount_conversations_repairs_totals_after_a_load_behind_the_services_b
         MessageFactory.build(conversation=conversation, body=body).save()  # message_count stays 0
     ConversationFactory.create_batch(4, status="closed")
     ConversationTally.objects.filter(status="closed").delete()  # as if loaded with the triggers off
-    assert conversation_list_total(archived=None) == 1
+    assert conversation_list_total(InboxFilters(archived=None)) == 1
 
     out = StringIO()
     call_command("recount_conversations", stdout=out)
@@ -285,4 +285,4 @@ def test_recount_conversations_repairs_totals_after_a_load_behind_the_services_b
     assert "message_count corrected on 1 conversation(s); tally rebuilt." in out.getvalue()
     assert Conversation.objects.get(pk=conversation.pk).message_count == 3
     assert_totals_match_counts()
-    assert conversation_list_total(status="closed") == 4
+    assert conversation_list_total(InboxFilters(status="closed")) == 4

@@ -187,7 +187,7 @@ def test_bad_paging_is_400(api, path, query):
 def test_an_unexpected_error_is_a_json_500_without_a_stack_trace(client, debug, monkeypatch):
     from conversations import views
 
-    def explode(**kwargs):
+    def explode(*args, **kwargs):
         raise RuntimeError("secret internals")
 
     monkeypatch.setattr(views, "conversation_list", explode)
