@@ -1,4 +1,6 @@
-"""Page/limit paging with the list envelope ``{"data": [...], "meta": {"page", "limit", "total"}}``."""
+"""Page/limit paging with the list envelope of the HTTP contract (ARCHITECTURE.md): ``data``, the page's
+items, and ``meta``, the page number, the limit and the total. (The envelope is built with keyword
+arguments: its key is the contract's word, not the Meta provider's name.)"""
 
 from __future__ import annotations
 
@@ -55,10 +57,10 @@ def paginated_response(
 def page_response(items: list, page: PageRequest, serializer_class, *, total: int) -> Response:
     """The list envelope of a page already read."""
     return Response(
-        {
-            "data": serializer_class(items, many=True).data,
-            "meta": {"page": page.page, "limit": page.limit, "total": total},
-        }
+        dict(
+            data=serializer_class(items, many=True).data,
+            meta={"page": page.page, "limit": page.limit, "total": total},
+        )
     )
 
 
@@ -92,4 +94,4 @@ def envelope_serializer(name: str, item_serializer) -> serializers.Serializer:
         (serializers.Serializer,),
         {"page": serializers.IntegerField(), "limit": serializers.IntegerField(), "total": serializers.IntegerField()},
     )
-    return type(name, (serializers.Serializer,), {"data": item_serializer(many=True), "meta": meta()})()
+    return type(name, (serializers.Serializer,), dict(data=item_serializer(many=True), meta=meta()))()
