@@ -33,7 +33,7 @@ def _setup(baseline: bool):
     if baseline:
         from bench import baseline as project
 
-        return project.Conversation, project.Message, "twilio"
+        return project.Conversation, project.Message, "baseline"  # its own project: any provider label
     import django
 
     # Seeding a million rows takes longer than the per-statement bounds the service runs with

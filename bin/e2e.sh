@@ -108,8 +108,9 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.development")
 django.setup()
 from messaging.models import Direction, Message
+from providers.registry import providers_all
 stats = json.load(build_opener(ProxyHandler({})).open(sys.argv[1] + "/stats"))
-sends = sum(stats[provider]["sends"] for provider in ("twilio", "sendgrid", "meta"))
+sends = sum(stats[provider.name]["sends"] for provider in providers_all())
 accepted = Message.objects.filter(direction=Direction.OUTBOUND, provider_message_id__isnull=False).count()
 print(f"e2e: the simulator accepted {sends} message(s); the service recorded {accepted} as accepted")
 sys.exit(0 if sends == accepted > 0 else 1)
