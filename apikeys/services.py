@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
 from apikeys.keys import key_digest, key_generate, key_is_well_formed, key_shown_part
 from apikeys.models import ApiKey
 from core.errors import ValidationFailed
+from core.prepared import prepared_cursor
 
 #: ``last_used_at`` is written at most this often per key, so a busy client costs no write per request.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -36,9 +38,14 @@ def api_key_revoke(*, api_key: ApiKey) -> bool:
     return revoked
 
 
-#: ``ApiKey.objects.filter(key_hash=..., revoked_at__isnull=True).first()`` written out once: every API
-#: request runs it, and building the ORM query cost more CPU (about 0.25 ms) than the lookup itself.
-_ACTIVE_KEY_SQL = f"SELECT * FROM {ApiKey._meta.db_table} WHERE key_hash = %s AND revoked_at IS NULL LIMIT 1"
+#: ``ApiKey.objects.filter(key_hash=..., revoked_at__isnull=True).first()`` written out once and prepared
+#: (core/prepared.py): every API request runs it, and building the ORM query cost more CPU (about
+#: 0.25 ms) than the lookup itself. The columns are named, as a prepared statement's must be.
+_ACTIVE_KEY_FIELDS = tuple(field.attname for field in ApiKey._meta.concrete_fields)
+_ACTIVE_KEY_SQL = (
+    f"SELECT {', '.join(str(field.column) for field in ApiKey._meta.concrete_fields)}"
+    f" FROM {ApiKey._meta.db_table} WHERE key_hash = %s AND revoked_at IS NULL LIMIT 1"
+)
 
 
 def api_key_authenticate(*, presented: str) -> ApiKey | None:
@@ -49,11 +56,21 @@ def api_key_authenticate(*, presented: str) -> ApiKey | None:
     # Looking the digest up in a unique index leaks, through timing, at most how much of the *digest*
     # matched, which an attacker cannot steer towards a stored key's digest: SHA-256 is preimage
     # resistant. The row was found by equality on the digest, so there is nothing left to compare.
-    api_key = next(iter(ApiKey.objects.raw(_ACTIVE_KEY_SQL, [digest])), None)
+    api_key = _active_key(digest)
     if api_key is None:
         return None
     _api_key_mark_used(api_key=api_key, now=timezone.now())
     return api_key
+
+
+def _active_key(digest: str) -> ApiKey | None:
+    if connection.vendor != "postgresql":
+        return ApiKey.objects.filter(key_hash=digest, revoked_at__isnull=True).first()
+    with prepared_cursor() as cursor:
+        cursor.execute(_ACTIVE_KEY_SQL, [digest])
+        row = cursor.fetchone()
+    # PostgreSQL's driver returns every column as the field holds it: no converters to apply.
+    return None if row is None else ApiKey.from_db(connection.alias, _ACTIVE_KEY_FIELDS, row)
 
 
 def _api_key_mark_used(*, api_key: ApiKey, now: datetime) -> None:

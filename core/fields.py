@@ -1,9 +1,12 @@
 import re
+from typing import ClassVar
 
 from django.conf import settings
 from django.core.validators import URLValidator
 from django.utils import timezone
+from django.utils.functional import cached_property
 from rest_framework import serializers
+from rest_framework.utils.serializer_helpers import BindingDict
 
 MAX_URL_LENGTH = 2048
 
@@ -55,7 +58,28 @@ class AttachmentsField(serializers.ListField):
         super().__init__(**kwargs)
 
 
-class MessageFieldsSerializer(serializers.Serializer):
+class SharedFieldsSerializer(serializers.Serializer):
+    """An input serializer whose fields depend on nothing of the request (no context, never partial):
+    they are built and bound once per class, instead of DRF deep-copying every declared field (running
+    each field's ``__init__`` again) for every serializer made, which is every webhook and every send.
+    Validation only reads fields (a problem is raised, never stored on the field), so threads share
+    them. Given a context or ``partial``, a serializer gets DRF's own per-instance fields."""
+
+    _class_fields: ClassVar[dict[type, BindingDict]] = {}
+
+    @cached_property
+    def fields(self) -> BindingDict:
+        if self._context or self.partial:
+            return serializers.Serializer.fields.func(self)  # type: ignore[attr-defined]
+        fields = self._class_fields.get(type(self))
+        if fields is None:
+            # Bound to a serializer of their own, with no data, context or partial of any request.
+            prototype = type(self)()
+            fields = self._class_fields[type(self)] = serializers.Serializer.fields.func(prototype)  # type: ignore[attr-defined]
+        return fields
+
+
+class MessageFieldsSerializer(SharedFieldsSerializer):
     """The fields every message payload has, sent to us or by us: from, to, body, attachments, timestamp."""
 
     locals()["from"] = StrictCharField(max_length=320, help_text="Sender address.")

@@ -35,6 +35,7 @@ from core.errors import Conflict, IdempotencyKeyReused, ValidationFailed
 from core.exceptions import validation_summary
 from core.inserts import insert_parts
 from core.logging import log_context
+from core.prepared import prepared_cursor
 from messaging.backoff import next_attempt_at
 from messaging.models import Direction, Message, MessageStatus
 from messaging.rules import content_check
@@ -221,7 +222,7 @@ def _message_store_in_one_statement(message: Message) -> Message:
     the instance's own value (``insert_parts`` ran the fields' ``pre_save``, which sets the
     timestamps), so ``message`` becomes the stored row without reading it as a new model."""
     sql, params = _insert_with_conversation_sql(message, inbound=False, source="(SELECT 1) AS one_row", message_id=None)
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(f"WITH {sql} SELECT id, conversation_id FROM stored_message", params)
         message.pk, message.conversation_id = cursor.fetchone()
     message._state.adding = False
@@ -436,7 +437,7 @@ def _record_successes(accepted: list[tuple[Message, AttemptOutcome]]) -> list[Me
         f" FROM (VALUES {', '.join(rows)}) AS v(id, provider, provider_message_id, metadata)"
         " WHERE m.id = v.id::bigint AND m.status = %s RETURNING m.id"
     )
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(sql, [MessageStatus.SENT, now, MessageStatus.SENT, *params, MessageStatus.PENDING])
         updated = {row[0] for row in cursor.fetchall()}
     recorded = []

@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from core.errors import ApplicationError
 from core.inserts import insert_parts
+from core.prepared import prepared_cursor
 from messaging.models import Direction, Message
 from messaging.selectors import message_find_outbound, message_find_outbound_many
 from messaging.services import (
@@ -59,6 +60,10 @@ class WebhookResult:
     @property
     def outcome(self) -> str:
         return self.event.outcome
+
+
+#: The note of every event stored as ``duplicate``.
+_DUPLICATE_NOTE = "already received"
 
 
 def _event(raw: RawWebhook, *, outcome: str, event_id: str = "", **fields) -> WebhookEvent:
@@ -132,7 +137,7 @@ def _save_duplicate(event: WebhookEvent, *, original: Message | None) -> Webhook
     event.outcome = WebhookOutcome.DUPLICATE
     event.message = original
     event.processed_at = timezone.now()
-    event.note = "already received"
+    event.note = _DUPLICATE_NOTE
     event.save()
     return event
 
@@ -307,7 +312,7 @@ def _claim_statuses(items: list[WebhookItem]) -> list[WebhookEvent]:
             event.outcome, event.message_id, event.note = (
                 WebhookOutcome.DUPLICATE,
                 claims[status.event_id],
-                "already received",
+                _DUPLICATE_NOTE,
             )
             event.processed_at = now
         elif message_id is None:
@@ -375,7 +380,11 @@ def _savepoint_if_nested():
 
 
 #: The message id is drawn before anything is written, so the claiming event can name its message in
-#: the same statement (the foreign key is checked at commit, when the message exists).
+#: the same statement (the foreign key is checked at commit, when the message exists). A delivery
+#: whose claim is refused is stored in the same statement as ``duplicate`` naming the original's
+#: message, when the original is visible to the statement (committed before it began: the usual
+#: case). ``{event_param[...]}`` are the ``$n`` of the claim's own parameters, so the duplicate row
+#: and the original's lookup reuse them (the statement is prepared: core/prepared.py).
 _INBOUND_STATEMENT = """
 WITH new_message AS (SELECT nextval(pg_get_serial_sequence(%s, 'id')) AS id),
 claim AS (
@@ -384,10 +393,24 @@ claim AS (
     ON CONFLICT DO NOTHING
     RETURNING id, message_id
 ),
+original AS (
+    SELECT message_id FROM {event_table}
+    WHERE provider = {event_param[provider]} AND kind = {event_param[kind]} AND event_id = {event_param[event_id]}
+        AND outcome IN ({claiming}) AND message_id IS NOT NULL AND NOT EXISTS (SELECT FROM claim)
+    LIMIT 1
+),
+duplicate AS (
+    INSERT INTO {event_table} (message_id, {event_columns})
+    SELECT original.message_id, {duplicate_values} FROM original
+    RETURNING id, message_id
+),
 {receive}
-SELECT claim.id, claim.message_id FROM claim
+SELECT claim.id, claim.message_id, false FROM claim
+UNION ALL SELECT duplicate.id, duplicate.message_id, true FROM duplicate
 """
 
+#: A duplicate whose original the first statement could not see (it committed while the statement
+#: waited on the claim): a statement of its own, with its own snapshot, finds it.
 _DUPLICATE_STATEMENT = """
 INSERT INTO {event_table} (message_id, {event_columns})
 SELECT COALESCE(
@@ -399,31 +422,48 @@ RETURNING id, message_id
 """
 
 
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 def _receive_inbound_in_one_statement(event: WebhookEvent, inbound: InboundMessage) -> WebhookResult:
     """The inbound pipeline in one round trip (PostgreSQL): claim the event id with ``INSERT ... ON
     CONFLICT DO NOTHING`` on the partial unique index, and only if the claim is taken upsert the
     conversation with its counters and insert the message, all in one statement, so one transaction.
-    A duplicate does no conversation work: it waits only for a concurrent original to commit, then is
-    stored as ``duplicate`` naming the original's message (a second statement)."""
+    A duplicate does no conversation work: it is stored as ``duplicate`` naming the original's
+    message, in the same statement when the original had committed before it began, else (the
+    original was concurrent, and the claim waited for its commit) in a second statement."""
     event.processed_at = timezone.now()
     event_columns, event_placeholders, event_params = insert_parts(event, exclude=frozenset({"message_id"}))
     receive_sql, receive_params = message_receive_sql(inbound=inbound, source="claim", message_id="claim.message_id")
+    # $1 is the table name for the sequence; the event's parameters follow, in column order.
+    numbers = {column: f"${position}" for position, column in enumerate(event_columns, start=2)}
+    quote = connection.ops.quote_name
+    duplicate_values = dict(numbers)
+    duplicate_values[quote("outcome")] = _literal(WebhookOutcome.DUPLICATE)
+    duplicate_values[quote("note")] = _literal(_DUPLICATE_NOTE)
     tables = {
-        "event_table": connection.ops.quote_name(WebhookEvent._meta.db_table),
-        "message_table": connection.ops.quote_name(Message._meta.db_table),
+        "event_table": quote(WebhookEvent._meta.db_table),
+        "message_table": quote(Message._meta.db_table),
         "event_columns": ", ".join(event_columns),
         "event_placeholders": ", ".join(event_placeholders),
     }
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _INBOUND_STATEMENT.format(receive=receive_sql, **tables),
-            [Message._meta.db_table, *event_params, *receive_params],
-        )
-        claimed = cursor.fetchone()
-        if claimed is not None:
-            event.pk, event.message_id = claimed
+    statement = _INBOUND_STATEMENT.format(
+        receive=receive_sql,
+        event_param={name: numbers[quote(name)] for name in ("provider", "kind", "event_id")},
+        claiming=", ".join(_literal(outcome) for outcome in CLAIMING_OUTCOMES),
+        duplicate_values=", ".join(duplicate_values[column] for column in event_columns),
+        **tables,
+    )
+    with prepared_cursor() as cursor:
+        cursor.execute(statement, [Message._meta.db_table, *event_params, *receive_params])
+        stored = cursor.fetchone()
+        if stored is not None:
+            event.pk, event.message_id, duplicate = stored
+            if duplicate:
+                event.outcome, event.note = WebhookOutcome.DUPLICATE, _DUPLICATE_NOTE
             return WebhookResult(event=event, message=None)
-        event.outcome, event.note = WebhookOutcome.DUPLICATE, "already received"
+        event.outcome, event.note = WebhookOutcome.DUPLICATE, _DUPLICATE_NOTE
         _, duplicate_placeholders, duplicate_params = insert_parts(event, exclude=frozenset({"message_id"}))
         cursor.execute(
             _DUPLICATE_STATEMENT.format(**{**tables, "event_placeholders": ", ".join(duplicate_placeholders)}),
@@ -585,7 +625,7 @@ _ORPHAN_EXISTS = (
 
 
 def _has_orphans(*, provider: str, provider_message_id: str) -> bool:
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_ORPHAN_EXISTS, [provider, provider_message_id])
         return cursor.fetchone() is not None
 

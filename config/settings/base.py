@@ -79,6 +79,12 @@ DB_IDLE_IN_TRANSACTION_TIMEOUT = env.float("DB_IDLE_IN_TRANSACTION_TIMEOUT", 10.
 DB_KEEPALIVES_IDLE = env.int("DB_KEEPALIVES_IDLE", 5, minimum=1)
 DB_KEEPALIVES_INTERVAL = env.int("DB_KEEPALIVES_INTERVAL", 2, minimum=1)
 DB_KEEPALIVES_COUNT = env.int("DB_KEEPALIVES_COUNT", 3, minimum=1)
+#: The request hot paths' statements are prepared on each connection (core/prepared.py). Off for a
+#: connection pooler in transaction mode that does not track prepared statements (docs/OPERATIONS.md).
+DB_PREPARED_STATEMENTS = env.bool("DB_PREPARED_STATEMENTS", True)
+#: psycopg's ``prepare_threshold`` when they are on: no statement reaches it, so psycopg prepares only
+#: what core/prepared.py asks for (Django's own cursors bind on the client and never prepare).
+PREPARE_EXPLICIT_ONLY = 2**31 - 1
 #: Retry-After on a 503 database_unavailable answer.
 DATABASE_RETRY_AFTER_SECONDS = env.int("DATABASE_RETRY_AFTER_SECONDS", 5, minimum=1)
 if DB_QUERY_TIMEOUT and DB_STATEMENT_TIMEOUT and DB_STATEMENT_TIMEOUT >= DB_QUERY_TIMEOUT:
@@ -152,6 +158,8 @@ def _database_config() -> dict:
                 keepalives_interval=DB_KEEPALIVES_INTERVAL,
                 keepalives_count=DB_KEEPALIVES_COUNT,
             ),
+            # psycopg prepares only the statements core/prepared.py asks it to; None: none at all.
+            "prepare_threshold": PREPARE_EXPLICIT_ONLY if DB_PREPARED_STATEMENTS else None,
             **config.get("OPTIONS", {}),
         }
     return config

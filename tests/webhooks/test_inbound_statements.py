@@ -1,5 +1,6 @@
 """The inbound pipeline's round trips on PostgreSQL: a new message is one statement (claim, conversation
-upsert with its counters, message), a duplicate is decided by its claim before any conversation work."""
+upsert with its counters, message), and so is a duplicate of a committed original (decided by its claim,
+before any conversation work). A duplicate of an original committed while it waited: tests/test_concurrency.py."""
 
 import pytest
 from django.db import connection
@@ -47,11 +48,18 @@ def test_a_duplicate_is_decided_by_its_claim_and_touches_no_conversation(client)
         response = deliver(client, payloads.inbound_sms(messaging_provider_id="twice"))
 
     assert response.status_code == 200
-    assert len(statements(queries)) == 2
+    assert len(statements(queries)) == 1
     assert Conversation.objects.values().get() == before, "no counter, preview or timestamp changed"
+    original = WebhookEvent.objects.get(outcome="processed")
     duplicate = WebhookEvent.objects.get(outcome="duplicate")
+    assert response.json() == {"status": "duplicate", "event_id": "twice", "message_id": Message.objects.get().pk}
     assert duplicate.message_id == Message.objects.get().pk
     assert duplicate.note == "already received"
+    # The duplicate row is the delivery as received, like the original's: only outcome and note differ.
+    kept = ("provider", "kind", "event_id", "event_type", "headers", "content_type", "body", "body_exact", "error")
+    assert [getattr(duplicate, name) for name in kept] == [getattr(original, name) for name in kept]
+    assert duplicate.processed_at is not None
+    assert duplicate.pk > original.pk
 
 
 def test_the_upsert_keeps_the_newest_preview_and_reopens_the_thread(client):

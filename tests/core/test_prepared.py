@@ -1,0 +1,124 @@
+"""core.prepared: the hot paths' statements are prepared on the connection, behave as Django's own cursors
+(errors, query logging, the health check before a request's first statement), and can be turned off."""
+
+import json
+
+import pytest
+from django.db import IntegrityError, connection, connections, transaction
+from django.test.utils import CaptureQueriesContext
+
+from core.prepared import numbered, prepared_cursor
+from tests.settings_env import PRODUCTION_ENV, run_with_settings
+
+pytestmark = pytest.mark.django_db
+
+postgresql_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="prepared statements are PostgreSQL's")
+
+
+def test_placeholders_become_postgresql_numbers():
+    assert numbered("SELECT %s, '%%', %s, $1") == "SELECT $1, '%', $2, $1"
+    with pytest.raises(ValueError, match="%d"):
+        numbered("SELECT %d")
+
+
+def _prepared(statement_fragment):
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT generic_plans + custom_plans FROM pg_prepared_statements WHERE statement LIKE %s",
+            [f"%{statement_fragment}%"],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+@postgresql_only
+def test_a_statement_is_prepared_once_per_connection_and_then_executed():
+    for value in range(3):
+        with prepared_cursor() as cursor:
+            cursor.execute("SELECT %s::int + 1 AS prepared_probe", [value])
+            assert cursor.fetchone() == (value + 1,)
+
+    assert _prepared("prepared_probe") == [3], "one prepared statement, executed three times"
+
+
+@postgresql_only
+def test_an_error_is_djangos_and_leaves_the_connection_usable():
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TEMPORARY TABLE prepared_unique (id int PRIMARY KEY)")
+    with prepared_cursor() as cursor:
+        cursor.execute("INSERT INTO prepared_unique (id) VALUES (%s)", [1])
+
+    with pytest.raises(IntegrityError), transaction.atomic(), prepared_cursor() as cursor:
+        cursor.execute("INSERT INTO prepared_unique (id) VALUES (%s)", [1])
+
+    with prepared_cursor() as cursor:
+        cursor.execute("INSERT INTO prepared_unique (id) VALUES (%s)", [2])
+        cursor.execute("SELECT count(*) FROM prepared_unique")
+        assert cursor.fetchone() == (2,)
+
+
+@postgresql_only
+def test_query_logging_shows_the_statement_with_its_parameters():
+    with CaptureQueriesContext(connection) as queries, prepared_cursor() as cursor:
+        cursor.execute("SELECT %s::text AS logged_probe", ["it's here"])
+
+    assert queries.captured_queries[-1]["sql"] == "SELECT 'it''s here'::text AS logged_probe"
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_the_server_dropped_is_replaced_before_a_prepared_statement(monkeypatch):
+    """The request's first statement may be a prepared one (an API key, an inbound webhook): it runs the
+    per-request health check as Django's own cursors do, so a server restart is not answered 503."""
+    wrapper = connections["default"]
+    with prepared_cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        [pid] = cursor.fetchone()
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    finally:
+        other.close()
+    # A new request on a connection that has been idle: Django resets the check, the backend makes it.
+    monkeypatch.setattr(wrapper, "health_check_enabled", True)
+    wrapper.health_check_done = False
+    wrapper.connection.answered_at = float("-inf")
+
+    with prepared_cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        [new_pid] = cursor.fetchone()
+
+    assert new_pid != pid
+
+
+@postgresql_only
+def test_with_preparing_off_the_statements_run_unprepared(monkeypatch):
+    connection.ensure_connection()
+    monkeypatch.setattr(connection.connection, "prepare_threshold", None)  # DB_PREPARED_STATEMENTS=false
+
+    with prepared_cursor() as cursor:
+        cursor.execute("SELECT %s::int AS unprepared_probe", [7])
+        assert cursor.fetchone() == (7,)
+
+    assert _prepared("unprepared_probe") == []
+
+
+def test_prepared_statements_can_be_turned_off_for_a_pooler():
+    code = (
+        "import json; from django.conf import settings; "
+        "print(json.dumps(settings.DATABASES['default']['OPTIONS']['prepare_threshold']))"
+    )
+    env = {**PRODUCTION_ENV, "DATABASE_URL": "postgresql://user:pass@db.example.com/messaging"}
+
+    default = run_with_settings("config.settings.production", env, "-c", "import django; django.setup(); " + code)
+    off = run_with_settings(
+        "config.settings.production",
+        {**env, "DB_PREPARED_STATEMENTS": "false"},
+        "-c",
+        "import django; django.setup(); " + code,
+    )
+
+    assert default.returncode == 0, default.stderr
+    assert json.loads(default.stdout) > 10**9, "only what core.prepared asks for is prepared"
+    assert off.returncode == 0, off.stderr
+    assert json.loads(off.stdout) is None, "psycopg prepares nothing"
