@@ -17,7 +17,7 @@ from conversations.addresses import looks_like_email
 from conversations.channels import CHANNELS
 from conversations.models import Conversation, ConversationStatus
 from conversations.selectors import conversation_get
-from core.inserts import insert_parts
+from core.inserts import insert_parts, unsaved
 
 PREVIEW_LENGTH = 160
 
@@ -96,7 +96,8 @@ def conversation_upsert_counting_sql(
     The row lock the upsert takes serialises writers exactly as the UPDATE does."""
     participant_a, participant_b = sorted((thread_address(address_1), thread_address(address_2)))
     direction = "inbound" if inbound else "outbound"
-    new = Conversation(
+    new = unsaved(
+        Conversation,
         channel=channel,
         participant_a=participant_a,
         participant_b=participant_b,

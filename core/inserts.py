@@ -4,11 +4,43 @@ statements that insert rows as part of a larger one (``INSERT ... SELECT`` insid
 from __future__ import annotations
 
 import functools
-from typing import Any
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
 
-from django.db import connection
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 from django.db.models import Field, Model
+from django.db.models.base import ModelState
 from django.db.models.sql import InsertQuery
+
+M = TypeVar("M", bound=Model)
+
+
+def unsaved(model: type[M], **values: Any) -> M:
+    """``model(**values)`` for the request hot paths: a new instance with each field's default
+    (evaluated per instance, as ``Model.__init__`` does) and then ``values``, without ``__init__``'s
+    per-field argument handling and its pre_init/post_init signals (no receiver is connected for the
+    project's models: tests/core/test_inserts.py checks). ``values`` are plain field values by
+    attribute name (``conversation_id``, not ``conversation``)."""
+    defaults, attnames = _defaults(model)
+    unknown = values.keys() - attnames
+    if unknown:
+        raise TypeError(f"{model.__name__} has no field attribute {', '.join(sorted(unknown))}")
+    instance = model.__new__(model)
+    data = instance.__dict__
+    data["_state"] = ModelState()
+    for attname, default in defaults:
+        data[attname] = default()
+    data.update(values)
+    return instance
+
+
+@functools.cache
+def _defaults(model: type[Model]) -> tuple[tuple[tuple[str, Callable[[], Any]], ...], frozenset[str]]:
+    fields = model._meta.concrete_fields
+    return tuple((field.attname, field.get_default) for field in fields), frozenset(f.attname for f in fields)
 
 
 def insert_parts(instance: Model, *, exclude: frozenset[str] = frozenset()) -> tuple[list[str], list[str], list[Any]]:
@@ -19,25 +51,83 @@ def insert_parts(instance: Model, *, exclude: frozenset[str] = frozenset()) -> t
     The usual case (plain values, fields without a placeholder of their own) is the work the INSERT
     compiler does per field, without building a query and a compiler for each row (on the request
     hot paths that was most of the Python an inbound webhook spent building its statement); anything
-    else goes through the compiler itself."""
-    fields, columns = _insert_fields(type(instance), exclude)
-    params = []
-    for field in fields:
-        value = field.pre_save(instance, add=True)
+    else goes through the compiler itself. A value the field would pass to the driver unchanged (a
+    ``str`` for a text field, an ``int`` for an integer one, an aware ``datetime``, ``None``) is taken
+    as it is, without the field's three-step preparation."""
+    db = connections[DEFAULT_DB_ALIAS]
+    fields, columns, shortcuts = _insert_fields(type(instance), exclude)
+    params: list[Any] = []
+    for field, shortcut in zip(fields, shortcuts, strict=True):
+        if shortcut is None:  # auto_now(_add), or a field whose preparation changes values
+            value = field.pre_save(instance, add=True)
+        else:
+            value = getattr(instance, field.attname)
+            plain_types, wrap = shortcut
+            if value is None:
+                params.append(None)
+                continue
+            plain = type(value) in plain_types or (plain_types is _TEXT and isinstance(value, str))
+            if plain and (type(value) is not datetime or value.tzinfo is not None):  # naive: Django warns
+                params.append(value if wrap is None else wrap(value))
+                continue
         if hasattr(value, "resolve_expression"):
             return _compiled_insert_parts(instance, fields, columns)
-        params.append(field.get_db_prep_save(value, connection=connection))
+        params.append(field.get_db_prep_save(value, connection=db))
     return list(columns), ["%s"] * len(fields), params
 
 
+#: Field classes (exactly these, not subclasses) whose ``get_db_prep_save`` returns a value of these
+#: types unchanged on PostgreSQL and SQLite, except integers, which Django wraps in psycopg's sized
+#: integer types where the backend has them (so the server sees int4 for an IntegerField whatever
+#: the value). Date-times only when aware and USE_TZ (naive ones warn and are made aware; SQLite's
+#: adapter turns them into text).
+_TEXT = (str,)  # and its subclasses (the models' TextChoices members): CharField.to_python keeps them
+_PLAIN_TYPES: dict[type[Field], tuple[type, ...]] = {
+    models.CharField: _TEXT,
+    models.TextField: _TEXT,
+    models.SmallIntegerField: (int,),
+    models.IntegerField: (int,),
+    models.BigIntegerField: (int,),
+    models.PositiveIntegerField: (int,),
+    models.PositiveSmallIntegerField: (int,),
+    models.BooleanField: (bool,),
+    models.ForeignKey: (int,),
+    models.UUIDField: (uuid.UUID,),
+}
+
+
 @functools.cache
-def _insert_fields(model: type[Model], exclude: frozenset[str]) -> tuple[tuple[Field, ...], tuple[str, ...]]:
+def _insert_fields(
+    model: type[Model], exclude: frozenset[str]
+) -> tuple[tuple[Field, ...], tuple[str, ...], tuple[_Shortcut | None, ...]]:
     fields = tuple(
         field for field in model._meta.local_concrete_fields if not field.primary_key and field.column not in exclude
     )
     if any(hasattr(field, "get_placeholder") for field in fields):
         raise TypeError(f"{model.__name__}: a field with its own placeholder needs the INSERT compiler")
-    return fields, tuple(connection.ops.quote_name(str(field.column)) for field in fields)
+    return (
+        fields,
+        tuple(connection.ops.quote_name(str(field.column)) for field in fields),
+        tuple(_plain_types(field) for field in fields),
+    )
+
+
+#: The value types a field passes on as they are, and what wraps them (None: nothing).
+_Shortcut = tuple[tuple[type, ...], Callable[[Any], Any] | None]
+
+
+def _plain_types(field: Field) -> _Shortcut | None:
+    if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+        return None
+    if type(field) is models.DateTimeField:
+        return ((datetime,), None) if settings.USE_TZ and connection.vendor == "postgresql" else None
+    if type(field) is models.UUIDField and not connection.features.has_native_uuid_field:
+        return None
+    types = _PLAIN_TYPES.get(type(field))
+    if types is None:
+        return None
+    sized = getattr(connection.ops, "integerfield_type_map", {})
+    return types, sized.get(field.get_internal_type())
 
 
 def _compiled_insert_parts(

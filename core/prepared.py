@@ -9,9 +9,10 @@ prepares it on the connection the first time: later executions on that connectio
 once PostgreSQL settles on a generic plan, planning. Measured on the inbound webhook's statement
 (docs/PERFORMANCE.md): about half the client's CPU and a third of the server's.
 
-Statements given here must name the columns they return (never ``SELECT *`` or a top-level
-``RETURNING *``): after a migration changes a table, PostgreSQL re-plans a prepared statement but
-refuses one whose result columns would change.
+Statements given here name the columns they return (never ``SELECT *`` or a top-level ``RETURNING
+*``): after a migration changes a table, PostgreSQL re-plans a prepared statement by itself, but
+refuses to run one whose result columns changed (a column added to a ``SELECT *``, or a returned
+column's type changed); the cursor then prepares it again (see ``_PreparedCursor.execute``).
 
 Preparing is on by default; ``DB_PREPARED_STATEMENTS=false`` turns it off (for a connection pooler
 in transaction mode that does not track prepared statements, pgbouncer before 1.21): the statements
@@ -27,12 +28,13 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import psycopg
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.postgresql.psycopg_any import register_tzloader
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from psycopg.pq import Format
 
 _PLACEHOLDER = re.compile(r"%(.)", re.DOTALL)
+_TIMESTAMPTZ = psycopg.adapters.types["timestamptz"].oid
 
 
 @functools.lru_cache(maxsize=256)
@@ -57,7 +59,17 @@ class _PreparedCursor(psycopg.RawCursor):
         self, query: str, params: Sequence[Any] | None = None, **kwargs: Any
     ) -> _PreparedCursor:
         kwargs.setdefault("prepare", True)
-        return super().execute(numbered(query), params, **kwargs)
+        try:
+            return super().execute(numbered(query), params, **kwargs)
+        except psycopg.errors.FeatureNotSupported as error:
+            # Another connection changed the type of a column this statement returns (a migration while
+            # the service runs). Outside a transaction the statement is prepared again and retried;
+            # inside one, the transaction is lost, and its rollback makes psycopg forget every prepared
+            # statement of the connection, so the next run prepares afresh.
+            if "cached plan must not change result type" not in str(error) or not self.connection.autocommit:
+                raise
+            super().execute("DEALLOCATE ALL", prepare=False)  # psycopg forgets its statements with them
+            return super().execute(numbered(query), params, **kwargs)
 
 
 class _PreparedDebugWrapper(CursorDebugWrapper):
@@ -79,19 +91,20 @@ def prepared_cursor() -> Iterator[CursorWrapper]:
     PostgreSQL, its usual cursor). It is wrapped as Django's own are: database errors become
     ``django.db`` errors, execute wrappers and query logging see its statements, and a broken
     transaction is refused."""
-    if connection.vendor != "postgresql":
-        with connection.cursor() as cursor:
+    db = connections[DEFAULT_DB_ALIAS]  # the wrapper itself: each read through django.db.connection costs a lookup
+    if db.vendor != "postgresql":
+        with db.cursor() as cursor:
             yield cursor
         return
     # As Django's own cursor(): the connection's health check (CONN_HEALTH_CHECKS) first, as this may
     # be the request's first statement, then a connection.
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    raw = _PreparedCursor(connection.connection)
+    db.close_if_health_check_failed()
+    db.ensure_connection()
+    raw = _PreparedCursor(db.connection)
     # As Django's create_cursor(): timestamps in the connection's time zone, if it changed since connecting.
-    loader = connection.connection.adapters.get_loader(psycopg.adapters.types["timestamptz"].oid, Format.TEXT)
-    if getattr(loader, "timezone", None) != connection.timezone:
-        register_tzloader(connection.timezone, raw)
-    cursor = _PreparedDebugWrapper(raw, connection) if connection.queries_logged else CursorWrapper(raw, connection)
+    loader = raw.adapters.get_loader(_TIMESTAMPTZ, Format.TEXT)
+    if getattr(loader, "timezone", None) != db.timezone:
+        register_tzloader(db.timezone, raw)
+    cursor = _PreparedDebugWrapper(raw, db) if db.queries_logged else CursorWrapper(raw, db)
     with cursor:
         yield cursor

@@ -33,7 +33,7 @@ from conversations.services import (
 from core.database import DATABASE_UNAVAILABLE
 from core.errors import Conflict, IdempotencyKeyReused, ValidationFailed
 from core.exceptions import validation_summary
-from core.inserts import insert_parts
+from core.inserts import insert_parts, unsaved
 from core.logging import log_context
 from core.prepared import prepared_cursor
 from messaging.backoff import next_attempt_at
@@ -709,21 +709,24 @@ def inbound_validate(*, inbound: InboundMessage) -> InboundMessage:
     )
 
 
+def _inbound_fields(inbound: InboundMessage) -> dict[str, Any]:
+    return {
+        "channel": inbound.channel,
+        "direction": Direction.INBOUND,
+        "type": inbound.type or CHANNELS[inbound.channel].message_types[0],
+        "from_address": inbound.from_address,
+        "to_address": inbound.to_address,
+        "body": inbound.body,
+        "attachments": inbound.attachments,
+        "status": MessageStatus.RECEIVED,
+        "provider": inbound.provider,
+        "provider_message_id": inbound.provider_message_id,
+        "timestamp": inbound.timestamp or timezone.now(),
+    }
+
+
 def _inbound_message(inbound: InboundMessage, **fields: Any) -> Message:
-    return Message(
-        channel=inbound.channel,
-        direction=Direction.INBOUND,
-        type=inbound.type or CHANNELS[inbound.channel].message_types[0],
-        from_address=inbound.from_address,
-        to_address=inbound.to_address,
-        body=inbound.body,
-        attachments=inbound.attachments,
-        status=MessageStatus.RECEIVED,
-        provider=inbound.provider,
-        provider_message_id=inbound.provider_message_id,
-        timestamp=inbound.timestamp or timezone.now(),
-        **fields,
-    )
+    return Message(**_inbound_fields(inbound), **fields)
 
 
 def message_receive(*, inbound: InboundMessage) -> Message:
@@ -746,7 +749,8 @@ def message_receive_sql(*, inbound: InboundMessage, source: str, message_id: str
     ``source`` has a row: ``stored_conversation``, the conversation upsert that counts the message,
     and ``stored_message``, the message's INSERT with the id ``message_id`` (an SQL expression over
     ``source``). Returns the CTEs' text, comma-joined, and their parameters."""
-    return _insert_with_conversation_sql(_inbound_message(inbound), inbound=True, source=source, message_id=message_id)
+    message = unsaved(Message, **_inbound_fields(inbound))
+    return _insert_with_conversation_sql(message, inbound=True, source=source, message_id=message_id)
 
 
 def _insert_with_conversation_sql(

@@ -23,7 +23,7 @@ from django.db import DatabaseError, IntegrityError, InterfaceError, Operational
 from django.utils import timezone
 
 from core.errors import ApplicationError
-from core.inserts import insert_parts
+from core.inserts import insert_parts, unsaved
 from core.prepared import prepared_cursor
 from messaging.models import Direction, Message
 from messaging.selectors import message_find_outbound, message_find_outbound_many
@@ -67,7 +67,8 @@ _DUPLICATE_NOTE = "already received"
 
 
 def _event(raw: RawWebhook, *, outcome: str, event_id: str = "", **fields) -> WebhookEvent:
-    return WebhookEvent(
+    return unsaved(
+        WebhookEvent,
         provider=raw.provider,
         kind=raw.kind,
         event_id=event_id,

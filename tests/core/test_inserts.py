@@ -1,5 +1,7 @@
 """core.inserts: the INSERT parts of an instance are what Django's INSERT compiler makes of it."""
 
+import uuid
+
 import pytest
 from django.db import connection
 from django.db.models.functions import Now
@@ -97,3 +99,30 @@ def test_an_expression_value_is_compiled():
     assert placeholders[position] != "%s"
     assert "%s" in placeholders[:position] + placeholders[position + 1 :]
     assert len(params) == len(columns) - 1
+
+
+@pytest.mark.parametrize("model", [Message, Conversation, WebhookEvent])
+def test_unsaved_is_the_models_own_constructor_for_plain_values(model):
+    from django.db.models.signals import post_init, pre_init
+
+    assert not pre_init.has_listeners(model), "unsaved() skips them"
+    assert not post_init.has_listeners(model), "unsaved() skips them"
+    values = {"channel": "email"} if model is not WebhookEvent else {"provider": "p", "kind": "inbound"}
+
+    made, expected = inserts.unsaved(model, **values), model(**values)
+
+    def comparable(instance):  # a random default (the provider token) compares by its type
+        return {k: type(v) if isinstance(v, uuid.UUID) else v for k, v in vars(instance).items() if k != "_state"}
+
+    assert made._state.adding
+    assert made._state.db is None
+    assert comparable(made) == comparable(expected)
+    assert list(vars(made)) == list(vars(expected))
+    with pytest.raises(TypeError, match="conversation"):
+        inserts.unsaved(Message, conversation=None)
+
+
+def test_unsaved_defaults_are_fresh_per_instance():
+    first, second = inserts.unsaved(Message), inserts.unsaved(Message)
+    first.attachments.append("x")
+    assert second.attachments == []

@@ -92,6 +92,31 @@ def test_a_connection_the_server_dropped_is_replaced_before_a_prepared_statement
 
 
 @postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_a_migration_changing_a_returned_column_type_does_not_break_the_statement():
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE prepared_shape (id int, name varchar(5))")
+        cursor.execute("INSERT INTO prepared_shape VALUES (1, 'one')")
+    try:
+        with prepared_cursor() as cursor:
+            cursor.execute("SELECT name FROM prepared_shape WHERE id = %s", [1])
+            assert cursor.fetchone() == ("one",)
+        other = connections.create_connection("default")
+        try:
+            with other.cursor() as cursor:
+                cursor.execute("ALTER TABLE prepared_shape ALTER COLUMN name TYPE text")
+        finally:
+            other.close()
+
+        with prepared_cursor() as cursor:
+            cursor.execute("SELECT name FROM prepared_shape WHERE id = %s", [1])
+            assert cursor.fetchone() == ("one",)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE prepared_shape")
+
+
+@postgresql_only
 def test_with_preparing_off_the_statements_run_unprepared(monkeypatch):
     connection.ensure_connection()
     monkeypatch.setattr(connection.connection, "prepare_threshold", None)  # DB_PREPARED_STATEMENTS=false
