@@ -363,19 +363,19 @@ def test_a_send_is_counted_in_one_round_trip_on_django_ratelimit_s_own_counter(s
     settings.SMS_RATE_LIMIT = (5, DAY)
     request = RequestFactory().post("/api/messages/sms")
     ratelimits.rate_limit_consume(request=request, channel="sms", sender="+12016661234")
-    commands, round_trips = [], []
-    monkeypatch.setattr(redis.Redis, "execute_command", lambda self, *args, **kw: commands.append(args))
-    original_execute = redis.client.Pipeline.execute
+    commands, pipelines = [], []
+    original_command = redis.Redis.execute_command
     monkeypatch.setattr(
-        redis.client.Pipeline,
-        "execute",
-        lambda self, *args, **kw: round_trips.append(len(self.command_stack)) or original_execute(self, *args, **kw),
+        redis.Redis,
+        "execute_command",
+        lambda self, *args, **kw: commands.append(args[0]) or original_command(self, *args, **kw),
     )
+    monkeypatch.setattr(redis.client.Pipeline, "execute", lambda self, *args, **kw: pipelines.append(self))
 
     quota = ratelimits.rate_limit_consume(request=request, channel="sms", sender="+12016661234")
 
-    assert commands == []  # no SET NX, EXISTS, INCRBY one by one
-    assert len(round_trips) == 1
+    assert commands == ["EVALSHA"], "one command: no SET NX, EXISTS, INCRBY one by one"
+    assert pipelines == []
     assert (quota.limit, quota.remaining, quota.exceeded) == (5, 3, False)
     monkeypatch.undo()
     usage = get_usage(
