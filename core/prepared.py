@@ -100,11 +100,22 @@ def prepared_cursor() -> Iterator[CursorWrapper]:
     # be the request's first statement, then a connection.
     db.close_if_health_check_failed()
     db.ensure_connection()
-    raw = _PreparedCursor(db.connection)
+    raw = _cursor_of(db.connection)
     # As Django's create_cursor(): timestamps in the connection's time zone, if it changed since connecting.
     loader = raw.adapters.get_loader(_TIMESTAMPTZ, Format.TEXT)
     if getattr(loader, "timezone", None) != db.timezone:
+        raw = _PreparedCursor(db.connection)
         register_tzloader(db.timezone, raw)
-    cursor = _PreparedDebugWrapper(raw, db) if db.queries_logged else CursorWrapper(raw, db)
-    with cursor:
-        yield cursor
+    # Not closed on the way out (Django's wrapper would close it on __exit__): the connection keeps it.
+    yield _PreparedDebugWrapper(raw, db) if db.queries_logged else CursorWrapper(raw, db)
+
+
+def _cursor_of(pg_connection: psycopg.Connection) -> _PreparedCursor:
+    """The connection's one prepared-statement cursor. psycopg chooses how to send each parameter type
+    once per cursor, so a cursor per statement (as Django makes) would look them all up again every
+    time; a connection is used by one thread at a time, and so is its cursor."""
+    cursor = getattr(pg_connection, "_service_prepared_cursor", None)
+    if cursor is None or cursor.closed:
+        cursor = _PreparedCursor(pg_connection)
+        pg_connection._service_prepared_cursor = cursor  # type: ignore[attr-defined]
+    return cursor

@@ -383,9 +383,10 @@ def _savepoint_if_nested():
 #: The message id is drawn before anything is written, so the claiming event can name its message in
 #: the same statement (the foreign key is checked at commit, when the message exists). A delivery
 #: whose claim is refused is stored in the same statement as ``duplicate`` naming the original's
-#: message, when the original is visible to the statement (committed before it began: the usual
-#: case). ``{event_param[...]}`` are the ``$n`` of the claim's own parameters, so the duplicate row
-#: and the original's lookup reuse them (the statement is prepared: core/prepared.py).
+#: message: ``webhook_claiming_message()`` (migration webhooks 0005) reads the claim with a snapshot
+#: of its own, so it also sees an original that committed while the claim waited for it.
+#: ``{event_param[...]}`` are the ``$n`` of the claim's own parameters, so the duplicate row and the
+#: original's lookup reuse them (the statement is prepared: core/prepared.py).
 _INBOUND_STATEMENT = """
 WITH new_message AS (SELECT nextval(pg_get_serial_sequence(%s, 'id')) AS id),
 claim AS (
@@ -395,14 +396,12 @@ claim AS (
     RETURNING id, message_id
 ),
 original AS (
-    SELECT message_id FROM {event_table}
-    WHERE provider = {event_param[provider]} AND kind = {event_param[kind]} AND event_id = {event_param[event_id]}
-        AND outcome IN ({claiming}) AND message_id IS NOT NULL AND NOT EXISTS (SELECT FROM claim)
-    LIMIT 1
+    SELECT webhook_claiming_message({event_param[provider]}, {event_param[kind]}, {event_param[event_id]}) AS message_id
+    WHERE NOT EXISTS (SELECT FROM claim)
 ),
 duplicate AS (
     INSERT INTO {event_table} (message_id, {event_columns})
-    SELECT original.message_id, {duplicate_values} FROM original
+    SELECT original.message_id, {duplicate_values} FROM original WHERE original.message_id IS NOT NULL
     RETURNING id, message_id
 ),
 {receive}
@@ -410,8 +409,8 @@ SELECT claim.id, claim.message_id, false FROM claim
 UNION ALL SELECT duplicate.id, duplicate.message_id, true FROM duplicate
 """
 
-#: A duplicate whose original the first statement could not see (it committed while the statement
-#: waited on the claim): a statement of its own, with its own snapshot, finds it.
+#: A duplicate whose claim names no message (the message was deleted): the message stored under the
+#: provider's id, if any, in a statement of its own.
 _DUPLICATE_STATEMENT = """
 INSERT INTO {event_table} (message_id, {event_columns})
 SELECT COALESCE(
@@ -432,8 +431,8 @@ def _receive_inbound_in_one_statement(event: WebhookEvent, inbound: InboundMessa
     CONFLICT DO NOTHING`` on the partial unique index, and only if the claim is taken upsert the
     conversation with its counters and insert the message, all in one statement, so one transaction.
     A duplicate does no conversation work: it is stored as ``duplicate`` naming the original's
-    message, in the same statement when the original had committed before it began, else (the
-    original was concurrent, and the claim waited for its commit) in a second statement."""
+    message, in the same statement (even when the original was concurrent and the claim waited for
+    its commit), or in a second one when the original's claim names no message."""
     event.processed_at = timezone.now()
     event_columns, event_placeholders, event_params = insert_parts(event, exclude=frozenset({"message_id"}))
     receive_sql, receive_params = message_receive_sql(inbound=inbound, source="claim", message_id="claim.message_id")
@@ -452,7 +451,6 @@ def _receive_inbound_in_one_statement(event: WebhookEvent, inbound: InboundMessa
     statement = _INBOUND_STATEMENT.format(
         receive=receive_sql,
         event_param={name: numbers[quote(name)] for name in ("provider", "kind", "event_id")},
-        claiming=", ".join(_literal(outcome) for outcome in CLAIMING_OUTCOMES),
         duplicate_values=", ".join(duplicate_values[column] for column in event_columns),
         **tables,
     )

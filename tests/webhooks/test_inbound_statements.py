@@ -10,7 +10,7 @@ from django.utils import timezone
 from conversations.models import Conversation
 from messaging.models import Message
 from tests import payloads
-from webhooks.models import WebhookEvent
+from webhooks.models import CLAIMING_OUTCOMES, WebhookEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -60,6 +60,25 @@ def test_a_duplicate_is_decided_by_its_claim_and_touches_no_conversation(client)
     assert [getattr(duplicate, name) for name in kept] == [getattr(original, name) for name in kept]
     assert duplicate.processed_at is not None
     assert duplicate.pk > original.pk
+
+
+def test_a_duplicate_whose_original_message_was_deleted_is_still_stored(client):
+    deliver(client, payloads.inbound_sms(messaging_provider_id="gone"))
+    Message.objects.all().delete()  # the claim's message_id becomes NULL (SET_NULL)
+
+    with CaptureQueriesContext(connection) as queries:
+        response = deliver(client, payloads.inbound_sms(messaging_provider_id="gone"))
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "duplicate"
+    assert len(statements(queries)) == 2, "the claim names no message: the provider id is looked up"
+    assert WebhookEvent.objects.get(outcome="duplicate").message_id is None
+    assert Message.objects.count() == 0
+
+
+def test_the_claiming_outcomes_are_the_ones_the_database_function_reads():
+    # migration webhooks 0005 writes them out in webhook_claiming_message()
+    assert sorted(CLAIMING_OUTCOMES) == ["orphan", "processed"]
 
 
 def test_the_upsert_keeps_the_newest_preview_and_reopens_the_thread(client):
