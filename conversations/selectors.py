@@ -17,6 +17,7 @@ from conversations.addresses import (
 from conversations.models import Conversation, ConversationTally
 from conversations.search import conversation_search
 from core.ids import get_by_id
+from core.prepared import prepared_cursor
 
 
 def conversation_get(*, conversation_id: int | str) -> Conversation:
@@ -74,7 +75,7 @@ def conversation_list_total(filters: InboxFilters = InboxFilters()) -> int | Non
             conditions.append(f"{column} = %s")
             params.append(value)
     where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(f"SELECT COALESCE(SUM(count), 0) FROM {ConversationTally._meta.db_table}{where}", params)
         return int(cursor.fetchone()[0])
 

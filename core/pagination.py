@@ -11,7 +11,7 @@ from django.db.models import QuerySet
 from rest_framework import serializers
 from rest_framework.response import Response
 
-from core.fields import QueryIntegerField
+from core.fields import QueryIntegerField, SharedFieldsSerializer
 
 MAX_PAGE = 10_000_000
 
@@ -26,7 +26,7 @@ class PageRequest:
         return (self.page - 1) * self.limit
 
 
-class PageQuerySerializer(serializers.Serializer):
+class PageQuerySerializer(SharedFieldsSerializer):
     """``page`` and ``limit`` query parameters: bad values are a 400, a too-large limit is clamped."""
 
     DEFAULT_LIMIT = 20

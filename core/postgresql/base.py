@@ -16,15 +16,17 @@ environment); 0 or absent means no client-side bound.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from typing import Any
 
 import psycopg
 from django.db.backends.postgresql import base as postgresql
-from psycopg import errors, waiting
-from psycopg.adapt import AdaptersMap
+from psycopg import adapters, errors, waiting
+from psycopg.adapt import AdaptersMap, Loader
 from psycopg.conninfo import conninfo_attempts, make_conninfo
+from psycopg.pq import Format
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +109,32 @@ class BoundedConnection(psycopg.Connection):
         return result
 
 
+try:  # psycopg's C implementation (psycopg[binary]), when installed
+    from psycopg_binary._psycopg import TimestamptzLoader as _CTimestamptzLoader  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - the pure Python psycopg
+    _CTimestamptzLoader = None
+
+
+@functools.cache
+def _tz_loader(zone: Any) -> type:
+    """Django's timestamptz loader (psycopg_any.BaseTzLoader: the value in Django's time zone, which
+    Django sets as the session's) on psycopg's C parser instead of its Python one: Django subclasses
+    the Python class, which parses every timestamp of every row in Python (6.9 us a value against
+    2.5 us here; a page of 50 messages holds about 150 of them)."""
+
+    class TzLoader(Loader):
+        timezone = zone
+
+        def __init__(self, oid: int, context: Any = None) -> None:
+            super().__init__(oid, context)
+            self._parse = _CTimestamptzLoader(oid, context).load  # the C class cannot be subclassed
+
+        def load(self, data: Any) -> Any:
+            return self._parse(data).replace(tzinfo=zone)
+
+    return TzLoader
+
+
 class _BoundedPsycopg:
     """Stands in for the psycopg module in Django's wrapper so that it connects with BoundedConnection."""
 
@@ -167,6 +195,12 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         params = super().get_connection_params()
         for name in self.CLIENT_OPTIONS:
             params.pop(name, None)
+        context = params.get("context")
+        if context is not None and _CTimestamptzLoader is not None:
+            loader = context.adapters.get_loader(adapters.types["timestamptz"].oid, Format.TEXT)
+            zone = getattr(loader, "timezone", None)
+            if zone is not None:
+                context.adapters.register_loader("timestamptz", _tz_loader(zone))
         return params
 
     def close_if_health_check_failed(self) -> None:

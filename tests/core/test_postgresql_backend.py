@@ -57,3 +57,34 @@ def test_a_connection_that_had_an_error_is_checked(connection, health_checks, mo
     connection.close_if_health_check_failed()
 
     assert health_checks == [True]
+
+
+def test_timestamps_load_as_djangos_own_loader_loads_them(connection):
+    """The backend parses timestamptz with psycopg's C loader; values, time zone and errors are Django's."""
+    import datetime
+
+    from django.db import DataError
+    from django.db.backends.postgresql.psycopg_any import register_tzloader
+
+    sql = (
+        "SELECT '2026-01-02 03:04:05.123456+00'::timestamptz, '1999-12-31 23:59:59-05'::timestamptz,"
+        " '0001-01-01 00:00:00+00'::timestamptz, NULL::timestamptz"
+    )
+
+    def fetch(djangos):
+        with connection.cursor() as cursor:
+            if djangos:
+                register_tzloader(connection.timezone, cursor.cursor)
+            cursor.execute(sql)
+            return cursor.fetchone()
+
+    ours, djangos = fetch(False), fetch(True)
+
+    assert ours == djangos
+    assert [value.tzinfo for value in ours[:3]] == [connection.timezone] * 3 == [datetime.UTC] * 3
+    assert ours[0].microsecond == 123456
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 'infinity'::timestamptz")
+        with pytest.raises(DataError):
+            cursor.fetchone()
+    assert "psycopg_any" not in type(connection.connection.adapters.get_loader(1184, 0)).__module__
