@@ -436,7 +436,10 @@ def _receive_inbound_in_one_statement(event: WebhookEvent, inbound: InboundMessa
     event.processed_at = timezone.now()
     event_columns, event_placeholders, event_params = insert_parts(event, exclude=frozenset({"message_id"}))
     receive_sql, receive_params = message_receive_sql(inbound=inbound, source="claim", message_id="claim.message_id")
-    # $1 is the table name for the sequence; the event's parameters follow, in column order.
+    # $1 is the table name for the sequence; the event's parameters follow, one per column (an event
+    # holds plain values only, so insert_parts gives each column one %s).
+    if event_placeholders != ["%s"] * len(event_columns):
+        raise TypeError("an inbound event's columns must each take one parameter")
     numbers = {column: f"${position}" for position, column in enumerate(event_columns, start=2)}
     quote = connection.ops.quote_name
     duplicate_values = dict(numbers)
