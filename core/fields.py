@@ -63,7 +63,8 @@ class SharedFieldsSerializer(serializers.Serializer):
     they are built and bound once per class, instead of DRF deep-copying every declared field (running
     each field's ``__init__`` again) for every serializer made, which is every webhook and every send.
     Validation only reads fields (a problem is raised, never stored on the field), so threads share
-    them. Given a context or ``partial``, a serializer gets DRF's own per-instance fields."""
+    them. Given a context or ``partial``, a serializer gets DRF's own per-instance fields. Not for a
+    serializer nested as a field of another: its fields' ``root`` is its own prototype, not the parent."""
 
     _class_fields: ClassVar[dict[type, BindingDict]] = {}
 

@@ -53,7 +53,12 @@ def numbered(sql: str) -> str:
 
 
 class _PreparedCursor(psycopg.RawCursor):
-    """Takes ``%s`` statements (as every other cursor of the project) and asks psycopg to prepare them."""
+    """Takes ``%s`` statements (as every other cursor of the project) and asks psycopg to prepare them.
+    Each connection keeps one (psycopg picks each parameter type's dumper once per cursor, so a cursor
+    per statement, as Django makes, would look them up again every time); a connection serves one
+    thread at a time, and ``in_use`` keeps a nested ``prepared_cursor()`` off the shared one."""
+
+    in_use = False
 
     def execute(  # type: ignore[override]  # a %s statement's text only, as every cursor of Django's takes
         self, query: str, params: Sequence[Any] | None = None, **kwargs: Any
@@ -63,11 +68,15 @@ class _PreparedCursor(psycopg.RawCursor):
             return super().execute(numbered(query), params, **kwargs)
         except psycopg.errors.FeatureNotSupported as error:
             # Another connection changed the type of a column this statement returns (a migration while
-            # the service runs). Outside a transaction the statement is prepared again and retried;
-            # inside one, the transaction is lost, and its rollback makes psycopg forget every prepared
-            # statement of the connection, so the next run prepares afresh.
-            if "cached plan must not change result type" not in str(error) or not self.connection.autocommit:
+            # the service runs). Outside a transaction the statement is prepared again and retried.
+            # Inside one, the transaction is lost: the error goes up as the database being unavailable
+            # for a moment (503 with Retry-After; a provider delivers the webhook again), and the
+            # rollback makes psycopg forget every prepared statement of the connection, so the next
+            # run prepares afresh.
+            if "cached plan must not change result type" not in str(error):
                 raise
+            if not self.connection.autocommit:
+                raise psycopg.OperationalError(f"a prepared statement must be prepared again: {error}") from error
             super().execute("DEALLOCATE ALL", prepare=False)  # psycopg forgets its statements with them
             return super().execute(numbered(query), params, **kwargs)
 
@@ -98,24 +107,27 @@ def prepared_cursor() -> Iterator[CursorWrapper]:
         return
     # As Django's own cursor(): the connection's health check (CONN_HEALTH_CHECKS) first, as this may
     # be the request's first statement, then a connection.
+    db.validate_thread_sharing()
     db.close_if_health_check_failed()
     db.ensure_connection()
-    raw = _cursor_of(db.connection)
+    pg_connection = db.connection
+    shared = getattr(pg_connection, "_service_prepared_cursor", None)
     # As Django's create_cursor(): timestamps in the connection's time zone, if it changed since connecting.
-    loader = raw.adapters.get_loader(_TIMESTAMPTZ, Format.TEXT)
-    if getattr(loader, "timezone", None) != db.timezone:
-        raw = _PreparedCursor(db.connection)
-        register_tzloader(db.timezone, raw)
-    # Not closed on the way out (Django's wrapper would close it on __exit__): the connection keeps it.
-    yield _PreparedDebugWrapper(raw, db) if db.queries_logged else CursorWrapper(raw, db)
-
-
-def _cursor_of(pg_connection: psycopg.Connection) -> _PreparedCursor:
-    """The connection's one prepared-statement cursor. psycopg chooses how to send each parameter type
-    once per cursor, so a cursor per statement (as Django makes) would look them all up again every
-    time; a connection is used by one thread at a time, and so is its cursor."""
-    cursor = getattr(pg_connection, "_service_prepared_cursor", None)
-    if cursor is None or cursor.closed:
-        cursor = _PreparedCursor(pg_connection)
-        pg_connection._service_prepared_cursor = cursor  # type: ignore[attr-defined]
-    return cursor
+    loader = pg_connection.adapters.get_loader(_TIMESTAMPTZ, Format.TEXT)
+    own_zone = getattr(loader, "timezone", None) == db.timezone
+    if own_zone and shared is not None and not shared.closed and not shared.in_use:
+        raw = shared
+    else:
+        # A cursor of its own: the first on this connection, a time zone changed since connecting, or
+        # one prepared_cursor() used inside another (the statements stay prepared on the connection).
+        raw = _PreparedCursor(pg_connection)
+        if not own_zone:
+            register_tzloader(db.timezone, raw)
+        elif shared is None or shared.closed:
+            pg_connection._service_prepared_cursor = raw
+    raw.in_use = True
+    try:
+        # Not closed on the way out (Django's wrapper would close it on __exit__): the connection keeps it.
+        yield _PreparedDebugWrapper(raw, db) if db.queries_logged else CursorWrapper(raw, db)
+    finally:
+        raw.in_use = False

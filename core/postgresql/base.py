@@ -200,7 +200,9 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
             loader = context.adapters.get_loader(adapters.types["timestamptz"].oid, Format.TEXT)
             zone = getattr(loader, "timezone", None)
             if zone is not None:
-                context.adapters.register_loader("timestamptz", _tz_loader(zone))
+                # A map of this connection's own: Django's template is shared by the whole process.
+                params["context"] = context = AdaptersMap(context.adapters)
+                context.register_loader("timestamptz", _tz_loader(zone))
         return params
 
     def close_if_health_check_failed(self) -> None:

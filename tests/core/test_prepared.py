@@ -147,3 +147,53 @@ def test_prepared_statements_can_be_turned_off_for_a_pooler():
     assert json.loads(default.stdout) > 10**9, "only what core.prepared asks for is prepared"
     assert off.returncode == 0, off.stderr
     assert json.loads(off.stdout) is None, "psycopg prepares nothing"
+
+
+@postgresql_only
+def test_a_prepared_cursor_used_inside_another_leaves_the_outer_results_alone():
+    with prepared_cursor() as outer:
+        outer.execute("SELECT g FROM generate_series(1, 3) AS g WHERE g > %s", [0])
+        with prepared_cursor() as inner:
+            inner.execute("SELECT %s::int", [42])
+            assert inner.fetchone() == (42,)
+        assert outer.fetchall() == [(1,), (2,), (3,)]
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_a_changed_result_type_inside_a_transaction_is_a_moments_unavailability():
+    from django.db import OperationalError
+
+    from core.database import is_database_unavailable
+
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE prepared_shape_tx (id int, name varchar(5))")
+        cursor.execute("INSERT INTO prepared_shape_tx VALUES (1, 'one')")
+    try:
+        with prepared_cursor() as cursor:
+            cursor.execute("SELECT name FROM prepared_shape_tx WHERE id = %s", [1])
+        other = connections.create_connection("default")
+        try:
+            with other.cursor() as cursor:
+                cursor.execute("ALTER TABLE prepared_shape_tx ALTER COLUMN name TYPE text")
+        finally:
+            other.close()
+
+        with pytest.raises(OperationalError) as raised, transaction.atomic(), prepared_cursor() as cursor:
+            cursor.execute("SELECT name FROM prepared_shape_tx WHERE id = %s", [1])
+        assert is_database_unavailable(raised.value), "answered 503 with Retry-After"
+
+        with transaction.atomic(), prepared_cursor() as cursor:  # the rollback made psycopg forget it
+            cursor.execute("SELECT name FROM prepared_shape_tx WHERE id = %s", [1])
+            assert cursor.fetchone() == ("one",)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE prepared_shape_tx")
+
+
+@postgresql_only
+def test_the_api_key_row_needs_no_converters():
+    """apikeys.services builds the key from the prepared statement's row without Django's converters."""
+    from apikeys.models import ApiKey
+
+    assert [field.name for field in ApiKey._meta.concrete_fields if field.get_db_converters(connection)] == []
