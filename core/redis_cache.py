@@ -61,6 +61,20 @@ class RedisCacheClient(DjangoRedisCacheClient):
         return self._pools[index], self._clients[index]
 
 
+class LuaScript:
+    """A Lua script run by its SHA1 on the client given (redis-py loads it into Redis on first use, and
+    again after a restart emptied Redis's script cache): one atomic round trip for a few commands."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self._script: Any = None
+
+    def __call__(self, client: Any, *, keys: list[Any], args: list[Any]) -> Any:
+        if self._script is None:  # two threads may both register it: the same script either way
+            self._script = client.register_script(self.source)
+        return self._script(keys=keys, args=args, client=client)
+
+
 class RedisCache(DjangoRedisCache):
     def __init__(self, server, params) -> None:
         super().__init__(server, params)

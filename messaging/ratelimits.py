@@ -18,7 +18,6 @@ import ipaddress
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from django.conf import settings
 from django.core.cache import caches
@@ -30,6 +29,7 @@ from redis.exceptions import RedisError
 
 from conversations.channels import CHANNELS
 from core.errors import RateLimited, RateLimitUnavailable
+from core.redis_cache import LuaScript
 
 logger = logging.getLogger(__name__)
 
@@ -176,12 +176,13 @@ def _group(channel: str) -> str:
 
 #: django-ratelimit's counter as one atomic command: a new counter gets its expiry in the same step,
 #: so a counter can never be left without one.
-_INCREMENT = """
+_INCREMENT = LuaScript(
+    """
 local count = redis.call('INCR', KEYS[1])
 if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return count
 """
-_increment_script: Any = None
+)
 
 
 def _count_in_redis(counter: RedisCache, *, channel: str, key: str, rate: tuple[int, int]) -> dict:
@@ -189,16 +190,13 @@ def _count_in_redis(counter: RedisCache, *, channel: str, key: str, rate: tuple[
     one round trip instead of up to three (SET NX, EXISTS, INCRBY): a Lua script that increments the
     counter and, when that created it, sets its expiry. Sent by its SHA1 (redis-py loads it on first
     use); cheaper for the client than a MULTI/EXEC of the same two commands."""
-    global _increment_script
     limit, period = rate
     window = ratelimit_core._get_window(key, period)
     cache_key = counter.make_and_validate_key(
         ratelimit_core._make_cache_key(_group(channel), window, rate, key, ratelimit_core.ALL)
     )
     client = counter._cache.get_client(cache_key, write=True)
-    if _increment_script is None:
-        _increment_script = client.register_script(_INCREMENT)
-    count = _increment_script(keys=[cache_key], args=[period + ratelimit_core.EXPIRATION_FUDGE], client=client)
+    count = _INCREMENT(client, keys=[cache_key], args=[period + ratelimit_core.EXPIRATION_FUDGE])
     return {"count": count, "limit": limit, "should_limit": count > limit, "time_left": window - int(time.time())}
 
 

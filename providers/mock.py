@@ -19,6 +19,7 @@ from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
 
+from core.redis_cache import LuaScript
 from providers.base import OutboundMessage, Provider, ProviderError, ProviderTimeout, SendResult
 from providers.http import http_mode
 
@@ -61,7 +62,9 @@ def _ledger_unavailable(exc: Exception) -> None:
 _last_warning = float("-inf")
 
 
-_REMEMBER_AND_COUNT = """
+#: The token stored (SET NX) and the send counted (INCR, EXPIRE), together or not at all.
+_REMEMBER_AND_COUNT = LuaScript(
+    """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
     redis.call('INCR', KEYS[2])
     redis.call('EXPIRE', KEYS[2], ARGV[2])
@@ -69,15 +72,7 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
 end
 return 0
 """
-_script: Any = None
-
-
-def _remember_and_count(client: Any) -> Any:
-    """The Lua script, sent by its SHA1 (loaded into Redis on first use); the caller passes its client."""
-    global _script
-    if _script is None:
-        _script = client.register_script(_REMEMBER_AND_COUNT)
-    return _script
+)
 
 
 def digest(token: str, salt: str) -> str:
@@ -182,10 +177,10 @@ class MockProvider(Provider):
             count_key = ledger.make_and_validate_key(self._key("sends"))
             backend: Any = ledger._cache  # its serializer stores values as Django's ``add`` would
             client = backend.get_client(token_key, write=True)
-            added = _remember_and_count(client)(
+            added = _REMEMBER_AND_COUNT(
+                client,
                 keys=[token_key, count_key],
                 args=[backend._serializer.dumps(stored), TOKEN_TTL_SECONDS],
-                client=client,
             )
         except Exception as exc:
             _ledger_unavailable(exc)
