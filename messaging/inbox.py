@@ -139,16 +139,8 @@ def conversation_recount() -> Recount:
     return Recount(message_counts_fixed=fixed, tally_rebuilt=True)
 
 
-@contextlib.contextmanager
 def _unbounded_statements():
     """Lifts the client-side bound on each round trip (DB_QUERY_TIMEOUT, core/postgresql) for the block."""
     connection.ensure_connection()
     raw = connection.connection
-    previous = getattr(raw, "query_timeout", None)
-    if previous is not None:
-        raw.query_timeout = None
-    try:
-        yield
-    finally:
-        if previous is not None:
-            raw.query_timeout = previous
+    return raw.query_timeout_set(None) if hasattr(raw, "query_timeout_set") else contextlib.nullcontext()

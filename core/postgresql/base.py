@@ -16,9 +16,11 @@ environment); 0 or absent means no client-side bound.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -91,6 +93,16 @@ class BoundedConnection(psycopg.Connection):
             connection._adapters = AdaptersMap(context.adapters)
         connection.prepare_threshold = prepare_threshold
         return connection
+
+    @contextlib.contextmanager
+    def query_timeout_set(self, seconds: float | None) -> Iterator[None]:
+        """``query_timeout`` is ``seconds`` (None: no bound) for the block, then what it was."""
+        previous = self.query_timeout
+        self.query_timeout = seconds
+        try:
+            yield
+        finally:
+            self.query_timeout = previous
 
     def wait(self, gen, interval: float = _WAIT_INTERVAL, timeout: float | None = None):
         if timeout is None:
@@ -227,10 +239,6 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
             return False
         if connection.closed:
             return False
-        previous = connection.query_timeout
-        if previous:
-            connection.query_timeout = min(previous, self.client_health_check_timeout)
-        try:
+        bound = connection.query_timeout
+        with connection.query_timeout_set(min(bound, self.client_health_check_timeout) if bound else bound):
             return super().is_usable()
-        finally:
-            connection.query_timeout = previous
