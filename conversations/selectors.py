@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from django.db import connection
@@ -17,7 +18,8 @@ from conversations.addresses import (
 from conversations.models import Conversation, ConversationTally
 from conversations.search import conversation_search
 from core.ids import get_by_id
-from core.prepared import prepared_cursor
+from core.pagination import LazyCount, PageRequest, page_total
+from core.prepared import model_columns, prepared_cursor, prepared_models
 
 
 def conversation_get(*, conversation_id: int | str) -> Conversation:
@@ -60,6 +62,49 @@ def conversation_list(filters: InboxFilters = InboxFilters()) -> QuerySet[Conver
     if filters.q and filters.q.strip():
         queryset = conversation_search(queryset, filters.q)
     return queryset.order_by(F("last_message_at").desc(nulls_last=True), "-id")
+
+
+def conversation_list_page(filters: InboxFilters, page: PageRequest) -> tuple[list[Conversation], int]:
+    """Page ``page`` of ``conversation_list(filters)`` and the list's total (see ``page_total``). On
+    PostgreSQL, without a participant or a search, the page is one prepared statement: an inbox page
+    cost more CPU in building the ORM query than in reading it."""
+    if filters.participant or (filters.q and filters.q.strip()) or connection.vendor != "postgresql":
+        queryset = conversation_list(filters)
+        items = list(queryset[page.offset : page.offset + page.limit])
+        return items, page_total(queryset, page, items, kept=lambda: conversation_list_total(filters))
+    conditions, params = _plain_conditions(filters)
+    items = prepared_models(Conversation, _plain_page_sql(conditions), [*params, page.limit, page.offset])
+    total = page_total(
+        LazyCount(lambda: conversation_list(filters)), page, items, kept=lambda: conversation_list_total(filters)
+    )
+    return items, total
+
+
+def _plain_conditions(filters: InboxFilters) -> tuple[tuple[str, ...], list[object]]:
+    """The WHERE conditions (and their parameters) ``conversation_list`` applies for the filters other
+    than a participant and a search."""
+    conditions: list[str] = []
+    params: list[object] = []
+    if filters.channel:
+        conditions.append("channel = %s")
+        params.append(filters.channel)
+    if filters.status:
+        conditions.append("status = %s")
+        params.append(filters.status)
+    if filters.unread is not None:
+        conditions.append("unread_count > 0" if filters.unread else "unread_count = 0")
+    if filters.archived is not None:
+        conditions.append("archived_at IS NOT NULL" if filters.archived else "archived_at IS NULL")
+    return tuple(conditions), params
+
+
+@functools.cache
+def _plain_page_sql(conditions: tuple[str, ...]) -> str:
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    return (
+        f"SELECT {model_columns(Conversation)} FROM {Conversation._meta.db_table}{where}"
+        " ORDER BY last_message_at DESC NULLS LAST, id DESC LIMIT %s OFFSET %s"
+    )
 
 
 def conversation_list_total(filters: InboxFilters = InboxFilters()) -> int | None:

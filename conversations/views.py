@@ -3,7 +3,7 @@ from rest_framework import viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from conversations.selectors import InboxFilters, conversation_list, conversation_list_total
+from conversations.selectors import InboxFilters, conversation_list_page
 from conversations.serializers import ConversationListQuerySerializer, ConversationSerializer
 from conversations.services import (
     conversation_archive,
@@ -13,7 +13,7 @@ from conversations.services import (
     conversation_unarchive,
 )
 from core.openapi import ERROR_RESPONSES, EnvelopeListSchema
-from core.pagination import envelope_serializer, paginated_response
+from core.pagination import envelope_serializer, page_response
 
 _LIST_FILTERS = ("channel", "status", "participant", "unread", "archived", "q")
 
@@ -47,12 +47,9 @@ class ConversationViewSet(viewsets.ViewSet):
         query = ConversationListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         filters = InboxFilters(**{key: query.validated_data.get(key) for key in _LIST_FILTERS})
-        return paginated_response(
-            conversation_list(filters),
-            query.page_request,
-            ConversationSerializer,
-            total=lambda: conversation_list_total(filters),
-        )
+        page = query.page_request
+        conversations, total = conversation_list_page(filters, page)
+        return page_response(conversations, page, ConversationSerializer, total=total)
 
     @extend_schema(
         tags=["conversations"],

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from django.db.models import QuerySet
 from rest_framework import serializers
@@ -64,8 +65,23 @@ def page_response(items: list, page: PageRequest, serializer_class, *, total: in
     )
 
 
+class Countable(Protocol):
+    def count(self) -> int: ...
+
+
+class LazyCount:
+    """Counts the rows of a queryset that is built only if ``page_total`` has to count (a page read by a
+    prepared statement need not build the ORM query at all)."""
+
+    def __init__(self, build: Callable[[], QuerySet]) -> None:
+        self._build = build
+
+    def count(self) -> int:
+        return self._build().count()
+
+
 def page_total(
-    queryset: QuerySet, page: PageRequest, items: list, *, kept: int | Callable[[], int | None] | None = None
+    queryset: Countable, page: PageRequest, items: list, *, kept: int | Callable[[], int | None] | None = None
 ) -> int:
     """How many rows ``queryset`` holds, knowing that ``items`` is its page ``page``, without a
     ``COUNT(*)`` where it can: a page that is not full is the last one, so the total is what lies

@@ -24,14 +24,17 @@ from __future__ import annotations
 import contextlib
 import functools
 import re
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import psycopg
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.postgresql.psycopg_any import register_tzloader
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
+from django.db.models import Model
 from psycopg.pq import Format
+
+M = TypeVar("M", bound=Model)
 
 _PLACEHOLDER = re.compile(r"%(.)", re.DOTALL)
 _TIMESTAMPTZ = psycopg.adapters.types["timestamptz"].oid
@@ -131,3 +134,50 @@ def prepared_cursor() -> Iterator[CursorWrapper]:
         yield _PreparedDebugWrapper(raw, db) if db.queries_logged else CursorWrapper(raw, db)
     finally:
         raw.in_use = False
+
+
+def prepared_models(model: type[M], sql: str, params: Sequence[Any]) -> list[M]:
+    """The rows of ``sql``, a prepared statement selecting ``model_columns(model)``, as ``model``
+    instances, the same the ORM would make of them: each column goes through the converters the ORM
+    applies to that field (Django reads ``jsonb`` as text and decodes it in ``JSONField.from_db_value``,
+    for one), then ``Model.from_db``. On another database than PostgreSQL the statement runs on the
+    usual cursor and the same applies."""
+    db = connections[DEFAULT_DB_ALIAS]
+    names, converters = _row_plan(model, db.vendor)
+    with prepared_cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    instances = []
+    for row in rows:
+        if converters:
+            values = list(row)
+            for index, field_converters, expression in converters:
+                value = values[index]
+                for converter in field_converters:
+                    value = converter(value, expression, db)
+                values[index] = value
+            row = values
+        instances.append(model.from_db(db.alias, names, row))
+    return instances
+
+
+def model_columns(model: type[Model]) -> str:
+    """The quoted columns of ``model``'s concrete fields, in their order, for ``prepared_models``."""
+    quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
+    return ", ".join(quote(str(field.column)) for field in model._meta.concrete_fields)
+
+
+_Converters = tuple[tuple[int, tuple[Callable[..., Any], ...], Any], ...]
+
+
+@functools.cache
+def _row_plan(model: type[Model], vendor: str) -> tuple[tuple[str, ...], _Converters]:
+    # What SQLCompiler.get_converters() finds for each selected column, once per model and backend.
+    db = connections[DEFAULT_DB_ALIAS]
+    converters = []
+    for index, field in enumerate(model._meta.concrete_fields):
+        expression = field.get_col(model._meta.db_table)
+        found = tuple(db.ops.get_db_converters(expression)) + tuple(expression.get_db_converters(db))
+        if found:
+            converters.append((index, found, expression))
+    return tuple(field.attname for field in model._meta.concrete_fields), tuple(converters)

@@ -12,8 +12,9 @@ from rest_framework.exceptions import ValidationError as DRFValidationError
 from conversations.models import Conversation, ConversationTally
 from conversations.selectors import conversation_get
 from core.errors import ValidationFailed
-from core.pagination import PageRequest, page_total
+from core.pagination import LazyCount, PageRequest, page_total
 from messaging.models import Direction, Message
+from messaging.selectors import message_thread_rows
 from messaging.serializers import SendAnyChannelSerializer
 from messaging.services import SendCommand, SendOutcome, message_send
 
@@ -39,8 +40,8 @@ def conversation_thread_page(*, conversation_id: int | str, page: PageRequest) -
     the thread's length: the conversation (whose ``message_count`` is the total, see ``page_total``) and
     the page, which the (conversation, timestamp, id) index serves."""
     conversation = conversation_get(conversation_id=conversation_id)
-    thread = Message.objects.filter(conversation=conversation).order_by("-timestamp", "-id")
-    messages = list(thread[page.offset : page.offset + page.limit])
+    messages = message_thread_rows(conversation_id=conversation.pk, order="desc", page=page)
+    thread = LazyCount(lambda: Message.objects.filter(conversation=conversation))
     total = page_total(thread, page, messages, kept=conversation.message_count)
     return ThreadPage(conversation=conversation, messages=messages, page=page, total=total)
 

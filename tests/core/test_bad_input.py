@@ -190,7 +190,7 @@ def test_an_unexpected_error_is_a_json_500_without_a_stack_trace(client, debug, 
     def explode(*args, **kwargs):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(views, "conversation_list", explode)
+    monkeypatch.setattr(views, "conversation_list_page", explode)
     error = assert_error(client.get("/api/conversations"), 500, "internal_error")
     assert "secret" not in json.dumps(error)
 

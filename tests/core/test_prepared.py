@@ -197,3 +197,51 @@ def test_the_api_key_row_needs_no_converters():
     from apikeys.models import ApiKey
 
     assert [field.name for field in ApiKey._meta.concrete_fields if field.get_db_converters(connection)] == []
+
+
+def _field_values(instance):
+    return {field.attname: getattr(instance, field.attname) for field in type(instance)._meta.concrete_fields}
+
+
+def test_prepared_models_are_the_instances_the_orm_makes():
+    """Every field as the ORM reads it, JSON decoded included (Django reads jsonb as text and decodes it
+    in the field's converter), and instances that know they are stored."""
+    from core.prepared import model_columns, prepared_models
+    from messaging.models import Message
+    from tests.factories import MessageFactory
+
+    stored = MessageFactory(
+        metadata={"provider_response": {"sid": "SM1", "num_media": "1"}, "accepted_by": "twilio"},
+        attachments=["https://example.com/a.png"],
+    )
+    MessageFactory(conversation=stored.conversation)
+    sql = f"SELECT {model_columns(Message)} FROM messaging_message WHERE conversation_id = %s ORDER BY id"
+
+    made = prepared_models(Message, sql, [stored.conversation_id])
+    read = list(Message.objects.filter(conversation_id=stored.conversation_id).order_by("id"))
+
+    assert [_field_values(message) for message in made] == [_field_values(message) for message in read]
+    assert made[0].metadata["provider_response"]["sid"] == "SM1"
+    assert made[0].attachments == ["https://example.com/a.png"]
+    assert not made[0]._state.adding
+    assert made[0]._state.db == "default"
+    assert prepared_models(Message, sql, [0]) == []
+
+
+@postgresql_only
+def test_a_thread_page_is_one_prepared_statement():
+    from core.pagination import PageRequest
+    from messaging.selectors import message_thread_page
+    from tests.factories import MessageFactory
+
+    first = MessageFactory()
+    MessageFactory(conversation=first.conversation)
+    with CaptureQueriesContext(connection) as queries:
+        messages, total = message_thread_page(
+            conversation_id=first.conversation_id, order="desc", page=PageRequest(page=1, limit=50)
+        )
+
+    assert [message.pk for message in messages][::-1] == sorted(message.pk for message in messages)
+    assert total == 2
+    assert len(queries) == 1
+    assert _prepared('ORDER BY "timestamp" DESC') == [1]

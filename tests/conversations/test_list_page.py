@@ -1,0 +1,91 @@
+"""The inbox page: with the filters other than a participant and a search it is one prepared statement
+(conversations.selectors.conversation_list_page), and it is the page the ORM query gives, in the same
+order, whatever the filters."""
+
+import itertools
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from conversations.models import Conversation
+from conversations.selectors import InboxFilters, conversation_list, conversation_list_page
+from core.pagination import PageRequest
+from tests.factories import ConversationFactory
+
+pytestmark = pytest.mark.django_db
+
+FILTERS = [
+    InboxFilters(channel=channel, status=status, unread=unread, archived=archived)
+    for channel, status, unread, archived in itertools.product(
+        [None, "sms", "email"], [None, "open", "closed"], [None, True, False], [False, True, None]
+    )
+]
+
+
+@pytest.fixture
+def inbox():
+    now = timezone.now()
+    for number in range(14):
+        ConversationFactory(
+            channel="email" if number % 3 == 0 else "sms",
+            participant_a=f"customer{number}@example.com" if number % 3 == 0 else f"+1201555{number:04d}",
+            status="closed" if number % 4 == 0 else "open",
+            unread_count=number % 2,
+            archived_at=now if number % 5 == 0 else None,
+            # Ties on last_message_at (ordered by id then) and conversations without messages (last).
+            last_message_at=None if number % 6 == 0 else now - timedelta(minutes=number // 2),
+        )
+
+
+@pytest.mark.usefixtures("inbox")
+@pytest.mark.parametrize(
+    "page", [PageRequest(page=1, limit=4), PageRequest(page=2, limit=4), PageRequest(page=1, limit=50)]
+)
+def test_each_page_is_the_orm_querys_page_with_its_total(page):
+    for filters in FILTERS:
+        rows = conversation_list(filters)
+        items, total = conversation_list_page(filters, page)
+
+        assert [conversation.pk for conversation in items] == [
+            conversation.pk for conversation in rows[page.offset : page.offset + page.limit]
+        ], filters
+        assert total == rows.count(), filters
+
+
+def test_the_conversations_are_read_as_the_orm_reads_them():
+    ConversationFactory(last_message_preview="hello", message_count=3, unread_count=1, last_read_at=timezone.now())
+
+    [item], _ = conversation_list_page(InboxFilters(), PageRequest(page=1, limit=20))
+    [read] = Conversation.objects.all()
+
+    fields = [field.attname for field in Conversation._meta.concrete_fields]
+    assert [getattr(item, name) for name in fields] == [getattr(read, name) for name in fields]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="prepared statements are PostgreSQL's")
+@pytest.mark.usefixtures("inbox")
+def test_a_page_that_is_not_full_is_one_prepared_statement():
+    with CaptureQueriesContext(connection) as queries:
+        items, total = conversation_list_page(InboxFilters(channel="sms"), PageRequest(page=1, limit=50))
+
+    assert len(queries) == 1
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
+            ["%FROM conversations_conversation WHERE channel = $1%LIMIT $2 OFFSET $3"],
+        )
+        assert cursor.fetchone() == (1,)
+    assert total == len(items) == Conversation.objects.filter(channel="sms", archived_at__isnull=True).count()
+
+
+@pytest.mark.usefixtures("inbox")
+def test_a_participant_or_a_search_still_filters():
+    items, total = conversation_list_page(InboxFilters(participant="customer3@example.com"), PageRequest(1, 20))
+    assert [item.participant_a for item in items] == ["customer3@example.com"]
+    assert total == 1
+    items, total = conversation_list_page(InboxFilters(q="customer9@example.com"), PageRequest(1, 20))
+    assert total == len(items)
+    assert "customer9@example.com" in {item.participant_a for item in items}
