@@ -45,16 +45,6 @@ class PageQuerySerializer(SharedFieldsSerializer):
         return PageRequest(page=self.validated_data["page"], limit=self.validated_data["limit"])
 
 
-def paginated_response(
-    queryset: QuerySet, page: PageRequest, serializer_class, *, total: int | Callable[[], int | None] | None = None
-) -> Response:
-    """One page of ``queryset`` in the list envelope. ``total``: reads how many rows the queryset holds
-    from a counter the database keeps, when there is one (called only if the page cannot tell; see
-    ``page_total``)."""
-    items = list(queryset[page.offset : page.offset + page.limit])
-    return page_response(items, page, serializer_class, total=page_total(queryset, page, items, kept=total))
-
-
 def page_response(items: list, page: PageRequest, serializer_class, *, total: int) -> Response:
     """The list envelope of a page already read."""
     return Response(

@@ -36,19 +36,43 @@ def test_the_inbox_total_is_counted_on_sqlite(tmp_path):
     assert manage("migrate", "--no-input", database=database).returncode == 0
     script = (
         "from conversations.models import Conversation\n"
-        "from conversations.selectors import conversation_list_total\n"
-        "from core.pagination import PageRequest, paginated_response\n"
-        "from conversations.selectors import conversation_list\n"
-        "from conversations.serializers import ConversationSerializer\n"
+        "from conversations.selectors import InboxFilters, conversation_list_page, conversation_list_total\n"
+        "from core.pagination import PageRequest\n"
         "for n in range(3):\n"
         "    Conversation.objects.create(channel='sms', participant_a=f'+1201555000{n}',"
         " participant_b='+18045551234')\n"
-        "page = paginated_response(conversation_list(), PageRequest(page=1, limit=2), ConversationSerializer,"
-        " total=conversation_list_total())\n"
-        "print(conversation_list_total(), page.data['meta']['total'], len(page.data['data']))\n"
+        "items, total = conversation_list_page(InboxFilters(), PageRequest(page=1, limit=2))\n"
+        "print(conversation_list_total(), total, len(items))\n"
     )
 
     result = manage("shell", "--verbosity", "0", "-c", script, database=database)
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["None", "3", "2"]
+
+
+def test_a_thread_page_is_read_on_sqlite(tmp_path):
+    """The thread page's statement (core.prepared.prepared_models) runs on SQLite's own cursor, with
+    the ORM's converters (JSON, date-times, UUIDs)."""
+    database = tmp_path / "db.sqlite3"
+    assert manage("migrate", "--no-input", database=database).returncode == 0
+    script = (
+        "from django.utils import timezone\n"
+        "from core.pagination import PageRequest\n"
+        "from messaging.selectors import message_thread_page\n"
+        "from messaging.services import message_receive\n"
+        "from providers.base import InboundMessage\n"
+        "for n in range(3):\n"
+        "    message = message_receive(inbound=InboundMessage(channel='sms', type='mms', provider='twilio',"
+        " provider_message_id=f'SM{n}', from_address='+12025550100', to_address='+18045551234', body=f'hi {n}',"
+        " timestamp=timezone.now(), attachments=['https://example.com/a.png']))\n"
+        "messages, total = message_thread_page(conversation_id=message.conversation_id, order='desc',"
+        " page=PageRequest(page=1, limit=2))\n"
+        "print(total, [m.body for m in messages], messages[0].attachments, messages[0].timestamp.tzinfo is not None,"
+        " type(messages[0].provider_token).__name__)\n"
+    )
+
+    result = manage("shell", "--verbosity", "0", "-c", script, database=database)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "3 ['hi 2', 'hi 1'] ['https://example.com/a.png'] True UUID"
