@@ -29,7 +29,7 @@ from conversations.services import (
     conversation_unarchive,
 )
 from core.errors import ApplicationError
-from core.pagination import PageRequest
+from core.pagination import MAX_PAGE, PageRequest
 from messaging import presentation
 from messaging.inbox import conversation_reply, conversation_reply_command, conversation_thread_page
 from messaging.models import Direction, FailedMessage, Message, MessageStatus
@@ -194,7 +194,7 @@ class ConversationWithMessagesAdmin(ConversationAdmin):
 
     def _transcript(self, request, conversation: Conversation, form: ReplyForm, status: int = 200):
         try:
-            page_number = max(1, int(request.GET.get("page", "1")))
+            page_number = min(max(1, int(request.GET.get("page", "1"))), MAX_PAGE)
         except ValueError:
             page_number = 1
         thread = conversation_thread_page(

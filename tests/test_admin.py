@@ -33,6 +33,18 @@ def test_conversation_page_shows_its_messages_in_order(staff):
     assert "<script>alert(1)</script>" not in content, "bodies are escaped, never rendered"
 
 
+@pytest.mark.parametrize("page", ["2", "999999999999999999999", "-5", "x"])
+def test_a_transcript_page_out_of_range_is_an_empty_page_not_an_error(staff, page):
+    message = MessageFactory(body="only message")
+
+    response = staff.get(
+        reverse("admin:conversations_conversation_change", args=[message.conversation_id]), {"page": page}
+    )
+
+    assert response.status_code == 200
+    assert ("only message" in response.content.decode()) is (page in ("-5", "x"))
+
+
 def test_message_list_filters_by_status_direction_type_and_provider(staff):
     MessageFactory(status="failed", direction="outbound", last_error={"code": 400, "message": "bad number"})
     url = reverse("admin:messaging_message_changelist")
