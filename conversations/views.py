@@ -48,7 +48,7 @@ class ConversationViewSet(viewsets.ViewSet):
         query.is_valid(raise_exception=True)
         filters = InboxFilters(**{key: query.validated_data.get(key) for key in _LIST_FILTERS})
         page = query.page_request
-        conversations, total = conversation_list_page(filters, page)
+        conversations, total = conversation_list_page(filters=filters, page=page)
         return page_response(conversations, page, ConversationSerializer, total=total)
 
     @extend_schema(

@@ -143,7 +143,7 @@ def prepared_models(model: type[M], sql: str, params: Sequence[Any]) -> list[M]:
     for one), then ``Model.from_db``. On another database than PostgreSQL the statement runs on the
     usual cursor and the same applies."""
     db = connections[DEFAULT_DB_ALIAS]
-    names, converters = _row_plan(model, db.vendor)
+    names, converters = _row_plan(db, model)
     with prepared_cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
@@ -170,10 +170,16 @@ def model_columns(model: type[Model]) -> str:
 _Converters = tuple[tuple[int, tuple[Callable[..., Any], ...], Any], ...]
 
 
-@functools.cache
-def _row_plan(model: type[Model], vendor: str) -> tuple[tuple[str, ...], _Converters]:
-    # What SQLCompiler.get_converters() finds for each selected column, once per model and backend.
-    db = connections[DEFAULT_DB_ALIAS]
+def _row_plan(db: Any, model: type[Model]) -> tuple[tuple[str, ...], _Converters]:
+    """What SQLCompiler.get_converters() finds for each column of ``model``, once per model and
+    connection wrapper (Django's are per thread, and a backend converter may read its wrapper's state)."""
+    plans = db.__dict__.setdefault("_service_row_plans", {})
+    if model not in plans:
+        plans[model] = _row_plan_for(db, model)
+    return plans[model]
+
+
+def _row_plan_for(db: Any, model: type[Model]) -> tuple[tuple[str, ...], _Converters]:
     converters = []
     for index, field in enumerate(model._meta.concrete_fields):
         expression = field.get_col(model._meta.db_table)

@@ -31,9 +31,16 @@ def test_every_migration_applies_on_sqlite_and_the_worker_runs(tmp_path):
     assert "Outbox worker done: 0 attempted." in worker.stdout
 
 
-def test_the_inbox_total_is_counted_on_sqlite(tmp_path):
+def shell_on_new_database(tmp_path, script: str) -> str:
+    """Runs ``script`` in ``manage.py shell`` on a freshly migrated SQLite database; its output."""
     database = tmp_path / "db.sqlite3"
     assert manage("migrate", "--no-input", database=database).returncode == 0
+    result = manage("shell", "--verbosity", "0", "-c", script, database=database)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_the_inbox_total_is_counted_on_sqlite(tmp_path):
     script = (
         "from conversations.models import Conversation\n"
         "from conversations.selectors import InboxFilters, conversation_list_page, conversation_list_total\n"
@@ -41,21 +48,16 @@ def test_the_inbox_total_is_counted_on_sqlite(tmp_path):
         "for n in range(3):\n"
         "    Conversation.objects.create(channel='sms', participant_a=f'+1201555000{n}',"
         " participant_b='+18045551234')\n"
-        "items, total = conversation_list_page(InboxFilters(), PageRequest(page=1, limit=2))\n"
+        "items, total = conversation_list_page(filters=InboxFilters(), page=PageRequest(page=1, limit=2))\n"
         "print(conversation_list_total(), total, len(items))\n"
     )
 
-    result = manage("shell", "--verbosity", "0", "-c", script, database=database)
-
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["None", "3", "2"]
+    assert shell_on_new_database(tmp_path, script).split() == ["None", "3", "2"]
 
 
 def test_a_thread_page_is_read_on_sqlite(tmp_path):
     """The thread page's statement (core.prepared.prepared_models) runs on SQLite's own cursor, with
     the ORM's converters (JSON, date-times, UUIDs)."""
-    database = tmp_path / "db.sqlite3"
-    assert manage("migrate", "--no-input", database=database).returncode == 0
     script = (
         "from django.utils import timezone\n"
         "from core.pagination import PageRequest\n"
@@ -72,7 +74,6 @@ def test_a_thread_page_is_read_on_sqlite(tmp_path):
         " type(messages[0].provider_token).__name__)\n"
     )
 
-    result = manage("shell", "--verbosity", "0", "-c", script, database=database)
-
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "3 ['hi 2', 'hi 1'] ['https://example.com/a.png'] True UUID"
+    assert shell_on_new_database(tmp_path, script).strip() == (
+        "3 ['hi 2', 'hi 1'] ['https://example.com/a.png'] True UUID"
+    )

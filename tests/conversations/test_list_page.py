@@ -2,6 +2,7 @@
 (conversations.selectors.conversation_list_page), and it is the page the ORM query gives, in the same
 order, whatever the filters."""
 
+import dataclasses
 import itertools
 from datetime import timedelta
 
@@ -10,6 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from conversations import selectors
 from conversations.models import Conversation
 from conversations.selectors import InboxFilters, conversation_list, conversation_list_page
 from core.pagination import PageRequest
@@ -47,7 +49,7 @@ def inbox():
 def test_each_page_is_the_orm_querys_page_with_its_total(page):
     for filters in FILTERS:
         rows = conversation_list(filters)
-        items, total = conversation_list_page(filters, page)
+        items, total = conversation_list_page(filters=filters, page=page)
 
         assert [conversation.pk for conversation in items] == [
             conversation.pk for conversation in rows[page.offset : page.offset + page.limit]
@@ -58,7 +60,7 @@ def test_each_page_is_the_orm_querys_page_with_its_total(page):
 def test_the_conversations_are_read_as_the_orm_reads_them():
     ConversationFactory(last_message_preview="hello", message_count=3, unread_count=1, last_read_at=timezone.now())
 
-    [item], _ = conversation_list_page(InboxFilters(), PageRequest(page=1, limit=20))
+    [item], _ = conversation_list_page(filters=InboxFilters(), page=PageRequest(page=1, limit=20))
     [read] = Conversation.objects.all()
 
     fields = [field.attname for field in Conversation._meta.concrete_fields]
@@ -69,13 +71,13 @@ def test_the_conversations_are_read_as_the_orm_reads_them():
 @pytest.mark.usefixtures("inbox")
 def test_a_page_that_is_not_full_is_one_prepared_statement():
     with CaptureQueriesContext(connection) as queries:
-        items, total = conversation_list_page(InboxFilters(channel="sms"), PageRequest(page=1, limit=50))
+        items, total = conversation_list_page(filters=InboxFilters(channel="sms"), page=PageRequest(page=1, limit=50))
 
     assert len(queries) == 1
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
-            ["%FROM conversations_conversation WHERE channel = $1%LIMIT $2 OFFSET $3"],
+            ['%FROM "conversations_conversation" WHERE "channel" = $1%LIMIT $2 OFFSET $3'],
         )
         assert cursor.fetchone() == (1,)
     assert total == len(items) == Conversation.objects.filter(channel="sms", archived_at__isnull=True).count()
@@ -83,9 +85,25 @@ def test_a_page_that_is_not_full_is_one_prepared_statement():
 
 @pytest.mark.usefixtures("inbox")
 def test_a_participant_or_a_search_still_filters():
-    items, total = conversation_list_page(InboxFilters(participant="customer3@example.com"), PageRequest(1, 20))
+    items, total = conversation_list_page(
+        filters=InboxFilters(participant="customer3@example.com"), page=PageRequest(1, 20)
+    )
     assert [item.participant_a for item in items] == ["customer3@example.com"]
     assert total == 1
-    items, total = conversation_list_page(InboxFilters(q="customer9@example.com"), PageRequest(1, 20))
+    items, total = conversation_list_page(filters=InboxFilters(q="customer9@example.com"), page=PageRequest(1, 20))
     assert total == len(items)
     assert "customer9@example.com" in {item.participant_a for item in items}
+
+
+def test_a_filter_the_statement_does_not_write_out_goes_through_the_orm(monkeypatch):
+    """Every filter of InboxFilters is either written out by the prepared statement or sends the page
+    through conversation_list; a filter added later cannot be ignored by the statement."""
+    prepared = []
+    monkeypatch.setattr(selectors, "prepared_models", lambda *args: prepared.append(args) or [])
+    others = {field.name for field in dataclasses.fields(InboxFilters)} - selectors._PLAIN_FILTERS
+    assert others == {"participant", "q"}, "a new filter: decide whether the prepared statement writes it out"
+    for name, value in [("participant", "+12015550000"), ("q", "hello"), ("q", "   ")]:
+        conversation_list_page(filters=InboxFilters(**{name: value}), page=PageRequest(1, 20))
+    assert prepared == []
+    conversation_list_page(filters=InboxFilters(channel="sms", status="open", unread=True), page=PageRequest(1, 20))
+    assert len(prepared) == 1
