@@ -19,7 +19,7 @@ from conversations.addresses import (
 from conversations.models import Conversation, ConversationTally
 from conversations.search import conversation_search
 from core.ids import get_by_id
-from core.pagination import LazyCount, PageRequest, page_total
+from core.pagination import Countable, LazyCount, PageRequest, page_total
 from core.prepared import model_columns, prepared_cursor, prepared_models
 
 
@@ -78,16 +78,15 @@ def conversation_list_page(*, filters: InboxFilters, page: PageRequest) -> tuple
         for field in dataclasses.fields(filters)
         if field.name not in _PLAIN_FILTERS
     )
+    rows: Countable
     if others_set or connection.vendor != "postgresql":
-        queryset = conversation_list(filters)
+        rows = queryset = conversation_list(filters)
         items = list(queryset[page.offset : page.offset + page.limit])
-        return items, page_total(queryset, page, items, kept=lambda: conversation_list_total(filters))
-    conditions, params = _plain_conditions(filters)
-    items = prepared_models(Conversation, _plain_page_sql(conditions), [*params, page.limit, page.offset])
-    total = page_total(
-        LazyCount(lambda: conversation_list(filters)), page, items, kept=lambda: conversation_list_total(filters)
-    )
-    return items, total
+    else:
+        conditions, params = _plain_conditions(filters)
+        items = prepared_models(Conversation, _plain_page_sql(conditions), [*params, page.limit, page.offset])
+        rows = LazyCount(lambda: conversation_list(filters))
+    return items, page_total(rows, page, items, kept=lambda: conversation_list_total(filters))
 
 
 def _plain_conditions(filters: InboxFilters) -> tuple[tuple[str, ...], list[object]]:

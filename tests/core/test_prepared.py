@@ -1,6 +1,7 @@
 """core.prepared: the hot paths' statements are prepared on the connection, behave as Django's own cursors
 (errors, query logging, the health check before a request's first statement), and can be turned off."""
 
+import contextlib
 import json
 
 import pytest
@@ -91,29 +92,41 @@ def test_a_connection_the_server_dropped_is_replaced_before_a_prepared_statement
     assert new_pid != pid
 
 
-@postgresql_only
-@pytest.mark.django_db(transaction=True)
-def test_a_migration_changing_a_returned_column_type_does_not_break_the_statement():
+@contextlib.contextmanager
+def _table_whose_column_type_changes(table):
+    """A table (id, name varchar) for the block; the function it yields changes ``name`` to text from
+    another connection, as a migration run while the service serves would."""
     with connection.cursor() as cursor:
-        cursor.execute("CREATE TABLE prepared_shape (id int, name varchar(5))")
-        cursor.execute("INSERT INTO prepared_shape VALUES (1, 'one')")
-    try:
-        with prepared_cursor() as cursor:
-            cursor.execute("SELECT name FROM prepared_shape WHERE id = %s", [1])
-            assert cursor.fetchone() == ("one",)
+        cursor.execute(f"CREATE TABLE {table} (id int, name varchar(5))")
+        cursor.execute(f"INSERT INTO {table} VALUES (1, 'one')")
+
+    def change_type():
         other = connections.create_connection("default")
         try:
             with other.cursor() as cursor:
-                cursor.execute("ALTER TABLE prepared_shape ALTER COLUMN name TYPE text")
+                cursor.execute(f"ALTER TABLE {table} ALTER COLUMN name TYPE text")
         finally:
             other.close()
+
+    try:
+        yield change_type
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE {table}")
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_a_migration_changing_a_returned_column_type_does_not_break_the_statement():
+    with _table_whose_column_type_changes("prepared_shape") as change_type:
+        with prepared_cursor() as cursor:
+            cursor.execute("SELECT name FROM prepared_shape WHERE id = %s", [1])
+            assert cursor.fetchone() == ("one",)
+        change_type()
 
         with prepared_cursor() as cursor:
             cursor.execute("SELECT name FROM prepared_shape WHERE id = %s", [1])
             assert cursor.fetchone() == ("one",)
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("DROP TABLE prepared_shape")
 
 
 @postgresql_only
@@ -166,18 +179,10 @@ def test_a_changed_result_type_inside_a_transaction_is_a_moments_unavailability(
 
     from core.database import is_database_unavailable
 
-    with connection.cursor() as cursor:
-        cursor.execute("CREATE TABLE prepared_shape_tx (id int, name varchar(5))")
-        cursor.execute("INSERT INTO prepared_shape_tx VALUES (1, 'one')")
-    try:
+    with _table_whose_column_type_changes("prepared_shape_tx") as change_type:
         with prepared_cursor() as cursor:
             cursor.execute("SELECT name FROM prepared_shape_tx WHERE id = %s", [1])
-        other = connections.create_connection("default")
-        try:
-            with other.cursor() as cursor:
-                cursor.execute("ALTER TABLE prepared_shape_tx ALTER COLUMN name TYPE text")
-        finally:
-            other.close()
+        change_type()
 
         with pytest.raises(OperationalError) as raised, transaction.atomic(), prepared_cursor() as cursor:
             cursor.execute("SELECT name FROM prepared_shape_tx WHERE id = %s", [1])
@@ -186,14 +191,11 @@ def test_a_changed_result_type_inside_a_transaction_is_a_moments_unavailability(
         with transaction.atomic(), prepared_cursor() as cursor:  # the rollback made psycopg forget it
             cursor.execute("SELECT name FROM prepared_shape_tx WHERE id = %s", [1])
             assert cursor.fetchone() == ("one",)
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("DROP TABLE prepared_shape_tx")
 
 
 @postgresql_only
 def test_the_api_key_row_needs_no_converters():
-    """apikeys.services builds the key from the prepared statement's row without Django's converters."""
+    """The API key lookup, run on every request, spends nothing on converting its row."""
     from apikeys.models import ApiKey
 
     assert [field.name for field in ApiKey._meta.concrete_fields if field.get_db_converters(connection)] == []
