@@ -31,7 +31,8 @@ import psycopg
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.postgresql.psycopg_any import register_tzloader
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
-from django.db.models import Model
+from django.db.models import Model, signals
+from django.db.models.base import ModelState
 from psycopg.pq import Format
 
 M = TypeVar("M", bound=Model)
@@ -140,10 +141,11 @@ def prepared_models(model: type[M], sql: str, params: Sequence[Any]) -> list[M]:
     """The rows of ``sql``, a prepared statement selecting ``model_columns(model)``, as ``model``
     instances, the same the ORM would make of them: each column goes through the converters the ORM
     applies to that field (Django reads ``jsonb`` as text and decodes it in ``JSONField.from_db_value``,
-    for one), then ``Model.from_db``. On another database than PostgreSQL the statement runs on the
-    usual cursor and the same applies."""
+    for one), then builds the instance as ``Model.from_db`` does (``_builder``). On another database
+    than PostgreSQL the statement runs on the usual cursor and the same applies."""
     db = connections[DEFAULT_DB_ALIAS]
     names, converters = _row_plan(db, model)
+    build = _builder(model)
     with prepared_cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
@@ -157,8 +159,33 @@ def prepared_models(model: type[M], sql: str, params: Sequence[Any]) -> list[M]:
                     value = converter(value, expression, db)
                 values[index] = value
             row = values
-        instances.append(model.from_db(db.alias, names, row))
+        instances.append(build(db.alias, names, row))
     return instances
+
+
+def _builder(model: type[M]) -> Callable[[str, tuple[str, ...], Sequence[Any]], M]:
+    """``model.from_db`` for a row of every concrete field, without ``Model.__init__``'s per-field
+    argument handling when nothing can tell the difference: no pre_init or post_init receiver for the
+    model, and neither ``from_db`` nor ``__init__`` overridden. Otherwise ``from_db`` itself."""
+    if (
+        signals.pre_init.has_listeners(model)
+        or signals.post_init.has_listeners(model)
+        or model.from_db.__func__ is not Model.from_db.__func__  # type: ignore[attr-defined]
+        or model.__init__ is not Model.__init__
+    ):
+        return model.from_db
+
+    def build(alias: str, names: tuple[str, ...], row: Sequence[Any]) -> M:
+        instance = model.__new__(model)
+        state = ModelState()
+        state.adding = False
+        state.db = alias
+        data = instance.__dict__
+        data["_state"] = state
+        data.update(zip(names, row, strict=True))
+        return instance
+
+    return build
 
 
 def model_columns(model: type[Model]) -> str:

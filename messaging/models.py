@@ -102,10 +102,11 @@ class Message(models.Model):
         ]
         indexes = [
             models.Index(fields=["conversation", "timestamp", "id"], name="message_thread_idx"),
+            # The outbox claims in (next_attempt_at, id) order: read from the index, never sorted.
             models.Index(
-                fields=["next_attempt_at"],
+                fields=["next_attempt_at", "id"],
                 condition=models.Q(status="pending"),
-                name="message_outbox_due_idx",
+                name="message_outbox_claim_idx",
             ),
             models.Index(fields=["status", "-created_at"], name="message_status_idx"),
             # The back office lists and charts messages by their own time, newest first.

@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import threading
 import time
 from collections import Counter
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -43,6 +44,7 @@ from django.utils import timezone
 
 from core.logging import log_context
 from core.metrics import record_attempt
+from core.prepared import model_columns, prepared_models
 from messaging.models import Direction, Message, MessageStatus
 from messaging.services import (
     AttemptOutcome,
@@ -112,7 +114,11 @@ _ATTEMPT_LOST = {"code": "attempt_lost", "message": "The last attempt never reco
 
 def _claim_in_one_statement(*, now: datetime, limit: int, message_ids: list[int] | None) -> list[Message]:
     """The claim as one UPDATE ... RETURNING over a SKIP LOCKED sub-select: the same rows, locks and
-    writes as the three-statement transaction, in one round trip. Exhausted rows come back ``failed``."""
+    writes as the three-statement transaction, in one round trip. Exhausted rows come back ``failed``.
+
+    The batch is read in index order (``message_outbox_claim_idx``, no sort of every due row) and its
+    rows are updated by primary key (``= ANY(ARRAY(...))``: a join against the sub-select can be
+    planned as a scan of the whole table)."""
     table = Message._meta.db_table
     only_ids = " AND id = ANY(%s)" if message_ids is not None else ""
     used_up = "m.attempts - m.attempt_base >= %s"
@@ -132,8 +138,8 @@ def _claim_in_one_statement(*, now: datetime, limit: int, message_ids: list[int]
             leased_until = CASE WHEN {used_up} THEN NULL ELSE %s END,
             last_error = CASE WHEN {used_up} THEN %s::jsonb ELSE m.last_error END,
             updated_at = %s
-        FROM due WHERE m.id = due.id
-        RETURNING m.*
+        WHERE m.id = ANY(ARRAY(SELECT id FROM due))
+        RETURNING {model_columns(Message)}
     """
     maximum = settings.MAX_ATTEMPTS
     params: list[Any] = [Direction.OUTBOUND, MessageStatus.PENDING, now, now]
@@ -151,7 +157,7 @@ def _claim_in_one_statement(*, now: datetime, limit: int, message_ids: list[int]
         json.dumps(_ATTEMPT_LOST),
         now,
     ]
-    return list(Message.objects.raw(sql, params))
+    return prepared_models(Message, sql, params)
 
 
 def outbox_next_due_at() -> datetime | None:
@@ -216,14 +222,13 @@ class OutboxWorker:
 
     def run(self) -> WorkerReport:
         horizon = timezone.now() + timedelta(seconds=self.due_within)
-        in_flight: dict[Future, Message] = {}
-        with self._executor() as pool:
+        with _DeliveryPool(size=self.concurrency, call=self._call) as pool:
             try:
                 while not self.stopping:
                     _recycle_connection()
-                    free = self.concurrency - len(in_flight)
+                    free = self.concurrency - pool.in_flight
                     wanted = min(free, self.batch_size)
-                    if in_flight and wanted < self._claim_threshold:
+                    if pool.in_flight and wanted < self._claim_threshold:
                         wanted = 0
                     try:
                         claimed = outbox_claim(limit=wanted) if wanted else []
@@ -236,31 +241,27 @@ class OutboxWorker:
                         self._stopping.wait(_DATABASE_RETRY_SECONDS)
                         continue
                     for message in claimed:
-                        in_flight[pool.submit(self._call, message)] = message
+                        pool.submit(message)
                     if wanted and len(claimed) < wanted:
                         # Everything due now is taken.
-                        if self.once and not in_flight and not self._due_before(horizon):
+                        if self.once and not pool.in_flight and not self._due_before(horizon):
                             break
                         timeout = self._until_next_due()
+                    elif wanted and self.concurrency - pool.in_flight >= self._claim_threshold:
+                        timeout = 0.0  # a full batch and slots still free: claim again at once
                     else:
                         timeout = self.poll_interval  # slots busy: claim again when some free up
-                    if in_flight:
-                        done, _ = wait(in_flight, timeout=timeout, return_when=FIRST_COMPLETED)
-                        self._record(done, in_flight)
+                    if pool.in_flight:
+                        self._record(pool.finished(timeout=timeout))
                     else:
                         self._stopping.wait(timeout)
             finally:
-                if in_flight:
-                    logger.info("Outbox worker stopping: finishing %s delivery(ies) in flight", len(in_flight))
-                    done, _ = wait(in_flight)
-                    self._record(done, in_flight)
+                if pool.in_flight:
+                    logger.info("Outbox worker stopping: finishing %s delivery(ies) in flight", pool.in_flight)
+                    while pool.in_flight:
+                        self._record(pool.finished(timeout=None))
         _recycle_connection()
         return self.report
-
-    def _executor(self) -> Executor:
-        if self.concurrency == 1:
-            return _InlineExecutor()
-        return ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="outbox")
 
     def _due_before(self, horizon: datetime) -> bool:
         due_at = outbox_next_due_at()
@@ -281,27 +282,26 @@ class OutboxWorker:
         return max(0.01, min(self.poll_interval, (due_at - timezone.now()).total_seconds()))
 
     @staticmethod
-    def _call(message: Message) -> tuple[AttemptOutcome, float]:
+    def _call(message: Message) -> _Finished:
         """On a pool thread: the provider calls of one attempt (no database work)."""
         started = time.monotonic()
         # Every line logged during this attempt names the message and the attempt.
         with log_context(message_id=message.pk, attempt=message.attempts):
-            outcome = message_call_providers(message=message)
-        return outcome, started
-
-    def _record(self, done: set[Future], in_flight: dict[Future, Message]) -> None:
-        """On the main thread: the outcomes of finished calls, in one batch."""
-        attempts: list[tuple[Message, AttemptOutcome]] = []
-        started_at: dict[int, float] = {}
-        failed_calls: list[Message] = []
-        for future in done:
-            message = in_flight.pop(future)
             try:
-                outcome, started = future.result()
+                return message, message_call_providers(message=message), started
             except Exception:
                 logger.exception(
                     "Outbox delivery of message %s failed; it stays leased until it is retried", message.pk
                 )
+                return message, None, started
+
+    def _record(self, finished: list[_Finished]) -> None:
+        """On the main thread: the outcomes of finished calls, in one batch."""
+        attempts: list[tuple[Message, AttemptOutcome]] = []
+        started_at: dict[int, float] = {}
+        failed_calls: list[Message] = []
+        for message, outcome, started in finished:
+            if outcome is None:
                 failed_calls.append(message)
                 continue
             attempts.append((message, outcome))
@@ -361,16 +361,65 @@ def _recycle_connection() -> None:
         close_old_connections()
 
 
-class _InlineExecutor(Executor):
-    """``--concurrency 1``: deliver on the worker's own thread and connection."""
+#: A finished call: the message, its outcome (None when the call raised), when it started.
+_Finished = tuple[Message, AttemptOutcome | None, float]
 
-    def submit(self, fn, /, *args, **kwargs) -> Future:
-        future: Future = Future()
+
+class _DeliveryPool:
+    """Runs ``call`` on up to ``size`` threads, started as the calls in flight need them, fed and drained
+    through two C queues: no future, lock or condition per call, and the main thread takes everything
+    that finished in one go. ``size`` 1 (``--concurrency 1``) calls on the caller's thread and connection.
+    Only the main thread submits and collects (``in_flight`` is its count)."""
+
+    def __init__(self, *, size: int, call: Callable[[Message], _Finished]) -> None:
+        self._size = size
+        self._call = call
+        self._todo: queue.SimpleQueue[Message | None] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[_Finished] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self.in_flight = 0
+
+    def __enter__(self) -> _DeliveryPool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for _ in self._threads:
+            self._todo.put(None)
+        for thread in self._threads:
+            thread.join()
+
+    def submit(self, message: Message) -> None:
+        self.in_flight += 1
+        if self._size == 1:
+            self._done.put(self._call(message))
+            return
+        if len(self._threads) < min(self._size, self.in_flight):
+            thread = threading.Thread(target=self._work, name=f"outbox_{len(self._threads)}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        self._todo.put(message)
+
+    def finished(self, *, timeout: float | None) -> list[_Finished]:
+        """The calls finished so far, waiting up to ``timeout`` seconds (None: for ever) for the first."""
         try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as exc:
-            future.set_exception(exc)
-        return future
+            done = [self._done.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while True:
+            try:
+                done.append(self._done.get_nowait())
+            except queue.Empty:
+                break
+        self.in_flight -= len(done)
+        return done
+
+    def _work(self) -> None:
+        while (message := self._todo.get()) is not None:
+            try:
+                finished = self._call(message)
+            except BaseException:  # never leave a call uncounted: the main thread waits for each one
+                finished = (message, None, time.monotonic())
+            self._done.put(finished)
 
 
 def outbox_deliver_now(*, message_ids: list[int]) -> list[Message]:

@@ -417,28 +417,28 @@ def _apply_in_memory(message: Message, fields: Mapping[str, object]) -> None:
 
 
 def _record_successes(accepted: list[tuple[Message, AttemptOutcome]]) -> list[Message]:
-    """The accepted sends of a batch in one UPDATE ... FROM (VALUES ...), with the guard of
-    ``_record_success`` (still ``pending``). Returns the messages it updated."""
-    table = connection.ops.quote_name(Message._meta.db_table)
-    rows = []
-    params: list[Any] = []
+    """The accepted sends of a batch in one UPDATE ... FROM jsonb_to_recordset(the batch as one JSON
+    document), with the guard of ``_record_success`` (still ``pending``): one prepared statement
+    whatever the batch's size, and one parameter to send (text arrays would be escaped element by
+    element). Returns the messages it updated."""
+    rows: list[dict[str, object]] = []
     fields_of: dict[int, dict[str, object]] = {}
     for message, outcome in accepted:
         assert outcome.result is not None
         fields = _success_fields(message, outcome.result, outcome.accepted_by)
         fields_of[message.pk] = fields
-        rows.append("(%s, %s, %s, %s)")
-        params += [message.pk, fields["provider"], fields["provider_message_id"], json.dumps(fields["metadata"])]
+        rows.append(
+            {
+                "id": message.pk,
+                "provider": fields["provider"],
+                "provider_message_id": fields["provider_message_id"],
+                "metadata": fields["metadata"],
+            }
+        )
     now = timezone.now()
-    sql = (
-        f"UPDATE {table} AS m SET status = %s, provider = v.provider, provider_message_id = v.provider_message_id,"
-        " next_attempt_at = NULL, leased_until = NULL, last_error = NULL, metadata = v.metadata::jsonb,"
-        " updated_at = %s, first_outcome = CASE WHEN m.first_outcome = '' THEN %s ELSE m.first_outcome END"
-        f" FROM (VALUES {', '.join(rows)}) AS v(id, provider, provider_message_id, metadata)"
-        " WHERE m.id = v.id::bigint AND m.status = %s RETURNING m.id"
-    )
     with prepared_cursor() as cursor:
-        cursor.execute(sql, [MessageStatus.SENT, now, MessageStatus.SENT, *params, MessageStatus.PENDING])
+        params: list[Any] = [MessageStatus.SENT, now, MessageStatus.SENT, json.dumps(rows), MessageStatus.PENDING]
+        cursor.execute(_record_successes_sql(), params)
         updated = {row[0] for row in cursor.fetchall()}
     recorded = []
     for message, _ in accepted:
@@ -449,6 +449,18 @@ def _record_successes(accepted: list[tuple[Message, AttemptOutcome]]) -> list[Me
             logger.warning("Message %s left pending before its send result was recorded", message.pk)
             _refresh_if_reachable(message)
     return recorded
+
+
+@functools.cache
+def _record_successes_sql() -> str:
+    table = connection.ops.quote_name(Message._meta.db_table)
+    return (
+        f"UPDATE {table} AS m SET status = %s, provider = v.provider, provider_message_id = v.provider_message_id,"
+        " next_attempt_at = NULL, leased_until = NULL, last_error = NULL, metadata = v.metadata,"
+        " updated_at = %s, first_outcome = CASE WHEN m.first_outcome = '' THEN %s ELSE m.first_outcome END"
+        " FROM jsonb_to_recordset(%s::jsonb) AS v(id bigint, provider text, provider_message_id text, metadata jsonb)"
+        " WHERE m.id = v.id AND m.status = %s RETURNING m.id"
+    )
 
 
 def _delivery_candidates(message: Message) -> list[tuple[str, Provider]]:

@@ -15,6 +15,7 @@ claiming an orphan is a guarded UPDATE, so it is applied exactly once.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -644,15 +645,9 @@ def webhook_apply_orphans_many(*, assignments: list[ProviderIdAssignment]) -> in
     for assignment in assignments:
         canonical = provider_by_stored_name(assignment.provider).canonical_message_id(assignment.provider_message_id)
         by_key.setdefault((assignment.provider, canonical), []).append(assignment)
-    providers = {provider for provider, _ in by_key}
-    found = set(
-        WebhookEvent.objects.filter(
-            provider__in=providers,
-            kind=WebhookKind.STATUS,
-            outcome=WebhookOutcome.ORPHAN,
-            provider_message_id__in={canonical for _, canonical in by_key},
-        ).values_list("provider", "provider_message_id")
-    )
+    providers = sorted({provider for provider, _ in by_key})
+    canonicals = sorted({canonical for _, canonical in by_key})
+    found = _orphaned(providers=providers, provider_message_ids=canonicals)
     applied = 0
     for key in sorted(found & by_key.keys()):
         for assignment in by_key[key]:
@@ -662,6 +657,35 @@ def webhook_apply_orphans_many(*, assignments: list[ProviderIdAssignment]) -> in
                 message_id=assignment.message_id,
             )
     return applied
+
+
+def _orphaned(*, providers: list[str], provider_message_ids: list[str]) -> set[tuple[str, str]]:
+    """(provider, provider message id) pairs among these with an orphaned status event."""
+    if connection.vendor != "postgresql":
+        return set(
+            WebhookEvent.objects.filter(
+                provider__in=providers,
+                kind=WebhookKind.STATUS,
+                outcome=WebhookOutcome.ORPHAN,
+                provider_message_id__in=provider_message_ids,
+            ).values_list("provider", "provider_message_id")
+        )
+    with prepared_cursor() as cursor:
+        cursor.execute(_orphans_of_sql(), [providers, provider_message_ids])
+        return {(provider, provider_message_id) for provider, provider_message_id in cursor.fetchall()}
+
+
+@functools.cache
+def _orphans_of_sql() -> str:
+    """The orphaned status events of some providers' message ids: one prepared statement for any
+    batch. The kind and outcome are written into the text, so that even a generic plan can use the
+    partial ``webhook_event_orphan_idx``."""
+    quote = connection.ops.quote_name
+    return (
+        f"SELECT provider, provider_message_id FROM {quote(WebhookEvent._meta.db_table)}"
+        f" WHERE kind = '{WebhookKind.STATUS.value}' AND outcome = '{WebhookOutcome.ORPHAN.value}'"
+        " AND provider = ANY(%s::text[]) AND provider_message_id = ANY(%s::text[])"
+    )
 
 
 # Replay -------------------------------------------------------------------------------------------

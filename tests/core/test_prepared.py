@@ -228,6 +228,36 @@ def test_prepared_models_are_the_instances_the_orm_makes():
     assert not made[0]._state.adding
     assert made[0]._state.db == "default"
     assert prepared_models(Message, sql, [0]) == []
+    assert made[0].__dict__.keys() == read[0].__dict__.keys(), "no attribute more or less than __init__ sets"
+    made[0].save(update_fields=["body"])  # an instance the ORM can write back
+    assert made[0].conversation == stored.conversation
+
+
+def test_prepared_models_go_through_init_when_a_receiver_listens_for_it():
+    """Instances are built without ``Model.__init__`` only while nothing could tell: a pre_init or
+    post_init receiver for the model gets its signal."""
+    from django.db.models.signals import post_init
+
+    from core.prepared import model_columns, prepared_models
+    from messaging.models import Message
+    from tests.factories import MessageFactory
+
+    stored = MessageFactory()
+    seen = []
+
+    def receiver(sender, instance, **kwargs):
+        seen.append(instance.pk)
+
+    post_init.connect(receiver, sender=Message)
+    try:
+        [made] = prepared_models(
+            Message, f"SELECT {model_columns(Message)} FROM messaging_message WHERE id = %s", [stored.pk]
+        )
+    finally:
+        post_init.disconnect(receiver, sender=Message)
+
+    assert seen == [stored.pk]
+    assert made.pk == stored.pk
 
 
 @postgresql_only

@@ -7,6 +7,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from messaging import outbox
 from messaging.models import Message
 from messaging.outbox import OutboxWorker, outbox_claim
 from messaging.services import message_call_providers, message_record_attempts
@@ -126,3 +127,73 @@ def test_a_worker_keeps_many_calls_in_flight_on_threads_without_database_connect
     assert report.attempted == 12
     assert set(Message.objects.values_list("status", flat=True)) == {"sent"}
     assert threads_with_connections == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_after_a_full_batch_the_worker_claims_again_at_once_while_slots_are_free(monkeypatch):
+    """A batch smaller than the free slots: the next claim does not wait for a call to finish (with
+    slow providers that would leave slots idle for a whole provider round trip each time)."""
+    OutboxMessageFactory.create_batch(12)
+    in_flight = 0
+    peak = 0
+    lock = threading.Lock()
+    release = threading.Event()
+    original = TwilioProvider.send
+
+    def held_send(self, message):
+        nonlocal in_flight, peak
+        with lock:
+            in_flight += 1
+            peak = max(peak, in_flight)
+            if peak == 12:
+                release.set()
+        release.wait(timeout=5)
+        with lock:
+            in_flight -= 1
+        return original(self, message)
+
+    monkeypatch.setattr(TwilioProvider, "send", held_send)
+
+    report = OutboxWorker(concurrency=16, batch_size=4, once=True, poll_interval=30).run()
+
+    assert peak == 12, "three batches of four claimed before any call finished"
+    assert report.attempted == 12
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("exception", [RuntimeError, KeyboardInterrupt])
+def test_a_call_that_raises_leaves_its_message_leased_and_the_worker_finishes(monkeypatch, caplog, exception):
+    """Nothing is recorded for it (its lease runs out and it is tried again), the other messages are
+    sent, and the worker does not wait for ever for the call that never returned an outcome."""
+    broken, *fine = OutboxMessageFactory.create_batch(3)
+    original = outbox.message_call_providers
+
+    def call(*, message):
+        if message.pk == broken.pk:
+            raise exception("adapter bug")
+        return original(message=message)
+
+    monkeypatch.setattr(outbox, "message_call_providers", call)
+
+    report = OutboxWorker(concurrency=4, once=True, poll_interval=0.05).run()
+
+    assert report.outcomes == {"sent": 2, "error": 1}
+    broken.refresh_from_db()
+    assert broken.status == "pending"
+    assert broken.leased_until is not None
+    assert set(Message.objects.filter(pk__in=[m.pk for m in fine]).values_list("status", flat=True)) == {"sent"}
+
+
+def test_batches_of_any_size_are_recorded_by_one_statement_text():
+    """One prepared statement for every batch size (a statement per size would be parsed and planned
+    again, and crowd the connection's prepared statements out)."""
+    OutboxMessageFactory.create_batch(5)
+    for size in (2, 3):
+        claimed = outbox_claim(limit=size)
+        message_record_attempts(attempts=[(message, message_call_providers(message=message)) for message in claimed])
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements WHERE statement LIKE 'UPDATE%%AS m SET status%%'")
+        recorded_by = [row[0] for row in cursor.fetchall()]
+    assert len(recorded_by) == 1
+    assert Message.objects.filter(status="sent").count() == 5

@@ -387,7 +387,7 @@ def test_an_inline_send_records_its_acceptance_in_the_one_statement_update(api):
     assert response.status_code == 201
     updates = [query["sql"] for query in queries if query["sql"].startswith("UPDATE")]
     assert len(updates) == 1
-    assert "FROM (VALUES" in updates[0]  # messaging.services._record_successes, not an ORM UPDATE
+    assert "FROM jsonb_to_recordset(" in updates[0]  # messaging.services._record_successes, not an ORM UPDATE
     message = Message.objects.get(pk=response.json()["id"])
     assert (message.status, message.first_outcome) == ("sent", "sent")
     assert message.provider_message_id == response.json()["provider_message_id"]
