@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import socket
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import redis
 
-from core.redis_cache import RedisCache
+from core.redis_cache import LuaScript, RedisCache, _lean_connections
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
@@ -48,3 +51,113 @@ def test_it_stores_and_reads_as_django_backend_does(cache):
     cache.set("counter", 0, 60)
     assert cache.incr("counter") == 1
     assert cache.get_many(["token", "counter", "missing"]) == {"token": {"id": "SM1"}, "counter": 1}
+
+
+# LuaScript and its lean connections -------------------------------------------------------------
+
+INCREMENT = LuaScript(
+    """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return count
+"""
+)
+FAILING = LuaScript("return redis.error_reply('ERR no way')")
+
+
+@pytest.fixture
+def key():
+    name = f"lua-test-{uuid.uuid4().hex}"
+    yield name
+    redis.Redis.from_url(REDIS_URL).delete(name)
+
+
+def pool_of(url: str, **options):
+    return redis.BlockingConnectionPool.from_url(url, **options)
+
+
+def test_a_script_runs_on_lean_connections_in_the_pool_s_database(key):
+    pool = pool_of(REDIS_URL, max_connections=5, timeout=1)
+    client = redis.Redis(connection_pool=pool)
+
+    assert [INCREMENT(client, keys=[key], args=[60]) for _ in range(3)] == [1, 2, 3]
+
+    assert _lean_connections(pool) is not None
+    assert int(client.get(key)) == 3  # the database of the URL, as redis-py's own commands see it
+    assert 0 < client.ttl(key) <= 60
+
+
+def test_a_script_emptied_from_redis_s_cache_is_sent_again(key):
+    client = redis.Redis(connection_pool=pool_of(REDIS_URL))
+    INCREMENT(client, keys=[key], args=[60])
+    client.script_flush()  # as after a restart
+
+    assert INCREMENT(client, keys=[key], args=[60]) == 2
+    assert client.script_exists(INCREMENT.sha) == [True]
+
+
+def test_an_error_reply_is_redis_py_s_response_error():
+    client = redis.Redis(connection_pool=pool_of(REDIS_URL))
+
+    with pytest.raises(redis.exceptions.ResponseError, match="no way"):
+        FAILING(client, keys=[], args=[])
+
+
+def test_connections_the_server_closed_are_replaced_before_use(key):
+    pool = pool_of(REDIS_URL)
+    client = redis.Redis(connection_pool=pool)
+    INCREMENT(client, keys=[key], args=[60])
+    lean = _lean_connections(pool)
+    assert lean is not None
+    assert lean._count == 1
+    idle = lean._idle.get_nowait()
+    lean._idle.put(idle)
+    client.client_kill("{}:{}".format(*idle.sock.getsockname()))  # as a restart or a timeout would
+
+    assert INCREMENT(client, keys=[key], args=[60]) == 2  # not an error
+    assert lean._count == 1
+
+
+def test_an_unreachable_server_is_redis_py_s_connection_error():
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    client = redis.Redis(connection_pool=pool_of(f"redis://127.0.0.1:{port}/0", socket_connect_timeout=0.5))
+
+    with pytest.raises(redis.exceptions.ConnectionError):
+        INCREMENT(client, keys=["any"], args=[60])
+    assert _lean_connections(client.connection_pool)._count == 0  # the failed connection is not counted
+
+
+def test_threads_share_at_most_the_pool_s_number_of_connections(key):
+    pool = pool_of(REDIS_URL, max_connections=3, timeout=5)
+    client = redis.Redis(connection_pool=pool)
+    lean = _lean_connections(pool)
+    opened = []
+    connect = lean._connect
+    lean._connect = lambda: opened.append(1) or connect()
+
+    with ThreadPoolExecutor(max_workers=16) as threads:
+        counts = list(threads.map(lambda _: INCREMENT(client, keys=[key], args=[60]), range(400)))
+
+    assert sorted(counts) == list(range(1, 401))
+    assert 1 <= len(opened) <= 3
+
+
+def test_a_forked_child_opens_its_own_connections(key):
+    pool = pool_of(REDIS_URL)
+    client = redis.Redis(connection_pool=pool)
+    INCREMENT(client, keys=[key], args=[60])
+    lean = _lean_connections(pool)
+    parents = lean._idle
+    lean._pid = -1  # as a child process sees the parent's pid
+
+    assert INCREMENT(client, keys=[key], args=[60]) == 2
+    assert lean._idle is not parents
+    assert lean._pid == os.getpid()
+
+
+def test_other_connection_kinds_keep_redis_py_s_client():
+    tls = redis.ConnectionPool.from_url("rediss://127.0.0.1:6379/0")
+
+    assert _lean_connections(tls) is None

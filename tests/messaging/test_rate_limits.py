@@ -26,6 +26,7 @@ from django.test import RequestFactory
 from apikeys.services import api_key_create
 from config.env import Env
 from conversations.models import Conversation
+from core.redis_cache import _LeanConnection
 from messaging import ratelimits
 from messaging.models import Message
 from tests import payloads
@@ -369,6 +370,12 @@ def test_a_send_is_counted_in_one_round_trip_on_django_ratelimit_s_own_counter(s
         redis.Redis,
         "execute_command",
         lambda self, *args, **kw: commands.append(args[0]) or original_command(self, *args, **kw),
+    )
+    original_lean = _LeanConnection.call
+    monkeypatch.setattr(
+        _LeanConnection,
+        "call",
+        lambda self, *args: commands.append(args[0]) or original_lean(self, *args),
     )
     monkeypatch.setattr(redis.client.Pipeline, "execute", lambda self, *args, **kw: pipelines.append(self))
 

@@ -6,6 +6,7 @@ import pytest
 import redis
 from django.core.cache import caches
 
+from core.redis_cache import _LeanConnection
 from providers.base import ForcedError, OutboundMessage, ProviderError, ProviderTimeout
 from providers.segments import sms_segments
 from providers.sendgrid import SendGridProvider as MockSendGridProvider
@@ -156,6 +157,10 @@ class TestLedgerInRedis:
             return original(client, *args, **options)
 
         monkeypatch.setattr(redis.Redis, "execute_command", recording)
+        lean = _LeanConnection.call  # the scripts' own connections (core/redis_cache.py)
+        monkeypatch.setattr(
+            _LeanConnection, "call", lambda self, *args: sent.append(str(args[0]).upper()) or lean(self, *args)
+        )
         return sent
 
     def test_a_first_send_is_remembered_and_counted_in_one_command(self, redis_ledger, commands):
