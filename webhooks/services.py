@@ -15,7 +15,6 @@ claiming an orphan is a guarded UPDATE, so it is applied exactly once.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -671,21 +670,16 @@ def _orphaned(*, providers: list[str], provider_message_ids: list[str]) -> set[t
             ).values_list("provider", "provider_message_id")
         )
     with prepared_cursor() as cursor:
-        cursor.execute(_orphans_of_sql(), [providers, provider_message_ids])
+        cursor.execute(_ORPHANS_AMONG, [providers, provider_message_ids])
         return {(provider, provider_message_id) for provider, provider_message_id in cursor.fetchall()}
 
 
-@functools.cache
-def _orphans_of_sql() -> str:
-    """The orphaned status events of some providers' message ids: one prepared statement for any
-    batch. The kind and outcome are written into the text, so that even a generic plan can use the
-    partial ``webhook_event_orphan_idx``."""
-    quote = connection.ops.quote_name
-    return (
-        f"SELECT provider, provider_message_id FROM {quote(WebhookEvent._meta.db_table)}"
-        f" WHERE kind = '{WebhookKind.STATUS.value}' AND outcome = '{WebhookOutcome.ORPHAN.value}'"
-        " AND provider = ANY(%s::text[]) AND provider_message_id = ANY(%s::text[])"
-    )
+#: The orphaned status events among a batch's provider ids: one prepared statement for any batch, with
+#: the outcome and kind written in as in ``_ORPHAN_EXISTS``.
+_ORPHANS_AMONG = (
+    f"SELECT provider, provider_message_id FROM {WebhookEvent._meta.db_table} WHERE outcome = '{WebhookOutcome.ORPHAN}'"
+    f" AND kind = '{WebhookKind.STATUS}' AND provider = ANY(%s::text[]) AND provider_message_id = ANY(%s::text[])"
+)
 
 
 # Replay -------------------------------------------------------------------------------------------
