@@ -31,6 +31,7 @@ import hiredis
 import redis
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.cache.backends.redis import RedisCacheClient as DjangoRedisCacheClient
+from redis._parsers.base import BaseParser
 
 _shared: dict[tuple, tuple[Any, Any]] = {}  # (pool class, server, options) -> (pool, client)
 _lock = threading.Lock()
@@ -95,18 +96,44 @@ class LuaScript:
 
 _lean: dict[Any, _LeanConnections | None] = {}
 
+#: Connection settings the lean connections apply. Any other (a credential provider, a client name,
+#: keepalive, health checks, RESP3, TLS...) keeps the pool on redis-py. The rest are redis-py's own
+#: bookkeeping, which a lean connection has no use for.
+_LEAN_SETTINGS = frozenset(
+    {"host", "port", "db", "username", "password", "path", "socket_timeout", "socket_connect_timeout"}
+)
+_REDIS_PY_BOOKKEEPING = frozenset(
+    {
+        "himport_registry",
+        "maint_notifications_pool_handler",
+        "maint_notifications_config",
+        "orig_host_address",
+        "orig_socket_timeout",
+        "orig_socket_connect_timeout",
+    }
+)
+
 
 def _lean_connections(pool: Any) -> _LeanConnections | None:
-    """The lean connections to ``pool``'s server (one set per redis-py pool), or None when its
-    connections are of a kind they cannot make."""
+    """The lean connections to ``pool``'s server (one set per redis-py pool), or None when they could
+    not honour everything the pool was configured with: then redis-py's client runs the script."""
     try:
         return _lean[pool]
     except KeyError:
         with _lock:
             if pool not in _lean:
-                kinds = (redis.connection.Connection, redis.connection.UnixDomainSocketConnection)
-                _lean[pool] = _LeanConnections(pool) if pool.connection_class in kinds else None
+                _lean[pool] = _LeanConnections(pool) if _lean_can_serve(pool) else None
             return _lean[pool]
+
+
+def _lean_can_serve(pool: Any) -> bool:
+    set_options = {name for name, value in pool.connection_kwargs.items() if value is not None}
+    return (
+        isinstance(pool, redis.BlockingConnectionPool)  # a bounded pool, waiting for a free connection
+        and pool.max_connections <= 10_000
+        and pool.connection_class in (redis.connection.Connection, redis.connection.UnixDomainSocketConnection)
+        and set_options <= _LEAN_SETTINGS | _REDIS_PY_BOOKKEEPING
+    )
 
 
 class _LeanConnection:
@@ -143,38 +170,40 @@ class _LeanConnection:
 
 
 class _LeanConnections:
-    """At most ``max_connections`` raw connections to one server (the redis-py pool's limit, its
-    address, database, credentials and timeouts), idle ones kept in a C queue. A thread finding them all
-    taken waits up to the pool's ``timeout`` as redis-py's BlockingConnectionPool does. A connection
-    that fails is closed, and so are the idle ones (a restarted server has dropped them all); an idle
-    one the server closed is replaced before use. Fresh after a fork. Errors are redis-py's exceptions,
-    so callers handle them as before."""
+    """At most ``max_connections`` raw connections to one server, with the redis-py pool's address,
+    database, credentials and timeouts. Like redis-py's BlockingConnectionPool, a queue holds one item
+    per allowed connection: an idle connection, or None for a connection not open yet (opened by the
+    thread that takes it). A thread finding the queue empty waits up to the pool's ``timeout``; a
+    connection closed on an error gives its place back as None, which wakes a waiting thread. A
+    connection that fails is closed with every idle one (a restarted server has dropped them all); an
+    idle one the server closed is replaced before use. Fresh after a fork. Errors are redis-py's
+    exceptions, so callers handle them as before."""
 
     def __init__(self, pool: Any) -> None:
         options = pool.connection_kwargs
         self._path = options.get("path")
-        self._address = (options.get("host", "localhost"), int(options.get("port", 6379)))
+        self._address = (options.get("host") or "localhost", int(options.get("port") or 6379))
         self._db = int(options.get("db") or 0)
         self._username = options.get("username")
         self._password = options.get("password")
         self._timeout = options.get("socket_timeout")
         self._connect_timeout = options.get("socket_connect_timeout") or self._timeout
-        self._max = int(getattr(pool, "max_connections", None) or 2**31)
-        self._wait = getattr(pool, "timeout", None)
-        self._guard = threading.Lock()
+        self._size = int(pool.max_connections)
+        self._wait = pool.timeout
         self._reset()
 
     def _reset(self) -> None:
         self._pid = os.getpid()
-        self._idle: queue.SimpleQueue[_LeanConnection] = queue.SimpleQueue()
-        self._count = 0
+        self._slots: queue.LifoQueue[_LeanConnection | None] = queue.LifoQueue()
+        for _ in range(self._size):
+            self._slots.put(None)
 
     def run_script(self, script: LuaScript, keys_and_args: list[Any], key_count: int) -> Any:
         reply = self.call("EVALSHA", script.sha, key_count, *keys_and_args)
         if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
             reply = self.call("EVAL", script.source, key_count, *keys_and_args)
         if isinstance(reply, hiredis.ReplyError):
-            raise redis.exceptions.ResponseError(str(reply))
+            raise BaseParser.parse_error(str(reply))  # ResponseError, or its subclass for LOADING, READONLY...
         return reply
 
     def call(self, *args: Any) -> Any:
@@ -182,53 +211,55 @@ class _LeanConnections:
         try:
             reply = connection.call(*args)
         except TimeoutError as exc:
-            self._discard(connection)
+            self._give_back(None, connection)
             raise redis.exceptions.TimeoutError(f"Timeout reading from Redis: {exc}") from exc
         except (OSError, hiredis.ProtocolError) as exc:
-            self._discard(connection, everyone=True)
+            self._give_back(None, connection, everyone=True)
             raise redis.exceptions.ConnectionError(f"Error talking to Redis: {exc}") from exc
-        self._idle.put(connection)
+        except TypeError as exc:  # an argument hiredis cannot send (redis-py says DataError)
+            self._give_back(None, connection)
+            raise redis.exceptions.DataError(str(exc)) from exc
+        except BaseException:
+            self._give_back(None, connection)  # the reply may still be on its way: never reuse it
+            raise
+        self._give_back(connection)
         return reply
 
     def _take(self) -> _LeanConnection:
         if self._pid != os.getpid():
-            with self._guard:
+            with _lock:
                 if self._pid != os.getpid():
                     self._reset()  # the parent's sockets stay the parent's
-        while True:
-            try:
-                connection = self._idle.get_nowait()
-            except queue.Empty:
-                break
-            if not connection.closed_by_server():
-                return connection
-            self._discard(connection)
-        with self._guard:
-            create = self._count < self._max
-            if create:
-                self._count += 1
-        if create:
-            try:
-                return self._connect()
-            except BaseException:
-                with self._guard:
-                    self._count -= 1
-                raise
         try:
-            return self._idle.get(timeout=self._wait)
+            connection = self._slots.get(timeout=self._wait)
         except queue.Empty:
             raise redis.exceptions.ConnectionError("No connection available.") from None
+        if connection is not None and connection.closed_by_server():
+            connection.close()
+            connection = None
+        if connection is None:
+            try:
+                connection = self._connect()
+            except BaseException:
+                self._slots.put(None)
+                raise
+        return connection
 
-    def _discard(self, connection: _LeanConnection, *, everyone: bool = False) -> None:
-        dropped = [connection]
+    def _give_back(
+        self, connection: _LeanConnection | None, closed: _LeanConnection | None = None, *, everyone: bool = False
+    ) -> None:
+        if closed is not None:
+            closed.close()
         if everyone:
+            idle = []
             with contextlib.suppress(queue.Empty):
                 while True:
-                    dropped.append(self._idle.get_nowait())
-        for each in dropped:
-            each.close()
-        with self._guard:
-            self._count -= len(dropped)
+                    idle.append(self._slots.get_nowait())
+            for each in idle:
+                if each is not None:
+                    each.close()
+                self._slots.put(None)
+        self._slots.put(connection)
 
     def _connect(self) -> _LeanConnection:
         try:
@@ -265,7 +296,7 @@ class _LeanConnections:
     @staticmethod
     def _expect_ok(reply: Any) -> None:
         if isinstance(reply, hiredis.ReplyError):
-            raise redis.exceptions.AuthenticationError(str(reply))
+            raise BaseParser.parse_error(str(reply))
 
 
 class RedisCache(DjangoRedisCache):

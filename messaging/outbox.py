@@ -13,8 +13,8 @@ Throughput (docs/PERFORMANCE.md): the main thread claims (one statement per batc
 UPDATE for a batch's accepted sends, one orphan lookup); the delivery threads only call providers. Per
 message a call costs the provider's round trip plus, in mock mode, one Redis round trip (the mock's
 script remembering the token and counting the send): the circuit breaker's clean reads are trusted for
-a moment per process (providers/breaker.py), and the process's threads share one Redis connection pool
-and client (core/redis_cache.py).
+a moment per process (providers/breaker.py), and the process's threads share its Redis connections
+(core/redis_cache.py; the scripts run on lean connections of their own).
 
 Logging: one INFO line per recorded batch (its outcomes and slowest call), one per failed or skipped
 attempt (from the services, with the message id and attempt); the line per attempt is at DEBUG.
@@ -118,14 +118,15 @@ def _claim_in_one_statement(*, now: datetime, limit: int, message_ids: list[int]
 
     The batch is read in index order (``message_outbox_claim_idx``, no sort of every due row) and its
     rows are updated by primary key (``= ANY(ARRAY(...))``: a join against the sub-select can be
-    planned as a scan of the whole table)."""
+    planned as a scan of the whole table). The direction and status are written into the text, so
+    that a generic plan of the prepared statement can use that partial index too."""
     table = Message._meta.db_table
     only_ids = " AND id = ANY(%s)" if message_ids is not None else ""
     used_up = "m.attempts - m.attempt_base >= %s"
     sql = f"""
         WITH due AS (
             SELECT id FROM {table}
-            WHERE direction = %s AND status = %s AND next_attempt_at <= %s
+            WHERE direction = '{Direction.OUTBOUND}' AND status = '{MessageStatus.PENDING}' AND next_attempt_at <= %s
               AND (leased_until IS NULL OR leased_until <= %s){only_ids}
             ORDER BY next_attempt_at, id
             LIMIT %s
@@ -142,7 +143,7 @@ def _claim_in_one_statement(*, now: datetime, limit: int, message_ids: list[int]
         RETURNING {model_columns(Message)}
     """
     maximum = settings.MAX_ATTEMPTS
-    params: list[Any] = [Direction.OUTBOUND, MessageStatus.PENDING, now, now]
+    params: list[Any] = [now, now]
     if message_ids is not None:
         params.append(list(message_ids))
     params += [
@@ -389,15 +390,21 @@ class _DeliveryPool:
             thread.join()
 
     def submit(self, message: Message) -> None:
-        self.in_flight += 1
         if self._size == 1:
-            self._done.put(self._call(message))
-            return
-        if len(self._threads) < min(self._size, self.in_flight):
-            thread = threading.Thread(target=self._work, name=f"outbox_{len(self._threads)}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
-        self._todo.put(message)
+            self._done.put(self._run(message))
+        else:
+            if len(self._threads) < min(self._size, self.in_flight + 1):
+                thread = threading.Thread(target=self._work, name=f"outbox_{len(self._threads)}", daemon=True)
+                try:
+                    thread.start()
+                except RuntimeError:  # "can't start new thread": the threads already running serve it
+                    if not self._threads:
+                        raise
+                    logger.warning("Outbox: could not start delivery thread %s", len(self._threads), exc_info=True)
+                else:
+                    self._threads.append(thread)
+            self._todo.put(message)
+        self.in_flight += 1  # counted once it is sure to be collected
 
     def finished(self, *, timeout: float | None) -> list[_Finished]:
         """The calls finished so far, waiting up to ``timeout`` seconds (None: for ever) for the first."""
@@ -415,11 +422,14 @@ class _DeliveryPool:
 
     def _work(self) -> None:
         while (message := self._todo.get()) is not None:
-            try:
-                finished = self._call(message)
-            except BaseException:  # never leave a call uncounted: the main thread waits for each one
-                finished = (message, None, time.monotonic())
-            self._done.put(finished)
+            self._done.put(self._run(message))
+
+    def _run(self, message: Message) -> _Finished:
+        try:
+            return self._call(message)
+        except BaseException:  # never leave a call uncounted: the main thread waits for each one
+            logger.exception("Outbox delivery of message %s ended abruptly; it stays leased", message.pk)
+            return message, None, time.monotonic()
 
 
 def outbox_deliver_now(*, message_ids: list[int]) -> list[Message]:

@@ -188,8 +188,9 @@ return count
 def _count_in_redis(counter: RedisCache, *, channel: str, key: str, rate: tuple[int, int]) -> dict:
     """django-ratelimit's ``get_usage(increment=True)`` (the same counter key, window and answer) in
     one round trip instead of up to three (SET NX, EXISTS, INCRBY): a Lua script that increments the
-    counter and, when that created it, sets its expiry. Sent by its SHA1 (redis-py loads it on first
-    use); cheaper for the client than a MULTI/EXEC of the same two commands."""
+    counter and, when that created it, sets its expiry. Sent by its SHA1 (``core.redis_cache.LuaScript``
+    sends its source when Redis does not know it); cheaper for the client than a MULTI/EXEC of the same
+    two commands."""
     limit, period = rate
     window = ratelimit_core._get_window(key, period)
     cache_key = counter.make_and_validate_key(

@@ -233,10 +233,11 @@ def test_prepared_models_are_the_instances_the_orm_makes():
     assert made[0].conversation == stored.conversation
 
 
-def test_prepared_models_go_through_init_when_a_receiver_listens_for_it():
+@pytest.mark.parametrize("signal_name", ["pre_init", "post_init"])
+def test_prepared_models_go_through_init_when_a_receiver_listens_for_it(signal_name):
     """Instances are built without ``Model.__init__`` only while nothing could tell: a pre_init or
     post_init receiver for the model gets its signal."""
-    from django.db.models.signals import post_init
+    from django.db.models import signals
 
     from core.prepared import model_columns, prepared_models
     from messaging.models import Message
@@ -245,18 +246,19 @@ def test_prepared_models_go_through_init_when_a_receiver_listens_for_it():
     stored = MessageFactory()
     seen = []
 
-    def receiver(sender, instance, **kwargs):
-        seen.append(instance.pk)
+    def receiver(sender, **kwargs):
+        seen.append(sender)
 
-    post_init.connect(receiver, sender=Message)
+    signal = getattr(signals, signal_name)
+    signal.connect(receiver, sender=Message)
     try:
         [made] = prepared_models(
             Message, f"SELECT {model_columns(Message)} FROM messaging_message WHERE id = %s", [stored.pk]
         )
     finally:
-        post_init.disconnect(receiver, sender=Message)
+        signal.disconnect(receiver, sender=Message)
 
-    assert seen == [stored.pk]
+    assert seen == [Message]
     assert made.pk == stored.pk
 
 

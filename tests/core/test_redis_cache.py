@@ -104,29 +104,49 @@ def test_an_error_reply_is_redis_py_s_response_error():
 
 
 def test_connections_the_server_closed_are_replaced_before_use(key):
-    pool = pool_of(REDIS_URL)
+    pool = pool_of(REDIS_URL, max_connections=3, timeout=1)
     client = redis.Redis(connection_pool=pool)
     INCREMENT(client, keys=[key], args=[60])
     lean = _lean_connections(pool)
     assert lean is not None
-    assert lean._count == 1
-    idle = lean._idle.get_nowait()
-    lean._idle.put(idle)
+    idle = lean._slots.get_nowait()  # the connection just used, on top
+    lean._slots.put(idle)
     client.client_kill("{}:{}".format(*idle.sock.getsockname()))  # as a restart or a timeout would
 
     assert INCREMENT(client, keys=[key], args=[60]) == 2  # not an error
-    assert lean._count == 1
+    assert lean._slots.qsize() == 3
 
 
-def test_an_unreachable_server_is_redis_py_s_connection_error():
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
-    client = redis.Redis(connection_pool=pool_of(f"redis://127.0.0.1:{port}/0", socket_connect_timeout=0.5))
+def test_an_unreachable_server_is_redis_py_s_connection_error_and_its_slot_is_kept():
+    client = redis.Redis(connection_pool=pool_of(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5))
 
     with pytest.raises(redis.exceptions.ConnectionError):
         INCREMENT(client, keys=["any"], args=[60])
-    assert _lean_connections(client.connection_pool)._count == 0  # the failed connection is not counted
+    slots = _lean_connections(client.connection_pool)._slots
+    assert slots.qsize() == client.connection_pool.max_connections  # the failed connection's place is free again
+
+
+def test_a_thread_waiting_for_a_connection_gets_the_place_of_one_closed_on_a_timeout():
+    """A server that accepts and never answers: the first call times out and its connection is closed;
+    the thread waiting for the pool's only connection takes its place at once (and times out in turn),
+    instead of waiting out the pool's timeout for a connection that will never be given back."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+        client = redis.Redis(connection_pool=pool_of(url, max_connections=1, timeout=30, socket_timeout=0.3))
+
+        def call(_):
+            try:
+                INCREMENT(client, keys=["any"], args=[60])
+            except redis.exceptions.RedisError as exc:
+                return type(exc)
+
+        with ThreadPoolExecutor(max_workers=2) as threads:
+            errors = list(threads.map(call, range(2)))
+
+    assert errors == [redis.exceptions.TimeoutError, redis.exceptions.TimeoutError]
+    assert _lean_connections(client.connection_pool)._slots.qsize() == 1
 
 
 def test_threads_share_at_most_the_pool_s_number_of_connections(key):
@@ -144,20 +164,53 @@ def test_threads_share_at_most_the_pool_s_number_of_connections(key):
     assert 1 <= len(opened) <= 3
 
 
-def test_a_forked_child_opens_its_own_connections(key):
-    pool = pool_of(REDIS_URL)
+def test_an_argument_hiredis_cannot_send_is_a_data_error_and_frees_the_connection(key):
+    pool = pool_of(REDIS_URL, max_connections=1, timeout=1)
     client = redis.Redis(connection_pool=pool)
+
+    with pytest.raises(redis.exceptions.DataError):
+        INCREMENT(client, keys=[key], args=[None])
+    assert INCREMENT(client, keys=[key], args=[60]) == 1  # the only connection is usable again
+
+
+def test_a_forked_child_opens_its_own_connections(key):
+    client = redis.Redis(connection_pool=pool_of(REDIS_URL))
     INCREMENT(client, keys=[key], args=[60])
-    lean = _lean_connections(pool)
-    parents = lean._idle
-    lean._pid = -1  # as a child process sees the parent's pid
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: a script on the inherited pool, its answer through the pipe
+        try:
+            os.write(write, str(INCREMENT(client, keys=[key], args=[60])).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    answer = os.read(read, 32)
+    os.close(read)
 
-    assert INCREMENT(client, keys=[key], args=[60]) == 2
-    assert lean._idle is not parents
-    assert lean._pid == os.getpid()
+    assert answer == b"2"
+    assert INCREMENT(client, keys=[key], args=[60]) == 3  # the parent's connection was not disturbed
 
 
-def test_other_connection_kinds_keep_redis_py_s_client():
-    tls = redis.ConnectionPool.from_url("rediss://127.0.0.1:6379/0")
+@pytest.mark.parametrize(
+    ("url", "options"),
+    [
+        ("rediss://127.0.0.1:6379/0", {}),  # TLS
+        (REDIS_URL, {"client_name": "named"}),  # a setting the lean connections do not apply
+    ],
+)
+def test_pools_the_lean_connections_cannot_honour_keep_redis_py_s_client(url, options):
+    assert _lean_connections(pool_of(url, **options)) is None
+    assert _lean_connections(redis.ConnectionPool.from_url(REDIS_URL)) is None  # unbounded: no waiting for a place
 
-    assert _lean_connections(tls) is None
+
+def test_a_script_still_runs_through_redis_py_where_lean_connections_cannot(key):
+    client = redis.Redis(connection_pool=pool_of(REDIS_URL, client_name="named"))
+
+    assert [INCREMENT(client, keys=[key], args=[60]) for _ in range(2)] == [1, 2]
+
+
+def free_port() -> int:
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        return free.getsockname()[1]

@@ -181,12 +181,14 @@ def test_a_call_that_raises_leaves_its_message_leased_and_the_worker_finishes(mo
     report = OutboxWorker(concurrency=4, once=True, poll_interval=0.05).run()
 
     assert report.outcomes == {"sent": 2, "error": 1}
+    assert any(f"message {broken.pk}" in record.getMessage() for record in caplog.records if record.exc_info)
     broken.refresh_from_db()
     assert broken.status == "pending"
     assert broken.leased_until is not None
     assert set(Message.objects.filter(pk__in=[m.pk for m in fine]).values_list("status", flat=True)) == {"sent"}
 
 
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="prepared statements are PostgreSQL's")
 def test_batches_of_any_size_are_recorded_by_one_statement_text():
     """One prepared statement for every batch size (a statement per size would be parsed and planned
     again, and crowd the connection's prepared statements out)."""
@@ -216,3 +218,48 @@ def test_status_events_that_arrived_before_a_batch_was_recorded_are_applied_with
     statuses = [Message.objects.get(pk=message.pk).status for message, _ in attempts]
     assert statuses == ["delivered", "delivered", "sent"]
     assert not WebhookEvent.objects.filter(outcome="orphan").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_delivery_thread_that_cannot_start_leaves_the_others_to_deliver(monkeypatch, caplog):
+    """A process at its thread limit: the calls go to the threads already running, and the worker
+    finishes with every message sent (it used to wait for ever for a call it had counted but never
+    queued)."""
+    OutboxMessageFactory.create_batch(6)
+    started = 0
+    original = threading.Thread.start
+
+    def start(thread):
+        nonlocal started
+        if thread.name.startswith("outbox_") and started >= 2:
+            raise RuntimeError("can't start new thread")
+        started += thread.name.startswith("outbox_")
+        original(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+
+    report = OutboxWorker(concurrency=8, once=True, poll_interval=0.05).run()
+
+    assert report.outcomes == {"sent": 6}
+    assert any("could not start delivery thread" in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_one_slot_a_call_that_ends_abruptly_is_counted_and_the_worker_finishes(monkeypatch):
+    """``--concurrency 1`` calls on the worker's own thread: an exception no handler expects (here
+    SystemExit from an adapter) still comes back as an outcome, so nothing is waited for in vain."""
+    broken, _ = OutboxMessageFactory.create_batch(2)
+    original = outbox.message_call_providers
+
+    def call(*, message):
+        if message.pk == broken.pk:
+            raise SystemExit(3)
+        return original(message=message)
+
+    monkeypatch.setattr(outbox, "message_call_providers", call)
+
+    report = OutboxWorker(concurrency=1, once=True, poll_interval=0.05).run()
+
+    assert report.outcomes == {"sent": 1, "error": 1}
+    broken.refresh_from_db()
+    assert (broken.status, broken.leased_until is not None) == ("pending", True)
