@@ -75,10 +75,10 @@ class LuaScript:
     restart emptied its script cache): one atomic round trip for a few commands.
 
     It goes through ``_LeanConnections`` rather than redis-py's client: the rate limit and the mock
-    providers run it once per send, and redis-py spends about 120 µs of CPU on a command (about 400 µs
-    among an outbox worker's hundreds of threads) against about 30 µs (about 90 µs) for a socket and
-    hiredis's parser (docs/PERFORMANCE.md). Connections other than plain TCP or a Unix socket (TLS, or a
-    custom class) keep redis-py's client."""
+    providers run it once per send, and redis-py spent about 120 µs of CPU on a call (about 400 µs
+    among an outbox worker's hundreds of threads) against 34 µs (114 µs) for a socket and hiredis's
+    parser (docs/PERFORMANCE.md, fifth round). A pool the lean connections cannot honour (TLS, a
+    credential provider, a client name, an unbounded pool: ``_lean_can_serve``) keeps redis-py's client."""
 
     def __init__(self, source: str) -> None:
         self.source = source

@@ -96,40 +96,47 @@ def test_a_message_no_longer_pending_is_not_overwritten_by_a_late_batch():
     assert Message.objects.get(pk=claimed[1].pk).status == "sent"
 
 
+class HeldSends:
+    """Holds every provider call until ``count`` are in flight at once (or ``hold`` seconds went by),
+    noting the most in flight and the calls made on a thread with a database connection."""
+
+    def __init__(self, monkeypatch, *, count: int, hold: float) -> None:
+        self.in_flight = 0
+        self.peak = 0
+        self.threads_with_connections: list[str] = []
+        lock = threading.Lock()
+        release = threading.Event()
+        original = TwilioProvider.send
+
+        def held_send(provider, message):
+            with lock:
+                self.in_flight += 1
+                self.peak = max(self.peak, self.in_flight)
+                if self.peak == count:
+                    release.set()
+            release.wait(timeout=hold)
+            if connection.connection is not None:
+                self.threads_with_connections.append(threading.current_thread().name)
+            try:
+                return original(provider, message)
+            finally:
+                with lock:
+                    self.in_flight -= 1
+
+        monkeypatch.setattr(TwilioProvider, "send", held_send)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_keeps_many_calls_in_flight_on_threads_without_database_connections(monkeypatch):
     OutboxMessageFactory.create_batch(12)
-    in_flight = 0
-    peak = 0
-    lock = threading.Lock()
-    release = threading.Event()
-    original = TwilioProvider.send
-    threads_with_connections = []
-
-    def held_send(self, message):
-        nonlocal in_flight, peak
-        with lock:
-            in_flight += 1
-            peak = max(peak, in_flight)
-            if peak == 12:
-                release.set()
-        release.wait(timeout=30)
-        if connection.connection is not None:
-            threads_with_connections.append(threading.current_thread().name)
-        try:
-            return original(self, message)
-        finally:
-            with lock:
-                in_flight -= 1
-
-    monkeypatch.setattr(TwilioProvider, "send", held_send)
+    sends = HeldSends(monkeypatch, count=12, hold=30)
 
     report = OutboxWorker(concurrency=16, once=True, poll_interval=0.05).run()
 
-    assert peak == 12, "all twelve provider calls were in flight at once"
+    assert sends.peak == 12, "all twelve provider calls were in flight at once"
     assert report.attempted == 12
     assert set(Message.objects.values_list("status", flat=True)) == {"sent"}
-    assert threads_with_connections == []
+    assert sends.threads_with_connections == []
 
 
 @pytest.mark.django_db(transaction=True)
@@ -137,29 +144,11 @@ def test_after_a_full_batch_the_worker_claims_again_at_once_while_slots_are_free
     """A batch smaller than the free slots: the next claim does not wait for a call to finish (with
     slow providers that would leave slots idle for a whole provider round trip each time)."""
     OutboxMessageFactory.create_batch(12)
-    in_flight = 0
-    peak = 0
-    lock = threading.Lock()
-    release = threading.Event()
-    original = TwilioProvider.send
-
-    def held_send(self, message):
-        nonlocal in_flight, peak
-        with lock:
-            in_flight += 1
-            peak = max(peak, in_flight)
-            if peak == 12:
-                release.set()
-        release.wait(timeout=5)
-        with lock:
-            in_flight -= 1
-        return original(self, message)
-
-    monkeypatch.setattr(TwilioProvider, "send", held_send)
+    sends = HeldSends(monkeypatch, count=12, hold=5)
 
     report = OutboxWorker(concurrency=16, batch_size=4, once=True, poll_interval=30).run()
 
-    assert peak == 12, "three batches of four claimed before any call finished"
+    assert sends.peak == 12, "three batches of four claimed before any call finished"
     assert report.attempted == 12
 
 
