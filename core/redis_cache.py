@@ -97,8 +97,9 @@ class LuaScript:
 _lean: dict[Any, _LeanConnections | None] = {}
 
 #: Connection settings the lean connections apply. Any other (a credential provider, a client name,
-#: keepalive, health checks, RESP3, TLS...) keeps the pool on redis-py. The rest are redis-py's own
-#: bookkeeping, which a lean connection has no use for.
+#: keepalive, health checks, RESP3, TLS...) keeps the pool on redis-py. The rest change nothing on the
+#: wire: redis-py's own bookkeeping, and its choice of reply parser (Django's backend asks for
+#: hiredis's, which the lean connections use anyway).
 _LEAN_SETTINGS = frozenset(
     {"host", "port", "db", "username", "password", "path", "socket_timeout", "socket_connect_timeout"}
 )
@@ -110,6 +111,7 @@ _REDIS_PY_BOOKKEEPING = frozenset(
         "orig_host_address",
         "orig_socket_timeout",
         "orig_socket_connect_timeout",
+        "parser_class",
     }
 )
 

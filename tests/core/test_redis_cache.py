@@ -87,6 +87,19 @@ def test_a_script_runs_on_lean_connections_in_the_pool_s_database(key):
     assert 0 < client.ttl(key) <= 60
 
 
+def test_the_caches_as_configured_for_production_run_scripts_on_lean_connections():
+    """Django's backend adds options of its own (its reply parser): none of them may send the
+    production caches back to redis-py's client for the scripts."""
+    from config.settings.base import _caches
+
+    configured = _caches(REDIS_URL, 0.25)
+    for name in ("ratelimit", "mock_providers"):
+        backend = RedisCache(configured[name]["LOCATION"], {"OPTIONS": configured[name]["OPTIONS"]})
+        pool = backend._cache.get_client(write=True).connection_pool
+
+        assert _lean_connections(pool) is not None, name
+
+
 def test_a_script_emptied_from_redis_s_cache_is_sent_again(key):
     client = redis.Redis(connection_pool=pool_of(REDIS_URL))
     INCREMENT(client, keys=[key], args=[60])
