@@ -378,6 +378,7 @@ class _DeliveryPool:
         self._todo: queue.SimpleQueue[Message | None] = queue.SimpleQueue()
         self._done: queue.SimpleQueue[_Finished] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
+        self._thread_limit = size  # lowered to the threads running if the process cannot start more
         self.in_flight = 0
 
     def __enter__(self) -> _DeliveryPool:
@@ -393,14 +394,20 @@ class _DeliveryPool:
         if self._size == 1:
             self._done.put(self._run(message))
         else:
-            if len(self._threads) < min(self._size, self.in_flight + 1):
+            if len(self._threads) < min(self._thread_limit, self.in_flight + 1):
                 thread = threading.Thread(target=self._work, name=f"outbox_{len(self._threads)}", daemon=True)
                 try:
                     thread.start()
                 except RuntimeError:  # "can't start new thread": the threads already running serve it
                     if not self._threads:
                         raise
-                    logger.warning("Outbox: could not start delivery thread %s", len(self._threads), exc_info=True)
+                    self._thread_limit = len(self._threads)  # said once, not tried again on every call
+                    logger.warning(
+                        "Outbox: could not start delivery thread %s; delivering on the %s running",
+                        len(self._threads) + 1,
+                        len(self._threads),
+                        exc_info=True,
+                    )
                 else:
                     self._threads.append(thread)
             self._todo.put(message)
