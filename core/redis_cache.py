@@ -13,6 +13,9 @@ connection from the pool and gives it back), and a pool starts afresh in a forke
 object of the process with the same server and options uses the same pool and client, and connections
 are opened only as commands need them (django-redis shares its pools the same way). Everything else is
 Django's backend.
+
+``LuaScript`` (the rate limit's counter, the mocks' remember-and-count) runs on lean connections of its
+own beside each such pool, bounded the same way: see its docstring.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ begin, so claims are still exclusive, but one worker is the supported set-up.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import queue
@@ -120,28 +121,6 @@ def _claim_in_one_statement(*, now: datetime, limit: int, message_ids: list[int]
     rows are updated by primary key (``= ANY(ARRAY(...))``: a join against the sub-select can be
     planned as a scan of the whole table). The direction and status are written into the text, so
     that a generic plan of the prepared statement can use that partial index too."""
-    table = Message._meta.db_table
-    only_ids = " AND id = ANY(%s)" if message_ids is not None else ""
-    used_up = "m.attempts - m.attempt_base >= %s"
-    sql = f"""
-        WITH due AS (
-            SELECT id FROM {table}
-            WHERE direction = '{Direction.OUTBOUND}' AND status = '{MessageStatus.PENDING}' AND next_attempt_at <= %s
-              AND (leased_until IS NULL OR leased_until <= %s){only_ids}
-            ORDER BY next_attempt_at, id
-            LIMIT %s
-            FOR UPDATE SKIP LOCKED
-        )
-        UPDATE {table} AS m SET
-            status = CASE WHEN {used_up} THEN %s ELSE m.status END,
-            attempts = CASE WHEN {used_up} THEN m.attempts ELSE m.attempts + 1 END,
-            next_attempt_at = CASE WHEN {used_up} THEN NULL ELSE m.next_attempt_at END,
-            leased_until = CASE WHEN {used_up} THEN NULL ELSE %s END,
-            last_error = CASE WHEN {used_up} THEN %s::jsonb ELSE m.last_error END,
-            updated_at = %s
-        WHERE m.id = ANY(ARRAY(SELECT id FROM due))
-        RETURNING {model_columns(Message)}
-    """
     maximum = settings.MAX_ATTEMPTS
     params: list[Any] = [now, now]
     if message_ids is not None:
@@ -158,7 +137,32 @@ def _claim_in_one_statement(*, now: datetime, limit: int, message_ids: list[int]
         json.dumps(_ATTEMPT_LOST),
         now,
     ]
-    return prepared_models(Message, sql, params)
+    return prepared_models(Message, _claim_sql(only_ids=message_ids is not None), params)
+
+
+@functools.cache
+def _claim_sql(*, only_ids: bool) -> str:
+    table = Message._meta.db_table
+    used_up = "m.attempts - m.attempt_base >= %s"
+    return f"""
+        WITH due AS (
+            SELECT id FROM {table}
+            WHERE direction = '{Direction.OUTBOUND}' AND status = '{MessageStatus.PENDING}' AND next_attempt_at <= %s
+              AND (leased_until IS NULL OR leased_until <= %s){" AND id = ANY(%s)" if only_ids else ""}
+            ORDER BY next_attempt_at, id
+            LIMIT %s
+            FOR UPDATE SKIP LOCKED
+        )
+        UPDATE {table} AS m SET
+            status = CASE WHEN {used_up} THEN %s ELSE m.status END,
+            attempts = CASE WHEN {used_up} THEN m.attempts ELSE m.attempts + 1 END,
+            next_attempt_at = CASE WHEN {used_up} THEN NULL ELSE m.next_attempt_at END,
+            leased_until = CASE WHEN {used_up} THEN NULL ELSE %s END,
+            last_error = CASE WHEN {used_up} THEN %s::jsonb ELSE m.last_error END,
+            updated_at = %s
+        WHERE m.id = ANY(ARRAY(SELECT id FROM due))
+        RETURNING {model_columns(Message)}
+    """
 
 
 def outbox_next_due_at() -> datetime | None:
