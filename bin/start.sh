@@ -53,11 +53,12 @@ if [ -z "${METRICS_KEEP_FILES:-}" ]; then
 fi
 
 # No access log: core.middleware.RequestLogMiddleware writes one JSON line per request, with its id.
+# config.gunicorn sets the worker class: gthread, taking new connections least-loaded first
+# (core/gunicorn_worker.py), so nginx's kept-alive connections spread over the processes.
 exec .venv/bin/gunicorn config.wsgi:application \
   --config python:config.gunicorn \
   --bind "${bind}:${port}" \
   --no-control-socket \
-  --worker-class gthread \
   --workers "$workers" \
   --threads "$threads" \
   --timeout "${GUNICORN_TIMEOUT:-30}" \

@@ -1,8 +1,30 @@
-"""gunicorn settings that bin/start.sh's command line cannot carry: Prometheus multi-process clean-up."""
+"""gunicorn settings that bin/start.sh's command line does not carry: the worker class that spreads
+connections over the processes (core/gunicorn_worker.py) and Prometheus multi-process clean-up.
+
+gunicorn reads them with ``--config python:config.gunicorn`` (bin/start.sh) and, when it is started
+from the project's root without ``--config``, through ``gunicorn.conf.py``, which imports this module.
+"""
+
+import os
+
+worker_class = "core.gunicorn_worker.BalancedThreadWorker"
+
+
+def post_worker_init(worker):
+    # A command line that says `--worker-class gthread` overrides worker_class above: the process
+    # becomes the balanced subclass before it serves (the subclass only changes when it accepts).
+    from gunicorn.workers.gthread import ThreadWorker
+
+    from core.gunicorn_worker import BalancedThreadWorker
+
+    if type(worker) is ThreadWorker:
+        worker.__class__ = BalancedThreadWorker
 
 
 def child_exit(server, worker):
     # A worker that exits leaves its live-gauge files behind; counters and histograms stay summed.
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
