@@ -420,7 +420,14 @@ def _record_successes(accepted: list[tuple[Message, AttemptOutcome]]) -> list[Me
     """The accepted sends of a batch in one UPDATE ... FROM jsonb_to_recordset(the batch as one JSON
     document), with the guard of ``_record_success`` (still ``pending``): one prepared statement
     whatever the batch's size, and one parameter to send (text arrays would be escaped element by
-    element). Returns the messages it updated."""
+    element). Returns the messages it updated.
+
+    Each row of the batch carries the status its message must still have, so the guard is a join
+    condition and the rows are found by primary key. Written as ``m.status = 'pending'`` beside the
+    join, it let the planner read every entry of the status indexes for 'pending' instead: entries
+    that every send leaves behind (stored pending, then sent) until VACUUM, and bitmap scans never
+    mark them dead, so each UPDATE grew slower with the sends since the last VACUUM (2-4 ms after
+    13,000 sends, against 0.1-0.2 ms by key)."""
     rows: list[dict[str, object]] = []
     fields_of: dict[int, dict[str, object]] = {}
     for message, outcome in accepted:
@@ -430,6 +437,7 @@ def _record_successes(accepted: list[tuple[Message, AttemptOutcome]]) -> list[Me
         rows.append(
             {
                 "id": message.pk,
+                "status": MessageStatus.PENDING,
                 "provider": fields["provider"],
                 "provider_message_id": fields["provider_message_id"],
                 "metadata": fields["metadata"],
@@ -437,7 +445,7 @@ def _record_successes(accepted: list[tuple[Message, AttemptOutcome]]) -> list[Me
         )
     now = timezone.now()
     with prepared_cursor() as cursor:
-        params: list[Any] = [MessageStatus.SENT, now, MessageStatus.SENT, json.dumps(rows), MessageStatus.PENDING]
+        params: list[Any] = [MessageStatus.SENT, now, MessageStatus.SENT, json.dumps(rows)]
         cursor.execute(_record_successes_sql(), params)
         updated = {row[0] for row in cursor.fetchall()}
     recorded = []
@@ -458,8 +466,9 @@ def _record_successes_sql() -> str:
         f"UPDATE {table} AS m SET status = %s, provider = v.provider, provider_message_id = v.provider_message_id,"
         " next_attempt_at = NULL, leased_until = NULL, last_error = NULL, metadata = v.metadata,"
         " updated_at = %s, first_outcome = CASE WHEN m.first_outcome = '' THEN %s ELSE m.first_outcome END"
-        " FROM jsonb_to_recordset(%s::jsonb) AS v(id bigint, provider text, provider_message_id text, metadata jsonb)"
-        " WHERE m.id = v.id AND m.status = %s RETURNING m.id"
+        " FROM jsonb_to_recordset(%s::jsonb)"
+        " AS v(id bigint, status text, provider text, provider_message_id text, metadata jsonb)"
+        " WHERE m.id = v.id AND m.status = v.status RETURNING m.id"
     )
 
 

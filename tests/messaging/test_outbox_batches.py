@@ -1,6 +1,8 @@
 """The outbox's batches: one statement claims many rows, accepted sends are recorded in one UPDATE, and
 the provider calls run on threads that never touch the database."""
 
+import json
+import re
 import threading
 from urllib.parse import urlencode
 
@@ -8,8 +10,9 @@ import pytest
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
-from messaging import outbox
+from messaging import outbox, services
 from messaging.models import Message
 from messaging.outbox import OutboxWorker, outbox_claim
 from messaging.services import message_call_providers, message_record_attempts
@@ -253,3 +256,49 @@ def test_with_one_slot_a_call_that_ends_abruptly_is_counted_and_the_worker_finis
     assert report.outcomes == {"sent": 1, "error": 1}
     broken.refresh_from_db()
     assert (broken.status, broken.leased_until is not None) == ("pending", True)
+
+
+def test_a_batch_is_recorded_by_primary_key_whatever_the_status_indexes_hold():
+    """Every send is stored pending and then marked sent, which leaves a 'pending' entry in the status
+    indexes until VACUUM. The planner cannot see those entries, and a plan that reads the status
+    index for 'pending' read them all on every recorded batch. The generic plan (what a prepared
+    statement runs) must find the batch's rows by primary key instead."""
+    from bench.ops import insert_series
+
+    thread = OutboxMessageFactory().conversation
+    insert_series(  # sends since the last VACUUM; enough rows that the planner reads no table whole
+        Message,
+        rows=20000,
+        params={"thread": thread.pk},
+        columns={
+            "conversation_id": "%(thread)s",
+            "channel": "'sms'",
+            "direction": "'outbound'",
+            "type": "'sms'",
+            "from_address": "'+18045551234'",
+            "to_address": "'+12025550100'",
+            "body": "'sent ' || g",
+            "status": "'pending'",
+            "provider": "'twilio'",
+            "next_attempt_at": "now()",
+            "timestamp": "now()",
+        },
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE messaging_message SET status = 'sent', next_attempt_at = NULL")
+        cursor.execute("ANALYZE messaging_message")
+        sql = services._record_successes_sql()
+        numbered = sql.replace("%s", "{}").format(*(f"${n}" for n in range(1, sql.count("%s") + 1)))
+        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        cursor.execute(f"PREPARE record_batch AS {numbered}")
+        try:
+            row = {"id": 1, "status": "pending", "provider": "t", "provider_message_id": "x", "metadata": {}}
+            batch = json.dumps([row])
+            arguments = ["sent", timezone.now(), "sent", batch]
+            cursor.execute("EXPLAIN (FORMAT JSON) EXECUTE record_batch(%s, %s, %s, %s)", arguments)
+            plan = json.dumps(cursor.fetchone()[0])
+        finally:
+            cursor.execute("DEALLOCATE record_batch")
+    scanned = set(re.findall(r'"Index Name": "([^"]+)"', plan))
+    assert scanned == {"messaging_message_pkey"}, plan
+    assert "Bitmap" not in plan, plan
