@@ -61,7 +61,7 @@ def test_accepted_sends_of_a_batch_are_recorded_in_one_update():
     with CaptureQueriesContext(connection) as queries:
         message_record_attempts(attempts=attempts)
 
-    assert len(statements(queries, "UPDATE")) == 1
+    assert len([query for query in queries.captured_queries if " SET " in query["sql"]]) == 1
     assert all(message.status == "sent" for message in claimed), "updated in memory too"
     stored = {m.pk: m for m in Message.objects.all()}
     for message in claimed:
@@ -190,7 +190,9 @@ def test_batches_of_any_size_are_recorded_by_one_statement_text():
         message_record_attempts(attempts=[(message, message_call_providers(message=message)) for message in claimed])
 
     with connection.cursor() as cursor:
-        cursor.execute("SELECT statement FROM pg_prepared_statements WHERE statement LIKE 'UPDATE%%AS m SET status%%'")
+        cursor.execute(
+            "SELECT statement FROM pg_prepared_statements WHERE statement LIKE '%%jsonb_to_recordset%%m SET status%%'"
+        )
         recorded_by = [row[0] for row in cursor.fetchall()]
     assert len(recorded_by) == 1
     assert Message.objects.filter(status="sent").count() == 5
@@ -258,7 +260,8 @@ def test_with_one_slot_a_call_that_ends_abruptly_is_counted_and_the_worker_finis
     assert (broken.status, broken.leased_until is not None) == ("pending", True)
 
 
-def test_a_batch_is_recorded_by_primary_key_whatever_the_status_indexes_hold():
+@pytest.mark.parametrize("sent", [2000, 20000])
+def test_a_batch_is_recorded_by_primary_key_whatever_the_status_indexes_hold(sent):
     """Every send is stored pending and then marked sent, which leaves a 'pending' entry in the status
     indexes until VACUUM. The planner cannot see those entries, and a plan that reads the status
     index for 'pending' read them all on every recorded batch. The generic plan (what a prepared
@@ -266,9 +269,9 @@ def test_a_batch_is_recorded_by_primary_key_whatever_the_status_indexes_hold():
     from bench.ops import insert_series
 
     thread = OutboxMessageFactory().conversation
-    insert_series(  # sends since the last VACUUM; enough rows that the planner reads no table whole
+    insert_series(  # sends since the last VACUUM
         Message,
-        rows=20000,
+        rows=sent,
         params={"thread": thread.pk},
         columns={
             "conversation_id": "%(thread)s",
@@ -294,7 +297,7 @@ def test_a_batch_is_recorded_by_primary_key_whatever_the_status_indexes_hold():
         try:
             row = {"id": 1, "status": "pending", "provider": "t", "provider_message_id": "x", "metadata": {}}
             batch = json.dumps([row])
-            arguments = ["sent", timezone.now(), "sent", batch]
+            arguments = [batch, "sent", timezone.now(), "sent"]
             cursor.execute("EXPLAIN (FORMAT JSON) EXECUTE record_batch(%s, %s, %s, %s)", arguments)
             plan = json.dumps(cursor.fetchone()[0])
         finally:

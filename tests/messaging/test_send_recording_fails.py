@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 
 def _message_updates_fail(execute, sql, params, many, context):
     # The database going away just after the provider call: recording the outcome is an UPDATE.
-    if sql.lstrip().upper().startswith('UPDATE "MESSAGING_MESSAGE"'):
+    if 'UPDATE "MESSAGING_MESSAGE"' in sql.upper():
         raise OperationalError("server closed the connection unexpectedly")
     return execute(sql, params, many, context)
 
