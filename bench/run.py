@@ -31,6 +31,8 @@ from pathlib import Path
 
 import psycopg
 
+from config.gunicorn import balanced_accepts
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 PY = str(ROOT / ".venv" / "bin" / "python")
@@ -719,7 +721,8 @@ class Bench:
             "config": {k: v for k, v in self.config.__dict__.items() if k not in ("pg_url", "redis_url", "scenarios")}
             | {
                 "scenarios": self.config.scenarios,
-                "gunicorn": f"gthread {self.config.workers} x {self.config.threads}",
+                "gunicorn": f"gthread {self.config.workers} x {self.config.threads}"
+                + (", balanced accepts" if balanced_accepts() else ", gunicorn's own accepts"),  # gunicorn.conf.py
             },
             "results": self.results,
         }

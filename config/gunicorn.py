@@ -3,11 +3,17 @@ connections over the processes (core/gunicorn_worker.py) and Prometheus multi-pr
 
 gunicorn reads them with ``--config python:config.gunicorn`` (bin/start.sh) and, when it is started
 from the project's root without ``--config``, through ``gunicorn.conf.py``, which imports this module.
+``GUNICORN_BALANCED_ACCEPT=false`` keeps gunicorn's own gthread class.
 """
 
 import os
 
-worker_class = "core.gunicorn_worker.BalancedThreadWorker"
+
+def balanced_accepts() -> bool:
+    return os.environ.get("GUNICORN_BALANCED_ACCEPT", "true").strip().lower() not in ("false", "0", "no", "off")
+
+
+worker_class = "core.gunicorn_worker.BalancedThreadWorker" if balanced_accepts() else "gthread"
 
 
 def post_worker_init(worker):
@@ -17,8 +23,9 @@ def post_worker_init(worker):
 
     from core.gunicorn_worker import BalancedThreadWorker
 
-    if type(worker) is ThreadWorker:
+    if type(worker) is ThreadWorker and balanced_accepts():
         worker.__class__ = BalancedThreadWorker
+        worker.log.info("Worker %s accepts least-loaded first (core.gunicorn_worker.BalancedThreadWorker)", worker.pid)
 
 
 def child_exit(server, worker):

@@ -304,4 +304,3 @@ def test_a_batch_is_recorded_by_primary_key_whatever_the_status_indexes_hold(sen
             cursor.execute("DEALLOCATE record_batch")
     scanned = set(re.findall(r'"Index Name": "([^"]+)"', plan))
     assert scanned == {"messaging_message_pkey"}, plan
-    assert "Bitmap" not in plan, plan
