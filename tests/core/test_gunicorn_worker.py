@@ -119,8 +119,7 @@ def test_a_process_holding_connections_takes_a_new_one_at_once(serve):
         started = time.monotonic()
         with socket.create_connection(("127.0.0.1", port), timeout=10) as new:
             _pid_of(new)
-        # The process paused accepting for 3 x 5 ms after its fourth accept; it must not wait for
-        # its poll's 1 s timeout to listen again.
+        # Its four connections are idle kept-alive ones: they do not hold back a fifth.
         assert time.monotonic() - started < 0.5
     finally:
         for connection in held:
@@ -178,6 +177,15 @@ def test_idle_kept_alive_connections_do_not_lengthen_the_pause(worker):
     worker.keepalived_conns.extend(range(29))  # a proxy's pool, idle
     worker.accept(None)
     assert worker._accept_pause() <= 0.005  # serving 2: one step at most
+
+
+def test_a_paused_process_wakes_when_its_pause_ends(worker, monkeypatch):
+    timeouts = []
+    monkeypatch.setattr(ThreadWorker, "wait_for_and_dispatch_events", lambda self, timeout: timeouts.append(timeout))
+    worker.nr_conns = 2
+    worker.accept(None)  # serving 3: paused for 10 ms
+    worker.wait_for_and_dispatch_events(1.0)  # the run loop's poll timeout
+    assert 0 < timeouts[0] <= 0.010
 
 
 def test_losing_the_race_for_a_connection_does_not_pause(worker):
