@@ -6,11 +6,11 @@ from the project's root without ``--config``, through ``gunicorn.conf.py``, whic
 ``GUNICORN_BALANCED_ACCEPT=false`` keeps gunicorn's own gthread class.
 """
 
-import os
+from config.env import Env
 
 
 def balanced_accepts() -> bool:
-    return os.environ.get("GUNICORN_BALANCED_ACCEPT", "true").strip().lower() not in ("false", "0", "no", "off")
+    return Env().bool("GUNICORN_BALANCED_ACCEPT", default=True)
 
 
 worker_class = "core.gunicorn_worker.BalancedThreadWorker" if balanced_accepts() else "gthread"
@@ -30,7 +30,7 @@ def post_worker_init(worker):
 
 def child_exit(server, worker):
     # A worker that exits leaves its live-gauge files behind; counters and histograms stay summed.
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if not Env().str("PROMETHEUS_MULTIPROC_DIR"):
         return
     from prometheus_client import multiprocess
 

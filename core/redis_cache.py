@@ -216,18 +216,18 @@ class _LeanConnections:
         try:
             reply = connection.call(*args)
         except TimeoutError as exc:
-            self._give_back(None, connection)
+            self._drop(connection)
             raise redis.exceptions.TimeoutError(f"Timeout reading from Redis: {exc}") from exc
         except (OSError, hiredis.ProtocolError) as exc:
-            self._give_back(None, connection, everyone=True)
+            self._drop(connection, idle_too=True)
             raise redis.exceptions.ConnectionError(f"Error talking to Redis: {exc}") from exc
         except TypeError as exc:  # an argument hiredis cannot send (redis-py says DataError)
-            self._give_back(None, connection)
+            self._drop(connection)
             raise redis.exceptions.DataError(str(exc)) from exc
         except BaseException:
-            self._give_back(None, connection)  # the reply may still be on its way: never reuse it
+            self._drop(connection)  # the reply may still be on its way: never reuse it
             raise
-        self._give_back(connection)
+        self._slots.put(connection)
         return reply
 
     def _take(self) -> _LeanConnection:
@@ -250,12 +250,11 @@ class _LeanConnections:
                 raise
         return connection
 
-    def _give_back(
-        self, connection: _LeanConnection | None, closed: _LeanConnection | None = None, *, everyone: bool = False
-    ) -> None:
-        if closed is not None:
-            closed.close()
-        if everyone:
+    def _drop(self, connection: _LeanConnection, *, idle_too: bool = False) -> None:
+        """Closes ``connection`` and gives its place back empty (None), with the idle connections too
+        when ``idle_too`` (the server dropped them all)."""
+        connection.close()
+        if idle_too:
             idle = []
             with contextlib.suppress(queue.Empty):
                 while True:
@@ -264,7 +263,7 @@ class _LeanConnections:
                 if each is not None:
                     each.close()
                 self._slots.put(None)
-        self._slots.put(connection)
+        self._slots.put(None)
 
     def _connect(self) -> _LeanConnection:
         try:

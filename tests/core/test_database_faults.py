@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from django.test import Client
 from messaging.models import Message
 from tests import payloads
 from tests.fault_proxy import CUT, FREEZE, PASS, FaultProxy
+from tests.ports import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -41,12 +41,6 @@ class Answer:
 
     def json(self):
         return json.loads(self.body)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Service:
@@ -80,7 +74,7 @@ def proxy():
 def service(proxy):
     """gunicorn with the production settings and their default database bounds, through the proxy."""
     db = connection.settings_dict
-    port = _free_port()
+    port = free_port()
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "DJANGO_SETTINGS_MODULE": "config.settings.production",

@@ -18,15 +18,10 @@ from gunicorn.workers.gthread import ThreadWorker
 
 from config import gunicorn as gunicorn_config
 from core.gunicorn_worker import MAX_ACCEPT_PAUSE, BalancedThreadWorker
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUEST = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _pid_of(connection: socket.socket) -> int:
@@ -51,7 +46,7 @@ def serve(tmp_path):
     started: list[subprocess.Popen] = []
 
     def start(*, workers: int, threads: int) -> int:
-        port = _free_port()
+        port = free_port()
         log = tmp_path / f"gunicorn-{port}.log"
         process = subprocess.Popen(
             [

@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from core.redis_cache import LuaScript, RedisCache, _lean_connections
+from tests.ports import free_port
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
@@ -221,9 +222,3 @@ def test_a_script_still_runs_through_redis_py_where_lean_connections_cannot(key)
     client = redis.Redis(connection_pool=pool_of(REDIS_URL, client_name="named"))
 
     assert [INCREMENT(client, keys=[key], args=[60]) for _ in range(2)] == [1, 2]
-
-
-def free_port() -> int:
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        return free.getsockname()[1]

@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import select
-import socket
 import subprocess
 import sys
 import textwrap
@@ -30,6 +29,7 @@ from core.redis_cache import _LeanConnection
 from messaging import ratelimits
 from messaging.models import Message
 from tests import payloads
+from tests.ports import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -57,12 +57,6 @@ def redis_cache(url):
         "KEY_PREFIX": "messaging",
         "OPTIONS": {"socket_connect_timeout": 0.25, "socket_timeout": 0.25},
     }
-
-
-def closed_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(autouse=True)
@@ -392,7 +386,7 @@ def test_a_send_is_counted_in_one_round_trip_on_django_ratelimit_s_own_counter(s
 
 
 def test_with_redis_down_sends_go_through_uncounted_and_a_warning_is_logged(api, settings, caplog, provider_calls):
-    settings.CACHES = {**settings.CACHES, "ratelimit": redis_cache(f"redis://127.0.0.1:{closed_port()}/14")}
+    settings.CACHES = {**settings.CACHES, "ratelimit": redis_cache(f"redis://127.0.0.1:{free_port()}/14")}
     settings.SMS_RATE_LIMIT = (1, DAY)
 
     with caplog.at_level(logging.WARNING, logger="messaging.ratelimits"):
@@ -408,7 +402,7 @@ def test_with_redis_down_sends_go_through_uncounted_and_a_warning_is_logged(api,
 
 
 def test_with_redis_down_and_failing_closed_sends_answer_503_and_store_nothing(api, settings, provider_calls):
-    settings.CACHES = {**settings.CACHES, "ratelimit": redis_cache(f"redis://127.0.0.1:{closed_port()}/14")}
+    settings.CACHES = {**settings.CACHES, "ratelimit": redis_cache(f"redis://127.0.0.1:{free_port()}/14")}
     settings.RATE_LIMIT_FAIL_OPEN = False
 
     sms = send_sms(api)
@@ -426,7 +420,7 @@ def test_with_redis_down_and_failing_closed_sends_answer_503_and_store_nothing(a
 
 
 def test_with_redis_down_an_invalid_send_is_still_answered_for_what_is_wrong_with_it(api, settings):
-    settings.CACHES = {**settings.CACHES, "ratelimit": redis_cache(f"redis://127.0.0.1:{closed_port()}/14")}
+    settings.CACHES = {**settings.CACHES, "ratelimit": redis_cache(f"redis://127.0.0.1:{free_port()}/14")}
     settings.RATE_LIMIT_FAIL_OPEN = False
 
     response = send(api, "sms", payloads.sms(to="not-a-number"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -85,13 +84,6 @@ def recorded(name: str) -> httpx.Response:
     body = data.get("body")
     content = body.encode() if isinstance(body, str) else (b"" if body is None else json.dumps(body).encode())
     return httpx.Response(data["status"], headers=data.get("headers", {}), content=content)
-
-
-def closed_port() -> int:
-    """A port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def outbound(channel: str = "sms", *, token: str = "tok-1", **overrides) -> OutboundMessage:

@@ -8,7 +8,8 @@ from messaging.models import MessageStatus
 from messaging.outbox import outbox_deliver_now
 from messaging.services import ACCEPTED_BY, UNCONFIRMED_PROVIDER, SendCommand, message_send
 from providers.breaker import CLOSED, HALF_OPEN, OPEN, breaker_state
-from tests.providers.http.conftest import CREDENTIALS, closed_port, inject_fault, point_at
+from tests.ports import free_port
+from tests.providers.http.conftest import CREDENTIALS, inject_fault, point_at
 from tests.providers.simulator.conftest import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -41,7 +42,7 @@ def sends(sim) -> int:
 
 def test_a_refused_connection_fails_over_and_the_message_records_the_backup(chain, http_settings):
     _primary, backup = chain
-    point_at(http_settings, f"http://127.0.0.1:{closed_port()}")
+    point_at(http_settings, f"http://127.0.0.1:{free_port()}")
 
     message = send()
 

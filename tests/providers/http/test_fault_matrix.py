@@ -6,7 +6,8 @@ import pytest
 
 from providers.base import ProviderError, ProviderTimeout
 from providers.registry import provider_get
-from tests.providers.http.conftest import closed_port, inject_fault, outbound, point_at
+from tests.ports import free_port
+from tests.providers.http.conftest import inject_fault, outbound, point_at
 
 CHANNEL_OF = {"twilio": "sms", "sendgrid": "email", "meta": "whatsapp"}
 PROVIDERS = list(CHANNEL_OF)
@@ -21,7 +22,7 @@ def send_with_fault(provider: str, fault: str | None, token: str = "tok") -> Pro
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_connection_refused_is_transient_and_proves_nothing_was_accepted(provider, http_settings):
-    point_at(http_settings, f"http://127.0.0.1:{closed_port()}")
+    point_at(http_settings, f"http://127.0.0.1:{free_port()}")
 
     error = send_with_fault(provider, None)
 

@@ -11,7 +11,8 @@ from django.core.checks import run_checks
 from messaging.models import Message
 from messaging.outbox import outbox_deliver_now
 from tests import payloads
-from tests.providers.http.conftest import closed_port, inject_fault, point_at
+from tests.ports import free_port
+from tests.providers.http.conftest import inject_fault, point_at
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -35,7 +36,7 @@ def test_every_channel_sends_over_http_and_the_simulator_counts_it(api, sim):
 
 
 def test_a_provider_that_cannot_be_reached_answers_202_pending(api, http_settings):
-    point_at(http_settings, f"http://127.0.0.1:{closed_port()}")
+    point_at(http_settings, f"http://127.0.0.1:{free_port()}")
 
     answer = post(api, "/api/messages/sms", payloads.sms())
 

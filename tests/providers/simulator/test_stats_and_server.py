@@ -5,12 +5,12 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from tests.ports import free_port
 from tests.providers.simulator.conftest import mail, sms, wait_for, whatsapp
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -85,12 +85,6 @@ def test_concurrent_sends_with_one_token_send_once(start_simulator):
 
     assert {reply.json()["messages"][0]["id"] for reply in replies} == {replies[0].json()["messages"][0]["id"]}
     assert sim.stats()["meta"] == {"requests": 40, "sends": 1, "replays": 39, "errors": 0}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_the_management_command_serves_with_the_services_credentials_and_stops_on_sigterm(receiver):
