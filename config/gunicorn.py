@@ -1,12 +1,15 @@
 """gunicorn settings that bin/start.sh's command line does not carry: the worker class that spreads
-connections over the processes (core/gunicorn_worker.py) and Prometheus multi-process clean-up.
+connections over the processes (core/gunicorn_worker.py), start-up objects kept out of the garbage
+collector's full passes (core/startup.py), and Prometheus multi-process clean-up.
 
 gunicorn reads them with ``--config python:config.gunicorn`` (bin/start.sh) and, when it is started
 from the project's root without ``--config``, through ``gunicorn.conf.py``, which imports this module.
-``GUNICORN_BALANCED_ACCEPT=false`` keeps gunicorn's own gthread class.
+``GUNICORN_BALANCED_ACCEPT=false`` keeps gunicorn's own gthread class; ``GC_FREEZE=false`` leaves the
+start-up objects to the garbage collector (core/startup.py).
 """
 
 from config.env import Env
+from core.startup import freeze_start_up_objects
 
 
 def balanced_accepts() -> bool:
@@ -26,6 +29,9 @@ def post_worker_init(worker):
     if type(worker) is ThreadWorker and balanced_accepts():
         worker.__class__ = BalancedThreadWorker
         worker.log.info("Worker %s accepts least-loaded first (core.gunicorn_worker.BalancedThreadWorker)", worker.pid)
+    frozen = freeze_start_up_objects(urlconf=True)
+    if frozen is not None:
+        worker.log.info("Worker %s: %s start-up objects frozen out of the garbage collector", worker.pid, frozen)
 
 
 def child_exit(server, worker):

@@ -4,6 +4,7 @@ processes share a burst of kept-alive connections instead of one process taking 
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from django.urls import clear_url_caches, get_resolver
 from gunicorn.workers.gthread import ThreadWorker
 
 from config import gunicorn as gunicorn_config
@@ -192,6 +194,8 @@ def test_losing_the_race_for_a_connection_does_not_pause(worker):
 
 
 def test_a_plain_gthread_process_is_made_balanced_unless_turned_off(monkeypatch):
+    monkeypatch.setenv("GC_FREEZE", "false")  # this test's process is pytest's
+
     def plain():
         process = ThreadWorker.__new__(ThreadWorker)
         process.pid = 1
@@ -206,3 +210,44 @@ def test_a_plain_gthread_process_is_made_balanced_unless_turned_off(monkeypatch)
     kept = plain()
     gunicorn_config.post_worker_init(kept)
     assert type(kept) is ThreadWorker
+
+
+@pytest.fixture
+def unfrozen():
+    gc.unfreeze()
+    yield
+    gc.unfreeze()  # pytest's own objects back under the collector
+
+
+def _started_worker() -> SimpleNamespace:
+    lines: list[str] = []
+    return SimpleNamespace(
+        pid=1, log=SimpleNamespace(info=lambda message, *args: lines.append(message % args)), lines=lines
+    )
+
+
+def _collected(thing: object) -> bool:
+    """Whether the collector's passes still walk ``thing`` (frozen objects are in no generation)."""
+    return any(each is thing for each in gc.get_objects())
+
+
+def test_start_up_objects_are_frozen_out_of_the_collector_with_the_urlconf(unfrozen):
+    clear_url_caches()  # as in a new process: the URLconf not yet resolved
+    started = _started_worker()
+    gunicorn_config.post_worker_init(started)
+    frozen = gc.get_freeze_count()
+    assert frozen > 10_000  # Django and the project's modules, not a handful
+    assert started.lines == [f"Worker 1: {frozen} start-up objects frozen out of the garbage collector"]
+    resolver = get_resolver()
+    assert "url_patterns" in resolver.__dict__  # the hook loaded the URLconf before freezing
+    assert not _collected(resolver.url_patterns)
+    made_later = [object()]
+    assert _collected(made_later)  # what requests make is collected as before
+
+
+def test_freezing_can_be_turned_off(unfrozen, monkeypatch):
+    monkeypatch.setenv("GC_FREEZE", "false")
+    started = _started_worker()
+    gunicorn_config.post_worker_init(started)
+    assert gc.get_freeze_count() == 0
+    assert started.lines == []

@@ -7,8 +7,9 @@ from django.core.management import call_command
 from django.db import OperationalError
 from django.utils import timezone
 
+from messaging.management.commands import run_worker
 from messaging.models import Message
-from messaging.outbox import OutboxWorker, outbox_claim, outbox_deliver_now
+from messaging.outbox import OutboxWorker, WorkerReport, outbox_claim, outbox_deliver_now
 from messaging.services import _outbound_for, message_attempt_delivery
 from providers.base import Provider, ProviderError
 from providers.twilio import TwilioProvider as MockTwilioProvider
@@ -230,6 +231,18 @@ class TestRunWorkerCommand:
         out = capsys.readouterr().out
         assert "Outbox worker done: 2 attempted (2 sent)." in out
         assert set(Message.objects.values_list("status", flat=True)) == {"sent"}
+
+    @pytest.mark.parametrize(("args", "frozen"), [((), [{"urlconf": False}]), (("--once",), [])])
+    def test_a_worker_that_keeps_running_freezes_its_start_up_objects(self, monkeypatch, args, frozen):
+        # core/startup.py: a long-running process keeps its start-up objects out of full collections;
+        # a single pass (and this test's own process) is left alone.
+        calls: list[dict] = []
+        monkeypatch.setattr(run_worker, "freeze_start_up_objects", lambda **kwargs: calls.append(kwargs))
+        monkeypatch.setattr(OutboxWorker, "run", lambda self: WorkerReport())
+
+        call_command("run_worker", *args)
+
+        assert calls == frozen
 
 
 def test_a_forced_retry_after_from_the_api_delays_the_retry_at_least_that_long(api):

@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
 from core.cli import int_between, non_negative_seconds
+from core.startup import freeze_start_up_objects
 from messaging.outbox import OutboxWorker
 
 
@@ -72,6 +73,8 @@ class Command(BaseCommand):
             worker.stop()
 
         previous = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGTERM, signal.SIGINT)}
+        if not once:
+            freeze_start_up_objects(urlconf=False)  # a long-running process: start-up objects out of full collections
         mode = "once" if once else "continuously"
         self.stdout.write(f"Outbox worker running {mode} with {concurrency} delivery thread(s).")
         try:
