@@ -32,6 +32,7 @@ from pathlib import Path
 import psycopg
 
 from config.gunicorn import balanced_accepts
+from core.startup import gc_freeze_enabled
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -722,7 +723,8 @@ class Bench:
             | {
                 "scenarios": self.config.scenarios,
                 "gunicorn": f"gthread {self.config.workers} x {self.config.threads}"
-                + (", balanced accepts" if balanced_accepts() else ", gunicorn's own accepts"),  # gunicorn.conf.py
+                + (", balanced accepts" if balanced_accepts() else ", gunicorn's own accepts")  # gunicorn.conf.py
+                + (", start-up objects frozen" if gc_freeze_enabled() else ", no gc.freeze()"),  # core/startup.py
             },
             "results": self.results,
         }

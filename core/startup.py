@@ -16,11 +16,15 @@ import gc
 from config.env import Env
 
 
+def gc_freeze_enabled() -> bool:
+    return Env().bool("GC_FREEZE", default=True)
+
+
 def freeze_start_up_objects(*, urlconf: bool) -> int | None:
     """Collects, then freezes everything alive; with ``urlconf`` (a web process) first loads what its
     first request would: the URLconf and the modules it imports. Returns how many objects were frozen,
     or None when turned off."""
-    if not Env().bool("GC_FREEZE", default=True):
+    if not gc_freeze_enabled():
         return None
     from django.apps import apps
 
