@@ -88,6 +88,17 @@ def main() -> None:
         return original(self, *a, **kw)
 
     redis.Redis.execute_command = counted
+    # The rate limits, circuit breakers and the mock provider's ledger talk to Redis through the
+    # service's own lean connections (core/redis_cache.py), not redis-py's execute_command.
+    from core.redis_cache import _LeanConnection
+
+    lean_call = _LeanConnection.call
+
+    def lean_counted(self, *a):
+        counters.redis += 1
+        return lean_call(self, *a)
+
+    _LeanConnection.call = lean_counted  # type: ignore[method-assign]
     _, key = api_key_create(name="bench-profile")
     client = Client(HTTP_X_FORWARDED_PROTO="https", HTTP_AUTHORIZATION=f"Bearer {key}")
 

@@ -233,16 +233,23 @@ class TestRunWorkerCommand:
         assert set(Message.objects.values_list("status", flat=True)) == {"sent"}
 
     @pytest.mark.parametrize(("args", "frozen"), [((), [{"urlconf": False}]), (("--once",), [])])
-    def test_a_worker_that_keeps_running_freezes_its_start_up_objects(self, monkeypatch, args, frozen):
+    def test_a_worker_that_keeps_running_freezes_its_start_up_objects(self, monkeypatch, capsys, args, frozen):
         # core/startup.py: a long-running process keeps its start-up objects out of full collections;
         # a single pass (and this test's own process) is left alone.
         calls: list[dict] = []
-        monkeypatch.setattr(run_worker, "freeze_start_up_objects", lambda **kwargs: calls.append(kwargs))
+
+        def freeze(**kwargs):
+            calls.append(kwargs)
+            return 123
+
+        monkeypatch.setattr(run_worker, "freeze_start_up_objects", freeze)
         monkeypatch.setattr(OutboxWorker, "run", lambda self: WorkerReport())
 
         call_command("run_worker", *args)
 
         assert calls == frozen
+        said = "Outbox worker: 123 start-up objects frozen out of the garbage collector." in capsys.readouterr().out
+        assert said == bool(frozen)
 
 
 def test_a_forced_retry_after_from_the_api_delays_the_retry_at_least_that_long(api):

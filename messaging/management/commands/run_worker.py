@@ -72,9 +72,11 @@ class Command(BaseCommand):
             self.stderr.write(f"{signal.Signals(signum).name}: finishing deliveries in flight, then exiting.")
             worker.stop()
 
+        if not once:  # a long-running process: its start-up objects out of full collections (core/startup.py)
+            frozen = freeze_start_up_objects(urlconf=False)
+            if frozen is not None:
+                self.stdout.write(f"Outbox worker: {frozen} start-up objects frozen out of the garbage collector.")
         previous = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGTERM, signal.SIGINT)}
-        if not once:
-            freeze_start_up_objects(urlconf=False)  # a long-running process: start-up objects out of full collections
         mode = "once" if once else "continuously"
         self.stdout.write(f"Outbox worker running {mode} with {concurrency} delivery thread(s).")
         try:
