@@ -1,6 +1,7 @@
 """gunicorn started from the project's root reads gunicorn.conf.py (config/gunicorn.py): its threaded
 processes share a burst of kept-alive connections instead of one process taking most of them
-(core/gunicorn_worker.py), and a process holding connections still takes a new one at once."""
+(core/gunicorn_worker.py), a process holding connections still takes a new one at once, and each
+process freezes its start-up objects out of the garbage collector before it serves (core/startup.py)."""
 
 from __future__ import annotations
 
