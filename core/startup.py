@@ -2,11 +2,12 @@
 before it serves: the objects it built at start-up are moved out of the garbage collector's reach.
 
 Django, the apps, the URLconf and every module they import come to over 100,000 objects that live as
-long as the process. Each full collection of the garbage collector walked them all: 45-66 ms with
-the GIL held, once every thousand or so requests, and every request the process held stood still
-meanwhile (it showed in the slowest 1% of answers). ``gc.freeze()`` after a last collection puts them
-in the permanent generation, so a full collection walks only what was made since (2.4 ms).
-Requests' and deliveries' own cycles are collected as before. ``GC_FREEZE=false`` turns it off.
+long as the process. Each full collection of the garbage collector walked them all with the GIL held
+(45-66 ms in-process; under load, every few seconds per process, 107-323 ms of wall time), and every
+request the process held stood still meanwhile. ``gc.freeze()`` after a last collection puts them in
+the permanent generation, so a full collection walks only what was made since (under the same load,
+3-95 ms, median 16). Requests' and deliveries' own cycles are collected as before.
+``GC_FREEZE=false`` turns it off (docs/OPERATIONS.md).
 """
 
 from __future__ import annotations
