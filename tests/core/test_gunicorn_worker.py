@@ -14,6 +14,7 @@ import time
 from collections import Counter, deque
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from django.urls import clear_url_caches, get_resolver
@@ -194,14 +195,21 @@ def test_losing_the_race_for_a_connection_does_not_pause(worker):
     assert worker._accept_pause() <= 0
 
 
+def _started_worker(process: object | None = None) -> Any:
+    """What post_worker_init is handed (a plain namespace unless ``process``), whose log lines are kept
+    in ``lines``."""
+    started: Any = process if process is not None else SimpleNamespace()
+    started.lines = []
+    started.pid = 1
+    started.log = SimpleNamespace(info=lambda message, *args: started.lines.append(message % args))
+    return started
+
+
 def test_a_plain_gthread_process_is_made_balanced_unless_turned_off(monkeypatch):
     monkeypatch.setenv("GC_FREEZE", "false")  # this test's process is pytest's
 
     def plain():
-        process = ThreadWorker.__new__(ThreadWorker)
-        process.pid = 1
-        process.log = SimpleNamespace(info=lambda *args: None)
-        return process
+        return _started_worker(ThreadWorker.__new__(ThreadWorker))
 
     upgraded = plain()
     gunicorn_config.post_worker_init(upgraded)
@@ -218,13 +226,6 @@ def unfrozen():
     gc.unfreeze()
     yield
     gc.unfreeze()  # pytest's own objects back under the collector
-
-
-def _started_worker() -> SimpleNamespace:
-    lines: list[str] = []
-    return SimpleNamespace(
-        pid=1, log=SimpleNamespace(info=lambda message, *args: lines.append(message % args)), lines=lines
-    )
 
 
 def _collected(thing: object) -> bool:
