@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -237,9 +238,14 @@ def test_start_up_objects_are_frozen_out_of_the_collector_with_the_urlconf(unfro
     clear_url_caches()  # as in a new process: the URLconf not yet resolved
     started = _started_worker()
     gunicorn_config.post_worker_init(started)
-    frozen = gc.get_freeze_count()
+    [line] = started.lines
+    logged = re.fullmatch(r"Worker 1: (\d+) start-up objects frozen out of the garbage collector", line)
+    assert logged, line
+    frozen = int(logged[1])
     assert frozen > 10_000  # Django and the project's modules, not a handful
-    assert started.lines == [f"Worker 1: {frozen} start-up objects frozen out of the garbage collector"]
+    # The log gives the count frozen; a frozen object may be freed since (by another of pytest's
+    # threads, say), none joins: the permanent generation only shrinks.
+    assert 0 <= frozen - gc.get_freeze_count() < 100
     resolver = get_resolver()
     assert "url_patterns" in resolver.__dict__  # the hook loaded the URLconf before freezing
     assert not _collected(resolver.url_patterns)
