@@ -1,0 +1,163 @@
+"""Instructions per request, counted by callgrind rather than timed: the service in-process, through
+Django's WSGI handler (no test client, no server), one request at a time, production settings, 0 ms
+mock provider. Counts repeat to within about 0.1%, where timings on a shared 2-core machine swing by
+2x, so two commits (or two settings) can be compared on changes worth a few percent.
+
+    DATABASE_URL=postgresql://.../a_migrated_database REDIS_URL=redis://127.0.0.1:6379/5 \\
+        .venv/bin/python -m bench.instructions [--scenarios ingest,duplicate,send]
+
+For each scenario it runs itself twice under ``valgrind --tool=callgrind`` (Debian: ``apt-get install
+valgrind``), each time a warm-up of 50 requests and then 50 or 250 more, and prints the difference
+of the two totals divided by 200: start-up, imports and warm-up cancel out. Only the Python process
+is counted (not PostgreSQL or Redis). The database gains rows (about 600 per scenario); the Redis
+database takes the rate-limit counters and the mock provider's ledger. docs/PERFORMANCE.md has the
+figures of each round that used it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = ("ingest", "duplicate", "send")
+WARM_UP = 50
+FEWER, MORE = 50, 250
+
+
+def _environment() -> dict[str, str]:
+    env = dict(os.environ)
+    for name in ("DATABASE_URL", "REDIS_URL"):
+        if not env.get(name):
+            raise SystemExit(f"bench.instructions: {name} is required (a migrated database; a Redis database)")
+    env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
+    env.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(48))
+    env.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost")
+    # As `make bench` runs the service: API keys required, webhook signatures off, provider at 0 ms.
+    env.update(WEBHOOK_SIGNATURES_REQUIRED="false", API_AUTH_REQUIRED="true", MOCK_PROVIDER_LATENCY_MS="0")
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def _counted(scenario: str, requests: int, env: dict[str, str]) -> int:
+    command = [
+        "valgrind",
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        sys.executable,
+        "-m",
+        "bench.instructions",
+        "--run",
+        scenario,
+        "--requests",
+        str(requests),
+    ]
+    done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, check=False)
+    collected = re.search(r"Collected : (\d+)", done.stderr)
+    if done.returncode != 0 or collected is None:
+        raise SystemExit(f"bench.instructions: {scenario} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    return int(collected[1])
+
+
+def _requests() -> dict[str, Callable[[], None]]:
+    """One callable per scenario, each making one request through the WSGI handler."""
+    import django
+
+    django.setup()
+    from django.core.handlers.wsgi import WSGIHandler
+
+    from apikeys.services import api_key_create
+
+    application = WSGIHandler()
+    _, key = api_key_create(name=f"bench-instructions-{os.getpid()}")
+    numbers = iter(range(10**9))
+    run = secrets.token_hex(4)
+
+    def post(path: str, body: dict, *, authorised: bool) -> None:
+        data = json.dumps(body).encode()
+        environ = {
+            "REQUEST_METHOD": "POST",
+            "PATH_INFO": path,
+            "SERVER_NAME": "127.0.0.1",
+            "SERVER_PORT": "8080",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "HTTP_HOST": "127.0.0.1",
+            "HTTP_X_FORWARDED_PROTO": "https",  # as the TLS-terminating proxy sets it
+            "REMOTE_ADDR": "127.0.0.1",
+            "CONTENT_TYPE": "application/json",
+            "CONTENT_LENGTH": str(len(data)),
+            "wsgi.input": io.BytesIO(data),
+            "wsgi.url_scheme": "http",
+            "wsgi.errors": sys.stderr,
+        }
+        if authorised:
+            environ["HTTP_AUTHORIZATION"] = f"Bearer {key}"
+        statuses: list[str] = []
+
+        def start_response(status: str, headers: list, exc_info: object = None) -> Callable[[bytes], object]:
+            statuses.append(status)
+            return lambda data: None
+
+        answer = b"".join(application(environ, start_response))
+        if not statuses[0].startswith("2"):
+            raise SystemExit(f"bench.instructions: {path} answered {statuses[0]}: {answer[:300]!r}")
+
+    def inbound(n: int, event_id: str) -> None:
+        body = {
+            "from": f"+1202{2000000 + n % 1000:07d}",
+            "to": "+18045551234",
+            "type": "sms",
+            "messaging_provider_id": event_id,
+            "body": f"instructions inbound {n}",
+            "attachments": None,
+            "timestamp": "2026-01-01T00:00:00Z",
+        }
+        post("/api/webhooks/sms", body, authorised=False)
+
+    def new_inbound() -> None:
+        n = next(numbers)
+        inbound(n, f"instructions-{run}-{n}")
+
+    def send() -> None:
+        body = {"from": f"+1206{next(numbers) % 10**7:07d}", "to": "+18045551234", "body": "instructions send"}
+        post("/api/messages/sms", body, authorised=True)
+
+    return {
+        "ingest": new_inbound,
+        "duplicate": lambda: inbound(7, f"instructions-{run}-duplicate"),
+        "send": send,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--run", choices=SCENARIOS, help=argparse.SUPPRESS)  # one counted process
+    parser.add_argument("--requests", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.run:
+        request = _requests()[args.run]
+        for _ in range(WARM_UP + args.requests):
+            request()
+        return
+    env = _environment()
+    report = {}
+    for scenario in args.scenarios.split(","):
+        if scenario not in SCENARIOS:
+            raise SystemExit(f"bench.instructions: unknown scenario {scenario!r} (one of {', '.join(SCENARIOS)})")
+        fewer, more = _counted(scenario, FEWER, env), _counted(scenario, MORE, env)
+        report[scenario] = round((more - fewer) / (MORE - FEWER))
+        print(f"{scenario}: {report[scenario]:,} instructions per request", file=sys.stderr)
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
