@@ -1,7 +1,8 @@
 """Instructions per request, counted by callgrind rather than timed: the service in-process, through
 Django's WSGI handler (no test client, no server), one request at a time, production settings, 0 ms
-mock provider. Counts repeat to within about 0.1%, where timings on a shared 2-core machine swing by
-2x, so two commits (or two settings) can be compared on changes worth a few percent.
+mock provider. Counts repeat to about 0.1% (one run in 14 read 2.5% high: count twice), where
+timings on a shared 2-core machine swing by 2x, so two commits can be compared on changes worth a few
+percent.
 
     DATABASE_URL=postgresql://.../a_migrated_database REDIS_URL=redis://127.0.0.1:6379/5 \\
         .venv/bin/python -m bench.instructions [--scenarios ingest,duplicate,send]
@@ -34,16 +35,26 @@ FEWER, MORE = 50, 250
 
 
 def _environment() -> dict[str, str]:
-    env = dict(os.environ)
+    """The service's environment as `make bench` gives it (bench/run.py): the caller's, without any
+    DJANGO_ or BENCH_ setting or webhook signing secret; production settings, API keys required,
+    webhook signatures off, the in-process mock provider at 0 ms; one hash seed for every process."""
     for name in ("DATABASE_URL", "REDIS_URL"):
-        if not env.get(name):
+        if not os.environ.get(name):
             raise SystemExit(f"bench.instructions: {name} is required (a migrated database; a Redis database)")
-    env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
-    env.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(48))
-    env.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost")
-    # As `make bench` runs the service: API keys required, webhook signatures off, provider at 0 ms.
-    env.update(WEBHOOK_SIGNATURES_REQUIRED="false", API_AUTH_REQUIRED="true", MOCK_PROVIDER_LATENCY_MS="0")
-    env["PYTHONPATH"] = str(ROOT)
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("BENCH_", "DJANGO_"))}
+    for name in ("TWILIO_AUTH_TOKEN", "SENDGRID_WEBHOOK_VERIFICATION_KEY", "SENDGRID_WEBHOOK_PUBLIC_KEY"):
+        env.pop(name, None)
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings.production",
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(48),
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        WEBHOOK_SIGNATURES_REQUIRED="false",
+        API_AUTH_REQUIRED="true",
+        PROVIDER_MODE="mock",
+        MOCK_PROVIDER_LATENCY_MS="0",
+        PYTHONHASHSEED="0",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    )
     return env
 
 
@@ -78,8 +89,8 @@ def _requests() -> dict[str, Callable[[], None]]:
 
     application = WSGIHandler()
     _, key = api_key_create(name=f"bench-instructions-{os.getpid()}")
-    numbers = iter(range(10**9))
     run = secrets.token_hex(4)
+    numbers = iter(range(secrets.randbelow(9 * 10**6), 10**9))  # new senders, whatever ran before
 
     def post(path: str, body: dict, *, authorised: bool) -> None:
         data = json.dumps(body).encode()
@@ -106,7 +117,11 @@ def _requests() -> dict[str, Callable[[], None]]:
             statuses.append(status)
             return lambda data: None
 
-        answer = b"".join(application(environ, start_response))
+        response = application(environ, start_response)
+        try:
+            answer = b"".join(response)
+        finally:
+            response.close()  # as a WSGI server does: Django's request_finished (closing old connections)
         if not statuses[0].startswith("2"):
             raise SystemExit(f"bench.instructions: {path} answered {statuses[0]}: {answer[:300]!r}")
 

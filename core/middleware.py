@@ -76,7 +76,7 @@ API_PATH_PREFIX = "/api/"
 class _BackOfficeOnly:
     """Runs the Django middleware it is mixed into on every path but the REST API's: sessions, the
     logged-in user and the admin's flash messages are the back office's. An API request skips them
-    (about 5% of an inbound webhook's Python; docs/PERFORMANCE.md, eighth round). Subclasses of
+    (about 4.5% of an inbound webhook's Python; docs/PERFORMANCE.md, eighth round). Subclasses of
     Django's own classes, so the admin's system checks (admin.E408-E410) still find them."""
 
     sync_capable = True

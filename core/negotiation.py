@@ -14,8 +14,8 @@ class JsonFirstContentNegotiation(DefaultContentNegotiation):
     """DRF's negotiation, answered at once when a view renders JSON only and the request asks for
     anything (no ``Accept``, ``*/*``) or for plain ``application/json``, with no query string (which
     could carry ``?format=``). That is nearly every API request, and DRF's general path (parsing the
-    query string, the ``Accept`` header and each renderer's media type) cost an inbound webhook about
-    2% of its Python (docs/PERFORMANCE.md, eighth round). Everything else, a 406 included, is DRF's."""
+    query string, the ``Accept`` header and each renderer's media type) cost a webhook about 2% of its
+    Python (docs/PERFORMANCE.md, eighth round). Everything else, a 406 included, is DRF's."""
 
     def select_renderer(self, request, renderers, format_suffix=None):
         meta = request.META

@@ -91,3 +91,14 @@ def test_an_api_that_cannot_answer_in_json_is_still_a_406(client, accept):
     response = client.get("/api/conversations/", HTTP_ACCEPT=accept)
     assert response.status_code == 406
     assert response["Content-Type"] == "application/json"
+
+
+@pytest.mark.django_db
+def test_the_api_uses_the_shortcut(client, monkeypatch):
+    def parsed(self, request):
+        raise AssertionError("the Accept header was parsed")
+
+    monkeypatch.setattr(DefaultContentNegotiation, "get_accept_list", parsed)
+    response = client.get("/api/conversations/", HTTP_ACCEPT="application/json")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
