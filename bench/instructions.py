@@ -35,26 +35,18 @@ FEWER, MORE = 50, 250
 
 
 def _environment() -> dict[str, str]:
-    """The service's environment as `make bench` gives it (bench/run.py): the caller's, without any
-    DJANGO_ or BENCH_ setting or webhook signing secret; production settings, API keys required,
-    webhook signatures off, the in-process mock provider at 0 ms; one hash seed for every process."""
+    """The service's environment as `make bench` gives it (production settings, API keys required,
+    webhook signatures off, the in-process mock provider at 0 ms), with one hash seed for every
+    counted process."""
+    from bench.run import service_environment  # not in the counted processes
+
     for name in ("DATABASE_URL", "REDIS_URL"):
         if not os.environ.get(name):
             raise SystemExit(f"bench.instructions: {name} is required (a migrated database; a Redis database)")
-    env = {name: value for name, value in os.environ.items() if not name.startswith(("BENCH_", "DJANGO_"))}
-    for name in ("TWILIO_AUTH_TOKEN", "SENDGRID_WEBHOOK_VERIFICATION_KEY", "SENDGRID_WEBHOOK_PUBLIC_KEY"):
-        env.pop(name, None)
-    env.update(
-        DJANGO_SETTINGS_MODULE="config.settings.production",
-        DJANGO_SECRET_KEY=secrets.token_urlsafe(48),
-        ALLOWED_HOSTS="127.0.0.1,localhost",
-        WEBHOOK_SIGNATURES_REQUIRED="false",
-        API_AUTH_REQUIRED="true",
-        PROVIDER_MODE="mock",
-        MOCK_PROVIDER_LATENCY_MS="0",
-        PYTHONHASHSEED="0",
-        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    env = service_environment(
+        database_url=os.environ["DATABASE_URL"], redis_url=os.environ["REDIS_URL"], secret_key=secrets.token_urlsafe(48)
     )
+    env["PYTHONHASHSEED"] = "0"
     return env
 
 

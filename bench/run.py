@@ -37,6 +37,36 @@ from core.startup import gc_freeze_enabled
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 PY = str(ROOT / ".venv" / "bin" / "python")
+
+
+def base_environment() -> dict[str, str]:
+    """The caller's environment without any BENCH_ or DJANGO_ setting or webhook signing secret."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BENCH_", "DJANGO_"))}
+    for name in ("TWILIO_AUTH_TOKEN", "SENDGRID_WEBHOOK_VERIFICATION_KEY", "SENDGRID_WEBHOOK_PUBLIC_KEY"):
+        env.pop(name, None)
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def service_environment(*, database_url: str, redis_url: str, secret_key: str, latency: str = "0") -> dict[str, str]:
+    """How the service runs in every benchmark (docs/PERFORMANCE.md, "How the service runs")."""
+    env = base_environment()
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings.production",
+        DJANGO_SECRET_KEY=secret_key,
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        # wrk's LuaJIT cannot compute Twilio's HMAC-SHA1 per request: signatures are off, and
+        # stated so in docs/PERFORMANCE.md. API keys stay required (the production default).
+        WEBHOOK_SIGNATURES_REQUIRED="false",
+        API_AUTH_REQUIRED="true",
+        PROVIDER_MODE="mock",  # the in-process mock, whatever the caller's environment says
+        MOCK_PROVIDER_LATENCY_MS=latency,
+    )
+    return env
+
+
 GUNICORN = str(ROOT / ".venv" / "bin" / "gunicorn")
 PYSPY = str(ROOT / ".venv" / "bin" / "py-spy")
 
@@ -276,31 +306,13 @@ class Bench:
 
     # environments
 
-    def base_env(self) -> dict:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("BENCH_", "DJANGO_"))}
-        for name in ("TWILIO_AUTH_TOKEN", "SENDGRID_WEBHOOK_VERIFICATION_KEY", "SENDGRID_WEBHOOK_PUBLIC_KEY"):
-            env.pop(name, None)
-        env["PYTHONPATH"] = str(ROOT)
-        return env
-
     def service_env(self, db: str, latency: str = "0") -> dict:
-        env = self.base_env()
-        env.update(
-            DJANGO_SETTINGS_MODULE="config.settings.production",
-            DJANGO_SECRET_KEY=self.secret_key,
-            ALLOWED_HOSTS="127.0.0.1,localhost",
-            DATABASE_URL=self.dbs.url(db),
-            REDIS_URL=self.config.redis_url,
-            # wrk's LuaJIT cannot compute Twilio's HMAC-SHA1 per request: signatures are off, and
-            # stated so in docs/PERFORMANCE.md. API keys stay required (the production default).
-            WEBHOOK_SIGNATURES_REQUIRED="false",
-            API_AUTH_REQUIRED="true",
-            MOCK_PROVIDER_LATENCY_MS=latency,
+        return service_environment(
+            database_url=self.dbs.url(db), redis_url=self.config.redis_url, secret_key=self.secret_key, latency=latency
         )
-        return env
 
     def baseline_env(self, db: str) -> dict:
-        env = self.base_env()
+        env = base_environment()
         env["DATABASE_URL"] = self.dbs.url(db)
         return env
 
