@@ -10,8 +10,8 @@ percent.
 For each scenario it runs itself twice under ``valgrind --tool=callgrind`` (Debian: ``apt-get install
 valgrind``), each time a warm-up of 50 requests and then 50 or 250 more, and prints the difference
 of the two totals divided by 200: start-up, imports and warm-up cancel out. Only the Python process
-is counted (not PostgreSQL or Redis). The database gains rows (about 600 per scenario); the Redis
-database takes the rate-limit counters and the mock provider's ledger. docs/PERFORMANCE.md has the
+is counted (not PostgreSQL or Redis). Each scenario makes 400 requests, whose rows stay in the
+database; the Redis database takes the rate-limit counters and the mock provider's ledger. docs/PERFORMANCE.md has the
 figures of each round that used it.
 """
 
@@ -78,6 +78,7 @@ def _requests() -> dict[str, Callable[[], None]]:
     from django.core.handlers.wsgi import WSGIHandler
 
     from apikeys.services import api_key_create
+    from bench.profile import inbound_body, send_body
 
     application = WSGIHandler()
     _, key = api_key_create(name=f"bench-instructions-{os.getpid()}")
@@ -118,24 +119,14 @@ def _requests() -> dict[str, Callable[[], None]]:
             raise SystemExit(f"bench.instructions: {path} answered {statuses[0]}: {answer[:300]!r}")
 
     def inbound(n: int, event_id: str) -> None:
-        body = {
-            "from": f"+1202{2000000 + n % 1000:07d}",
-            "to": "+18045551234",
-            "type": "sms",
-            "messaging_provider_id": event_id,
-            "body": f"instructions inbound {n}",
-            "attachments": None,
-            "timestamp": "2026-01-01T00:00:00Z",
-        }
-        post("/api/webhooks/sms", body, authorised=False)
+        post("/api/webhooks/sms", inbound_body(n, event_id), authorised=False)
 
     def new_inbound() -> None:
         n = next(numbers)
         inbound(n, f"instructions-{run}-{n}")
 
     def send() -> None:
-        body = {"from": f"+1206{next(numbers) % 10**7:07d}", "to": "+18045551234", "body": "instructions send"}
-        post("/api/messages/sms", body, authorised=True)
+        post("/api/messages/sms", send_body(next(numbers)), authorised=True)
 
     return {
         "ingest": new_inbound,

@@ -34,6 +34,25 @@ APPS = ("conversations", "messaging", "webhooks", "core", "providers", "apikeys"
 WAITS = ("recv", "send", "select", "poll", "wait", "connect", "sleep", "pq_")
 
 
+def inbound_body(n: int, event_id: str) -> dict:
+    """The scaffold's inbound SMS webhook: the provider's id ``event_id``, from one of 1,000 senders
+    (by ``n``) to the business number. The in-process benchmarks' request (bench/instructions.py too)."""
+    return {
+        "from": f"+1202{2000000 + n % 1000:07d}",
+        "to": "+18045551234",
+        "type": "sms",
+        "messaging_provider_id": event_id,
+        "body": f"bench inbound {n}",
+        "attachments": None,
+        "timestamp": "2026-01-01T00:00:00Z",
+    }
+
+
+def send_body(n: int) -> dict:
+    """An SMS send from sender number ``n`` (modulo 10**7) to the business number."""
+    return {"from": f"+1206{n % 10**7:07d}", "to": "+18045551234", "body": f"bench send {n}"}
+
+
 def _area(filename: str, function: str) -> str:
     if filename.endswith("psycopg/connection.py") and function == "wait":
         return "waiting on PostgreSQL (round trips)"
@@ -103,20 +122,10 @@ def main() -> None:
     client = Client(HTTP_X_FORWARDED_PROTO="https", HTTP_AUTHORIZATION=f"Bearer {key}")
 
     def inbound(n: int, event: str):
-        body = {
-            "from": f"+1202{2000000 + n % 1000:07d}",
-            "to": "+18045551234",
-            "type": "sms",
-            "messaging_provider_id": event,
-            "body": f"profile inbound {n}",
-            "attachments": None,
-            "timestamp": "2026-01-01T00:00:00Z",
-        }
-        return client.post("/api/webhooks/sms", body, content_type="application/json")
+        return client.post("/api/webhooks/sms", inbound_body(n, event), content_type="application/json")
 
     def send(n: int):
-        body = {"from": f"+1206{2000000 + n:07d}", "to": "+18045551234", "body": f"profile send {n}"}
-        return client.post("/api/messages/sms", body, content_type="application/json")
+        return client.post("/api/messages/sms", send_body(2000000 + n), content_type="application/json")
 
     counter = iter(range(10**9))
     scenarios = {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rest_framework.negotiation import DefaultContentNegotiation
-from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.renderers import JSONRenderer
 
 #: ``Accept`` values (or none at all) for which DRF's negotiation picks JSON with no media type
 #: parameters: its answer, computed without parsing anything.
@@ -26,6 +26,5 @@ class JsonFirstContentNegotiation(DefaultContentNegotiation):
             and meta.get("HTTP_ACCEPT") in _PLAIN_JSON_ACCEPTS
             and not meta.get("QUERY_STRING")
         ):
-            renderer: BaseRenderer = renderers[0]
-            return renderer, renderer.media_type
+            return renderers[0], renderers[0].media_type
         return super().select_renderer(request, renderers, format_suffix)
