@@ -14,6 +14,7 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 from django.db.models import Field, Model
 from django.db.models.base import ModelState
 from django.db.models.sql import InsertQuery
+from django.utils import timezone
 
 M = TypeVar("M", bound=Model)
 
@@ -24,23 +25,40 @@ def unsaved(model: type[M], **values: Any) -> M:
     per-field argument handling and its pre_init/post_init signals (no receiver is connected for the
     project's models: tests/core/test_inserts.py checks). ``values`` are plain field values by
     attribute name (``conversation_id``, not ``conversation``)."""
-    defaults, attnames = _defaults(model)
+    template, factories, attnames = _defaults(model)
     unknown = values.keys() - attnames
     if unknown:
         raise TypeError(f"{model.__name__} has no field attribute {', '.join(sorted(unknown))}")
     instance = model.__new__(model)
-    data = instance.__dict__
+    data = template.copy()  # constant defaults, in the fields' order (after ``_state``, as __init__ sets them)
     data["_state"] = ModelState()
-    for attname, default in defaults:
-        data[attname] = default()
+    for attname, factory in factories:
+        data[attname] = factory()
     data.update(values)
+    instance.__dict__ = data
     return instance
 
 
 @functools.cache
-def _defaults(model: type[Model]) -> tuple[tuple[tuple[str, Callable[[], Any]], ...], frozenset[str]]:
+def _defaults(
+    model: type[Model],
+) -> tuple[dict[str, Any], tuple[tuple[str, Callable[[], Any]], ...], frozenset[str]]:
+    """The model's instance dictionary with every constant default in place (a non-callable ``default``,
+    or no default at all: None or ""), the fields whose default is made per instance (a callable
+    ``default``, a ``db_default``), and every field's attribute name. A constant is the very object
+    ``Field.get_default`` returns each time, so sharing it is what ``Model.__init__`` does too."""
     fields = model._meta.concrete_fields
-    return tuple((field.attname, field.get_default) for field in fields), frozenset(f.attname for f in fields)
+    template: dict[str, Any] = {"_state": None}
+    factories = []
+    for field in fields:
+        template[field.attname] = None
+        if field.has_default() and callable(field.default):
+            factories.append((field.attname, field.default))  # what get_default() would call
+        elif not field.has_default() and field.has_db_default():
+            factories.append((field.attname, field.get_default))  # an expression per instance
+        else:
+            template[field.attname] = field.get_default()
+    return template, tuple(factories), frozenset(f.attname for f in fields)
 
 
 def insert_parts(instance: Model, *, exclude: frozenset[str] = frozenset()) -> tuple[list[str], list[str], list[Any]]:
@@ -57,8 +75,15 @@ def insert_parts(instance: Model, *, exclude: frozenset[str] = frozenset()) -> t
     db = connections[DEFAULT_DB_ALIAS]
     fields, columns, shortcuts = _insert_fields(type(instance), exclude)
     params: list[Any] = []
+    now: datetime | None = None
     for field, shortcut in zip(fields, shortcuts, strict=True):
-        if shortcut is None:  # auto_now(_add), or a field whose preparation changes values
+        if shortcut is _NOW:  # auto_now(_add): pre_save's own value, one per row
+            if now is None:
+                now = timezone.now()
+            setattr(instance, field.attname, now)
+            params.append(now)
+            continue
+        if shortcut is None:  # a field whose preparation changes values
             value = field.pre_save(instance, add=True)
         else:
             value = getattr(instance, field.attname)
@@ -116,9 +141,20 @@ def _insert_fields(
 _Shortcut = tuple[tuple[type, ...], Callable[[Any], Any] | None]
 
 
+#: The shortcut of an ``auto_now``/``auto_now_add`` date-time on PostgreSQL with USE_TZ: ``pre_save``
+#: sets the field to ``timezone.now()`` (aware) and the driver takes it as it is. Every such field of
+#: one row gets the same instant (``save()`` reads the clock once per field, microseconds apart).
+_NOW: Any = object()
+
+
 def _plain_types(field: Field) -> _Shortcut | None:
     if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
-        return None
+        datetime_on_postgresql = type(field) is models.DateTimeField and connection.vendor == "postgresql"
+        return _NOW if datetime_on_postgresql and settings.USE_TZ else None
+    if type(field) is models.JSONField:
+        # A dict or a list is adapted as JSONField.get_db_prep_value adapts it (its get_prep_value
+        # changes neither); None is SQL NULL, as its get_db_prep_save makes it.
+        return (dict, list), functools.partial(connection.ops.adapt_json_value, encoder=field.encoder)
     if type(field) is models.DateTimeField:
         return ((datetime,), None) if settings.USE_TZ and connection.vendor == "postgresql" else None
     if type(field) is models.UUIDField and not connection.features.has_native_uuid_field:

@@ -90,6 +90,32 @@ def test_insert_parts_do_not_build_a_compiler_for_plain_values(monkeypatch):
     assert placeholders == ["%s"] * len(columns) == ["%s"] * len(params)
 
 
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the date-time shortcut is PostgreSQL's (USE_TZ)")
+def test_insert_parts_stamp_auto_now_and_adapt_json_without_the_fields_preparation(monkeypatch):
+    from django.db.models import DateTimeField, JSONField
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the field's own preparation ran")
+
+    monkeypatch.setattr(DateTimeField, "pre_save", refuse)
+    monkeypatch.setattr(JSONField, "get_db_prep_save", refuse)
+    message, exclude = next(_instances())
+
+    columns, _, params = insert_parts(message, exclude=exclude)
+    by_column = dict(zip(columns, params, strict=True))
+
+    assert message.created_at is not None
+    assert message.created_at.tzinfo is not None
+    assert message.created_at == message.updated_at  # one instant per row
+    assert by_column[connection.ops.quote_name("created_at")] is message.created_at
+    assert by_column[connection.ops.quote_name("updated_at")] is message.updated_at
+    assert _comparable([by_column[connection.ops.quote_name("metadata")]]) == [("Jsonb", {"k": [1, 2]})]
+    assert _comparable([by_column[connection.ops.quote_name("attachments")]]) == [
+        ("Jsonb", ["https://example.com/a.png"])
+    ]
+    assert by_column[connection.ops.quote_name("last_error")] is None  # a null JSON field is SQL NULL
+
+
 def test_an_expression_value_is_compiled():
     conversation = Conversation(channel="sms", participant_a="+1", participant_b="+2", last_message_at=Now())
 
@@ -126,3 +152,5 @@ def test_unsaved_defaults_are_fresh_per_instance():
     first, second = inserts.unsaved(Message), inserts.unsaved(Message)
     first.attachments.append("x")
     assert second.attachments == []
+    assert first._state is not second._state
+    assert first.provider_token != second.provider_token
