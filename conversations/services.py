@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 from datetime import datetime
@@ -109,10 +110,18 @@ def conversation_upsert_counting_sql(
         unread_count=1 if inbound else 0,
     )
     columns, placeholders, params = insert_parts(new)
+    return _conversation_upsert_sql(tuple(columns), tuple(placeholders), source=source, inbound=inbound), params
+
+
+@functools.cache
+def _conversation_upsert_sql(
+    columns: tuple[str, ...], placeholders: tuple[str, ...], *, source: str, inbound: bool
+) -> str:
+    """The text of ``conversation_upsert_counting_sql``'s statement: the same few shapes on every request."""
     table = connection.ops.quote_name(Conversation._meta.db_table)
     is_newest = "c.last_message_at IS NULL OR c.last_message_at <= EXCLUDED.last_message_at"
     reopen = f", status = '{ConversationStatus.OPEN}', archived_at = NULL" if inbound else ""
-    sql = (
+    return (
         f"INSERT INTO {table} AS c ({', '.join(columns)}) SELECT {', '.join(placeholders)} FROM {source}"
         " ON CONFLICT ON CONSTRAINT conversation_unique_participants DO UPDATE SET"
         " message_count = c.message_count + 1,"
@@ -125,7 +134,6 @@ def conversation_upsert_counting_sql(
         f" updated_at = EXCLUDED.updated_at{reopen}"
         " RETURNING c.id"
     )
-    return sql, params
 
 
 def conversation_mark_read(*, conversation_id: int | str) -> Conversation:

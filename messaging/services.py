@@ -790,6 +790,15 @@ def _insert_with_conversation_sql(
         source=source,
     )
     columns, placeholders, params = insert_parts(message, exclude=frozenset({"conversation_id"}))
+    sql = _insert_with_conversation_text(conversation_sql, tuple(columns), tuple(placeholders), source, message_id)
+    return sql, [*conversation_params, *params]
+
+
+@functools.cache
+def _insert_with_conversation_text(
+    conversation_sql: str, columns: tuple[str, ...], placeholders: tuple[str, ...], source: str, message_id: str | None
+) -> str:
+    """The text of ``_insert_with_conversation_sql``: the same few shapes on every request."""
     table = connection.ops.quote_name(Message._meta.db_table)
     id_column, id_value = ("id, ", f"{message_id}, ") if message_id else ("", "")
     message_sql = (
@@ -797,7 +806,4 @@ def _insert_with_conversation_sql(
         f" SELECT {id_value}stored_conversation.id, {', '.join(placeholders)}"
         f" FROM stored_conversation, {source} RETURNING *"
     )
-    return (
-        f"stored_conversation AS ({conversation_sql}), stored_message AS ({message_sql})",
-        [*conversation_params, *params],
-    )
+    return f"stored_conversation AS ({conversation_sql}), stored_message AS ({message_sql})"

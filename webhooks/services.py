@@ -15,9 +15,12 @@ claiming an orphan is a guarded UPDATE, so it is applied exactly once.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
@@ -426,19 +429,15 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _receive_inbound_in_one_statement(event: WebhookEvent, inbound: InboundMessage) -> WebhookResult:
-    """The inbound pipeline in one round trip (PostgreSQL): claim the event id with ``INSERT ... ON
-    CONFLICT DO NOTHING`` on the partial unique index, and only if the claim is taken upsert the
-    conversation with its counters and insert the message, all in one statement, so one transaction.
-    A duplicate does no conversation work: it is stored as ``duplicate`` naming the original's
-    message, in the same statement (even when the original was concurrent and the claim waited for
-    its commit), or in a second one when the original's claim names no message."""
-    event.processed_at = timezone.now()
-    event_columns, event_placeholders, event_params = insert_parts(event, exclude=frozenset({"message_id"}))
-    receive_sql, receive_params = message_receive_sql(inbound=inbound, source="claim", message_id="claim.message_id")
+@functools.cache
+def _inbound_statement(
+    event_columns: tuple[str, ...], event_placeholders: tuple[str, ...], receive_sql: str
+) -> tuple[str, Mapping[str, str]]:
+    """``_INBOUND_STATEMENT`` for these columns and this message INSERT (the same few shapes on every
+    request), and the names ``_DUPLICATE_STATEMENT`` takes."""
     # $1 is the table name for the sequence; the event's parameters follow, one per column (an event
     # holds plain values only, so insert_parts gives each column one %s).
-    if event_placeholders != ["%s"] * len(event_columns):
+    if event_placeholders != ("%s",) * len(event_columns):
         raise TypeError("an inbound event's columns must each take one parameter")
     numbers = {column: f"${position}" for position, column in enumerate(event_columns, start=2)}
     quote = connection.ops.quote_name
@@ -457,6 +456,20 @@ def _receive_inbound_in_one_statement(event: WebhookEvent, inbound: InboundMessa
         duplicate_values=", ".join(duplicate_values[column] for column in event_columns),
         **tables,
     )
+    return statement, MappingProxyType(tables)  # shared by every request: read-only
+
+
+def _receive_inbound_in_one_statement(event: WebhookEvent, inbound: InboundMessage) -> WebhookResult:
+    """The inbound pipeline in one round trip (PostgreSQL): claim the event id with ``INSERT ... ON
+    CONFLICT DO NOTHING`` on the partial unique index, and only if the claim is taken upsert the
+    conversation with its counters and insert the message, all in one statement, so one transaction.
+    A duplicate does no conversation work: it is stored as ``duplicate`` naming the original's
+    message, in the same statement (even when the original was concurrent and the claim waited for
+    its commit), or in a second one when the original's claim names no message."""
+    event.processed_at = timezone.now()
+    event_columns, event_placeholders, event_params = insert_parts(event, exclude=frozenset({"message_id"}))
+    receive_sql, receive_params = message_receive_sql(inbound=inbound, source="claim", message_id="claim.message_id")
+    statement, tables = _inbound_statement(tuple(event_columns), tuple(event_placeholders), receive_sql)
     with prepared_cursor() as cursor:
         cursor.execute(statement, [Message._meta.db_table, *event_params, *receive_params])
         stored = cursor.fetchone()
