@@ -77,9 +77,14 @@ class SendCommand:
         )
 
     def fingerprint(self) -> str:
-        """Identifies the request's content, for idempotency-key reuse checks."""
-        content = asdict(self)
-        content.pop("client_message_id")
+        """Identifies the request's content, for idempotency-key reuse checks: the SHA-256 of the
+        command as sorted JSON without ``client_message_id``, which is what ``asdict`` gives (stored
+        fingerprints were made that way) without its deep copy of every value."""
+        content = {
+            name: asdict(value) if isinstance(value, ForcedError) else value
+            for name, value in vars(self).items()
+            if name != "client_message_id"
+        }
         return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
 
 
