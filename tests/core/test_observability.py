@@ -127,6 +127,24 @@ def test_metrics_count_requests_by_route_and_status_and_show_the_outbox(client):
     assert "messaging_outbox_oldest_due_age_seconds" in body
 
 
+def test_metrics_count_a_method_nobody_defined_as_other(client):
+    def others(body):
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in body.splitlines()
+            if line.startswith("http_requests_total{") and 'method="other"' in line
+        )
+
+    before = others(client.get("/metrics").content.decode())
+    client.generic("FROBNICATE-7f3a", "/no-such-page/")
+    client.generic("FROBNICATE-91bc", "/no-such-page/")
+
+    body = client.get("/metrics").content.decode()
+
+    assert "FROBNICATE" not in body
+    assert others(body) == before + 2
+
+
 def test_metrics_count_sends_and_rate_limit_rejections(client, settings):
     settings.SMS_RATE_LIMIT = (1, 86400)
     client.post("/api/messages/sms", payloads.sms(), content_type="application/json")
