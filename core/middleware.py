@@ -16,7 +16,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from core.database import database_unavailable_response, is_database_unavailable
 from core.errors import error_body
-from core.logging import log_context, request_id_from
+from core.logging import log_context, log_line, request_id_from
 from core.metrics import record_request
 
 logger = logging.getLogger(__name__)
@@ -51,7 +51,9 @@ class RequestLogMiddleware:
             route = _route(request)
             response["X-Request-ID"] = request_id
             record_request(route=route, method=request.method or "", status=response.status_code, seconds=seconds)
-            request_logger.info(
+            log_line(
+                request_logger,
+                logging.INFO,
                 "%s %s %s",
                 request.method,
                 route,
