@@ -71,7 +71,9 @@ def insert_parts(instance: Model, *, exclude: frozenset[str] = frozenset()) -> t
     hot paths that was most of the Python an inbound webhook spent building its statement); anything
     else goes through the compiler itself. A value the field would pass to the driver unchanged (a
     ``str`` for a text field, an ``int`` for an integer one, an aware ``datetime``, ``None``) is taken
-    as it is, without the field's three-step preparation."""
+    as it is, a ``dict`` or ``list`` for a JSON field is adapted as the field adapts it, and an
+    ``auto_now`` date-time is stamped as ``pre_save`` stamps it (PostgreSQL with USE_TZ: one
+    ``timezone.now()`` per row), all without the field's three-step preparation."""
     db = connections[DEFAULT_DB_ALIAS]
     fields, columns, shortcuts = _insert_fields(type(instance), exclude)
     params: list[Any] = []
