@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any, ClassVar
 
+from django.conf import settings
+from django.utils import timezone
 from rest_framework import ISO_8601, serializers
 from rest_framework.fields import is_simple_callable
 from rest_framework.settings import api_settings
@@ -27,13 +29,24 @@ class PlannedRepresentation:
     ``serializers.ModelSerializer``."""
 
     _class_fields: ClassVar[dict[type, list[tuple[str, tuple[str, ...], serializers.Field]]]] = {}
+    #: The plans made so far, by class, current time zone and DRF's date-time format: what a plan
+    #: depends on. A send answers with one object, so a plan per serializer would be made per request.
+    _class_plans: ClassVar[dict[tuple[type, tzinfo | None, str], list[tuple[str, tuple[str, ...], Any]]]] = {}
 
     def to_representation(self, instance):
         plan = self.__dict__.get("_representation_plan")
         if plan is None:
-            plan = self.__dict__["_representation_plan"] = [
-                (name, attrs, _converter(field)) for name, attrs, field in self._fields_of_class()
-            ]
+            key = (
+                type(self),
+                timezone.get_current_timezone() if settings.USE_TZ else None,
+                api_settings.DATETIME_FORMAT,
+            )
+            plan = self._class_plans.get(key)
+            if plan is None:
+                plan = self._class_plans[key] = [
+                    (name, attrs, _converter(field)) for name, attrs, field in self._fields_of_class()
+                ]
+            self.__dict__["_representation_plan"] = plan
         data = {}
         for name, attrs, convert in plan:
             value = instance

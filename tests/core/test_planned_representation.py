@@ -77,3 +77,27 @@ def test_the_schema_describes_the_resources_not_how_they_are_rendered(client):
         assert description
         assert "to_representation" not in description
         assert "PlannedRepresentation" not in description
+
+
+def test_a_plan_is_made_once_per_class_not_per_object():
+    first, second = MessageFactory(), MessageFactory()
+    one, two = MessageSerializer(first), MessageSerializer(second)
+    assert one.data["id"] == first.pk
+    assert two.data["id"] == second.pk
+
+    assert one._representation_plan is two._representation_plan
+
+
+def test_each_time_zone_has_its_own_plan():
+    from django.utils import timezone as django_timezone
+
+    message = MessageFactory(timestamp=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
+    message.refresh_from_db()
+    in_utc = MessageSerializer(message).data
+    with django_timezone.override("Asia/Kolkata"):
+        in_kolkata = MessageSerializer(message).data
+        expected = drf(MessageSerializer, message)
+
+    assert in_utc["timestamp"] == "2026-01-02T03:04:05Z"
+    assert in_kolkata == expected
+    assert in_kolkata["timestamp"] == "2026-01-02T08:34:05+05:30"
