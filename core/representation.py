@@ -19,8 +19,8 @@ class PlannedRepresentation:
     - its readable fields are built and bound once per class, instead of DRF building them (for a
       ModelSerializer, from the model) and deep-copying them for every serializer made, which is every
       object a send answers with;
-    - each serializer (one per page with ``many=True``) turns them once into a plan of attribute paths
-      and converters, ISO 8601 date-times reading the current time zone once instead of per value;
+    - they are turned once per class (and current time zone) into a plan of attribute paths and
+      converters, ISO 8601 date-times reading the time zone once instead of per value;
     - each object is then a plain loop of attribute reads and conversions.
 
     Same fields, same output and key order as DRF's own ``to_representation`` for read-only fields with
