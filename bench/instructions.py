@@ -11,8 +11,8 @@ For each scenario it runs itself twice under ``valgrind --tool=callgrind`` (Debi
 valgrind``), each time a warm-up of 50 requests and then 50 or 250 more, and prints the difference
 of the two totals divided by 200: start-up, imports and warm-up cancel out. Only the Python process
 is counted (not PostgreSQL or Redis). Each scenario makes 400 requests, whose rows stay in the
-database; the Redis database takes the rate-limit counters and the mock provider's ledger. docs/PERFORMANCE.md has the
-figures of each round that used it.
+database; the Redis database takes the rate-limit counters and the mock provider's ledger.
+docs/PERFORMANCE.md has the figures of each round that used it.
 """
 
 from __future__ import annotations

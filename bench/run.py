@@ -37,6 +37,8 @@ from core.startup import gc_freeze_enabled
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 PY = str(ROOT / ".venv" / "bin" / "python")
+GUNICORN = str(ROOT / ".venv" / "bin" / "gunicorn")
+PYSPY = str(ROOT / ".venv" / "bin" / "py-spy")
 
 
 def base_environment() -> dict[str, str]:
@@ -66,9 +68,6 @@ def service_environment(*, database_url: str, redis_url: str, secret_key: str, l
     )
     return env
 
-
-GUNICORN = str(ROOT / ".venv" / "bin" / "gunicorn")
-PYSPY = str(ROOT / ".venv" / "bin" / "py-spy")
 
 SCENARIOS = [
     "ingest_unique",

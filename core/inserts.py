@@ -74,7 +74,6 @@ def insert_parts(instance: Model, *, exclude: frozenset[str] = frozenset()) -> t
     as it is, a ``dict`` or ``list`` for a JSON field is adapted as the field adapts it, and an
     ``auto_now`` date-time is stamped as ``pre_save`` stamps it (PostgreSQL with USE_TZ: one
     ``timezone.now()`` per row), all without the field's three-step preparation."""
-    db = connections[DEFAULT_DB_ALIAS]
     fields, columns, shortcuts = _insert_fields(type(instance), exclude)
     params: list[Any] = []
     now: datetime | None = None
@@ -99,7 +98,7 @@ def insert_parts(instance: Model, *, exclude: frozenset[str] = frozenset()) -> t
                 continue
         if hasattr(value, "resolve_expression"):
             return _compiled_insert_parts(instance, fields, columns)
-        params.append(field.get_db_prep_save(value, connection=db))
+        params.append(field.get_db_prep_save(value, connection=connections[DEFAULT_DB_ALIAS]))
     return list(columns), ["%s"] * len(fields), params
 
 

@@ -3,6 +3,7 @@
 import copy
 import logging
 import sys
+from datetime import datetime
 
 import pytest
 from django.conf import settings
@@ -36,7 +37,7 @@ RECORDS = {
     "underscored extra is left out": lambda: _record(_private=1, public=2),
     "exception": lambda: _record("failed", (), exc_info=_exception_info()),
     "dict message": lambda: _record({"event": "x", "n": 1}, ()),
-    "object values": lambda: _record(when=__import__("datetime").datetime(2026, 1, 1), items=[1, {"a": None}]),
+    "object values": lambda: _record(when=datetime(2026, 1, 1), items=[1, {"a": None}]),
 }
 
 
