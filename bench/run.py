@@ -31,7 +31,7 @@ from pathlib import Path
 
 import psycopg
 
-from config.gunicorn import balanced_accepts
+from config.gunicorn import balanced_accepts, keepalive_linger
 from core.startup import gc_freeze_enabled
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,6 +112,9 @@ class Config:
     port_base: int = _env_int("BENCH_PORT_BASE", 0)
     pyspy: bool = os.environ.get("BENCH_PYSPY", "1") not in ("", "0", "false")
     senders: int = _env_int("BENCH_SENDERS", 1000)
+    # "project": the baseline reads gunicorn.conf.py as the service does (the same worker class, the
+    # same freeze); "plain": gunicorn's own gthread without them, as a baseline outside this project runs.
+    baseline_gunicorn: str = os.environ.get("BENCH_BASELINE_GUNICORN", "project")
 
     def __post_init__(self) -> None:
         self.duration = _env_int("BENCH_DURATION", 3 if self.quick else 15)
@@ -124,6 +127,8 @@ class Config:
         unknown = sorted(set(self.scenarios) - set(SCENARIOS))
         if unknown:
             sys.exit(f"bench: unknown scenario(s) {unknown}; choose from {SCENARIOS}")
+        if self.baseline_gunicorn not in ("project", "plain"):
+            sys.exit(f"bench: BENCH_BASELINE_GUNICORN is project or plain, not {self.baseline_gunicorn!r}")
 
 
 def log(message: str) -> None:
@@ -313,6 +318,8 @@ class Bench:
     def baseline_env(self, db: str) -> dict:
         env = base_environment()
         env["DATABASE_URL"] = self.dbs.url(db)
+        if self.config.baseline_gunicorn == "plain":
+            env.update(GUNICORN_BALANCED_ACCEPT="false", GC_FREEZE="false")  # config/gunicorn.py
         return env
 
     def manage(self, db: str, *args: str, latency: str = "0") -> str:
@@ -734,7 +741,11 @@ class Bench:
             | {
                 "scenarios": self.config.scenarios,
                 "gunicorn": f"gthread {self.config.workers} x {self.config.threads}"
-                + (", balanced accepts" if balanced_accepts() else ", gunicorn's own accepts")  # gunicorn.conf.py
+                + (
+                    f", balanced accepts, {keepalive_linger() * 1000:g} ms keep-alive wait on the answering thread"
+                    if balanced_accepts()
+                    else ", gunicorn's own gthread"
+                )  # gunicorn.conf.py
                 + (", start-up objects frozen" if gc_freeze_enabled() else ", no gc.freeze()"),  # core/startup.py
             },
             "results": self.results,

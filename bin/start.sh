@@ -54,7 +54,8 @@ fi
 
 # No access log: core.middleware.RequestLogMiddleware writes one JSON line per request, with its id.
 # config.gunicorn sets the worker class: gthread, taking new connections least-loaded first
-# (core/gunicorn_worker.py), so nginx's kept-alive connections spread over the processes.
+# (core/gunicorn_worker.py), so nginx's kept-alive connections spread over the processes, and
+# answering a kept-alive connection's next request on the thread that answered the last.
 exec .venv/bin/gunicorn config.wsgi:application \
   --config python:config.gunicorn \
   --bind "${bind}:${port}" \

@@ -1,11 +1,13 @@
 """gunicorn settings that bin/start.sh's command line does not carry: the worker class that spreads
-connections over the processes (core/gunicorn_worker.py), start-up objects kept out of the garbage
-collector's full passes (core/startup.py), and Prometheus multi-process clean-up.
+connections over the processes and answers a kept-alive connection's next request on the thread that
+answered the last (core/gunicorn_worker.py), start-up objects kept out of the garbage collector's
+full passes (core/startup.py), and Prometheus multi-process clean-up.
 
 gunicorn reads them with ``--config python:config.gunicorn`` (bin/start.sh) and, when it is started
 from the project's root without ``--config``, through ``gunicorn.conf.py``, which imports this module.
-``GUNICORN_BALANCED_ACCEPT=false`` keeps gunicorn's own gthread class; ``GC_FREEZE=false`` leaves the
-start-up objects to the garbage collector (core/startup.py).
+``GUNICORN_BALANCED_ACCEPT=false`` keeps gunicorn's own gthread class; ``GUNICORN_KEEPALIVE_LINGER_MS``
+sets how long a thread waits for a kept-alive connection's next request (0: not at all);
+``GC_FREEZE=false`` leaves the start-up objects to the garbage collector (core/startup.py).
 """
 
 from config.env import Env
@@ -16,19 +18,37 @@ def balanced_accepts() -> bool:
     return Env().bool("GUNICORN_BALANCED_ACCEPT", default=True)
 
 
+def keepalive_linger() -> float:
+    """Seconds a pool thread waits for the next request on a kept-alive connection it answered
+    (core/gunicorn_worker.py): ``GUNICORN_KEEPALIVE_LINGER_MS``, 5 by default; 0 hands every
+    connection back to the main thread after each answer, as gunicorn's gthread does."""
+    from core.gunicorn_worker import KEEPALIVE_LINGER
+
+    return Env().float("GUNICORN_KEEPALIVE_LINGER_MS", default=KEEPALIVE_LINGER * 1000, maximum=1000) / 1000
+
+
 worker_class = "core.gunicorn_worker.BalancedThreadWorker" if balanced_accepts() else "gthread"
+keepalive_linger()  # a bad value stops gunicorn as it reads this file, not each process as it starts
 
 
 def post_worker_init(worker):
     # A command line that says `--worker-class gthread` overrides worker_class above: the process
-    # becomes the balanced subclass before it serves (the subclass only changes when it accepts).
+    # becomes the balanced subclass before it serves (the subclass changes when it accepts and which
+    # thread answers a kept-alive connection, nothing it holds).
     from gunicorn.workers.gthread import ThreadWorker
 
     from core.gunicorn_worker import BalancedThreadWorker
 
     if type(worker) is ThreadWorker and balanced_accepts():
         worker.__class__ = BalancedThreadWorker
-        worker.log.info("Worker %s accepts least-loaded first (core.gunicorn_worker.BalancedThreadWorker)", worker.pid)
+    if isinstance(worker, BalancedThreadWorker):
+        worker.keepalive_linger = keepalive_linger()
+        worker.log.info(
+            "Worker %s accepts least-loaded first and waits %s ms for a kept-alive connection's next request"
+            " (core.gunicorn_worker.BalancedThreadWorker)",
+            worker.pid,
+            f"{worker.keepalive_linger * 1000:g}",
+        )
     frozen = freeze_start_up_objects(urlconf=True)
     if frozen is not None:
         worker.log.info("Worker %s: %s start-up objects frozen out of the garbage collector", worker.pid, frozen)

@@ -16,12 +16,25 @@ A process serving none or one accepts at once, so a lightly loaded server answer
 as before; a busy one leaves new connections in the kernel's queue for the others to take. The
 connections a process holds already are never moved: kept-alive clients are never cut off.
 
+It also keeps answering a kept-alive connection on the thread that answered it. gthread hands every
+request over twice: the main thread polls the kept-alive sockets and passes a readable one to a pool
+thread, and the pool thread passes it back to the main thread after the answer, which registers it
+with its poller again. Each handover is a wake-up of the other thread, which must then take the
+interpreter lock from whichever thread is running Python: on a busy machine a request waits for the
+main thread twice. After an answer, ``BalancedThreadWorker`` waits up to ``keepalive_linger`` seconds
+(``KEEPALIVE_LINGER``) on the pool thread for the client's next request and answers it there; only a
+connection that stays quiet that long goes back to the main thread's poller. It waits only while the
+process has an idle thread (fewer connections in hand than threads), so no request queues behind a
+wait except one arriving in a wait's last moments, which then waits at most ``keepalive_linger``.
+
 config/gunicorn.py makes every gthread worker of the service this class (also when the command line
-says ``--worker-class gthread``, unless ``GUNICORN_BALANCED_ACCEPT=false``).
+says ``--worker-class gthread``, unless ``GUNICORN_BALANCED_ACCEPT=false``) and sets
+``keepalive_linger`` from ``GUNICORN_KEEPALIVE_LINGER_MS`` (0 turns the waiting off).
 """
 
 from __future__ import annotations
 
+import select
 import time
 
 from gunicorn.workers.gthread import ThreadWorker
@@ -33,10 +46,15 @@ ACCEPT_DELAY_PER_CONNECTION = 0.005
 #: The longest pause, however busy the process: a new connection never waits longer than this for a
 #: process that could take it.
 MAX_ACCEPT_PAUSE = 0.025
+#: Seconds a pool thread waits on a kept-alive connection it has just answered for the next request,
+#: before handing it back to the main thread's poller. A client with its next request ready (a proxy's
+#: pooled connection under load, a load generator) sends it within a few milliseconds.
+KEEPALIVE_LINGER = 0.005
 
 
 class BalancedThreadWorker(ThreadWorker):
     _last_accept = float("-inf")
+    keepalive_linger = KEEPALIVE_LINGER
 
     def _serving(self) -> int:
         """Connections with a request in the thread pool: not idle kept-alive, not waiting for data."""
@@ -72,3 +90,29 @@ class BalancedThreadWorker(ThreadWorker):
             if pause > 0:
                 timeout = min(timeout, pause)
         super().wait_for_and_dispatch_events(timeout)
+
+    def handle(self, conn):
+        # On a pool thread: gthread's handling of one request, then of each next one the client sends
+        # while this thread waits (``keepalive_linger``). True: keep the connection (the main thread
+        # polls it again); False: close it; gthread's _DEFER: a new connection sent nothing yet.
+        result = super().handle(conn)
+        while result is True and self._next_request_soon(conn):
+            result = super().handle(conn)
+        return result
+
+    def _next_request_soon(self, conn) -> bool:
+        """Whether the next request on ``conn``, just answered and kept alive, arrived or arrives within
+        ``keepalive_linger`` seconds, waited for only while another thread is free for other requests."""
+        if self.keepalive_linger <= 0 or not self.alive or conn.is_http2:
+            return False
+        if self._serving() >= self.cfg.threads:
+            return False  # every thread has a connection in hand: free this one for the others
+        if conn.parser.unreader.buf.getvalue():
+            return True  # read already, with the previous request's body (gthread's finish_request too)
+        pending = getattr(conn.sock, "pending", None)  # TLS: bytes decrypted but not yet read
+        if pending is not None and pending():
+            return True
+        poller = select.poll()
+        poller.register(conn.sock, select.POLLIN)
+        # Readable also when the client closed the connection: the next handle() sees the end and closes it.
+        return bool(poller.poll(self.keepalive_linger * 1000))

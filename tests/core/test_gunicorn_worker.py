@@ -1,16 +1,20 @@
 """gunicorn started from the project's root reads gunicorn.conf.py (config/gunicorn.py): its threaded
 processes share a burst of kept-alive connections instead of one process taking most of them
-(core/gunicorn_worker.py), a process holding connections still takes a new one at once, and each
-process freezes its start-up objects out of the garbage collector before it serves (core/startup.py)."""
+(core/gunicorn_worker.py), a process holding connections still takes a new one at once, a thread
+answers a kept-alive connection's next request when it comes within a few milliseconds (and the
+connection goes back to the main thread's poller otherwise), and each process freezes its start-up
+objects out of the garbage collector before it serves (core/startup.py)."""
 
 from __future__ import annotations
 
 import gc
+import io
 import os
 import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter, deque
 from pathlib import Path
@@ -18,11 +22,12 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.urls import clear_url_caches, get_resolver
 from gunicorn.workers.gthread import ThreadWorker
 
 from config import gunicorn as gunicorn_config
-from core.gunicorn_worker import MAX_ACCEPT_PAUSE, BalancedThreadWorker
+from core.gunicorn_worker import KEEPALIVE_LINGER, MAX_ACCEPT_PAUSE, BalancedThreadWorker
 from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,6 +131,26 @@ def test_a_process_holding_connections_takes_a_new_one_at_once(serve):
             connection.close()
 
 
+def test_kept_alive_connections_are_answered_whether_the_next_request_comes_at_once_or_later(serve):
+    port = serve(workers=1, threads=2)
+    connections = _connect(port, 3)  # one more than the threads: one always waits for a free one
+    try:
+        started = time.monotonic()
+        pids = set()
+        for round_number in range(12):
+            # At once (a waiting thread answers), and after the wait ends (the poller hands it over).
+            for connection in connections:
+                pids.add(_pid_of(connection))
+            if round_number % 2:
+                time.sleep(0.02)
+        assert len(pids) == 1
+        # 36 answers with 6 pauses of 20 ms: nothing waited for a thread lingering on another connection.
+        assert time.monotonic() - started < 5
+    finally:
+        for connection in connections:
+            connection.close()
+
+
 # The pause itself, on a worker built without a server ------------------------------------------------
 
 
@@ -196,6 +221,128 @@ def test_losing_the_race_for_a_connection_does_not_pause(worker):
     assert worker._accept_pause() <= 0
 
 
+# The wait for a kept-alive connection's next request, on a socket pair --------------------------------
+
+
+@pytest.fixture
+def lingering(monkeypatch):
+    """A BalancedThreadWorker with 2 threads and one connection in hand (``conn``, whose client end is
+    ``client``). gthread's handle() is stubbed: it reads one 3-byte request from the connection and
+    records it in ``answered`` (keep-alive: True; the client gone: False)."""
+    server_end, client = socket.socketpair()
+    balanced = BalancedThreadWorker.__new__(BalancedThreadWorker)
+    balanced.cfg = SimpleNamespace(threads=2)
+    balanced.alive = True
+    balanced.nr_conns = 1
+    balanced.keepalived_conns = deque()
+    balanced.pending_conns = deque()
+    balanced.answered = []
+    balanced.conn = SimpleNamespace(
+        sock=server_end, is_http2=False, parser=SimpleNamespace(unreader=SimpleNamespace(buf=io.BytesIO()))
+    )
+    balanced.client = client
+
+    def handle(self, conn):
+        request = conn.sock.recv(3)
+        if not request:
+            return False
+        self.answered.append(request)
+        return True
+
+    monkeypatch.setattr(ThreadWorker, "handle", handle)
+    yield balanced
+    server_end.close()
+    client.close()
+
+
+def _handled(worker) -> tuple[bool, float]:
+    started = time.monotonic()
+    result = worker.handle(worker.conn)
+    return result, time.monotonic() - started
+
+
+def _handled_until(worker, *, answers: int) -> tuple[bool, float]:
+    """handle() with the wait cut short once ``answers`` requests were answered (a 1 s wait otherwise
+    ends the test a second later)."""
+    real = BalancedThreadWorker._next_request_soon
+
+    def soon(self, conn):
+        return len(self.answered) < answers and real(self, conn)
+
+    worker._next_request_soon = soon.__get__(worker)
+    return _handled(worker)
+
+
+def test_a_next_request_sent_at_once_is_answered_on_the_same_thread(lingering):
+    lingering.client.sendall(b"onetwo")
+    result, _ = _handled(lingering)
+    assert result is True  # kept alive: back to the main thread's poller after the wait
+    assert lingering.answered == [b"one", b"two"]
+
+
+def test_a_next_request_sent_during_the_wait_is_answered_on_the_same_thread(lingering):
+    lingering.keepalive_linger = 1.0
+
+    def second_request() -> None:
+        time.sleep(0.05)
+        lingering.client.sendall(b"two")
+
+    lingering.client.sendall(b"one")
+    sender = threading.Thread(target=second_request)
+    sender.start()
+    try:
+        result, _ = _handled_until(lingering, answers=2)
+    finally:
+        sender.join()
+    assert result is True
+    assert lingering.answered == [b"one", b"two"]
+
+
+def test_a_quiet_connection_goes_back_to_the_poller_after_the_wait(lingering):
+    lingering.client.sendall(b"one")
+    result, waited = _handled(lingering)
+    assert result is True
+    assert lingering.answered == [b"one"]
+    assert KEEPALIVE_LINGER * 0.9 <= waited < 1.0  # waited its 5 ms, then handed the connection back
+
+
+def test_a_client_that_closes_during_the_wait_has_its_connection_closed(lingering):
+    lingering.client.sendall(b"one")
+    lingering.client.close()
+    result, _ = _handled(lingering)
+    assert result is False
+    assert lingering.answered == [b"one"]
+
+
+def test_bytes_read_ahead_with_a_body_count_as_the_next_request(lingering):
+    lingering.conn.parser.unreader.buf.write(b"GET")  # read with the last request's body
+    assert lingering._next_request_soon(lingering.conn) is True
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda worker: setattr(worker, "nr_conns", 2), id="every-thread-has-a-connection"),
+        pytest.param(lambda worker: setattr(worker, "alive", False), id="stopping"),
+        pytest.param(lambda worker: setattr(worker, "keepalive_linger", 0.0), id="turned-off"),
+        pytest.param(lambda worker: setattr(worker.conn, "is_http2", True), id="http2"),
+    ],
+)
+def test_no_wait_when_it_could_hold_up_others_or_is_off(lingering, change):
+    change(lingering)
+    lingering.client.sendall(b"onetwo")
+    result, waited = _handled(lingering)
+    assert result is True
+    assert lingering.answered == [b"one"]  # the next request is left to the main thread's poller
+    assert waited < KEEPALIVE_LINGER
+
+
+def test_a_closed_connection_is_not_waited_on(lingering, monkeypatch):
+    monkeypatch.setattr(ThreadWorker, "handle", lambda self, conn: False)
+    lingering.client.sendall(b"onetwo")
+    assert lingering.handle(lingering.conn) is False
+
+
 def _started_worker(process: object | None = None) -> Any:
     """What post_worker_init is handed (a plain namespace unless ``process``), whose log lines are kept
     in ``lines``."""
@@ -259,3 +406,22 @@ def test_freezing_can_be_turned_off(unfrozen, monkeypatch):
     gunicorn_config.post_worker_init(started)
     assert gc.get_freeze_count() == 0
     assert started.lines == []
+
+
+def test_the_wait_for_a_next_request_is_set_from_the_environment(monkeypatch):
+    monkeypatch.setenv("GC_FREEZE", "false")
+    assert gunicorn_config.keepalive_linger() == KEEPALIVE_LINGER
+    monkeypatch.setenv("GUNICORN_KEEPALIVE_LINGER_MS", "0")
+    assert gunicorn_config.keepalive_linger() == 0
+    monkeypatch.setenv("GUNICORN_KEEPALIVE_LINGER_MS", "12.5")
+    started = _started_worker(ThreadWorker.__new__(ThreadWorker))
+    gunicorn_config.post_worker_init(started)
+    assert started.keepalive_linger == 0.0125
+    assert started.lines == [
+        "Worker 1 accepts least-loaded first and waits 12.5 ms for a kept-alive connection's next request"
+        " (core.gunicorn_worker.BalancedThreadWorker)"
+    ]
+    for wrong in ("-1", "5000", "soon"):
+        monkeypatch.setenv("GUNICORN_KEEPALIVE_LINGER_MS", wrong)
+        with pytest.raises(ImproperlyConfigured, match="GUNICORN_KEEPALIVE_LINGER_MS"):
+            gunicorn_config.keepalive_linger()
