@@ -189,7 +189,8 @@ def _message_create_outbound(*, command: SendCommand, fingerprint: str, queue: b
             "next_attempt_at": now,
             "leased_until": now + timedelta(seconds=settings.PROVIDER_TIMEOUT_SECONDS * 2),
         }
-    message = Message(
+    message = unsaved(
+        Message,
         channel=command.channel,
         direction=Direction.OUTBOUND,
         type=command.type,
