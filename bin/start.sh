@@ -25,10 +25,12 @@ DB_STATEMENT_TIMEOUT=0 DB_QUERY_TIMEOUT=0 "$python" manage.py migrate --noinput
 
 port="${PORT:-8080}"
 cores="$(nproc 2>/dev/null || echo 2)"
-if [ -z "${DATABASE_URL:-}" ]; then
+if [ -z "${DATABASE_URL:-}" ] || [[ "$DATABASE_URL" == sqlite* ]]; then
   # SQLite takes one writer at a time: one process, its threads queue on the database lock.
   workers="${WEB_CONCURRENCY:-1}"
-  echo "start: DATABASE_URL is not set; using the SQLite file var/db.sqlite3" >&2
+  if [ -z "${DATABASE_URL:-}" ]; then
+    echo "start: DATABASE_URL is not set; using the SQLite file var/db.sqlite3" >&2
+  fi
 else
   workers="${WEB_CONCURRENCY:-$((cores * 2 + 1))}"
 fi
