@@ -7,6 +7,7 @@ names the variable, instead of surfacing later as a confusing runtime error.
 from __future__ import annotations
 
 import builtins
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -86,6 +87,8 @@ class Env:
             number = float(value)
         except ValueError:
             raise ImproperlyConfigured(f"{name} must be a number, got {value!r}.") from None
+        if not math.isfinite(number):  # float() takes "nan" and "inf", which no bound check refuses
+            raise ImproperlyConfigured(f"{name} must be a finite number, got {value!r}.")
         if number < minimum or (maximum is not None and number > maximum):
             bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
             raise ImproperlyConfigured(f"{name} must be {bound}, got {number}.")

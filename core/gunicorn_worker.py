@@ -24,8 +24,10 @@ interpreter lock from whichever thread is running Python: on a busy machine a re
 main thread twice. After an answer, ``BalancedThreadWorker`` waits up to ``keepalive_linger`` seconds
 (``KEEPALIVE_LINGER``) on the pool thread for the client's next request and answers it there; only a
 connection that stays quiet that long goes back to the main thread's poller. It waits only while the
-process has an idle thread (fewer connections in hand than threads), so no request queues behind a
-wait except one arriving in a wait's last moments, which then waits at most ``keepalive_linger``.
+process has an idle thread (fewer connections in hand than threads), and a next request that arrives
+while another connection's request is queued for a thread goes back to the main thread's poller
+behind it, as it would have without the wait: no request is overtaken, and one that queues during a
+wait waits at most ``keepalive_linger`` longer than it would have.
 
 config/gunicorn.py makes every gthread worker of the service this class (also when the command line
 says ``--worker-class gthread``, unless ``GUNICORN_BALANCED_ACCEPT=false``) and sets
@@ -112,7 +114,15 @@ class BalancedThreadWorker(ThreadWorker):
         pending = getattr(conn.sock, "pending", None)  # TLS: bytes decrypted but not yet read
         if pending is not None and pending():
             return True
-        poller = select.poll()
-        poller.register(conn.sock, select.POLLIN)
-        # Readable also when the client closed the connection: the next handle() sees the end and closes it.
-        return bool(poller.poll(self.keepalive_linger * 1000))
+        try:
+            poller = select.poll()
+            poller.register(conn.sock, select.POLLIN)
+            # Readable also when the client closed the connection: the next handle() sees the end and closes it.
+            readable = bool(poller.poll(self.keepalive_linger * 1000))
+        except (OSError, ValueError):
+            self.log.debug("Waiting for a kept-alive connection's next request failed", exc_info=True)
+            return False  # gthread's own path takes the connection over, and meets whatever is wrong with it
+        # Another connection's request may have queued for a thread meanwhile (every thread busy): this
+        # one then goes back to the main thread's poller, which queues it behind that request, as
+        # gthread would have, rather than going ahead of it.
+        return readable and self._serving() <= self.cfg.threads

@@ -41,6 +41,9 @@ def test_bad_values_fail_with_a_message_naming_the_variable(read, message):
 def test_out_of_range_values_are_refused():
     with pytest.raises(ImproperlyConfigured, match=r"between 0\.0 and 1\.0"):
         Env({"V": "2"}).float("V", 0.0, maximum=1.0)
+    for not_finite in ("nan", "inf", "-inf", "NaN"):  # float() reads them; no bound comparison refuses nan
+        with pytest.raises(ImproperlyConfigured, match="V must be a finite number"):
+            Env({"V": not_finite}).float("V", 0.0, maximum=1.0)
     with pytest.raises(ImproperlyConfigured, match="LOW must not exceed HIGH"):
         Env({"V": "500-100"}).millisecond_range("V", default="0")
 
