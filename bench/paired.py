@@ -1,0 +1,181 @@
+"""Paired runs: two variants of the service side by side, for a change that a setting switches.
+
+Runs minutes apart on these shared machines differ by up to a quarter, more than most changes are
+worth, so comparing two `make bench` runs measures the machine. Here both variants run at once, each
+the service with a few environment variables of its own (production settings and the mock provider
+at 0 ms, as `make bench` runs it; gunicorn 5 x 8; a fresh database copied from one template each),
+and wrk alternates between them: each round measures every mode on each variant in turn, after a
+one-second warm-up, with the variants' order flipped every other round. Only one is loaded at a
+time. The report is each run, each variant's median, and the ratio B / A of each round: the
+per-round ratios say whether a difference holds up, where the medians alone would not.
+
+    .venv/bin/python -m bench.paired --rounds 6 --seconds 6 --modes ingest_unique,send \\
+        off:GUNICORN_KEEPALIVE_LINGER_MS=0 on:GUNICORN_KEEPALIVE_LINGER_MS=5
+
+A variant is ``NAME:VAR=VALUE[,VAR=VALUE...]`` (``NAME:`` alone is the service as configured). Modes
+are bench/load.lua's: ``ingest_unique``, ``ingest_dup``, ``send``. The ``BENCH_*`` settings of
+docs/PERFORMANCE.md that apply (connections, wrk threads, gunicorn layout, PostgreSQL and Redis) apply
+here too. No correctness checks run (`make bench` has them). It writes
+``bench/results/<UTC time>-paired.json`` and drops every database it made on the way out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import statistics
+import sys
+from contextlib import ExitStack
+
+from bench.run import BENCH, Bench, Config, cleanup, gunicorn, log
+
+MODES = ("ingest_unique", "ingest_dup", "send")
+#: Each variant's senders come from an area code of their own, so neither spends the other's rate limits.
+SENDER_AREAS = ("203", "205")
+
+
+def _variant(text: str) -> tuple[str, dict[str, str]]:
+    name, _, assignments = text.partition(":")
+    if not name or not _:
+        raise argparse.ArgumentTypeError(f"{text!r}: a variant is NAME:VAR=VALUE[,VAR=VALUE...]")
+    env = {}
+    for assignment in filter(None, assignments.split(",")):
+        variable, equals, value = assignment.partition("=")
+        if not equals or not variable:
+            raise argparse.ArgumentTypeError(f"{assignment!r} in {text!r}: not VAR=VALUE")
+        env[variable] = value
+    return name, env
+
+
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--seconds", type=int, default=6, help="each measured wrk run (after a 1-second warm-up)")
+    parser.add_argument("--modes", default="ingest_unique,send", help=f"comma-separated: {', '.join(MODES)}")
+    parser.add_argument("a", type=_variant, help="the reference variant, NAME:VAR=VALUE[,...]")
+    parser.add_argument("b", type=_variant, help="the variant compared with it")
+    arguments = parser.parse_args()
+    arguments.modes = [mode for mode in arguments.modes.split(",") if mode]
+    unknown = sorted(set(arguments.modes) - set(MODES))
+    if unknown or not arguments.modes:
+        parser.error(f"modes are {', '.join(MODES)}, not {unknown or 'none'}")
+    if arguments.a[0] == arguments.b[0]:
+        parser.error("the two variants need different names")
+    if arguments.rounds < 1 or arguments.seconds < 1:
+        parser.error("--rounds and --seconds are at least 1")
+    return arguments
+
+
+def _measure(bench: Bench, url: str, mode: str, *, seconds: int, tag: str, area: str) -> dict[str, float]:
+    extra = {"BENCH_AUTH": f"Bearer {bench.api_key}", "BENCH_SENDER_AREA": area}
+    bench.wrk(url, mode, seconds=1, tag=f"{tag}-w", extra=extra)
+    run = bench.wrk(url, mode, seconds=seconds, tag=tag, extra=extra)
+    answered = sum(count for status, count in run["statuses"].items() if 200 <= int(status) < 300)
+    return {
+        "rps": round(answered / (run["duration_us"] / 1e6), 1),
+        "p99_ms": round(run["latency_us"]["p99"] / 1000, 2),
+        "non_2xx": run["requests"] - answered,
+    }
+
+
+def _summary(variants: list[str], modes: list[str], runs: dict[str, dict[str, list[dict]]]) -> dict:
+    reference, compared = variants
+    summary = {}
+    for mode in modes:
+        figures = {
+            name: {
+                "median_rps": statistics.median(run["rps"] for run in runs[name][mode]),
+                "median_p99_ms": statistics.median(run["p99_ms"] for run in runs[name][mode]),
+            }
+            for name in variants
+        }
+        ratios = [
+            round(b["rps"] / a["rps"], 3) if a["rps"] else None
+            for a, b in zip(runs[reference][mode], runs[compared][mode], strict=True)
+        ]
+        summary[mode] = figures | {
+            f"{compared}/{reference} per round": ratios,
+            "median ratio": round(statistics.median(r for r in ratios if r is not None), 3) if any(ratios) else None,
+        }
+    return summary
+
+
+def main() -> int:
+    arguments = _arguments()
+    config = Config()
+    variants = dict([arguments.a, arguments.b])
+    names = list(variants)
+
+    def interrupted(signum, frame):
+        raise SystemExit(f"bench.paired: {signal.Signals(signum).name}, cleaning up")
+
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
+    runs: dict[str, dict[str, list[dict]]] = {name: {mode: [] for mode in arguments.modes} for name in names}
+    try:
+        bench = Bench(config)
+        bench.prepare()
+        bench.flush_redis()
+        with ExitStack() as servers:
+            urls = {}
+            for name, extra_env in variants.items():
+                env = bench.service_env(bench.fresh("service", f"paired_{name}")) | extra_env
+                log(f"variant {name}: {', '.join(f'{k}={v}' for k, v in extra_env.items()) or 'as configured'}")
+                server = servers.enter_context(
+                    gunicorn(
+                        config,
+                        app="config.wsgi:application",
+                        env=env,
+                        log_path=bench.work / f"{name}.log",
+                        ready_path="/healthz",
+                    )
+                )
+                urls[name] = server.url
+            for round_number in range(arguments.rounds):
+                order = names if round_number % 2 == 0 else names[::-1]
+                for mode in arguments.modes:
+                    for name in order:
+                        figures = _measure(
+                            bench,
+                            urls[name],
+                            mode,
+                            seconds=arguments.seconds,
+                            tag=f"{name}-{mode}-{round_number}",
+                            area=SENDER_AREAS[names.index(name)],
+                        )
+                        runs[name][mode].append(figures)
+                        print(
+                            f"round {round_number}  {mode:14} {name:10} {figures['rps']:8.1f} req/s"
+                            f"  p99 {figures['p99_ms']:7.1f} ms  non-2xx {figures['non_2xx']}",
+                            flush=True,
+                        )
+        summary = _summary(names, arguments.modes, runs)
+        report = {
+            "started": bench.started.isoformat(timespec="seconds"),
+            "variants": variants,
+            "rounds": arguments.rounds,
+            "seconds": arguments.seconds,
+            "connections": config.connections,
+            "gunicorn": f"gthread {config.workers} x {config.threads}",
+            "runs": runs,
+            "summary": summary,
+        }
+        path = BENCH / "results" / f"{bench.stamp}-paired.json"
+        path.write_text(json.dumps(report, indent=2) + "\n")
+        for mode, figures in summary.items():
+            for name in names:
+                print(
+                    f"{mode:14} {name:10} median {figures[name]['median_rps']:8.1f} req/s"
+                    f"  p99 median {figures[name]['median_p99_ms']:7.1f} ms"
+                )
+            ratios = figures[f"{names[1]}/{names[0]} per round"]
+            print(f"{mode:14} {names[1]}/{names[0]} per round {ratios}, median {figures['median ratio']}")
+        log(f"results: {path.relative_to(BENCH.parent)}")
+        return 0
+    finally:
+        cleanup.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
