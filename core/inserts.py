@@ -149,15 +149,16 @@ _NOW: Any = object()
 
 
 def _plain_types(field: Field) -> _Shortcut | None:
+    # PostgreSQL's driver takes an aware datetime as it is; elsewhere Django's preparation converts it.
+    aware_datetimes_pass = settings.USE_TZ and connection.vendor == "postgresql"
     if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
-        datetime_on_postgresql = type(field) is models.DateTimeField and connection.vendor == "postgresql"
-        return _NOW if datetime_on_postgresql and settings.USE_TZ else None
+        return _NOW if type(field) is models.DateTimeField and aware_datetimes_pass else None
     if type(field) is models.JSONField:
         # A dict or a list is adapted as JSONField.get_db_prep_value adapts it (its get_prep_value
         # changes neither); None is SQL NULL, as its get_db_prep_save makes it.
         return (dict, list), functools.partial(connection.ops.adapt_json_value, encoder=field.encoder)
     if type(field) is models.DateTimeField:
-        return ((datetime,), None) if settings.USE_TZ and connection.vendor == "postgresql" else None
+        return ((datetime,), None) if aware_datetimes_pass else None
     if type(field) is models.UUIDField and not connection.features.has_native_uuid_field:
         return None
     types = _PLAIN_TYPES.get(type(field))
