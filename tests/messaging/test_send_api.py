@@ -387,7 +387,9 @@ def test_an_inline_send_records_its_acceptance_in_the_one_statement_update(api):
     assert response.status_code == 201
     updates = [query["sql"] for query in queries if " SET " in query["sql"] and "INSERT" not in query["sql"]]
     assert len(updates) == 1
-    assert "jsonb_to_recordset(" in updates[0]  # messaging.services._record_successes, not an ORM UPDATE
+    # messaging.services._record_successes's statement for one message, not an ORM UPDATE
+    assert updates[0].startswith('UPDATE "messaging_message" AS m SET status = ')
+    assert "WHERE m.id = " in updates[0]
     message = Message.objects.get(pk=response.json()["id"])
     assert (message.status, message.first_outcome) == ("sent", "sent")
     assert message.provider_message_id == response.json()["provider_message_id"]
