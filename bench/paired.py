@@ -1,4 +1,4 @@
-"""Paired runs: two variants of the service side by side, for a change that a setting switches.
+"""Paired runs: two variants of the service side by side, for a change that a setting switches or one in the code.
 
 Runs minutes apart on these shared machines differ by up to a quarter, more than most changes are
 worth, so comparing two `make bench` runs measures the machine. Here both variants run at once, each
@@ -12,8 +12,15 @@ per-round ratios say whether a difference holds up, where the medians alone woul
     .venv/bin/python -m bench.paired --rounds 6 --seconds 6 --modes ingest_unique,send \\
         off:GUNICORN_KEEPALIVE_LINGER_MS=0 on:GUNICORN_KEEPALIVE_LINGER_MS=5
 
-A variant is ``NAME:VAR=VALUE[,VAR=VALUE...]`` (``NAME:`` alone is the service as configured). Modes
-are bench/load.lua's: ``ingest_unique``, ``ingest_dup``, ``send``. The ``BENCH_*`` settings of
+A variant is ``NAME:VAR=VALUE[,VAR=VALUE...]`` (``NAME:`` alone is the service as configured). For a
+change in the code, ``NAME@TREE:...`` serves the variant from another checkout (a ``git worktree`` of
+the commit before, say) with this checkout's virtualenv; both trees must hold the same migrations,
+since both databases are copied from one migrated here:
+
+    git worktree add ../before HEAD~1
+    .venv/bin/python -m bench.paired --modes send before@../before: after:
+
+Modes are bench/load.lua's: ``ingest_unique``, ``ingest_dup``, ``send``. The ``BENCH_*`` settings of
 docs/PERFORMANCE.md that apply (connections, wrk threads, gunicorn layout, PostgreSQL and Redis) apply
 here too. No correctness checks run (`make bench` has them). It writes
 ``bench/results/<UTC time>-paired.json`` and drops every database it made on the way out.
@@ -27,25 +34,36 @@ import signal
 import statistics
 import sys
 from contextlib import ExitStack
+from pathlib import Path
 
-from bench.run import BENCH, Bench, Config, cleanup, gunicorn, log
+from bench.run import BENCH, ROOT, Bench, Config, cleanup, gunicorn, log
 
 MODES = ("ingest_unique", "ingest_dup", "send")
 #: Each variant's senders come from an area code of their own, so neither spends the other's rate limits.
 SENDER_AREAS = ("203", "205")
 
 
-def _variant(text: str) -> tuple[str, dict[str, str]]:
-    name, _, assignments = text.partition(":")
-    if not name or not _:
-        raise argparse.ArgumentTypeError(f"{text!r}: a variant is NAME:VAR=VALUE[,VAR=VALUE...]")
+def _migrations(tree: Path) -> set[str]:
+    return {str(path.relative_to(tree)) for path in tree.glob("*/migrations/[0-9]*.py")}
+
+
+def _variant(text: str) -> tuple[str, dict[str, str], Path]:
+    label, _, assignments = text.partition(":")
+    name, at, tree_text = label.partition("@")
+    if not name or not _ or (at and not tree_text):
+        raise argparse.ArgumentTypeError(f"{text!r}: a variant is NAME[@TREE]:VAR=VALUE[,VAR=VALUE...]")
+    tree = Path(tree_text).resolve() if at else ROOT
+    if not (tree / "config" / "wsgi.py").is_file():
+        raise argparse.ArgumentTypeError(f"{text!r}: {tree} is no checkout of this service (no config/wsgi.py)")
+    if _migrations(tree) != _migrations(ROOT):
+        raise argparse.ArgumentTypeError(f"{text!r}: {tree} holds other migrations than {ROOT}")
     env = {}
     for assignment in filter(None, assignments.split(",")):
         variable, equals, value = assignment.partition("=")
         if not equals or not variable:
             raise argparse.ArgumentTypeError(f"{assignment!r} in {text!r}: not VAR=VALUE")
         env[variable] = value
-    return name, env
+    return name, env, tree
 
 
 def _arguments() -> argparse.Namespace:
@@ -104,7 +122,8 @@ def _summary(variants: list[str], modes: list[str], runs: dict[str, dict[str, li
 def main() -> int:
     arguments = _arguments()
     config = Config()
-    variants = dict([arguments.a, arguments.b])
+    variants = {name: env for name, env, _ in (arguments.a, arguments.b)}
+    trees = {name: tree for name, _, tree in (arguments.a, arguments.b)}
     names = list(variants)
 
     def interrupted(signum, frame):
@@ -121,7 +140,10 @@ def main() -> int:
             urls = {}
             for name, extra_env in variants.items():
                 env = bench.service_env(bench.fresh("service", f"paired_{name}")) | extra_env
-                log(f"variant {name}: {', '.join(f'{k}={v}' for k, v in extra_env.items()) or 'as configured'}")
+                if trees[name] != ROOT:
+                    env["PYTHONPATH"] = str(trees[name])  # bench.run.base_environment's is this checkout
+                settings = ", ".join(f"{k}={v}" for k, v in extra_env.items()) or "as configured"
+                log(f"variant {name}: {settings}" + (f" (the code of {trees[name]})" if trees[name] != ROOT else ""))
                 server = servers.enter_context(
                     gunicorn(
                         config,
@@ -129,6 +151,7 @@ def main() -> int:
                         env=env,
                         log_path=bench.work / f"{name}.log",
                         ready_path="/healthz",
+                        cwd=trees[name],
                     )
                 )
                 urls[name] = server.url
@@ -154,6 +177,7 @@ def main() -> int:
         report = {
             "started": bench.started.isoformat(timespec="seconds"),
             "variants": variants,
+            "trees": {name: str(tree) for name, tree in trees.items()},
             "rounds": arguments.rounds,
             "seconds": arguments.seconds,
             "connections": config.connections,

@@ -232,7 +232,7 @@ def stop_group(process: subprocess.Popen, grace: float = 20.0) -> None:
 
 
 @contextmanager
-def gunicorn(config: Config, *, app: str, env: dict, log_path: Path, ready_path: str):
+def gunicorn(config: Config, *, app: str, env: dict, log_path: Path, ready_path: str, cwd: Path = ROOT):
     port = free_port(config, _PORTS)
     command = [
         GUNICORN,
@@ -255,7 +255,7 @@ def gunicorn(config: Config, *, app: str, env: dict, log_path: Path, ready_path:
     ]
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+            command, cwd=cwd, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
         )
     stopper = lambda: stop_group(process)  # noqa: E731
     cleanup.push(f"gunicorn {app}", stopper)
