@@ -4,11 +4,13 @@
 import contextlib
 import json
 
+import psycopg
 import pytest
-from django.db import IntegrityError, connection, connections, transaction
+from django.db import IntegrityError, ProgrammingError, connection, connections, transaction
+from django.db.transaction import TransactionManagementError
 from django.test.utils import CaptureQueriesContext
 
-from core.prepared import numbered, prepared_cursor
+from core.prepared import _PreparedCursorWrapper, numbered, prepared_cursor
 from tests.settings_env import PRODUCTION_ENV, run_with_settings
 
 pytestmark = pytest.mark.django_db
@@ -55,6 +57,52 @@ def test_an_error_is_djangos_and_leaves_the_connection_usable():
         cursor.execute("INSERT INTO prepared_unique (id) VALUES (%s)", [2])
         cursor.execute("SELECT count(*) FROM prepared_unique")
         assert cursor.fetchone() == (2,)
+
+
+@postgresql_only
+def test_an_error_while_nothing_watches_is_translated_as_djangos_cursor_translates_it():
+    """With no execute wrapper and no query logging the statements skip Django's wrapper chain; a
+    driver error still arrives as Django's, chained to the driver's, and marks the connection as
+    Django's does for errors other than data and integrity ones."""
+    connection.errors_occurred = False
+    with prepared_cursor() as cursor:
+        assert isinstance(cursor, _PreparedCursorWrapper), "nothing watches: Django's wrapper chain is skipped"
+        cursor.execute("CREATE TEMPORARY TABLE watched_unique (id int PRIMARY KEY)")
+    with pytest.raises(IntegrityError) as integrity, transaction.atomic(), prepared_cursor() as cursor:
+        cursor.execute("INSERT INTO watched_unique VALUES (%s), (%s)", [1, 1])
+    assert isinstance(integrity.value.__cause__, psycopg.errors.UniqueViolation)
+    assert connection.errors_occurred is False
+
+    with pytest.raises(ProgrammingError) as programming, transaction.atomic(), prepared_cursor() as cursor:
+        cursor.execute("SELECT no_such_column_here FROM (VALUES (1)) AS v(id) WHERE id = %s", [1])
+    assert isinstance(programming.value.__cause__, psycopg.errors.UndefinedColumn)
+    assert connection.errors_occurred is True
+
+
+@postgresql_only
+def test_a_statement_in_a_broken_transaction_is_refused_as_djangos_cursor_refuses_it():
+    with transaction.atomic():
+        connection.needs_rollback = True  # as after an error inside this block that nothing rolled back
+        with pytest.raises(TransactionManagementError), prepared_cursor() as cursor:
+            cursor.execute("SELECT %s::int", [1])
+        connection.needs_rollback = False
+
+
+@postgresql_only
+def test_an_execute_wrapper_sees_the_prepared_statements():
+    seen = []
+
+    def wrapper(execute, sql, params, many, context):
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(wrapper), prepared_cursor() as cursor:
+        cursor.execute("SELECT %s::int AS wrapped_probe", [1])
+        assert cursor.fetchone() == (1,)
+    with prepared_cursor() as cursor, connection.execute_wrapper(wrapper):  # installed after the cursor
+        cursor.execute("SELECT %s::int AS late_wrapped_probe", [2])
+
+    assert seen == ["SELECT %s::int AS wrapped_probe", "SELECT %s::int AS late_wrapped_probe"]
 
 
 @postgresql_only
