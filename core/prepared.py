@@ -109,15 +109,14 @@ class _PreparedCursorWrapper(CursorWrapper):
                 raise
 
     def fetchone(self):
-        try:
-            return self.cursor.fetchone()
-        except Exception:
-            with self.db.wrap_database_errors:
-                raise
+        return self._fetch(self.cursor.fetchone)
 
     def fetchall(self):
+        return self._fetch(self.cursor.fetchall)
+
+    def _fetch(self, fetch):
         try:
-            return self.cursor.fetchall()
+            return fetch()
         except Exception:
             with self.db.wrap_database_errors:
                 raise
