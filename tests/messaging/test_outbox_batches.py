@@ -327,3 +327,36 @@ def test_one_accepted_send_is_recorded_by_primary_key_on_a_small_table(status):
         scanned, plan = _generic_plan_indexes(cursor, services._record_success_by_key_sql(), arguments)
     assert scanned == {"messaging_message_pkey"}, plan
     assert "Seq Scan" not in plan, plan
+
+
+def _plan_cache_mode() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW plan_cache_mode")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="plan_cache_mode is PostgreSQL's")
+@pytest.mark.django_db(transaction=True)
+def test_the_worker_plans_its_statements_for_their_parameters_while_it_runs(monkeypatch):
+    """A generic plan made while the table was new or small (the queue filling as the worker drains it)
+    would be kept as the table grows; the worker's connections plan each run instead, also one it opens
+    again while it runs, and the setting is back to PostgreSQL's default when it stops."""
+    OutboxMessageFactory.create_batch(3)
+    modes = []
+    original = outbox.outbox_claim
+
+    def claim(*, limit, **kwargs):
+        modes.append(_plan_cache_mode())
+        if len(modes) == 1:
+            connection.close()  # the next statement opens a new connection
+        return original(limit=min(limit, 1), **kwargs)
+
+    monkeypatch.setattr(outbox, "outbox_claim", claim)
+    assert _plan_cache_mode() == "auto"
+
+    report = OutboxWorker(concurrency=1, once=True, poll_interval=0.05).run()
+
+    assert report.outcomes == {"sent": 3}
+    assert len(modes) >= 3
+    assert set(modes) == {"force_custom_plan"}, modes
+    assert _plan_cache_mode() == "auto"
