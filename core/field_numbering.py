@@ -5,9 +5,9 @@ serializer's class is made, with ``Field._creation_counter += 1`` in ``Field.__i
 attribute of a class makes CPython drop its method cache entries (type version tags) for that class
 and every subclass: every DRF field and serializer class of the process, since a serializer is a
 field too. Every request makes a serializer or two, so the lookups of attributes on those classes
-that follow each start cold (``find_name_in_mro``). Counted with callgrind (``bench.instructions``),
-installing this takes a send from 4.66 M instructions to 4.56 M and an inbound message from 2.85 M
-to 2.77 M.
+that follow each start cold (``find_name_in_mro``). Counted with callgrind as ``bench.instructions``
+counts, installing this takes a send from 4.66 M instructions to 4.56 M and an inbound message from
+2.85 M to 2.77 M.
 
 ``install()`` gives ``Field.__init__`` (DRF's own code, not a copy of its source) a namespace in which
 the name ``Field`` is a counter: the same numbering, continued from DRF's, kept on an object whose
