@@ -25,7 +25,6 @@ begin, so claims are still exclusive, but one worker is the supported set-up.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import logging
@@ -33,21 +32,20 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, close_old_connections, connection, transaction
-from django.db.backends.signals import connection_created
+from django.db import DatabaseError, close_old_connections, connection, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from core.logging import log_context
 from core.metrics import record_attempt
-from core.prepared import model_columns, prepared_models
+from core.prepared import custom_plans, model_columns, prepared_models
 from messaging.models import Direction, Message, MessageStatus
 from messaging.services import (
     AttemptOutcome,
@@ -229,7 +227,7 @@ class OutboxWorker:
 
     def run(self) -> WorkerReport:
         horizon = timezone.now() + timedelta(seconds=self.due_within)
-        with _custom_plans(), _DeliveryPool(size=self.concurrency, call=self._call) as pool:
+        with custom_plans(), _DeliveryPool(size=self.concurrency, call=self._call) as pool:
             try:
                 while not self.stopping:
                     _recycle_connection()
@@ -359,35 +357,6 @@ class OutboxWorker:
         )
         self.report.attempted += 1
         self.report.outcomes[outcome] += 1
-
-
-_CUSTOM_PLANS = "SET plan_cache_mode = force_custom_plan"
-
-
-def _set_custom_plans(sender: Any = None, *, connection: Any, **kwargs: Any) -> None:
-    if connection.vendor == "postgresql" and connection.alias == DEFAULT_DB_ALIAS:
-        with connection.cursor() as cursor:
-            cursor.execute(_CUSTOM_PLANS)
-
-
-@contextlib.contextmanager
-def _custom_plans() -> Iterator[None]:
-    """The worker's prepared statements (the claim, the batch UPDATE) planned for their own parameters
-    on every run. Otherwise PostgreSQL keeps the generic plan it made on a statement's sixth run until
-    the table is next analyzed, and a worker that started while the table was new or small (its queue
-    filling as it drains it) kept the batch UPDATE's sequential scan as the table grew: 10.6 M rows
-    read for 6,000 messages sent. Planning is per batch, not per message. Set on the connection open
-    now and on any the worker opens while it runs; reset when it stops."""
-    connection_created.connect(_set_custom_plans, dispatch_uid=_CUSTOM_PLANS)
-    try:
-        if connection.connection is not None:
-            _set_custom_plans(connection=connection)
-        yield
-    finally:
-        connection_created.disconnect(dispatch_uid=_CUSTOM_PLANS)
-        if connection.vendor == "postgresql" and connection.connection is not None and not connection.needs_rollback:
-            with contextlib.suppress(DatabaseError), connection.cursor() as cursor:  # a broken one is dropped later
-                cursor.execute("RESET plan_cache_mode")
 
 
 def _recycle_connection() -> None:

@@ -441,7 +441,8 @@ def _record_successes(accepted: list[tuple[Message, AttemptOutcome]]) -> list[Me
     the connection's sixth run of it until the next ANALYZE of the table. For the batch statement on
     a table that was new or small then, that plan is a hash join over a sequential scan (the batch is
     estimated at 100 rows): in 6,000 inline sends on a new database, each UPDATE read the whole
-    table, 18 M rows in all."""
+    table, 18 M rows in all. Batches of more than one come from the outbox worker, whose connections
+    plan each run instead (``core.prepared.custom_plans``)."""
     rows: list[dict[str, object]] = []
     fields_of: dict[int, dict[str, object]] = {}
     for message, outcome in accepted:
@@ -489,12 +490,8 @@ def _record_success_by_key_sql() -> str:
     ``status || '' = 'pending'``, an expression no index covers: written ``status = $n``, a generic
     plan on a new table read the status index for 'pending' with the key as a filter."""
     table = connection.ops.quote_name(Message._meta.db_table)
-    return (
-        f"UPDATE {table} AS m SET status = %s, provider = %s, provider_message_id = %s, next_attempt_at = NULL,"
-        " leased_until = NULL, last_error = NULL, metadata = %s::jsonb, updated_at = %s,"
-        " first_outcome = CASE WHEN m.first_outcome = '' THEN %s ELSE m.first_outcome END"
-        " WHERE m.id = %s AND m.status || '' = %s RETURNING m.id"
-    )
+    assignments = _success_assignments("%s", "%s", "%s::jsonb")
+    return f"UPDATE {table} AS m SET {assignments} WHERE m.id = %s AND m.status || '' = %s RETURNING m.id"
 
 
 @functools.cache
@@ -505,10 +502,18 @@ def _record_successes_sql() -> str:
         # condition and no plan reads the status indexes (see the docstring above).
         "WITH v AS (SELECT id, status, provider, provider_message_id, metadata FROM jsonb_to_recordset(%s::jsonb)"
         " AS v(id bigint, status text, provider text, provider_message_id text, metadata jsonb))"
-        f" UPDATE {table} AS m SET status = %s, provider = v.provider, provider_message_id = v.provider_message_id,"
-        " next_attempt_at = NULL, leased_until = NULL, last_error = NULL, metadata = v.metadata,"
-        " updated_at = %s, first_outcome = CASE WHEN m.first_outcome = '' THEN %s ELSE m.first_outcome END"
+        f" UPDATE {table} AS m SET {_success_assignments('v.provider', 'v.provider_message_id', 'v.metadata')}"
         " FROM v WHERE m.id = ANY(ARRAY(SELECT id FROM v)) AND m.id = v.id AND m.status = v.status RETURNING m.id"
+    )
+
+
+def _success_assignments(provider: str, provider_message_id: str, metadata: str) -> str:
+    """The SET list of an accepted send (``_success_fields``) for both statements, with the expressions
+    giving the row's own values; the status, ``updated_at`` and the first outcome are parameters."""
+    return (
+        f"status = %s, provider = {provider}, provider_message_id = {provider_message_id}, next_attempt_at = NULL,"
+        f" leased_until = NULL, last_error = NULL, metadata = {metadata}, updated_at = %s,"
+        " first_outcome = CASE WHEN m.first_outcome = '' THEN %s ELSE m.first_outcome END"
     )
 
 
