@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import re
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -41,12 +42,27 @@ from django.db.backends.signals import connection_created
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.models import Model, signals
 from django.db.models.base import ModelState
+from psycopg import abc as psycopg_abc
+from psycopg import pq
+from psycopg.adapt import PyFormat, Transformer
+from psycopg.generators import execute as _execute  # psycopg's C implementation with psycopg[binary]
 from psycopg.pq import Format
+from psycopg.pq.abc import PGresult
 
 M = TypeVar("M", bound=Model)
 
 _PLACEHOLDER = re.compile(r"%(.)", re.DOTALL)
 _TIMESTAMPTZ = psycopg.adapters.types["timestamptz"].oid
+_IDLE = pq.TransactionStatus.IDLE
+_CONNECTION_OK = pq.ConnStatus.OK
+_PIPELINE_OFF = pq.PipelineStatus.OFF
+_RESULT_OK = (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK)
+_FATAL_ERROR = pq.ExecStatus.FATAL_ERROR
+#: The most statements a connection keeps prepared by ``_PreparedCursor`` (psycopg's own default bound
+#: for its cache): one per statement text and set of parameter types, the oldest closed beyond it.
+MAX_PREPARED_STATEMENTS = 100
+#: The names of the statements prepared directly (``_service_N``), unique in the process.
+_statement_numbers = itertools.count(1)
 
 
 @functools.lru_cache(maxsize=256)
@@ -65,32 +81,196 @@ def numbered(sql: str) -> str:
 
 
 class _PreparedCursor(psycopg.RawCursor):
-    """Takes ``%s`` statements (as every other cursor of the project) and asks psycopg to prepare them.
+    """Takes ``%s`` statements (as every other cursor of the project) and runs them prepared.
     Each connection keeps one (psycopg picks each parameter type's dumper once per cursor, so a cursor
     per statement, as Django makes, would look them up again every time); a connection serves one
-    thread at a time, and ``in_use`` keeps a nested ``prepared_cursor()`` off the shared one."""
+    thread at a time, and ``in_use`` keeps a nested ``prepared_cursor()`` off the shared one.
+
+    A statement goes straight to the connection's libpq handle (``Connection.pgconn``), after the
+    BEGIN psycopg's cursor would send first (autocommit off and no transaction open yet). It is
+    prepared once per connection under a name of this module's (``_service_N``, apart from psycopg's
+    ``_pg3_N``), its parameters dumped and its rows loaded by psycopg's own adapters (a
+    ``psycopg.adapt.Transformer`` of this cursor), and it waits through the connection's ``wait()``,
+    so the backend's client-side ``query_timeout`` bounds it as it bounds every other round trip.
+    psycopg's cursor machinery around a prepared statement (its prepared-statement cache, its result
+    bookkeeping) cost about 85 k instructions per statement under callgrind, 8% of a send's Python
+    for its four statements (docs/PERFORMANCE.md, twelfth round). In pipeline mode, or on a closed
+    connection or cursor, the statement goes through psycopg's cursor instead, unprepared.
+
+    Of a statement run directly, the cursor keeps the rows (``fetchone``, ``fetchmany``,
+    ``fetchall``, iteration) and ``rowcount``; not ``description`` or ``statusmessage``, which no
+    caller reads."""
 
     in_use = False
+    #: The rows of the last statement run directly (None: it went through psycopg's cursor).
+    _direct_rows: list[tuple[Any, ...]] | None = None
+    _direct_position = 0
+    _direct_rowcount = -1
+    _direct_transformer: psycopg_abc.Transformer | None = None
 
     def execute(  # type: ignore[override]  # a %s statement's text only, as every cursor of Django's takes
         self, query: str, params: Sequence[Any] | None = None, **kwargs: Any
     ) -> _PreparedCursor:
-        kwargs.setdefault("prepare", True)
-        try:
-            return super().execute(numbered(query), params, **kwargs)
-        except psycopg.errors.FeatureNotSupported as error:
-            # Another connection changed the type of a column this statement returns (a migration while
-            # the service runs). Outside a transaction the statement is prepared again and retried.
-            # Inside one, the transaction is lost: the error goes up as the database being unavailable
-            # for a moment (503 with Retry-After; a provider delivers the webhook again), and the
-            # rollback makes psycopg forget every prepared statement of the connection, so the next
-            # run prepares afresh.
-            if "cached plan must not change result type" not in str(error):
-                raise
-            if not self.connection.autocommit:
-                raise psycopg.OperationalError(f"a prepared statement must be prepared again: {error}") from error
-            super().execute("DEALLOCATE ALL", prepare=False)  # psycopg forgets its statements with them
-            return super().execute(numbered(query), params, **kwargs)
+        self._direct_rows = None
+        if not kwargs and self._runs_directly():
+            self._execute_directly(query, params or ())
+            return self
+        # Unprepared: psycopg deallocates every statement of the connection (``DEALLOCATE ALL``) after a
+        # rollback once it has prepared one of its own, and would take this cursor's with them.
+        kwargs.setdefault("prepare", False)
+        return super().execute(numbered(query), params, **kwargs)
+
+    def _runs_directly(self) -> bool:
+        """Whether nothing but the statement itself is to be done: an open connection out of pipeline
+        mode (psycopg's cursor raises its own errors for a closed one)."""
+        pgconn = self.connection.pgconn
+        return pgconn.status == _CONNECTION_OK and pgconn.pipeline_status == _PIPELINE_OFF and not self.closed
+
+    def _execute_directly(self, query: str, params: Sequence[Any]) -> None:
+        transformer = self._direct_transformer
+        if transformer is None:
+            transformer = self._direct_transformer = Transformer(self)
+        values = transformer.dump_sequence(params, _auto_formats(len(params)))
+        connection = self.connection
+        with connection.lock:
+            if not connection.autocommit and connection.pgconn.transaction_status == _IDLE:
+                self._begin()  # as psycopg's cursor would, before the transaction's first statement
+            try:
+                result = self._run_directly(query, values, transformer)
+            except (psycopg.errors.FeatureNotSupported, psycopg.errors.InvalidSqlStatementName) as error:
+                # The statement's plan is stale (another connection's migration changed the type of a
+                # column it returns) or the statement is gone (DEALLOCATE ALL, DISCARD ALL). Outside a
+                # transaction it is prepared again under a new name and run again. Inside one, the
+                # transaction is lost: the error goes up as the database being unavailable for a moment
+                # (503 with Retry-After; a provider delivers the webhook again), and the next run
+                # prepares afresh.
+                if not _must_prepare_again(error):
+                    raise
+                self._statements().pop((query, transformer.types or ()), None)
+                if connection.pgconn.transaction_status != _IDLE:
+                    raise psycopg.OperationalError(f"a prepared statement must be prepared again: {error}") from error
+                result = self._run_directly(query, values, transformer)
+        transformer.set_pgresult(result)
+        self._direct_rows = transformer.load_rows(0, result.ntuples, tuple)
+        self._direct_position = 0
+        command_tuples = result.command_tuples
+        self._direct_rowcount = command_tuples if command_tuples is not None else -1
+
+    def _run_directly(self, query: str, values: Sequence[Any], transformer: psycopg_abc.Transformer) -> PGresult:
+        connection = self.connection
+        pgconn = connection.pgconn
+        if connection.prepare_threshold is None:  # DB_PREPARED_STATEMENTS=false: parameters apart, unprepared
+            text = numbered(query).encode(connection.info.encoding)
+            pgconn.send_query_params(text, values, transformer.types, transformer.formats)
+            return self._result(connection.wait(_execute(pgconn)))
+        statements = self._statements()
+        key = (query, transformer.types or ())  # as psycopg's: a NULL sent untyped prepares another
+        name = statements.get(key)
+        if name is None:
+            while len(statements) >= MAX_PREPARED_STATEMENTS:
+                self._close_oldest(statements)
+            name = b"_service_%d" % next(_statement_numbers)
+            text = numbered(query).encode(connection.info.encoding)
+            pgconn.send_prepare(name, text, param_types=transformer.types)
+            self._result(connection.wait(_execute(pgconn)))
+            statements[key] = name
+        pgconn.send_query_prepared(name, values, param_formats=transformer.formats)
+        return self._result(connection.wait(_execute(pgconn)))
+
+    def _begin(self) -> None:
+        """psycopg's BEGIN for this connection: its isolation level, read-only and deferrable settings."""
+        connection = self.connection
+        parts = ["BEGIN"]
+        if connection.isolation_level is not None:
+            parts.append("ISOLATION LEVEL " + psycopg.IsolationLevel(connection.isolation_level).name.replace("_", " "))
+        if connection.read_only is not None:
+            parts.append("READ ONLY" if connection.read_only else "READ WRITE")
+        if connection.deferrable is not None:
+            parts.append("DEFERRABLE" if connection.deferrable else "NOT DEFERRABLE")
+        connection.pgconn.send_query(" ".join(parts).encode())
+        self._result(connection.wait(_execute(connection.pgconn)))
+
+    def _close_oldest(self, statements: dict[tuple[str, tuple[int, ...]], bytes]) -> None:
+        """Forgets the connection's oldest statement of this cursor's, as psycopg evicts its own: by the
+        protocol's Close, which is no error for a statement already gone and leaves a transaction as it
+        was (libpq 17 and later; psycopg[binary] brings its own), else ``DEALLOCATE``."""
+        name = statements.pop(next(iter(statements)))
+        connection = self.connection
+        pgconn = connection.pgconn
+        if psycopg.capabilities.has_send_close_prepared():
+            pgconn.send_close_prepared(name)
+        else:  # pragma: no cover - psycopg's Python implementation on an older libpq
+            pgconn.send_query(b"DEALLOCATE " + name)
+        self._result(connection.wait(_execute(pgconn)))
+
+    def _statements(self) -> dict[tuple[str, tuple[int, ...]], bytes]:
+        """The statements prepared directly on this cursor's connection, by text and parameter types."""
+        connection = self.connection
+        statements = getattr(connection, "_service_statements", None)
+        if statements is None:
+            statements = connection._service_statements = {}  # type: ignore[attr-defined]
+        return statements
+
+    def _result(self, results: list[PGresult]) -> PGresult:
+        result = results[-1]
+        if result.status in _RESULT_OK:
+            return result
+        if result.status == _FATAL_ERROR:
+            raise psycopg.errors.error_from_result(result, encoding=self.connection.info.encoding)
+        raise psycopg.InternalError(f"unexpected result from a prepared statement: {pq.ExecStatus(result.status).name}")
+
+    def fetchone(self) -> Any:
+        rows = self._direct_rows
+        if rows is None:
+            return super().fetchone()
+        if self._direct_position < len(rows):
+            self._direct_position += 1
+            return rows[self._direct_position - 1]
+        return None
+
+    def fetchmany(self, size: int = 0) -> list[Any]:
+        rows = self._direct_rows
+        if rows is None:
+            return super().fetchmany(size)
+        start = self._direct_position
+        self._direct_position = min(start + (size or self.arraysize), len(rows))
+        return rows[start : self._direct_position]
+
+    def fetchall(self) -> list[Any]:
+        rows = self._direct_rows
+        if rows is None:
+            return super().fetchall()
+        start, self._direct_position = self._direct_position, len(rows)
+        return rows[start:]
+
+    def __next__(self) -> Any:
+        if self._direct_rows is None:
+            return super().__next__()
+        row = self.fetchone()
+        if row is None:
+            raise StopIteration("no more records to return")
+        return row
+
+    @property
+    def rowcount(self) -> int:
+        return self._direct_rowcount if self._direct_rows is not None else super().rowcount
+
+    @property
+    def description(self) -> list[psycopg.Column] | None:
+        if self._direct_rows is not None:
+            raise psycopg.NotSupportedError("a statement run directly keeps its rows and rowcount, not its description")
+        return super().description
+
+
+def _must_prepare_again(error: psycopg.Error) -> bool:
+    return isinstance(error, psycopg.errors.InvalidSqlStatementName) or (
+        "cached plan must not change result type" in str(error)
+    )
+
+
+@functools.cache
+def _auto_formats(count: int) -> list[PyFormat]:
+    return [PyFormat.AUTO] * count
 
 
 class _PreparedCursorWrapper(CursorWrapper):

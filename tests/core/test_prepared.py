@@ -6,10 +6,11 @@ import json
 
 import psycopg
 import pytest
-from django.db import IntegrityError, ProgrammingError, connection, connections, transaction
+from django.db import DatabaseError, IntegrityError, ProgrammingError, connection, connections, transaction
 from django.db.transaction import TransactionManagementError
 from django.test.utils import CaptureQueriesContext
 
+from core import prepared
 from core.prepared import _PreparedCursorWrapper, numbered, prepared_cursor
 from tests.settings_env import PRODUCTION_ENV, run_with_settings
 
@@ -236,7 +237,7 @@ def test_a_changed_result_type_inside_a_transaction_is_a_moments_unavailability(
             cursor.execute("SELECT name FROM prepared_shape_tx WHERE id = %s", [1])
         assert is_database_unavailable(raised.value), "answered 503 with Retry-After"
 
-        with transaction.atomic(), prepared_cursor() as cursor:  # the rollback made psycopg forget it
+        with transaction.atomic(), prepared_cursor() as cursor:  # prepared again, under a new name
             cursor.execute("SELECT name FROM prepared_shape_tx WHERE id = %s", [1])
             assert cursor.fetchone() == ("one",)
 
@@ -318,6 +319,7 @@ def test_a_thread_page_is_one_prepared_statement():
 
     first = MessageFactory()
     MessageFactory(conversation=first.conversation)
+    [runs_before] = _prepared('ORDER BY "timestamp" DESC') or [0]  # an earlier test may have prepared it
     with CaptureQueriesContext(connection) as queries:
         messages, total = message_thread_page(
             conversation_id=first.conversation_id, order="desc", page=PageRequest(page=1, limit=50)
@@ -326,4 +328,116 @@ def test_a_thread_page_is_one_prepared_statement():
     assert len(messages) == 2
     assert total == 2
     assert len(queries) == 1
-    assert _prepared('ORDER BY "timestamp" DESC') == [1]
+    assert _prepared('ORDER BY "timestamp" DESC') == [runs_before + 1], "one prepared statement, run once more"
+
+
+@postgresql_only
+def test_a_statement_gives_its_rows_and_rowcount_as_a_cursor_does():
+    with prepared_cursor() as cursor:
+        cursor.execute("SELECT g FROM generate_series(1, 5) AS g WHERE g > %s", [0])
+        assert cursor.rowcount == 5
+        assert cursor.fetchone() == (1,)
+        assert cursor.fetchmany(2) == [(2,), (3,)]
+        assert list(cursor) == [(4,), (5,)]
+        assert cursor.fetchone() is None
+        assert cursor.fetchall() == []
+
+        cursor.execute("CREATE TEMPORARY TABLE prepared_rowcount (id int)")
+        cursor.execute("INSERT INTO prepared_rowcount SELECT generate_series(1, %s)", [4])
+        cursor.execute("UPDATE prepared_rowcount SET id = id + %s WHERE id > 1", [10])
+        assert cursor.rowcount == 3
+        assert cursor.fetchall() == []
+        with pytest.raises(psycopg.NotSupportedError):
+            cursor.description  # noqa: B018 - no caller reads it; it fails rather than describe another statement
+
+
+class _RolledBack(Exception):
+    pass
+
+
+def _in_a_rolled_back_transaction(statement, params):
+    with contextlib.suppress(_RolledBack), transaction.atomic(), prepared_cursor() as cursor:
+        cursor.execute(statement, params)
+        raise _RolledBack
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_a_statement_outlives_a_rollback_on_its_connection():
+    """psycopg deallocates every statement after a rollback once it has prepared one of its own; none of
+    these is psycopg's, so a rolled-back transaction costs the next run no new Parse."""
+    with prepared_cursor() as cursor:
+        cursor.execute("SELECT %s::int AS rollback_probe", [1])
+    _in_a_rolled_back_transaction("SELECT %s::int AS rollback_probe", [2])
+    with prepared_cursor() as cursor:
+        cursor.execute("SELECT %s::int AS rollback_probe", [3])
+        assert cursor.fetchone() == (3,)
+
+    assert _prepared("rollback_probe") == [3], "one statement, prepared once, run three times"
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_the_first_statement_of_a_transaction_runs_inside_it_as_psycopg_would_begin_it():
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE prepared_begin (id int)")
+    try:
+        _in_a_rolled_back_transaction("INSERT INTO prepared_begin (id) VALUES (%s)", [1])
+        with prepared_cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM prepared_begin WHERE id > %s", [0])
+            assert cursor.fetchone() == (0,), "rolled back with its transaction"
+
+        connection.ensure_connection()
+        connection.connection.read_only = True  # psycopg's BEGIN READ ONLY
+        try:
+            with (
+                pytest.raises(DatabaseError, match="read-only transaction"),
+                transaction.atomic(),
+                prepared_cursor() as cursor,
+            ):
+                cursor.execute("INSERT INTO prepared_begin (id) VALUES (%s)", [2])
+        finally:
+            connection.connection.read_only = None
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE prepared_begin")
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_a_statement_deallocated_behind_its_back_is_prepared_again():
+    from django.db import OperationalError
+
+    from core.database import is_database_unavailable
+
+    def deallocate_all():
+        with connection.cursor() as cursor:
+            cursor.execute("DEALLOCATE ALL")
+
+    with prepared_cursor() as cursor:
+        cursor.execute("SELECT %s::int AS gone_probe", [1])
+    deallocate_all()
+    with prepared_cursor() as cursor:  # in autocommit: prepared again and run
+        cursor.execute("SELECT %s::int AS gone_probe", [2])
+        assert cursor.fetchone() == (2,)
+
+    deallocate_all()
+    with pytest.raises(OperationalError) as raised, transaction.atomic(), prepared_cursor() as cursor:
+        cursor.execute("SELECT %s::int AS gone_probe", [3])  # inside a transaction: it is lost
+    assert is_database_unavailable(raised.value), "answered 503 with Retry-After"
+    with transaction.atomic(), prepared_cursor() as cursor:
+        cursor.execute("SELECT %s::int AS gone_probe", [4])
+        assert cursor.fetchone() == (4,)
+
+
+@postgresql_only
+def test_a_connection_keeps_at_most_so_many_statements_the_oldest_closed(monkeypatch):
+    monkeypatch.setattr(prepared, "MAX_PREPARED_STATEMENTS", 2)
+    for number in range(3):
+        with prepared_cursor() as cursor:
+            cursor.execute(f"SELECT %s::int AS capped_probe_{number}", [number])
+            assert cursor.fetchone() == (number,)
+
+    assert _prepared("capped_probe_0") == []
+    assert _prepared("capped_probe_1") == [1]
+    assert _prepared("capped_probe_2") == [1]
