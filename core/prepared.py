@@ -4,10 +4,11 @@ Django's PostgreSQL backend binds parameters on the client: psycopg splits the s
 ``%s`` and quotes every value into it (for a statement over 4 KB or with more than 50 parameters, such
 as the inbound webhook's, on every execution), and the server parses and plans the text each time. A
 statement run through ``prepared_cursor()`` is instead written with PostgreSQL's own ``$n``
-placeholders (converted once per statement text), its parameters are sent apart from it, and psycopg
-prepares it on the connection the first time: later executions on that connection skip parsing and,
-once PostgreSQL settles on a generic plan, planning. Measured on the inbound webhook's statement
-(docs/PERFORMANCE.md): about half the client's CPU and a third of the server's.
+placeholders (converted once per statement text), its parameters are sent apart from it, and it is
+prepared on the connection the first time (by ``_PreparedCursor``, straight through libpq): later
+executions on that connection skip parsing and, once PostgreSQL settles on a generic plan, planning.
+Measured on the inbound webhook's statement (docs/PERFORMANCE.md): about half the client's CPU and a
+third of the server's.
 
 A generic plan is kept until the table is next analyzed, so one made while a table was new or small
 outlives the table's growth: a statement must find its rows by an index on any size of table
@@ -17,7 +18,7 @@ parameters (``custom_plans()``, the outbox worker's, whose statements each serve
 Statements given here name the columns they return (never ``SELECT *`` or a top-level ``RETURNING
 *``): after a migration changes a table, PostgreSQL re-plans a prepared statement by itself, but
 refuses to run one whose result columns changed (a column added to a ``SELECT *``, or a returned
-column's type changed); the cursor then prepares it again (see ``_PreparedCursor.execute``).
+column's type changed); the cursor then prepares it again (see ``_PreparedCursor._execute_directly``).
 
 Preparing is on by default; ``DB_PREPARED_STATEMENTS=false`` turns it off (for a connection pooler
 in transaction mode that does not track prepared statements, pgbouncer before 1.21): the statements
@@ -93,7 +94,7 @@ class _PreparedCursor(psycopg.RawCursor):
     ``psycopg.adapt.Transformer`` of this cursor), and it waits through the connection's ``wait()``,
     so the backend's client-side ``query_timeout`` bounds it as it bounds every other round trip.
     psycopg's cursor machinery around a prepared statement (its prepared-statement cache, its result
-    bookkeeping) cost about 85 k instructions per statement under callgrind, 8% of a send's Python
+    bookkeeping) cost about 90 k instructions per statement under callgrind, 8% of a send's Python
     for its four statements (docs/PERFORMANCE.md, twelfth round). In pipeline mode, or on a closed
     connection or cursor, the statement goes through psycopg's cursor instead, unprepared.
 
