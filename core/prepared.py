@@ -81,6 +81,11 @@ def numbered(sql: str) -> str:
     return _PLACEHOLDER.sub(replace, sql)
 
 
+@functools.lru_cache(maxsize=256)
+def _placeholder_count(sql: str) -> int:
+    return sum(1 for match in _PLACEHOLDER.finditer(sql) if match.group(1) == "s")
+
+
 class _PreparedCursor(psycopg.RawCursor):
     """Takes ``%s`` statements (as every other cursor of the project) and runs them prepared.
     Each connection keeps one (psycopg picks each parameter type's dumper once per cursor, so a cursor
@@ -128,6 +133,10 @@ class _PreparedCursor(psycopg.RawCursor):
         return pgconn.status == _CONNECTION_OK and pgconn.pipeline_status == _PIPELINE_OFF and not self.closed
 
     def _execute_directly(self, query: str, params: Sequence[Any]) -> None:
+        if len(params) != _placeholder_count(query):  # as psycopg's cursor checks: the server would drop the connection
+            raise psycopg.ProgrammingError(
+                f"the query has {_placeholder_count(query)} placeholders but {len(params)} parameters were passed"
+            )
         transformer = self._direct_transformer
         if transformer is None:
             transformer = self._direct_transformer = Transformer(self)
@@ -147,7 +156,11 @@ class _PreparedCursor(psycopg.RawCursor):
                 # prepares afresh.
                 if not _must_prepare_again(error):
                     raise
-                self._statements().pop((query, transformer.types or ()), None)
+                statements = self._statements()
+                if isinstance(error, psycopg.errors.InvalidSqlStatementName):
+                    statements.clear()  # DEALLOCATE ALL or DISCARD ALL took every one of them
+                elif (stale := statements.pop((query, transformer.types or ()), None)) is not None:
+                    self._stale().append(stale)  # closed before the next is prepared: this transaction may be lost
                 if connection.pgconn.transaction_status != _IDLE:
                     raise psycopg.OperationalError(f"a prepared statement must be prepared again: {error}") from error
                 result = self._run_directly(query, values, transformer)
@@ -168,8 +181,11 @@ class _PreparedCursor(psycopg.RawCursor):
         key = (query, transformer.types or ())  # as psycopg's: a NULL sent untyped prepares another
         name = statements.get(key)
         if name is None:
+            stale = self._stale()
+            while stale:
+                self._deallocate(stale.pop())
             while len(statements) >= MAX_PREPARED_STATEMENTS:
-                self._close_oldest(statements)
+                self._deallocate(statements.pop(next(iter(statements))))  # the oldest
             name = b"_service_%d" % next(_statement_numbers)
             text = numbered(query).encode(connection.info.encoding)
             pgconn.send_prepare(name, text, param_types=transformer.types)
@@ -191,11 +207,10 @@ class _PreparedCursor(psycopg.RawCursor):
         connection.pgconn.send_query(" ".join(parts).encode())
         self._result(connection.wait(_execute(connection.pgconn)))
 
-    def _close_oldest(self, statements: dict[tuple[str, tuple[int, ...]], bytes]) -> None:
-        """Forgets the connection's oldest statement of this cursor's, as psycopg evicts its own: by the
-        protocol's Close, which is no error for a statement already gone and leaves a transaction as it
-        was (libpq 17 and later; psycopg[binary] brings its own), else ``DEALLOCATE``."""
-        name = statements.pop(next(iter(statements)))
+    def _deallocate(self, name: bytes) -> None:
+        """Deallocates a statement of this cursor's, as psycopg evicts its own: by the protocol's Close,
+        which is no error for a statement already gone and leaves a transaction as it was (libpq 17
+        and later; psycopg[binary] brings its own), else ``DEALLOCATE``."""
         connection = self.connection
         pgconn = connection.pgconn
         if psycopg.capabilities.has_send_close_prepared():
@@ -211,6 +226,14 @@ class _PreparedCursor(psycopg.RawCursor):
         if statements is None:
             statements = connection._service_statements = {}  # type: ignore[attr-defined]
         return statements
+
+    def _stale(self) -> list[bytes]:
+        """Statements of this cursor's whose plan went stale, to close before the next is prepared."""
+        connection = self.connection
+        stale = getattr(connection, "_service_stale_statements", None)
+        if stale is None:
+            stale = connection._service_stale_statements = []  # type: ignore[attr-defined]
+        return stale
 
     def _result(self, results: list[PGresult]) -> PGresult:
         result = results[-1]
@@ -264,8 +287,10 @@ class _PreparedCursor(psycopg.RawCursor):
 
 
 def _must_prepare_again(error: psycopg.Error) -> bool:
+    """A statement gone, or one whose result columns changed: PostgreSQL's plan cache refuses it in
+    ``RevalidateCachedQuery`` ("cached plan must not change result type", in any server language)."""
     return isinstance(error, psycopg.errors.InvalidSqlStatementName) or (
-        "cached plan must not change result type" in str(error)
+        error.diag.source_function == "RevalidateCachedQuery" or "cached plan must not change result type" in str(error)
     )
 
 

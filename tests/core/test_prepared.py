@@ -177,6 +177,8 @@ def test_a_migration_changing_a_returned_column_type_does_not_break_the_statemen
             cursor.execute("SELECT name FROM prepared_shape WHERE id = %s", [1])
             assert cursor.fetchone() == ("one",)
 
+    assert _prepared("FROM prepared_shape WHERE") == [1], "the stale statement was closed, its successor run once"
+
 
 @postgresql_only
 def test_with_preparing_off_the_statements_run_unprepared(monkeypatch):
@@ -240,6 +242,8 @@ def test_a_changed_result_type_inside_a_transaction_is_a_moments_unavailability(
         with transaction.atomic(), prepared_cursor() as cursor:  # prepared again, under a new name
             cursor.execute("SELECT name FROM prepared_shape_tx WHERE id = %s", [1])
             assert cursor.fetchone() == ("one",)
+
+    assert _prepared("FROM prepared_shape_tx WHERE") == [1], "the stale statement was closed, its successor run once"
 
 
 @postgresql_only
@@ -421,6 +425,8 @@ def test_a_statement_deallocated_behind_its_back_is_prepared_again():
         cursor.execute("SELECT %s::int AS gone_probe", [2])
         assert cursor.fetchone() == (2,)
 
+    with prepared_cursor() as cursor:
+        cursor.execute("SELECT %s::int AS other_gone_probe", [1])
     deallocate_all()
     with pytest.raises(OperationalError) as raised, transaction.atomic(), prepared_cursor() as cursor:
         cursor.execute("SELECT %s::int AS gone_probe", [3])  # inside a transaction: it is lost
@@ -428,6 +434,8 @@ def test_a_statement_deallocated_behind_its_back_is_prepared_again():
     with transaction.atomic(), prepared_cursor() as cursor:
         cursor.execute("SELECT %s::int AS gone_probe", [4])
         assert cursor.fetchone() == (4,)
+        cursor.execute("SELECT %s::int AS other_gone_probe", [5])  # known gone with the first: no second 503
+        assert cursor.fetchone() == (5,)
 
 
 @postgresql_only
@@ -441,3 +449,15 @@ def test_a_connection_keeps_at_most_so_many_statements_the_oldest_closed(monkeyp
     assert _prepared("capped_probe_0") == []
     assert _prepared("capped_probe_1") == [1]
     assert _prepared("capped_probe_2") == [1]
+
+
+@postgresql_only
+def test_a_statement_given_the_wrong_number_of_parameters_is_a_programming_error():
+    with pytest.raises(ProgrammingError, match="2 placeholders but 1 parameters"), prepared_cursor() as cursor:
+        cursor.execute("SELECT %s::int + %s::int AS count_probe", [1])
+    with pytest.raises(ProgrammingError, match="1 placeholders but 2 parameters"), prepared_cursor() as cursor:
+        cursor.execute("SELECT %s::int AS count_probe", [1, 2])
+
+    with prepared_cursor() as cursor:  # nothing was sent: the connection and its transaction are fine
+        cursor.execute("SELECT %s::int + %s::int AS count_probe", [1, 2])
+        assert cursor.fetchone() == (3,)
