@@ -28,6 +28,7 @@ then still go with server-side parameters, unprepared. See docs/OPERATIONS.md.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import itertools
 import re
@@ -79,6 +80,16 @@ def numbered(sql: str) -> str:
         raise ValueError(f"unsupported placeholder %{match.group(1)} in a prepared statement")
 
     return _PLACEHOLDER.sub(replace, sql)
+
+
+@dataclasses.dataclass
+class _ConnectionStatements:
+    """What ``_PreparedCursor`` prepared on one connection."""
+
+    #: Statement names by text and parameter types, oldest first.
+    names: dict[tuple[str, tuple[int, ...]], bytes] = dataclasses.field(default_factory=dict)
+    #: Statements whose plan went stale, to close before the next is prepared.
+    stale: list[bytes] = dataclasses.field(default_factory=list)
 
 
 @functools.lru_cache(maxsize=256)
@@ -156,11 +167,11 @@ class _PreparedCursor(psycopg.RawCursor):
                 # prepares afresh.
                 if not _must_prepare_again(error):
                     raise
-                statements = self._statements()
+                prepared = self._prepared()
                 if isinstance(error, psycopg.errors.InvalidSqlStatementName):
-                    statements.clear()  # DEALLOCATE ALL or DISCARD ALL took every one of them
-                elif (stale := statements.pop((query, transformer.types or ()), None)) is not None:
-                    self._stale().append(stale)  # closed before the next is prepared: this transaction may be lost
+                    prepared.names.clear()  # DEALLOCATE ALL or DISCARD ALL took every one of them
+                elif (stale := prepared.names.pop((query, transformer.types or ()), None)) is not None:
+                    prepared.stale.append(stale)  # closed before the next is prepared: this transaction may be lost
                 if connection.pgconn.transaction_status != _IDLE:
                     raise psycopg.OperationalError(f"a prepared statement must be prepared again: {error}") from error
                 result = self._run_directly(query, values, transformer)
@@ -177,13 +188,13 @@ class _PreparedCursor(psycopg.RawCursor):
             text = numbered(query).encode(connection.info.encoding)
             pgconn.send_query_params(text, values, transformer.types, transformer.formats)
             return self._result(connection.wait(_execute(pgconn)))
-        statements = self._statements()
+        prepared = self._prepared()
+        statements = prepared.names
         key = (query, transformer.types or ())  # as psycopg's: a NULL sent untyped prepares another
         name = statements.get(key)
         if name is None:
-            stale = self._stale()
-            while stale:
-                self._deallocate(stale.pop())
+            while prepared.stale:
+                self._deallocate(prepared.stale.pop())
             while len(statements) >= MAX_PREPARED_STATEMENTS:
                 self._deallocate(statements.pop(next(iter(statements))))  # the oldest
             name = b"_service_%d" % next(_statement_numbers)
@@ -219,21 +230,12 @@ class _PreparedCursor(psycopg.RawCursor):
             pgconn.send_query(b"DEALLOCATE " + name)
         self._result(connection.wait(_execute(pgconn)))
 
-    def _statements(self) -> dict[tuple[str, tuple[int, ...]], bytes]:
-        """The statements prepared directly on this cursor's connection, by text and parameter types."""
+    def _prepared(self) -> _ConnectionStatements:
         connection = self.connection
-        statements = getattr(connection, "_service_statements", None)
-        if statements is None:
-            statements = connection._service_statements = {}  # type: ignore[attr-defined]
-        return statements
-
-    def _stale(self) -> list[bytes]:
-        """Statements of this cursor's whose plan went stale, to close before the next is prepared."""
-        connection = self.connection
-        stale = getattr(connection, "_service_stale_statements", None)
-        if stale is None:
-            stale = connection._service_stale_statements = []  # type: ignore[attr-defined]
-        return stale
+        prepared = getattr(connection, "_service_prepared", None)
+        if prepared is None:
+            prepared = connection._service_prepared = _ConnectionStatements()  # type: ignore[attr-defined]
+        return prepared
 
     def _result(self, results: list[PGresult]) -> PGresult:
         result = results[-1]

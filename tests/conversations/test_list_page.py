@@ -16,6 +16,7 @@ from conversations.models import Conversation
 from conversations.selectors import InboxFilters, conversation_list, conversation_list_page
 from core.pagination import PageRequest
 from tests.factories import ConversationFactory
+from tests.prepared_statements import prepared_runs
 
 pytestmark = pytest.mark.django_db
 
@@ -70,25 +71,15 @@ def test_the_conversations_are_read_as_the_orm_reads_them():
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="prepared statements are PostgreSQL's")
 @pytest.mark.usefixtures("inbox")
 def test_a_page_that_is_not_full_is_one_prepared_statement():
-    def runs_of_the_page_statement():
-        # Of every statement prepared with this text on the connection (one per set of parameter
-        # types, as psycopg's own: each prepared statement outlives a test's rollback).
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*), COALESCE(sum(generic_plans + custom_plans), 0) FROM pg_prepared_statements"
-                " WHERE statement LIKE %s",
-                ['%FROM "conversations_conversation" WHERE "channel" = $1%LIMIT $2 OFFSET $3'],
-            )
-            return cursor.fetchone()
-
-    _, runs_before = runs_of_the_page_statement()
+    page_statement = 'FROM "conversations_conversation" WHERE "channel" = $1%LIMIT $2 OFFSET $3'
+    runs_before = sum(prepared_runs(page_statement))  # one statement per set of parameter types
     with CaptureQueriesContext(connection) as queries:
         items, total = conversation_list_page(filters=InboxFilters(channel="sms"), page=PageRequest(page=1, limit=50))
 
     assert len(queries) == 1
-    statements, runs = runs_of_the_page_statement()
-    assert statements >= 1
-    assert runs == runs_before + 1, "the page's one statement ran prepared"
+    runs = prepared_runs(page_statement)
+    assert len(runs) >= 1
+    assert sum(runs) == runs_before + 1, "the page's one statement ran prepared"
     assert total == len(items) == Conversation.objects.filter(channel="sms", archived_at__isnull=True).count()
 
 

@@ -12,6 +12,7 @@ from django.test.utils import CaptureQueriesContext
 
 from core import prepared
 from core.prepared import _PreparedCursorWrapper, numbered, prepared_cursor
+from tests.prepared_statements import prepared_runs
 from tests.settings_env import PRODUCTION_ENV, run_with_settings
 
 pytestmark = pytest.mark.django_db
@@ -25,15 +26,6 @@ def test_placeholders_become_postgresql_numbers():
         numbered("SELECT %d")
 
 
-def _prepared(statement_fragment):
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT generic_plans + custom_plans FROM pg_prepared_statements WHERE statement LIKE %s",
-            [f"%{statement_fragment}%"],
-        )
-        return [row[0] for row in cursor.fetchall()]
-
-
 @postgresql_only
 def test_a_statement_is_prepared_once_per_connection_and_then_executed():
     for value in range(3):
@@ -41,7 +33,7 @@ def test_a_statement_is_prepared_once_per_connection_and_then_executed():
             cursor.execute("SELECT %s::int + 1 AS prepared_probe", [value])
             assert cursor.fetchone() == (value + 1,)
 
-    assert _prepared("prepared_probe") == [3], "one prepared statement, executed three times"
+    assert prepared_runs("prepared_probe") == [3], "one prepared statement, executed three times"
 
 
 @postgresql_only
@@ -177,7 +169,7 @@ def test_a_migration_changing_a_returned_column_type_does_not_break_the_statemen
             cursor.execute("SELECT name FROM prepared_shape WHERE id = %s", [1])
             assert cursor.fetchone() == ("one",)
 
-    assert _prepared("FROM prepared_shape WHERE") == [1], "the stale statement was closed, its successor run once"
+    assert prepared_runs("FROM prepared_shape WHERE") == [1], "the stale statement was closed, its successor run once"
 
 
 @postgresql_only
@@ -189,7 +181,7 @@ def test_with_preparing_off_the_statements_run_unprepared(monkeypatch):
         cursor.execute("SELECT %s::int AS unprepared_probe", [7])
         assert cursor.fetchone() == (7,)
 
-    assert _prepared("unprepared_probe") == []
+    assert prepared_runs("unprepared_probe") == []
 
 
 def test_prepared_statements_can_be_turned_off_for_a_pooler():
@@ -243,7 +235,9 @@ def test_a_changed_result_type_inside_a_transaction_is_a_moments_unavailability(
             cursor.execute("SELECT name FROM prepared_shape_tx WHERE id = %s", [1])
             assert cursor.fetchone() == ("one",)
 
-    assert _prepared("FROM prepared_shape_tx WHERE") == [1], "the stale statement was closed, its successor run once"
+    assert prepared_runs("FROM prepared_shape_tx WHERE") == [1], (
+        "the stale statement was closed, its successor run once"
+    )
 
 
 @postgresql_only
@@ -323,7 +317,7 @@ def test_a_thread_page_is_one_prepared_statement():
 
     first = MessageFactory()
     MessageFactory(conversation=first.conversation)
-    [runs_before] = _prepared('ORDER BY "timestamp" DESC') or [0]  # an earlier test may have prepared it
+    [runs_before] = prepared_runs('ORDER BY "timestamp" DESC') or [0]  # an earlier test may have prepared it
     with CaptureQueriesContext(connection) as queries:
         messages, total = message_thread_page(
             conversation_id=first.conversation_id, order="desc", page=PageRequest(page=1, limit=50)
@@ -332,7 +326,7 @@ def test_a_thread_page_is_one_prepared_statement():
     assert len(messages) == 2
     assert total == 2
     assert len(queries) == 1
-    assert _prepared('ORDER BY "timestamp" DESC') == [runs_before + 1], "one prepared statement, run once more"
+    assert prepared_runs('ORDER BY "timestamp" DESC') == [runs_before + 1], "one prepared statement, run once more"
 
 
 @postgresql_only
@@ -377,7 +371,7 @@ def test_a_statement_outlives_a_rollback_on_its_connection():
         cursor.execute("SELECT %s::int AS rollback_probe", [3])
         assert cursor.fetchone() == (3,)
 
-    assert _prepared("rollback_probe") == [3], "one statement, prepared once, run three times"
+    assert prepared_runs("rollback_probe") == [3], "one statement, prepared once, run three times"
 
 
 @postgresql_only
@@ -446,9 +440,9 @@ def test_a_connection_keeps_at_most_so_many_statements_the_oldest_closed(monkeyp
             cursor.execute(f"SELECT %s::int AS capped_probe_{number}", [number])
             assert cursor.fetchone() == (number,)
 
-    assert _prepared("capped_probe_0") == []
-    assert _prepared("capped_probe_1") == [1]
-    assert _prepared("capped_probe_2") == [1]
+    assert prepared_runs("capped_probe_0") == []
+    assert prepared_runs("capped_probe_1") == [1]
+    assert prepared_runs("capped_probe_2") == [1]
 
 
 @postgresql_only

@@ -12,6 +12,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from core.prepared import numbered
 from messaging import outbox, services
 from messaging.models import Message
 from messaging.outbox import OutboxWorker, outbox_claim
@@ -19,6 +20,7 @@ from messaging.services import message_call_providers, message_record_attempts
 from providers.base import SendResult
 from providers.twilio import TwilioProvider
 from tests.factories import OutboxMessageFactory
+from tests.prepared_statements import prepared_runs
 from webhooks.models import WebhookEvent
 
 pytestmark = pytest.mark.django_db
@@ -189,11 +191,7 @@ def test_batches_of_any_size_are_recorded_by_one_statement_text():
         claimed = outbox_claim(limit=size)
         message_record_attempts(attempts=[(message, message_call_providers(message=message)) for message in claimed])
 
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT statement FROM pg_prepared_statements WHERE statement LIKE '%%jsonb_to_recordset%%m SET status%%'"
-        )
-        recorded_by = [row[0] for row in cursor.fetchall()]
+    recorded_by = prepared_runs("jsonb_to_recordset%m SET status")
     assert len(recorded_by) == 1
     assert Message.objects.filter(status="sent").count() == 5
 
@@ -286,9 +284,8 @@ def _store_outbound(rows: int, *, status: str) -> None:
 
 def _generic_plan_indexes(cursor, sql: str, arguments: list) -> tuple[set[str], str]:
     """The indexes the generic plan of ``sql`` (what a prepared statement settles on) reads, and the plan."""
-    numbered = sql.replace("%s", "{}").format(*(f"${n}" for n in range(1, sql.count("%s") + 1)))
     cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-    cursor.execute(f"PREPARE planned AS {numbered}")
+    cursor.execute(f"PREPARE planned AS {numbered(sql)}")
     try:
         cursor.execute(f"EXPLAIN (FORMAT JSON) EXECUTE planned({', '.join(['%s'] * len(arguments))})", arguments)
         plan = json.dumps(cursor.fetchone()[0])
