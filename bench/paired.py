@@ -20,6 +20,12 @@ since both databases are copied from one migrated here:
     git worktree add ../before HEAD~1
     .venv/bin/python -m bench.paired --modes send before@../before: after:
 
+``--sql NAME=STATEMENTS`` runs SQL on that variant's database before its server starts: the cost of a
+part of the schema measured by taking it away (for reading the cost, not for deploying):
+
+    .venv/bin/python -m bench.paired --modes ingest_unique,send \\
+        --sql "lean=DROP INDEX message_body_search_idx" full: lean:
+
 Modes are bench/load.lua's: ``ingest_unique``, ``ingest_dup``, ``send``. The ``BENCH_*`` settings of
 docs/PERFORMANCE.md that apply (connections, wrk threads, gunicorn layout, PostgreSQL and Redis) apply
 here too. No correctness checks run (`make bench` has them). It writes
@@ -32,9 +38,12 @@ import argparse
 import json
 import signal
 import statistics
+import subprocess
 import sys
 from contextlib import ExitStack
 from pathlib import Path
+
+import psycopg
 
 from bench.run import BENCH, ROOT, Bench, Config, cleanup, gunicorn, log
 
@@ -45,6 +54,17 @@ SENDER_AREAS = ("203", "205")
 
 def _migrations(tree: Path) -> set[str]:
     return {str(path.relative_to(tree)) for path in tree.glob("*/migrations/[0-9]*.py")}
+
+
+def _describe(tree: Path) -> str:
+    """Which code a variant ran, without naming a path outside this checkout: its commit, and whether
+    uncommitted changes were on top of it."""
+    where = "this checkout" if tree == ROOT else "another checkout"
+    git = ["git", "-C", str(tree)]
+    commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+    changes = " with uncommitted changes" if dirty.stdout.strip() else ""
+    return f"{where} at {commit or 'an unknown commit'}{changes}"
 
 
 def _variant(text: str) -> tuple[str, dict[str, str], Path]:
@@ -71,6 +91,13 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--seconds", type=int, default=6, help="each measured wrk run (after a 1-second warm-up)")
     parser.add_argument("--modes", default="ingest_unique,send", help=f"comma-separated: {', '.join(MODES)}")
+    parser.add_argument(
+        "--sql",
+        action="append",
+        default=[],
+        metavar="NAME=STATEMENTS",
+        help="SQL run on variant NAME's database before its server starts (repeatable)",
+    )
     parser.add_argument("a", type=_variant, help="the reference variant, NAME:VAR=VALUE[,...]")
     parser.add_argument("b", type=_variant, help="the variant compared with it")
     arguments = parser.parse_args()
@@ -82,6 +109,14 @@ def _arguments() -> argparse.Namespace:
         parser.error("the two variants need different names")
     if arguments.rounds < 1 or arguments.seconds < 1:
         parser.error("--rounds and --seconds are at least 1")
+    sql: dict[str, list[str]] = {}
+    for text in arguments.sql:
+        name, equals, statements = text.partition("=")
+        if not equals or not statements.strip() or name not in (arguments.a[0], arguments.b[0]):
+            names = f"{arguments.a[0]}, {arguments.b[0]}"
+            parser.error(f"--sql {text!r}: NAME=STATEMENTS, NAME one of the variants ({names})")
+        sql.setdefault(name, []).append(statements)
+    arguments.sql = sql
     return arguments
 
 
@@ -139,7 +174,12 @@ def main() -> int:
         with ExitStack() as servers:
             urls = {}
             for name, extra_env in variants.items():
-                env = bench.service_env(bench.fresh("service", f"paired_{name}")) | extra_env
+                db = bench.fresh("service", f"paired_{name}")
+                for statements in arguments.sql.get(name, []):
+                    log(f"variant {name}: on its database, {statements}")
+                    with psycopg.connect(bench.dbs.url(db), autocommit=True) as connection:
+                        connection.execute(statements)
+                env = bench.service_env(db) | extra_env
                 if trees[name] != ROOT:
                     env["PYTHONPATH"] = str(trees[name])  # bench.run.base_environment's is this checkout
                 settings = ", ".join(f"{k}={v}" for k, v in extra_env.items()) or "as configured"
@@ -177,7 +217,8 @@ def main() -> int:
         report = {
             "started": bench.started.isoformat(timespec="seconds"),
             "variants": variants,
-            "trees": {name: str(tree) for name, tree in trees.items()},
+            "sql": arguments.sql,
+            "trees": {name: _describe(tree) for name, tree in trees.items()},
             "rounds": arguments.rounds,
             "seconds": arguments.seconds,
             "connections": config.connections,
