@@ -144,9 +144,10 @@ class _PreparedCursor(psycopg.RawCursor):
         return pgconn.status == _CONNECTION_OK and pgconn.pipeline_status == _PIPELINE_OFF and not self.closed
 
     def _execute_directly(self, query: str, params: Sequence[Any]) -> None:
-        if len(params) != _placeholder_count(query):  # as psycopg's cursor checks: the server would drop the connection
+        placeholders = _placeholder_count(query)
+        if len(params) != placeholders:  # as psycopg's cursor checks: the server would drop the connection
             raise psycopg.ProgrammingError(
-                f"the query has {_placeholder_count(query)} placeholders but {len(params)} parameters were passed"
+                f"the query has {placeholders} placeholders but {len(params)} parameters were passed"
             )
         transformer = self._direct_transformer
         if transformer is None:
@@ -170,7 +171,7 @@ class _PreparedCursor(psycopg.RawCursor):
                 prepared = self._prepared()
                 if isinstance(error, psycopg.errors.InvalidSqlStatementName):
                     prepared.names.clear()  # DEALLOCATE ALL or DISCARD ALL took every one of them
-                elif (stale := prepared.names.pop((query, transformer.types or ()), None)) is not None:
+                elif (stale := prepared.names.pop(_statement_key(query, transformer), None)) is not None:
                     prepared.stale.append(stale)  # closed before the next is prepared: this transaction may be lost
                 if connection.pgconn.transaction_status != _IDLE:
                     raise psycopg.OperationalError(f"a prepared statement must be prepared again: {error}") from error
@@ -187,10 +188,10 @@ class _PreparedCursor(psycopg.RawCursor):
         if connection.prepare_threshold is None:  # DB_PREPARED_STATEMENTS=false: parameters apart, unprepared
             text = numbered(query).encode(connection.info.encoding)
             pgconn.send_query_params(text, values, transformer.types, transformer.formats)
-            return self._result(connection.wait(_execute(pgconn)))
+            return self._answer()
         prepared = self._prepared()
         statements = prepared.names
-        key = (query, transformer.types or ())  # as psycopg's: a NULL sent untyped prepares another
+        key = _statement_key(query, transformer)
         name = statements.get(key)
         if name is None:
             while prepared.stale:
@@ -200,10 +201,10 @@ class _PreparedCursor(psycopg.RawCursor):
             name = b"_service_%d" % next(_statement_numbers)
             text = numbered(query).encode(connection.info.encoding)
             pgconn.send_prepare(name, text, param_types=transformer.types)
-            self._result(connection.wait(_execute(pgconn)))
+            self._answer()
             statements[key] = name
         pgconn.send_query_prepared(name, values, param_formats=transformer.formats)
-        return self._result(connection.wait(_execute(pgconn)))
+        return self._answer()
 
     def _begin(self) -> None:
         """psycopg's BEGIN for this connection: its isolation level, read-only and deferrable settings."""
@@ -216,19 +217,18 @@ class _PreparedCursor(psycopg.RawCursor):
         if connection.deferrable is not None:
             parts.append("DEFERRABLE" if connection.deferrable else "NOT DEFERRABLE")
         connection.pgconn.send_query(" ".join(parts).encode())
-        self._result(connection.wait(_execute(connection.pgconn)))
+        self._answer()
 
     def _deallocate(self, name: bytes) -> None:
         """Deallocates a statement of this cursor's, as psycopg evicts its own: by the protocol's Close,
         which is no error for a statement already gone and leaves a transaction as it was (libpq 17
         and later; psycopg[binary] brings its own), else ``DEALLOCATE``."""
-        connection = self.connection
-        pgconn = connection.pgconn
+        pgconn = self.connection.pgconn
         if psycopg.capabilities.has_send_close_prepared():
             pgconn.send_close_prepared(name)
         else:  # pragma: no cover - psycopg's Python implementation on an older libpq
             pgconn.send_query(b"DEALLOCATE " + name)
-        self._result(connection.wait(_execute(pgconn)))
+        self._answer()
 
     def _prepared(self) -> _ConnectionStatements:
         connection = self.connection
@@ -237,12 +237,15 @@ class _PreparedCursor(psycopg.RawCursor):
             prepared = connection._service_prepared = _ConnectionStatements()  # type: ignore[attr-defined]
         return prepared
 
-    def _result(self, results: list[PGresult]) -> PGresult:
-        result = results[-1]
+    def _answer(self) -> PGresult:
+        """The server's answer to what was just sent, waited for through the connection's ``wait()``
+        (bounded by its query timeout), its error raised as psycopg raises it."""
+        connection = self.connection
+        result = connection.wait(_execute(connection.pgconn))[-1]
         if result.status in _RESULT_OK:
             return result
         if result.status == _FATAL_ERROR:
-            raise psycopg.errors.error_from_result(result, encoding=self.connection.info.encoding)
+            raise psycopg.errors.error_from_result(result, encoding=connection.info.encoding)
         raise psycopg.InternalError(f"unexpected result from a prepared statement: {pq.ExecStatus(result.status).name}")
 
     def fetchone(self) -> Any:
@@ -286,6 +289,12 @@ class _PreparedCursor(psycopg.RawCursor):
         if self._direct_rows is not None:
             raise psycopg.NotSupportedError("a statement run directly keeps its rows and rowcount, not its description")
         return super().description
+
+
+def _statement_key(query: str, transformer: psycopg_abc.Transformer) -> tuple[str, tuple[int, ...]]:
+    """Which prepared statement runs ``query`` with the parameters ``transformer`` dumped last: as
+    psycopg keys its own, by text and parameter types (a NULL sent untyped prepares another)."""
+    return query, tuple(transformer.types or ())
 
 
 def _must_prepare_again(error: psycopg.Error) -> bool:

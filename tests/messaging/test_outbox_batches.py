@@ -191,8 +191,8 @@ def test_batches_of_any_size_are_recorded_by_one_statement_text():
         claimed = outbox_claim(limit=size)
         message_record_attempts(attempts=[(message, message_call_providers(message=message)) for message in claimed])
 
-    recorded_by = prepared_runs("jsonb_to_recordset%m SET status")
-    assert len(recorded_by) == 1
+    statements = prepared_runs("jsonb_to_recordset%m SET status")  # runs of each statement of that text
+    assert len(statements) == 1
     assert Message.objects.filter(status="sent").count() == 5
 
 
