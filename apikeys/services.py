@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from django.db.models import Q
 from django.utils import timezone
 
+from apikeys import cache
 from apikeys.keys import key_digest, key_generate, key_is_well_formed, key_shown_part
 from apikeys.models import ApiKey
 from core.errors import ValidationFailed
@@ -55,9 +56,13 @@ def api_key_authenticate(*, presented: str) -> ApiKey | None:
     # Looking the digest up in a unique index leaks, through timing, at most how much of the *digest*
     # matched, which an attacker cannot steer towards a stored key's digest: SHA-256 is preimage
     # resistant. The row was found by equality on the digest, so there is nothing left to compare.
-    api_key = _active_key(digest)
+    lookup = cache.Lookup()
+    api_key = lookup.remembered(digest)
     if api_key is None:
-        return None
+        api_key = _active_key(digest)
+        if api_key is None:
+            return None
+        lookup.remember(digest, api_key)
     _api_key_mark_used(api_key=api_key, now=timezone.now())
     return api_key
 
@@ -72,5 +77,7 @@ def _api_key_mark_used(*, api_key: ApiKey, now: datetime) -> None:
         return
     # Guarded: of concurrent requests only the first after the cutoff writes; the rest match no row.
     stale = Q(last_used_at__isnull=True) | Q(last_used_at__lte=cutoff)
-    if ApiKey.objects.filter(stale, pk=api_key.pk).update(last_used_at=now):
-        api_key.last_used_at = now
+    ApiKey.objects.filter(stale, pk=api_key.pk).update(last_used_at=now)
+    # Written now, or by another request less than a minute ago: either way not again for a minute
+    # from this (possibly remembered) instance.
+    api_key.last_used_at = now

@@ -196,6 +196,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 # API_AUTH_REQUIRED a request without one is a 401. Off here and in development, on by default in
 # production. Views that opt out: webhooks (provider signatures), health, the schema and Swagger UI.
 API_AUTH_REQUIRED = env.bool("API_AUTH_REQUIRED", default=False)
+# How long a PostgreSQL connection may remember a key it found active (apikeys/cache.py); a revocation
+# ends it at once through a notification, this bounds it where notifications cannot arrive. 0: off.
+API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", 60.0, minimum=0.0, maximum=3600.0)
 
 REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["core.parsers.StrictJSONParser"],

@@ -1,0 +1,185 @@
+"""Active API keys remembered per connection (apikeys/cache.py), and revocations that end them at once.
+
+Outside a transaction, as the service runs: each test commits, and a second session stands for
+another process (the admin, ``manage.py revoke_api_key``)."""
+
+import time
+
+import psycopg
+import pytest
+from django.core.management import call_command
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from apikeys import cache, services
+from apikeys.keys import key_generate
+from apikeys.services import api_key_authenticate, api_key_create
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def other_connection():
+    """A second database session, committing on its own, as another process would."""
+    db = connection.settings_dict
+    with psycopg.connect(
+        host=db["HOST"] or "127.0.0.1",
+        port=db["PORT"] or 5432,
+        dbname=db["NAME"],
+        user=db["USER"],
+        password=db["PASSWORD"],
+        autocommit=True,
+    ) as conn:
+        yield conn
+
+
+@pytest.fixture
+def fresh_connection():
+    """This thread's connection made anew, so that it listens (or not) as the settings now say."""
+    connection.close()
+    yield
+    connection.close()
+
+
+def statements_run(key):
+    with CaptureQueriesContext(connection) as queries:
+        found = api_key_authenticate(presented=key)
+    return found, len(queries.captured_queries)
+
+
+def authenticated_within(key, seconds=2.0):
+    """Whether the key still authenticates after a notification had ``seconds`` to arrive (it arrives
+    with the revoking commit on one host; the wait keeps a loaded machine from failing the test)."""
+    deadline = time.monotonic() + seconds
+    while api_key_authenticate(presented=key) is not None:
+        if time.monotonic() > deadline:
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_a_key_found_active_is_not_read_again_on_the_same_connection(fresh_connection):
+    api_key, key = api_key_create(name="ci")
+
+    assert statements_run(key) == (api_key, 2), "the key read, and its first use written"
+    assert statements_run(key) == (api_key, 0)
+    assert statements_run(key) == (api_key, 0)
+
+
+def test_a_revocation_committed_by_another_session_ends_a_remembered_key(fresh_connection, other_connection):
+    api_key, key = api_key_create(name="ci")
+    api_key_authenticate(presented=key)
+    assert statements_run(key) == (api_key, 0), "remembered"
+
+    other_connection.execute("UPDATE apikeys_apikey SET revoked_at = now() WHERE id = %s", [api_key.pk])
+
+    assert not authenticated_within(key)
+    assert statements_run(key) == (None, 1), "a revoked key is read every time, never remembered"
+
+
+def test_revoke_api_key_ends_a_remembered_key_on_the_next_request(fresh_connection, api):
+    api_key, key = api_key_create(name="billing-app")
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {key}"}
+    assert api.get("/api/conversations", **headers).status_code == 200
+    assert statements_run(key) == (api_key, 0), "remembered"
+
+    call_command("revoke_api_key", api_key.prefix)
+
+    response = api.get("/api/conversations", **headers)
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_a_removed_key_is_forgotten(fresh_connection, other_connection):
+    api_key, key = api_key_create(name="ci")
+    api_key_authenticate(presented=key)
+
+    other_connection.execute("DELETE FROM apikeys_apikey WHERE id = %s", [api_key.pk])
+
+    assert not authenticated_within(key)
+
+
+def test_a_notification_read_while_another_statement_runs_is_not_missed(fresh_connection, other_connection):
+    api_key, key = api_key_create(name="ci")
+    api_key_authenticate(presented=key)
+    other_connection.execute("UPDATE apikeys_apikey SET revoked_at = now() WHERE id = %s", [api_key.pk])
+    time.sleep(0.05)
+
+    with connection.cursor() as cursor:  # psycopg reads the notification with this statement's answer
+        cursor.execute("SELECT 1")
+
+    assert statements_run(key) == (None, 1)
+
+
+def test_a_key_revoked_while_it_is_being_read_is_not_remembered(fresh_connection, other_connection, monkeypatch):
+    api_key, key = api_key_create(name="ci")
+    read = services._active_key
+
+    def read_then_revoked_elsewhere(digest):
+        found = read(digest)  # active in this snapshot
+        other_connection.execute("UPDATE apikeys_apikey SET revoked_at = now() WHERE id = %s", [api_key.pk])
+        time.sleep(0.05)  # its notification reaches this connection before the key would be remembered
+        return found
+
+    monkeypatch.setattr(services, "_active_key", read_then_revoked_elsewhere)
+    assert api_key_authenticate(presented=key) == api_key  # the request that was already being checked
+    monkeypatch.setattr(services, "_active_key", read)
+
+    assert statements_run(key) == (None, 1)
+
+
+def test_last_used_at_written_elsewhere_keeps_the_key_remembered(fresh_connection, other_connection):
+    api_key, key = api_key_create(name="ci")
+    api_key_authenticate(presented=key)
+
+    other_connection.execute("UPDATE apikeys_apikey SET last_used_at = now() WHERE id = %s", [api_key.pk])
+    time.sleep(0.05)
+
+    assert statements_run(key) == (api_key, 0)
+
+
+def test_unknown_keys_are_read_every_time(fresh_connection):
+    unknown = key_generate()
+
+    assert statements_run(unknown) == (None, 1)
+    assert statements_run(unknown) == (None, 1)
+
+
+def test_nothing_is_remembered_inside_a_transaction(fresh_connection):
+    api_key, key = api_key_create(name="ci")
+
+    api_key_authenticate(presented=key)  # its first use written
+
+    with transaction.atomic():
+        assert statements_run(key) == (api_key, 1)
+        assert statements_run(key) == (api_key, 1)
+
+
+def test_a_remembered_key_is_read_again_after_api_key_cache_seconds(fresh_connection, settings, monkeypatch):
+    api_key, key = api_key_create(name="ci")
+    api_key_authenticate(presented=key)
+    now = time.monotonic()
+
+    monkeypatch.setattr(cache.time, "monotonic", lambda: now + settings.API_KEY_CACHE_SECONDS - 1)
+    assert statements_run(key) == (api_key, 0)
+    monkeypatch.setattr(cache.time, "monotonic", lambda: now + settings.API_KEY_CACHE_SECONDS + 1)
+    assert statements_run(key) == (api_key, 1)
+
+
+def test_api_key_cache_seconds_zero_reads_every_key_every_time(settings, fresh_connection):
+    settings.API_KEY_CACHE_SECONDS = 0
+    api_key, key = api_key_create(name="ci")
+    api_key_authenticate(presented=key)  # its first use written
+
+    assert statements_run(key) == (api_key, 1)
+    assert statements_run(key) == (api_key, 1)
+    assert not hasattr(connection.connection, "_api_key_memory")
+
+
+def test_a_connection_remembers_at_most_max_keys(fresh_connection, monkeypatch):
+    monkeypatch.setattr(cache, "MAX_KEYS", 2)
+    keys = [api_key_create(name=f"client-{n}")[1] for n in range(3)]
+    for key in keys:
+        api_key_authenticate(presented=key)
+
+    assert len(connection.connection._api_key_memory.keys) <= 2
