@@ -9,15 +9,18 @@ each listening connection once the revoking transaction commits; before a rememb
 the connection reads what the server has sent it since (no round trip: the bytes are already in the
 socket), and any notification empties its memory. A revocation committed before a request's
 check therefore ends the key on that request, on every connection of every process, unless it
-committed in the moment (well under a millisecond locally) before its notification reached that
-connection.
+committed in the moment (typically under a millisecond on one host) before its notification reached
+that connection.
 
 The memory is used only where a notification can arrive: on PostgreSQL, outside a transaction (a
 connection inside one receives nothing until it ends; tests run inside one), on a connection that
-listened when it was made. Whatever else happens it is bounded: an entry lives at most
-``API_KEY_CACHE_SECONDS`` (0 turns the memory off), for a connection through a pooler that does not
-pass notifications on, and a connection keeps at most ``MAX_KEYS`` of them. Unknown, malformed and
-revoked keys are never remembered: each of them is looked up every time, as before.
+listened when it was made (not one made while the triggers were missing or disabled, nor one closed
+after each request, ``CONN_MAX_AGE`` 0), and never again on a connection the server has ended.
+Whatever else happens it is bounded: an entry lives at most ``API_KEY_CACHE_SECONDS`` (0 turns the
+memory off), for a connection through a pooler that does not pass notifications on, and a
+connection keeps at most ``MAX_KEYS`` of them. Unknown, malformed and revoked keys are never
+remembered: each of them is looked up every time, as before. docs/OPERATIONS.md, "API keys
+remembered per connection", is the operator's account.
 """
 
 from __future__ import annotations
@@ -41,37 +44,72 @@ CHANNEL = "api_keys_changed"
 MAX_KEYS = 256
 
 _IDLE = pq.TransactionStatus.IDLE
+_OK = pq.ConnStatus.OK
 
 
 class KeyMemory:
     """One connection's remembered keys: digest -> (key, monotonic time it was read). ``generation``
-    counts the times it forgot them all."""
+    counts the times it forgot them all; ``broken`` is set for good when the server said it is ending
+    the connection."""
 
     def __init__(self) -> None:
         self.keys: dict[str, tuple[ApiKey, float]] = {}
         self.generation = 0
+        self.broken = False
 
     def forget(self, _notification: Any = None) -> None:
         self.keys.clear()
         self.generation += 1
 
+    def notice(self, diagnostic: Any) -> None:
+        # A connection ended by the server while idle (a restart, a failover, pg_terminate_backend)
+        # hears why as a notice, possibly before the connection reads as closed: no notification will
+        # ever reach it again.
+        if diagnostic.severity_nonlocalized in ("FATAL", "PANIC"):
+            self.broken = True
+            self.forget()
+
+
+#: Whether migration 0002's triggers are there and fire (not disabled). Without them nothing would
+#: ever be notified; ``to_regclass`` is NULL before the table exists (``migrate`` on a new database).
+_TRIGGERS_IN_PLACE = """
+SELECT to_regclass('apikeys_apikey') IS NOT NULL,
+       (SELECT count(*) FROM pg_trigger
+        WHERE tgrelid = to_regclass('apikeys_apikey') AND tgenabled IN ('O', 'A')
+          AND tgname IN ('api_key_changed_update', 'api_key_changed_delete', 'api_key_changed_truncate')) = 3
+"""
+
 
 def connection_listen(sender: Any, connection: Any, **kwargs: Any) -> None:
     """``connection_created`` receiver: a new PostgreSQL connection listens on ``CHANNEL`` and gets a
-    memory of its own. A connection made inside a transaction (autocommit off) gets none: its LISTEN
-    would take effect only if that transaction committed."""
+    memory of its own, if the notifying triggers are in place. None for a connection made inside a
+    transaction (autocommit off: its LISTEN would take effect only if that transaction committed), nor
+    for one closed after each request (``CONN_MAX_AGE`` 0: it would remember nothing for long)."""
     if connection.vendor != "postgresql" or settings.API_KEY_CACHE_SECONDS <= 0:
+        return
+    if not connection.settings_dict.get("CONN_MAX_AGE"):
         return
     raw = connection.connection
     if not raw.autocommit:
         return
     try:
+        table, triggers = raw.execute(_TRIGGERS_IN_PLACE).fetchone()
+        if not triggers:
+            if table:  # new code before its migration, or the triggers disabled: never stale, only slower
+                logger.warning(
+                    "The API key change triggers (migration apikeys.0002) are missing or disabled; API keys "
+                    "are looked up on every request"
+                )
+            return
         raw.execute(f"LISTEN {CHANNEL}")
-    except Exception:  # a pooler that refuses LISTEN: this connection simply remembers nothing
-        logger.warning("LISTEN %s failed; API keys are looked up on every request on this connection", CHANNEL)
+    except Exception as exc:  # a pooler that refuses LISTEN: this connection simply remembers nothing
+        logger.warning(
+            "LISTEN %s failed (%s); API keys are looked up on every request on this connection", CHANNEL, exc
+        )
         return
     memory = KeyMemory()
     raw.add_notify_handler(memory.forget)  # notifications read while a statement runs
+    raw.add_notice_handler(memory.notice)
     raw._api_key_memory = memory
 
 
@@ -86,15 +124,18 @@ def _usable_memory() -> KeyMemory | None:
         return None
     pgconn = raw.pgconn
     with raw.lock:
-        if pgconn.transaction_status != _IDLE:
+        if pgconn.transaction_status != _IDLE or memory.broken:
             return None
         try:
             pgconn.consume_input()
         except Exception:  # the connection broke: the lookup meets the error the usual way
-            memory.forget()
-            return None
+            memory.broken = True
         while (notification := pgconn.notifies()) is not None:
             memory.forget(notification)
+        if memory.broken or pgconn.status != _OK:
+            memory.broken = True
+            memory.forget()
+            return None
     return memory
 
 

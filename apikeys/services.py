@@ -75,9 +75,12 @@ def _api_key_mark_used(*, api_key: ApiKey, now: datetime) -> None:
     cutoff = now - LAST_USED_RESOLUTION
     if api_key.last_used_at is not None and api_key.last_used_at > cutoff:
         return
-    # Guarded: of concurrent requests only the first after the cutoff writes; the rest match no row.
+    # Guarded: of concurrent requests only the first after the cutoff writes.
     stale = Q(last_used_at__isnull=True) | Q(last_used_at__lte=cutoff)
-    ApiKey.objects.filter(stale, pk=api_key.pk).update(last_used_at=now)
-    # Written now, or by another request less than a minute ago: either way not again for a minute
-    # from this (possibly remembered) instance.
-    api_key.last_used_at = now
+    if ApiKey.objects.filter(stale, pk=api_key.pk).update(last_used_at=now):
+        api_key.last_used_at = now
+        return
+    # Another request wrote it less than a minute ago: an instance this connection remembers
+    # (apikeys/cache.py) takes that time, to wait a minute from it rather than write in vain on every
+    # request.
+    api_key.last_used_at = ApiKey.objects.filter(pk=api_key.pk).values_list("last_used_at", flat=True).first()

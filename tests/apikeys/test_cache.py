@@ -4,15 +4,17 @@ Outside a transaction, as the service runs: each test commits, and a second sess
 another process (the admin, ``manage.py revoke_api_key``)."""
 
 import time
+from datetime import timedelta
 
 import psycopg
 import pytest
 from django.core.management import call_command
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from apikeys import cache, services
 from apikeys.keys import key_generate
+from apikeys.models import ApiKey
 from apikeys.services import api_key_authenticate, api_key_create
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -90,11 +92,15 @@ def test_revoke_api_key_ends_a_remembered_key_on_the_next_request(fresh_connecti
     assert response.json()["error"]["code"] == "invalid_api_key"
 
 
-def test_a_removed_key_is_forgotten(fresh_connection, other_connection):
+@pytest.mark.parametrize(
+    "removal", ["DELETE FROM apikeys_apikey WHERE id = %s", "TRUNCATE apikeys_apikey"], ids=["delete", "truncate"]
+)
+def test_a_removed_key_is_forgotten(fresh_connection, other_connection, removal):
     api_key, key = api_key_create(name="ci")
     api_key_authenticate(presented=key)
+    assert statements_run(key) == (api_key, 0), "remembered"
 
-    other_connection.execute("DELETE FROM apikeys_apikey WHERE id = %s", [api_key.pk])
+    other_connection.execute(removal, [api_key.pk] if "%s" in removal else None)
 
     assert not authenticated_within(key)
 
@@ -138,6 +144,20 @@ def test_last_used_at_written_elsewhere_keeps_the_key_remembered(fresh_connectio
     assert statements_run(key) == (api_key, 0)
 
 
+def test_a_remembered_key_used_elsewhere_takes_the_stored_last_use(fresh_connection, other_connection):
+    api_key, key = api_key_create(name="ci")
+    remembered = api_key_authenticate(presented=key)
+    remembered.last_used_at -= timedelta(minutes=5)  # as if this connection had not used it for a while
+    other_connection.execute(
+        "UPDATE apikeys_apikey SET last_used_at = now() - interval '30 seconds' WHERE id = %s", [api_key.pk]
+    )
+    stored = ApiKey.objects.get().last_used_at
+
+    assert statements_run(key)[1] == 2, "the write another request had made already, and its time read"
+    assert remembered.last_used_at == stored == ApiKey.objects.get().last_used_at
+    assert statements_run(key)[1] == 0
+
+
 def test_unknown_keys_are_read_every_time(fresh_connection):
     unknown = key_generate()
 
@@ -166,6 +186,55 @@ def test_a_remembered_key_is_read_again_after_api_key_cache_seconds(fresh_connec
     assert statements_run(key) == (api_key, 1)
 
 
+def test_nothing_is_remembered_while_a_transaction_is_open_without_atomic(fresh_connection):
+    api_key, key = api_key_create(name="ci")
+    api_key_authenticate(presented=key)
+    transaction.set_autocommit(False)
+    try:
+        ApiKey.objects.exists()  # the transaction begins
+
+        assert statements_run(key) == (api_key, 1)
+        assert statements_run(key) == (api_key, 1)
+    finally:
+        transaction.rollback()
+        transaction.set_autocommit(True)
+
+
+def test_a_connection_the_server_ended_does_not_use_its_memory(fresh_connection, other_connection):
+    api_key, key = api_key_create(name="ci")
+    api_key_authenticate(presented=key)
+    assert statements_run(key) == (api_key, 0), "remembered"
+
+    other_connection.execute("SELECT pg_terminate_backend(%s)", [connection.connection.info.backend_pid])
+    time.sleep(0.05)
+
+    with pytest.raises(OperationalError):  # the lookup reached the (gone) server
+        api_key_authenticate(presented=key)
+
+
+def test_without_the_notifying_triggers_nothing_is_remembered(fresh_connection, other_connection, caplog):
+    api_key, key = api_key_create(name="ci")
+    other_connection.execute("ALTER TABLE apikeys_apikey DISABLE TRIGGER api_key_changed_update")
+    try:
+        connection.close()
+        api_key_authenticate(presented=key)
+
+        assert statements_run(key) == (api_key, 1)
+        assert statements_run(key) == (api_key, 1)
+        assert "missing or disabled" in caplog.text
+    finally:
+        other_connection.execute("ALTER TABLE apikeys_apikey ENABLE TRIGGER api_key_changed_update")
+
+
+def test_a_connection_closed_after_each_request_does_not_listen(fresh_connection, monkeypatch):
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 0)
+    api_key, key = api_key_create(name="ci")
+    api_key_authenticate(presented=key)
+
+    assert statements_run(key) == (api_key, 1)
+    assert not hasattr(connection.connection, "_api_key_memory")
+
+
 def test_api_key_cache_seconds_zero_reads_every_key_every_time(settings, fresh_connection):
     settings.API_KEY_CACHE_SECONDS = 0
     api_key, key = api_key_create(name="ci")
@@ -182,4 +251,6 @@ def test_a_connection_remembers_at_most_max_keys(fresh_connection, monkeypatch):
     for key in keys:
         api_key_authenticate(presented=key)
 
-    assert len(connection.connection._api_key_memory.keys) <= 2
+    assert len(connection.connection._api_key_memory.keys) == 1, "forgot the first two to remember the third"
+    assert statements_run(keys[2])[1] == 0
+    assert statements_run(keys[0])[1] == 1
