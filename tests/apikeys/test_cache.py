@@ -6,7 +6,6 @@ another process (the admin, ``manage.py revoke_api_key``)."""
 import time
 from datetime import timedelta
 
-import psycopg
 import pytest
 from django.core.management import call_command
 from django.db import OperationalError, connection, transaction
@@ -16,6 +15,7 @@ from apikeys import cache, services
 from apikeys.keys import key_generate
 from apikeys.models import ApiKey
 from apikeys.services import api_key_authenticate, api_key_create
+from tests.sessions import second_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -23,16 +23,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def other_connection():
     """A second database session, committing on its own, as another process would."""
-    db = connection.settings_dict
-    with psycopg.connect(
-        host=db["HOST"] or "127.0.0.1",
-        port=db["PORT"] or 5432,
-        dbname=db["NAME"],
-        user=db["USER"],
-        password=db["PASSWORD"],
-        autocommit=True,
-    ) as conn:
-        yield conn
+    with second_session(autocommit=True) as session:
+        yield session
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from datetime import timedelta
 
-import psycopg
 import pytest
 from django.db import connection
 from django.utils import timezone
@@ -12,6 +11,7 @@ from messaging.outbox import outbox_claim
 from messaging.services import _record_failure
 from providers.base import ProviderError
 from tests.factories import OutboxMessageFactory
+from tests.sessions import second_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -19,15 +19,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def other_connection():
     """A second database session, as another worker process would have."""
-    db = connection.settings_dict
-    with psycopg.connect(
-        host=db["HOST"] or "127.0.0.1",
-        port=db["PORT"] or 5432,
-        dbname=db["NAME"],
-        user=db["USER"],
-        password=db["PASSWORD"],
-    ) as conn:
-        yield conn
+    with second_session() as session:
+        yield session
 
 
 def test_a_claim_skips_a_row_another_session_holds_locked_instead_of_waiting(other_connection):
