@@ -2,7 +2,7 @@
 
 Every REST request looks its key up; on a busy connection that is one round trip per request to read
 a row that almost never changes. So each connection remembers the keys it found active, and
-PostgreSQL says when to forget them: a trigger on the keys' table (migration 0002) notifies the
+PostgreSQL says when to forget them: triggers on the keys' table (migration 0002) notify the
 channel ``api_keys_changed`` whenever a key is revoked or removed, and every connection the service
 opens listens on it (``LISTEN``, when the connection is made). PostgreSQL delivers a notification to
 each listening connection once the revoking transaction commits; before a remembered key is used,
