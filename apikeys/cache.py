@@ -87,7 +87,7 @@ def connection_listen(sender: Any, connection: Any, **kwargs: Any) -> None:
     for one closed after each request (``CONN_MAX_AGE`` 0: it would remember nothing for long)."""
     if connection.vendor != "postgresql" or settings.API_KEY_CACHE_SECONDS <= 0:
         return
-    if not connection.settings_dict.get("CONN_MAX_AGE"):
+    if connection.settings_dict.get("CONN_MAX_AGE", 0) == 0:  # None: kept for ever
         return
     raw = connection.connection
     if not raw.autocommit:
@@ -104,7 +104,7 @@ def connection_listen(sender: Any, connection: Any, **kwargs: Any) -> None:
         raw.execute(f"LISTEN {CHANNEL}")
     except Exception as exc:  # a pooler that refuses LISTEN: this connection simply remembers nothing
         logger.warning(
-            "LISTEN %s failed (%s); API keys are looked up on every request on this connection", CHANNEL, exc
+            "Listening on %s failed (%s); API keys are looked up on every request on this connection", CHANNEL, exc
         )
         return
     memory = KeyMemory()
@@ -168,5 +168,4 @@ class Lookup:
             return
         if len(memory.keys) >= MAX_KEYS:
             memory.forget()
-            self.generation = memory.generation
         memory.keys[digest] = (api_key, time.monotonic())

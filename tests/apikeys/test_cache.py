@@ -3,6 +3,7 @@
 Outside a transaction, as the service runs: each test commits, and a second session stands for
 another process (the admin, ``manage.py revoke_api_key``)."""
 
+import select
 import time
 from datetime import timedelta
 
@@ -39,6 +40,13 @@ def statements_run(key):
     with CaptureQueriesContext(connection) as queries:
         found = api_key_authenticate(presented=key)
     return found, len(queries.captured_queries)
+
+
+def server_has_sent(seconds=2.0):
+    """Whether this thread's connection has something from the server waiting to be read (a
+    notification, a notice) within ``seconds``."""
+    readable, _, _ = select.select([connection.connection.fileno()], [], [], seconds)
+    return bool(readable)
 
 
 def authenticated_within(key, seconds=2.0):
@@ -101,11 +109,12 @@ def test_a_notification_read_while_another_statement_runs_is_not_missed(fresh_co
     api_key, key = api_key_create(name="ci")
     api_key_authenticate(presented=key)
     other_connection.execute("UPDATE apikeys_apikey SET revoked_at = now() WHERE id = %s", [api_key.pk])
-    time.sleep(0.05)
+    assert server_has_sent()
 
     with connection.cursor() as cursor:  # psycopg reads the notification with this statement's answer
         cursor.execute("SELECT 1")
 
+    assert connection.connection._api_key_memory.keys == {}
     assert statements_run(key) == (None, 1)
 
 
@@ -116,7 +125,7 @@ def test_a_key_revoked_while_it_is_being_read_is_not_remembered(fresh_connection
     def read_then_revoked_elsewhere(digest):
         found = read(digest)  # active in this snapshot
         other_connection.execute("UPDATE apikeys_apikey SET revoked_at = now() WHERE id = %s", [api_key.pk])
-        time.sleep(0.05)  # its notification reaches this connection before the key would be remembered
+        assert server_has_sent()  # its notification reaches this connection before the key would be remembered
         return found
 
     monkeypatch.setattr(services, "_active_key", read_then_revoked_elsewhere)
@@ -131,7 +140,7 @@ def test_last_used_at_written_elsewhere_keeps_the_key_remembered(fresh_connectio
     api_key_authenticate(presented=key)
 
     other_connection.execute("UPDATE apikeys_apikey SET last_used_at = now() WHERE id = %s", [api_key.pk])
-    time.sleep(0.05)
+    assert not server_has_sent(0.5), "no notification"
 
     assert statements_run(key) == (api_key, 0)
 
@@ -198,7 +207,7 @@ def test_a_connection_the_server_ended_does_not_use_its_memory(fresh_connection,
     assert statements_run(key) == (api_key, 0), "remembered"
 
     other_connection.execute("SELECT pg_terminate_backend(%s)", [connection.connection.info.backend_pid])
-    time.sleep(0.05)
+    assert server_has_sent()
 
     with pytest.raises(OperationalError):  # the lookup reached the (gone) server
         api_key_authenticate(presented=key)
@@ -224,6 +233,13 @@ def test_a_connection_closed_after_each_request_does_not_listen(fresh_connection
     api_key_authenticate(presented=key)
 
     assert statements_run(key) == (api_key, 1)
+    assert not hasattr(connection.connection, "_api_key_memory")
+
+
+def test_a_connection_without_autocommit_does_not_listen(fresh_connection, monkeypatch):
+    monkeypatch.setitem(connection.settings_dict, "AUTOCOMMIT", False)
+    connection.ensure_connection()
+
     assert not hasattr(connection.connection, "_api_key_memory")
 
 
