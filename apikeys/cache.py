@@ -25,6 +25,7 @@ remembered per connection", is the operator's account.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: The channel migration 0002's trigger notifies.
+#: The channel migration 0002's triggers notify.
 CHANNEL = "api_keys_changed"
 #: The most keys one connection remembers; past it, it starts again from none.
 MAX_KEYS = 256
@@ -61,23 +62,30 @@ class KeyMemory:
         self.keys.clear()
         self.generation += 1
 
+    def end(self) -> None:
+        """The connection is ending: no notification will ever reach it again."""
+        self.broken = True
+        self.forget()
+
     def notice(self, diagnostic: Any) -> None:
         # A connection ended by the server while idle (a restart, a failover, pg_terminate_backend)
-        # hears why as a notice, possibly before the connection reads as closed: no notification will
-        # ever reach it again.
+        # hears why as a notice, possibly before the connection reads as closed.
         if diagnostic.severity_nonlocalized in ("FATAL", "PANIC"):
-            self.broken = True
-            self.forget()
+            self.end()
 
 
-#: Whether migration 0002's triggers are there and fire (not disabled). Without them nothing would
-#: ever be notified; ``to_regclass`` is NULL before the table exists (``migrate`` on a new database).
-_TRIGGERS_IN_PLACE = """
-SELECT to_regclass('apikeys_apikey') IS NOT NULL,
-       (SELECT count(*) FROM pg_trigger
-        WHERE tgrelid = to_regclass('apikeys_apikey') AND tgenabled IN ('O', 'A')
-          AND tgname IN ('api_key_changed_update', 'api_key_changed_delete', 'api_key_changed_truncate')) = 3
-"""
+@functools.cache
+def _triggers_in_place_sql() -> str:
+    """Whether migration 0002's triggers are there and fire (not disabled). Without them nothing would
+    ever be notified; ``to_regclass`` is NULL before the table exists (``migrate`` on a new database)."""
+    from apikeys.models import ApiKey
+
+    table = f"to_regclass('{ApiKey._meta.db_table}')"
+    return (
+        f"SELECT {table} IS NOT NULL, (SELECT count(*) FROM pg_trigger WHERE tgrelid = {table}"
+        " AND tgenabled IN ('O', 'A')"
+        " AND tgname IN ('api_key_changed_update', 'api_key_changed_delete', 'api_key_changed_truncate')) = 3"
+    )
 
 
 def connection_listen(sender: Any, connection: Any, **kwargs: Any) -> None:
@@ -93,7 +101,7 @@ def connection_listen(sender: Any, connection: Any, **kwargs: Any) -> None:
     if not raw.autocommit:
         return
     try:
-        table, triggers = raw.execute(_TRIGGERS_IN_PLACE).fetchone()
+        table, triggers = raw.execute(_triggers_in_place_sql()).fetchone()
         if not triggers:
             if table:  # new code before its migration, or the triggers disabled: never stale, only slower
                 logger.warning(
@@ -129,12 +137,12 @@ def _usable_memory() -> KeyMemory | None:
         try:
             pgconn.consume_input()
         except Exception:  # the connection broke: the lookup meets the error the usual way
-            memory.broken = True
+            memory.end()
+            return None
         while (notification := pgconn.notifies()) is not None:
             memory.forget(notification)
-        if memory.broken or pgconn.status != _OK:
-            memory.broken = True
-            memory.forget()
+        if memory.broken or pgconn.status != _OK:  # a FATAL notice just read, or the end of the stream
+            memory.end()
             return None
     return memory
 
