@@ -43,8 +43,6 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
-import psycopg
-
 from bench.run import BENCH, ROOT, Bench, Config, cleanup, gunicorn, log
 
 MODES = ("ingest_unique", "ingest_dup", "send")
@@ -177,8 +175,7 @@ def main() -> int:
                 db = bench.fresh("service", f"paired_{name}")
                 for statements in arguments.sql.get(name, []):
                     log(f"variant {name}: on its database, {statements}")
-                    with psycopg.connect(bench.dbs.url(db), autocommit=True) as connection:
-                        connection.execute(statements)
+                    bench.dbs.execute(db, statements)
                 env = bench.service_env(db) | extra_env
                 if trees[name] != ROOT:
                     env["PYTHONPATH"] = str(trees[name])  # bench.run.base_environment's is this checkout

@@ -187,6 +187,12 @@ class Databases:
         with psycopg.connect(self.url(name)) as conn:
             return conn.execute(sql, params).fetchall()
 
+    def execute(self, name: str, statements: str) -> None:
+        """Runs ``statements`` (one or more, ``;``-separated, no parameters) on database ``name`` in
+        autocommit: several in one string run as one implicit transaction, a single one on its own."""
+        with psycopg.connect(self.url(name), autocommit=True) as conn:
+            conn.execute(statements)
+
 
 # --- processes ---------------------------------------------------------------------------------
 
