@@ -173,6 +173,10 @@ def test_retry_now_from_a_failed_message(signed_in, shoot):
     expect(page.locator("#result_list")).to_contain_text("503: Unavailable")
     shoot(page, "failed-messages")
     page.click(f"#result_list a[href$='/{failed.pk}/change/']")
+    # The screenshot waits for the message's page, not the list it is leaving (a capture during the
+    # navigation fails).
+    expect(page).to_have_url(re.compile(rf"/failedmessage/{failed.pk}/change/$"))
+    expect(page.locator("button:has-text('Retry now')")).to_be_visible()
     shoot(page, "message")
     page.click("button:has-text('Retry now')")
 
