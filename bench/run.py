@@ -24,6 +24,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -81,6 +82,10 @@ SCENARIOS = [
     "drain_0ms_3p",
     "drain_slow_1p",
     "drain_slow_3p",
+    "drain_http_0ms_1p",
+    "drain_http_0ms_3p",
+    "drain_http_slow_1p",
+    "drain_http_slow_3p",
     "profile",
 ]
 SLOW_LATENCY = "100-500"
@@ -273,6 +278,53 @@ def gunicorn(config: Config, *, app: str, env: dict, log_path: Path, ready_path:
         stop_group(process)
         cleanup.remove(stopper)
         _PORTS.discard(port)
+
+
+@contextmanager
+def provider_simulator(config: Config, *, env: dict, latency: str, log_path: Path):
+    """The provider simulator (docs/PROVIDER_SIMULATOR.md) on a free port, without status callbacks
+    (no web server runs during a drain); yields its base URL."""
+    port = free_port(config, _PORTS)
+    command = [PY, "manage.py", "run_provider_sim", "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--latency-ms", latency, "--no-callbacks"]
+    with open(log_path, "ab") as log_file:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    stopper = lambda: stop_group(process, grace=5)  # noqa: E731
+    cleanup.push("provider simulator", stopper)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_ready(url + "/stats", process, log_path)
+        yield url
+    finally:
+        stop_group(process, grace=5)
+        cleanup.remove(stopper)
+        _PORTS.discard(port)
+
+
+def _simulator_counts(url: str) -> dict:
+    """The simulator's own count of provider sends and idempotent replays, over its three APIs."""
+    with urllib.request.urlopen(url + "/stats", timeout=10) as answer:
+        stats = json.load(answer)
+    apis = [stats[provider] for provider in ("twilio", "sendgrid", "meta")]
+    return {
+        "available": True,
+        "source": "provider simulator /stats",
+        "sends": sum(api["sends"] for api in apis),
+        "replays": sum(api["replays"] for api in apis),
+    }
+
+
+#: What HTTP mode needs at start-up (the simulator reads the same variables and checks them).
+HTTP_PROVIDER_ENV = {
+    "PROVIDER_MODE": "http",
+    "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+    "TWILIO_AUTH_TOKEN": "bench-twilio-token",
+    "SENDGRID_API_KEY": "SG.bench",
+    "META_ACCESS_TOKEN": "bench-meta-token",
+    "WHATSAPP_PHONE_NUMBER_ID": "106540352242922",
+}
 
 
 def _wait_ready(url: str, process: subprocess.Popen, log_path: Path) -> None:
@@ -627,10 +679,26 @@ class Bench:
                     self.results.setdefault(name, {})[kind] = figures
             self.dbs.drop(db)
 
-    def drain(self, name: str, latency: str, processes: int, messages: int) -> None:
+    def drain(self, name: str, latency: str, processes: int, messages: int, *, http: bool = False) -> None:
+        """Seeds ``messages`` pending sends and times ``processes`` workers draining them, through the
+        in-process mock provider or, with ``http``, over HTTP to the provider simulator at ``latency``."""
         db = self.fresh("service", name)
         self.flush_redis()
         env = self.service_env(db, latency)
+        if http:
+            env |= HTTP_PROVIDER_ENV
+            log_path = self.work / f"{name}-sim.log"
+            with provider_simulator(self.config, env=env, latency=latency, log_path=log_path) as url:
+                env |= {"TWILIO_BASE_URL": url, "SENDGRID_BASE_URL": url, "META_GRAPH_BASE_URL": url}
+                self._drain(name, db, env, latency, processes, messages, counts=lambda: _simulator_counts(url))
+        else:
+            self._drain(name, db, env, latency, processes, messages, counts=lambda: self.ops(env, "mock-counts"))
+        self.results[name]["service"]["provider_mode"] = "http (provider simulator)" if http else "mock (in process)"
+        self.dbs.drop(db)
+
+    def _drain(
+        self, name: str, db: str, env: dict, latency: str, processes: int, messages: int, *, counts: Callable[[], dict]
+    ) -> None:
         lead = 4.0 + processes  # time for the workers to start before the messages fall due
         seed = self.ops(env, "seed-outbox", str(messages), "--due-in", str(lead))
         due_at = seed["due_at_epoch"]
@@ -667,7 +735,7 @@ class Bench:
             " extract(epoch FROM max(updated_at) FILTER (WHERE status = 'sent'))"
             " FROM messaging_message WHERE direction = 'outbound'",
         )
-        mock = self.ops(env, "mock-counts")
+        mock = counts()
         seconds = float(last) - due_at if last is not None else None
         checks = {
             "seeded": messages,
@@ -690,7 +758,6 @@ class Bench:
                 "checks": checks,
             }
         }
-        self.dbs.drop(db)
 
     def profile(self) -> None:
         db = self.fresh("service", "profile")
@@ -713,14 +780,17 @@ class Bench:
                 self.send("0", name)
             elif name in ("send_slow", "send_async"):
                 self.send(SLOW_LATENCY, name)
-            elif name == "drain_0ms_1p":
-                self.drain(name, "0", 1, self.config.drain_fast)
-            elif name == "drain_0ms_3p":
-                self.drain(name, "0", 3, self.config.drain_fast)
-            elif name == "drain_slow_1p":
-                self.drain(name, SLOW_LATENCY, 1, self.config.drain_slow)
-            elif name == "drain_slow_3p":
-                self.drain(name, SLOW_LATENCY, 3, self.config.drain_slow)
+            elif name.startswith("drain_"):
+                # drain_[http_]{0ms,slow}_{1,3}p
+                *mode, speed, processes = name.split("_")[1:]
+                slow = speed == "slow"
+                self.drain(
+                    name,
+                    SLOW_LATENCY if slow else "0",
+                    int(processes.removesuffix("p")),
+                    self.config.drain_slow if slow else self.config.drain_fast,
+                    http=mode == ["http"],
+                )
             elif name == "profile":
                 self.profile()
         reads = [name for name in ("list", "thread") if name in wanted]
@@ -793,7 +863,7 @@ def machine() -> dict:
 
 def table(report: dict) -> str:
     lines = [
-        f"{'scenario':<15} {'target':<9} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'ratio*':>7} {'same':>6} "
+        f"{'scenario':<18} {'target':<9} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'ratio*':>7} {'same':>6} "
         f"{'non2xx':>6} {'rows ok':>7}",
     ]
     for name, targets in report["results"].items():
@@ -805,12 +875,12 @@ def table(report: dict) -> str:
                 continue
             if "rate" in figures:
                 lines.append(
-                    f"{name:<15} {kind:<9} {figures['rate'] or 0:>9} {'msg/s':>8} {'':>8} {'':>7} {'':>6} "
+                    f"{name:<18} {kind:<9} {figures['rate'] or 0:>9} {'msg/s':>8} {'':>8} {'':>7} {'':>6} "
                     f"{'':>6} {figures['checks']['ok']!s:>7}"
                 )
                 continue
             lines.append(
-                f"{name:<15} {kind:<9} {figures['rps']:>9} {figures['p50_ms']:>8} {figures['p99_ms']:>8} "
+                f"{name:<18} {kind:<9} {figures['rps']:>9} {figures['p50_ms']:>8} {figures['p99_ms']:>8} "
                 f"{figures.get('ratio_to_baseline_ingest', ''):>7} {figures.get('ratio_same_scenario', ''):>6} "
                 f"{figures['non_2xx']:>6} {figures['checks']['ok']!s:>7}"
             )
@@ -818,7 +888,7 @@ def table(report: dict) -> str:
         for kind in ("baseline", "service"):
             alone = report["results"].get(name, {}).get(kind, {}).get("one_connection")
             if alone:
-                lines.append(f"{name:<15} {kind:<9} one connection: {alone['rps']} req/s, p50 {alone['p50_ms']} ms")
+                lines.append(f"{name:<18} {kind:<9} one connection: {alone['rps']} req/s, p50 {alone['p50_ms']} ms")
     lines.append("ratio*: service req/s / baseline ingest_unique req/s; same: / baseline in the same scenario")
     return "\n".join(lines)
 
