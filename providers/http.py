@@ -1,4 +1,5 @@
-"""What every HTTP adapter shares: one pooled ``httpx.Client`` per provider, and the classification of
+"""What every HTTP adapter shares: one ``httpx.Client`` per provider (with a kept-alive connection per
+calling thread), and the classification of
 what can go wrong on the wire into ``ProviderError``s (docs/PROVIDERS.md has the fault matrix).
 
 The one question that matters after a failure is whether the provider may have accepted the message:
@@ -17,11 +18,12 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Mapping
+import weakref
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from django.conf import settings
@@ -43,7 +45,8 @@ def http_mode() -> bool:
 
 
 def client_for(provider: str) -> httpx.Client:
-    """This process's pooled client for one provider (created on first use, after any fork)."""
+    """This process's client for one provider (created on first use, after any fork): its headers,
+    timeouts and auth are shared; its connections are the calling thread's own (``_ThreadTransports``)."""
     key = (provider, os.getpid())
     client = _clients.get(key)
     if client is None:
@@ -54,10 +57,7 @@ def client_for(provider: str) -> httpx.Client:
                     timeout=httpx.Timeout(
                         settings.PROVIDER_TIMEOUT_SECONDS, connect=settings.PROVIDER_CONNECT_TIMEOUT_SECONDS
                     ),
-                    limits=httpx.Limits(
-                        max_connections=settings.PROVIDER_HTTP_MAX_CONNECTIONS,
-                        max_keepalive_connections=settings.PROVIDER_HTTP_MAX_CONNECTIONS,
-                    ),
+                    transport=_ThreadTransports(calls=settings.PROVIDER_HTTP_MAX_CONNECTIONS),
                     headers={"User-Agent": "messaging-service/1"},
                     follow_redirects=False,
                 )
@@ -71,6 +71,94 @@ def clients_close() -> None:
         for client in _clients.values():
             client.close()
         _clients.clear()
+
+
+class _ThreadTransports(httpx.BaseTransport):
+    """One provider's connections in one process: each thread that calls it keeps its own keep-alive
+    connection (a one-connection pool), and at most ``calls`` requests are in flight at once.
+
+    One pool shared by every thread was what httpx does by default, and httpcore's pool walks all
+    its connections and waiting requests, under one lock, when a request starts and when its answer
+    is closed: with the outbox's 256 delivery threads that walk took most of a worker's CPU, and the
+    worker sent about 100 messages a second at 100-500 ms whatever its concurrency
+    (docs/PERFORMANCE.md). A thread's calls are one at a time, so its own connection is always free;
+    a call waits up to the pool timeout for one of the ``calls`` slots, and ``httpx.PoolTimeout``
+    (nothing sent) when none frees."""
+
+    def __init__(self, *, calls: int) -> None:
+        self._slots = threading.BoundedSemaphore(calls)
+        self._local = threading.local()
+        self._ssl_context = httpx.create_ssl_context()  # loading the CA bundle once, not per thread
+        self._open: set[httpx.HTTPTransport] = set()
+        self._lock = threading.Lock()
+
+    def _own(self) -> httpx.HTTPTransport:
+        owned = getattr(self._local, "owned", None)
+        if owned is None:
+            transport = httpx.HTTPTransport(
+                verify=self._ssl_context, limits=httpx.Limits(max_connections=1, max_keepalive_connections=1)
+            )
+            owned = self._local.owned = _Owned(transport)
+            with self._lock:
+                self._open.add(transport)
+            # The thread's locals go when it ends; its connection is closed with them.
+            weakref.finalize(owned, self._forget, transport)
+        return owned.transport
+
+    def _forget(self, transport: httpx.HTTPTransport) -> None:
+        with self._lock:
+            self._open.discard(transport)
+        transport.close()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        wait = request.extensions.get("timeout", {}).get("pool")
+        if not self._slots.acquire(timeout=wait):
+            raise httpx.PoolTimeout(f"No free connection within {wait}s.", request=request)
+        try:
+            response = self._own().handle_request(request)
+        except BaseException:
+            self._slots.release()
+            raise
+        return httpx.Response(
+            response.status_code,
+            headers=response.headers,
+            stream=_Releasing(cast(httpx.SyncByteStream, response.stream), self._slots),
+            extensions=response.extensions,
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            transports, self._open = self._open, set()
+        for transport in transports:
+            transport.close()
+
+
+class _Owned:
+    """What a thread's locals hold: dropped when the thread ends, which closes its transport."""
+
+    __slots__ = ("__weakref__", "transport")
+
+    def __init__(self, transport: httpx.HTTPTransport) -> None:
+        self.transport = transport
+
+
+class _Releasing(httpx.SyncByteStream):
+    """An answer's body; closing it (httpx does once the body is read) frees the call's slot."""
+
+    def __init__(self, stream: httpx.SyncByteStream, slots: threading.BoundedSemaphore) -> None:
+        self._stream = stream
+        self._slots: threading.BoundedSemaphore | None = slots
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._stream
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        finally:
+            slots, self._slots = self._slots, None
+            if slots is not None:
+                slots.release()
 
 
 @dataclass(frozen=True)
@@ -91,6 +179,18 @@ def http_post(*, provider: str, call: HttpCall) -> httpx.Response:
         if call.auth is None:
             return client.post(call.url, headers=dict(call.headers), data=call.data, json=call.json)
         return client.post(call.url, headers=dict(call.headers), data=call.data, json=call.json, auth=call.auth)
+    except httpx.PoolTimeout:
+        # Waiting for one of PROVIDER_HTTP_MAX_CONNECTIONS: the request never left this process.
+        raise ProviderError(
+            provider=provider,
+            code="pool_timeout",
+            message=(
+                f"No free provider connection within {settings.PROVIDER_TIMEOUT_SECONDS:g}s"
+                f" (PROVIDER_HTTP_MAX_CONNECTIONS={settings.PROVIDER_HTTP_MAX_CONNECTIONS})."
+            ),
+            retryable=True,
+            not_accepted=True,
+        ) from None
     except httpx.ConnectTimeout:
         # No connection, so no request: nothing can have been accepted.
         raise ProviderError(

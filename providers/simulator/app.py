@@ -299,7 +299,10 @@ def _without_type(answer: Answer) -> tuple[tuple[str, str], ...]:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    request_queue_size = 256
+    # Connections waiting for the accept loop (the kernel caps it at net.core.somaxconn): three outbox
+    # workers open up to 3 x 256 at once, which a provider's edge takes in its stride; with 256 the
+    # accept loop fell behind, handshakes were dropped and the workers' connects timed out.
+    request_queue_size = 4096
     simulator: Simulator
 
 
