@@ -318,7 +318,9 @@ def message_call_providers(*, message: Message) -> AttemptOutcome:
         else:
             breaker_record_success(provider=provider.key, permit=permit)
             return AttemptOutcome(result=result, accepted_by=provider.key)
-        if not simulated:  # a failure the mock was asked for says nothing about the provider's health
+        # A failure the mock was asked for, or this process's own (its connection limit), says nothing
+        # about the provider's health.
+        if not simulated and not error.local:
             if error.retryable:
                 breaker_record_failure(provider=provider.key)
             else:

@@ -67,6 +67,10 @@ class ProviderError(Exception):
     connection was refused, or it answered an error it documents as "nothing accepted", like 429 or
     503): then another provider may send it without risk of a double send. Anything that leaves the
     outcome unknown (a timeout, a connection lost mid-answer, an unreadable answer) stays False.
+
+    ``local`` is True when the call stopped in this process for a reason of its own, before reaching
+    the provider (no free slot under PROVIDER_HTTP_MAX_CONNECTIONS): it says nothing about the
+    provider's health, so the provider's circuit breaker does not count it.
     """
 
     def __init__(
@@ -78,6 +82,7 @@ class ProviderError(Exception):
         retryable: bool,
         retry_after: float | None = None,
         not_accepted: bool = False,
+        local: bool = False,
     ) -> None:
         super().__init__(f"{provider}: {code} {message}")
         self.provider = provider
@@ -86,6 +91,7 @@ class ProviderError(Exception):
         self.retryable = retryable
         self.retry_after = retry_after
         self.not_accepted = not_accepted
+        self.local = local
 
     @classmethod
     def from_http_status(

@@ -190,6 +190,7 @@ def http_post(*, provider: str, call: HttpCall) -> httpx.Response:
             ),
             retryable=True,
             not_accepted=True,
+            local=True,
         ) from None
     except httpx.ConnectTimeout:
         # No connection, so no request: nothing can have been accepted.

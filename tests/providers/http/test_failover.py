@@ -7,6 +7,7 @@ import pytest
 from messaging.models import MessageStatus
 from messaging.outbox import outbox_deliver_now
 from messaging.services import ACCEPTED_BY, UNCONFIRMED_PROVIDER, SendCommand, message_send
+from providers import http
 from providers.breaker import CLOSED, HALF_OPEN, OPEN, breaker_state
 from tests.ports import free_port
 from tests.providers.http.conftest import CREDENTIALS, inject_fault, point_at
@@ -67,6 +68,23 @@ def test_a_rate_limited_primary_429_fails_over(chain):
 
     assert send().metadata[ACCEPTED_BY] == "twilio-backup"
     assert sends(backup) == 1
+
+
+def test_no_free_connection_to_the_primary_fails_over_and_leaves_its_breaker_closed(chain, http_settings):
+    """This process's own limit (PROVIDER_HTTP_MAX_CONNECTIONS) is no sign of the primary's health: the
+    message goes to the backup (nothing reached the primary) and the primary's breaker counts nothing."""
+    primary, backup = chain
+    http_settings.PROVIDER_HTTP_MAX_CONNECTIONS = 1
+    http_settings.PROVIDER_BREAKER_FAILURES = 1
+
+    # An answer not read yet holds the primary's one slot.
+    with http.client_for("twilio").stream("GET", f"{primary.url}/stats"):
+        message = send()
+
+    assert (message.status, message.metadata[ACCEPTED_BY]) == (MessageStatus.SENT, "twilio-backup")
+    assert (primary.stats()["twilio"]["requests"], sends(backup)) == (0, 1)
+    assert breaker_state(provider="twilio") == CLOSED
+    assert send(1).metadata[ACCEPTED_BY] == "twilio", "the primary takes the next message again"
 
 
 @pytest.mark.parametrize("mode", ["timeout", "reset"])
