@@ -1,5 +1,6 @@
-"""What every HTTP adapter shares: one ``httpx.Client`` per provider (with a kept-alive connection per
-calling thread), and the classification of
+"""What every HTTP adapter shares: one ``httpx.Client`` per provider (at most
+PROVIDER_HTTP_MAX_CONNECTIONS calls in flight, each on a kept-alive connection of its own), and the
+classification of
 what can go wrong on the wire into ``ProviderError``s (docs/PROVIDERS.md has the fault matrix).
 
 The one question that matters after a failure is whether the provider may have accepted the message:
@@ -18,8 +19,10 @@ import json
 import logging
 import os
 import threading
-import weakref
-from collections.abc import Iterator, Mapping
+import time
+import urllib.request
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -46,7 +49,7 @@ def http_mode() -> bool:
 
 def client_for(provider: str) -> httpx.Client:
     """This process's client for one provider (created on first use, after any fork): its headers,
-    timeouts and auth are shared; its connections are the calling thread's own (``_ThreadTransports``)."""
+    timeouts and auth; its connections are ``_Connections``."""
     key = (provider, os.getpid())
     client = _clients.get(key)
     if client is None:
@@ -57,7 +60,7 @@ def client_for(provider: str) -> httpx.Client:
                     timeout=httpx.Timeout(
                         settings.PROVIDER_TIMEOUT_SECONDS, connect=settings.PROVIDER_CONNECT_TIMEOUT_SECONDS
                     ),
-                    transport=_ThreadTransports(calls=settings.PROVIDER_HTTP_MAX_CONNECTIONS),
+                    transport=_Connections(calls=settings.PROVIDER_HTTP_MAX_CONNECTIONS),
                     headers={"User-Agent": "messaging-service/1"},
                     follow_redirects=False,
                 )
@@ -73,81 +76,111 @@ def clients_close() -> None:
         _clients.clear()
 
 
-class _ThreadTransports(httpx.BaseTransport):
-    """One provider's connections in one process: each thread that calls it keeps its own keep-alive
-    connection (a one-connection pool), and at most ``calls`` requests are in flight at once.
+#: How long an idle provider connection is kept for reuse (httpx's own default keep-alive expiry).
+KEEPALIVE_SECONDS = 5.0
 
-    One pool shared by every thread was what httpx does by default, and httpcore's pool walks all
-    its connections and waiting requests, under one lock, when a request starts and when its answer
-    is closed: with the outbox's 256 delivery threads that walk took most of a worker's CPU, and the
-    worker sent about 100 messages a second at 100-500 ms whatever its concurrency
-    (docs/PERFORMANCE.md). A thread's calls are one at a time, so its own connection is always free;
-    a call waits up to the pool timeout for one of the ``calls`` slots, and ``httpx.PoolTimeout``
-    (nothing sent) when none frees."""
+
+class _Connections(httpx.BaseTransport):
+    """One provider's connections in one process: at most ``calls`` requests in flight, each on a
+    connection of its own that no other request touches until its answer is closed; idle connections
+    wait on a stack, and the most recently used is taken first, so a quiet period keeps a few warm
+    connections instead of many cold ones. Connections idle longer than ``KEEPALIVE_SECONDS`` are
+    closed.
+
+    httpx's default is one pool shared by every thread, and httpcore's pool walks all its
+    connections and waiting requests, under one lock, when a request starts and when its answer is
+    closed: with the outbox's 256 delivery threads that walk took most of a worker's CPU, the worker
+    sent about 100 messages a second at 100-500 ms whatever its concurrency, and under load the pool
+    closed connections under other threads' requests (docs/PERFORMANCE.md, sixteenth round). Here
+    each connection is a one-connection httpx transport used by one request at a time. A call waits
+    up to the pool timeout for one of the ``calls`` slots, and raises ``httpx.PoolTimeout`` (nothing
+    sent) when none frees.
+
+    Proxies come from the environment as for any httpx client (``HTTP_PROXY``, ``HTTPS_PROXY``,
+    ``ALL_PROXY``, ``NO_PROXY``, read by the standard library's rules), since a client given its own
+    transport no longer reads them itself."""
 
     def __init__(self, *, calls: int) -> None:
         self._slots = threading.BoundedSemaphore(calls)
-        self._local = threading.local()
-        self._ssl_context = httpx.create_ssl_context()  # loading the CA bundle once, not per thread
-        self._open: set[httpx.HTTPTransport] = set()
         self._lock = threading.Lock()
+        self._idle: dict[str | None, deque[tuple[float, httpx.HTTPTransport]]] = {}  # by proxy
+        self._closed = False
+        self._ssl_context = httpx.create_ssl_context()  # the CA bundle loaded once, not per connection
+        self._proxies = urllib.request.getproxies_environment()
 
-    def _own(self) -> httpx.HTTPTransport:
-        owned = getattr(self._local, "owned", None)
-        if owned is None:
-            transport = httpx.HTTPTransport(
-                verify=self._ssl_context, limits=httpx.Limits(max_connections=1, max_keepalive_connections=1)
-            )
-            owned = self._local.owned = _Owned(transport)
-            with self._lock:
-                self._open.add(transport)
-            # The thread's locals go when it ends; its connection is closed with them.
-            weakref.finalize(owned, self._forget, transport)
-        return owned.transport
+    def _proxy_for(self, url: httpx.URL) -> str | None:
+        if not self._proxies or urllib.request.proxy_bypass(url.host):
+            return None
+        return self._proxies.get(url.scheme) or self._proxies.get("all")
 
-    def _forget(self, transport: httpx.HTTPTransport) -> None:
+    def _take(self, proxy: str | None) -> httpx.HTTPTransport:
         with self._lock:
-            self._open.discard(transport)
-        transport.close()
+            idle = self._idle.get(proxy)
+            if idle:
+                return idle.pop()[1]
+        return httpx.HTTPTransport(
+            verify=self._ssl_context,
+            proxy=proxy,
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=KEEPALIVE_SECONDS),
+        )
+
+    def _give_back(self, proxy: str | None, transport: httpx.HTTPTransport) -> None:
+        now = time.monotonic()
+        stale = []
+        with self._lock:
+            if self._closed:
+                stale.append(transport)
+            else:
+                idle = self._idle.setdefault(proxy, deque())
+                idle.append((now, transport))
+                while now - idle[0][0] > KEEPALIVE_SECONDS:
+                    stale.append(idle.popleft()[1])
+        for old in stale:
+            old.close()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         wait = request.extensions.get("timeout", {}).get("pool")
         if not self._slots.acquire(timeout=wait):
             raise httpx.PoolTimeout(f"No free connection within {wait}s.", request=request)
         try:
-            response = self._own().handle_request(request)
+            proxy = self._proxy_for(request.url)
+            transport = self._take(proxy)
+            try:
+                response = transport.handle_request(request)
+            except BaseException:
+                self._give_back(proxy, transport)  # its pool has dropped a connection that failed
+                raise
         except BaseException:
             self._slots.release()
             raise
+
+        def done() -> None:
+            self._give_back(proxy, transport)
+            self._slots.release()
+
         return httpx.Response(
             response.status_code,
             headers=response.headers,
-            stream=_Releasing(cast(httpx.SyncByteStream, response.stream), self._slots),
+            stream=_Releasing(cast(httpx.SyncByteStream, response.stream), done),
             extensions=response.extensions,
         )
 
     def close(self) -> None:
         with self._lock:
-            transports, self._open = self._open, set()
-        for transport in transports:
-            transport.close()
-
-
-class _Owned:
-    """What a thread's locals hold: dropped when the thread ends, which closes its transport."""
-
-    __slots__ = ("__weakref__", "transport")
-
-    def __init__(self, transport: httpx.HTTPTransport) -> None:
-        self.transport = transport
+            self._closed = True  # connections in use are closed when their answers are
+            idle, self._idle = self._idle, {}
+        for stack in idle.values():
+            for _, transport in stack:
+                transport.close()
 
 
 class _Releasing(httpx.SyncByteStream):
-    """An answer's body; closing it (httpx does once the body is read) frees the call's slot."""
+    """An answer's body; closing it (httpx does once the body is read) gives its connection and its
+    slot back, once."""
 
-    def __init__(self, stream: httpx.SyncByteStream, slots: threading.BoundedSemaphore) -> None:
+    def __init__(self, stream: httpx.SyncByteStream, done: Callable[[], None]) -> None:
         self._stream = stream
-        self._slots: threading.BoundedSemaphore | None = slots
+        self._done: Callable[[], None] | None = done
 
     def __iter__(self) -> Iterator[bytes]:
         yield from self._stream
@@ -156,9 +189,9 @@ class _Releasing(httpx.SyncByteStream):
         try:
             self._stream.close()
         finally:
-            slots, self._slots = self._slots, None
-            if slots is not None:
-                slots.release()
+            done, self._done = self._done, None
+            if done is not None:
+                done()
 
 
 @dataclass(frozen=True)

@@ -306,9 +306,9 @@ PROVIDER_TIMEOUT_SECONDS = env.float("PROVIDER_TIMEOUT_SECONDS", 5.0, minimum=0.
 PROVIDER_CONNECT_TIMEOUT_SECONDS = env.float(
     "PROVIDER_CONNECT_TIMEOUT_SECONDS", min(2.0, PROVIDER_TIMEOUT_SECONDS), minimum=0.05
 )
-# Calls to one provider in flight at once per process (each on a connection of its calling thread's
-# own): by default as many as the outbox worker's default concurrency, so the worker keeps all its
-# calls in flight; lower it when a provider account limits concurrent requests.
+# Calls to one provider in flight at once per process, each on a kept-alive connection of its own (so
+# also the most connections open to it): by default the outbox worker's default concurrency, so the
+# worker keeps all its calls in flight; lower it when a provider account limits concurrent requests.
 PROVIDER_HTTP_MAX_CONNECTIONS = env.int("PROVIDER_HTTP_MAX_CONNECTIONS", 256, minimum=1, maximum=1024)
 #: SendGrid event batches larger than this are refused (413); real ones hold far fewer.
 SENDGRID_MAX_EVENTS_PER_BATCH = env.int("SENDGRID_MAX_EVENTS_PER_BATCH", 5000, minimum=1)
