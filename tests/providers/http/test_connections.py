@@ -8,7 +8,6 @@ from __future__ import annotations
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs
 
 import pytest
 
@@ -18,9 +17,9 @@ from tests.ports import free_port
 
 
 class _Peer(ThreadingHTTPServer):
-    """A provider that answers every POST after ``delay`` seconds and notes what it saw: the connection
-    (client port) of each request and of each calling thread, the most requests in flight at once, and
-    the connections closed."""
+    """A provider (or a proxy) that answers every POST after ``delay`` seconds and notes what it saw:
+    the connection (client port) and the path of each request, the most requests in flight at once,
+    and the connections closed."""
 
     daemon_threads = True
     request_queue_size = 64  # the standard library's 5 drops some of 8 connections opened at once
@@ -31,7 +30,6 @@ class _Peer(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.ports: list[int] = []
         self.paths: list[str] = []
-        self.threads: dict[str, set[int]] = {}  # the calling thread's name (sent as "thread") -> its connections
         self.in_flight = 0
         self.most_in_flight = 0
         self.closed: set[int] = set()
@@ -46,12 +44,10 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Peer
 
     def do_POST(self) -> None:
-        form = parse_qs(self.rfile.read(int(self.headers.get("Content-Length", 0))).decode())
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
         with self.server.lock:
             self.server.ports.append(self.client_address[1])
             self.server.paths.append(self.path)
-            for thread in form.get("thread", []):
-                self.server.threads.setdefault(thread, set()).add(self.client_address[1])
             self.server.in_flight += 1
             self.server.most_in_flight = max(self.server.most_in_flight, self.server.in_flight)
         time.sleep(self.server.delay)
