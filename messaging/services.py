@@ -41,7 +41,7 @@ from messaging.models import Direction, Message, MessageStatus
 from messaging.rules import content_check
 from messaging.signals import ProviderIdAssignment, provider_message_ids_assigned
 from providers.base import ForcedError, InboundMessage, OutboundMessage, Provider, ProviderError, SendResult
-from providers.breaker import breaker_permit, breaker_record_failure, breaker_record_success
+from providers.breaker import breaker_permit, breaker_record_failure, breaker_record_success, breaker_release_probe
 from providers.registry import provider_get, provider_names_for_channel
 
 logger = logging.getLogger(__name__)
@@ -320,11 +320,12 @@ def message_call_providers(*, message: Message) -> AttemptOutcome:
             return AttemptOutcome(result=result, accepted_by=provider.key)
         # A failure the mock was asked for, or this process's own (its connection limit), says nothing
         # about the provider's health.
-        if not simulated and not error.local:
-            if error.retryable:
-                breaker_record_failure(provider=provider.key)
-            else:
-                breaker_record_success(provider=provider.key, permit=permit)  # it answered: the provider works
+        if simulated or error.local:
+            breaker_release_probe(provider=provider.key, permit=permit)
+        elif error.retryable:
+            breaker_record_failure(provider=provider.key)
+        else:
+            breaker_record_success(provider=provider.key, permit=permit)  # it answered: the provider works
         if not (error.retryable and error.not_accepted):
             # Unknown outcome: this provider may have taken it; it alone may send it from now on.
             return AttemptOutcome(error=error, unconfirmed=configured if error.retryable else None)

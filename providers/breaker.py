@@ -105,6 +105,14 @@ def breaker_record_success(*, provider: str, permit: Permit | None = None) -> No
     _cache_call("delete_many", [_key(provider, "failures"), _key(provider, "open_until"), _key(provider, "probe")])
 
 
+def breaker_release_probe(*, provider: str, permit: Permit) -> None:
+    """A call made under ``permit`` taught nothing about the provider (it never reached it, or its
+    failure was one the mock was asked for): if it held the half-open probe, the next caller may
+    probe at once rather than after the probe's lease."""
+    if permit.allowed and permit.state == HALF_OPEN:
+        _cache_call("delete", _key(provider, "probe"))
+
+
 def breaker_record_failure(*, provider: str) -> str:
     """A transient failure; returns the state after it (OPEN when this failure opened the breaker)."""
     with _clean_lock:

@@ -170,6 +170,27 @@ def test_after_the_open_period_one_probe_closes_the_breaker(chain, http_settings
     assert breaker_state(provider="twilio") == CLOSED
 
 
+def test_a_half_open_probe_that_found_no_free_connection_lets_the_next_caller_probe(chain, http_settings):
+    """The probe never reached the primary (this process's own limit): the next send may probe at
+    once instead of waiting out the probe's lease (2 x PROVIDER_TIMEOUT_SECONDS + 1)."""
+    primary, _backup = chain
+    http_settings.PROVIDER_BREAKER_OPEN_SECONDS = 0.2
+    primary.post_json("/control", {"mode": "down"})
+    for index in range(3):
+        send(index)
+    primary.post_json("/control", {"mode": "normal"})
+    wait_for(lambda: breaker_state(provider="twilio") == HALF_OPEN, "the breaker to half-open")
+    http_settings.PROVIDER_HTTP_MAX_CONNECTIONS = 1
+    http.clients_close()  # the limit is read when a client is made
+
+    with http.client_for("twilio").stream("GET", f"{primary.url}/stats"):
+        assert send(8).metadata[ACCEPTED_BY] == "twilio-backup"
+    message = send(9)
+
+    assert message.metadata[ACCEPTED_BY] == "twilio", "the next send probed the primary"
+    assert breaker_state(provider="twilio") == CLOSED
+
+
 def test_failover_never_sends_a_message_twice(chain):
     """Twenty messages while the primary flips between down, timing out and up: every message is
     accepted exactly once over both providers, the one its record names."""
