@@ -155,15 +155,21 @@ def test_the_breaker_opens_after_consecutive_failures_and_sends_skip_the_primary
     assert sends(backup) == 6
 
 
-def test_after_the_open_period_one_probe_closes_the_breaker(chain, http_settings):
-    primary, _backup = chain
+def _half_open(primary, http_settings) -> None:
+    """Opens the primary's breaker for 0.2 s with three failed sends, brings the primary back up and
+    waits for the breaker to half-open."""
     http_settings.PROVIDER_BREAKER_OPEN_SECONDS = 0.2
     primary.post_json("/control", {"mode": "down"})
     for index in range(3):
         send(index)
     primary.post_json("/control", {"mode": "normal"})
-
     wait_for(lambda: breaker_state(provider="twilio") == HALF_OPEN, "the breaker to half-open")
+
+
+def test_after_the_open_period_one_probe_closes_the_breaker(chain, http_settings):
+    primary, _backup = chain
+    _half_open(primary, http_settings)
+
     message = send(9)
 
     assert message.metadata[ACCEPTED_BY] == "twilio"
@@ -174,12 +180,7 @@ def test_a_half_open_probe_that_found_no_free_connection_lets_the_next_caller_pr
     """The probe never reached the primary (this process's own limit): the next send may probe at
     once instead of waiting out the probe's lease (2 x PROVIDER_TIMEOUT_SECONDS + 1)."""
     primary, _backup = chain
-    http_settings.PROVIDER_BREAKER_OPEN_SECONDS = 0.2
-    primary.post_json("/control", {"mode": "down"})
-    for index in range(3):
-        send(index)
-    primary.post_json("/control", {"mode": "normal"})
-    wait_for(lambda: breaker_state(provider="twilio") == HALF_OPEN, "the breaker to half-open")
+    _half_open(primary, http_settings)
     http_settings.PROVIDER_HTTP_MAX_CONNECTIONS = 1
     http.clients_close()  # the limit is read when a client is made
 
