@@ -34,6 +34,8 @@ import psycopg
 
 from config.gunicorn import balanced_accepts, keepalive_linger
 from core.startup import gc_freeze_enabled
+from providers.http import simulator_environment
+from providers.simulator.state import APIS as SIMULATED_APIS
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -243,6 +245,27 @@ def stop_group(process: subprocess.Popen, grace: float = 20.0) -> None:
 
 
 @contextmanager
+def _serving(
+    what: str, command: list[str], *, port: int, env: dict, cwd: Path, log_path: Path, ready_url: str, grace: float
+):
+    """Runs a server in its own process group, logging to ``log_path``, until the block ends; yields
+    it once ``ready_url`` answers. Stopped (and ``port`` given back) however the block ends."""
+    with open(log_path, "ab") as log_file:
+        process = subprocess.Popen(
+            command, cwd=cwd, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    stopper = lambda: stop_group(process, grace=grace)  # noqa: E731
+    cleanup.push(what, stopper)
+    try:
+        _wait_ready(ready_url, process, log_path)
+        yield process
+    finally:
+        stopper()
+        cleanup.remove(stopper)
+        _PORTS.discard(port)
+
+
+@contextmanager
 def gunicorn(config: Config, *, app: str, env: dict, log_path: Path, ready_path: str, cwd: Path = ROOT):
     port = free_port(config, _PORTS)
     command = [
@@ -264,67 +287,46 @@ def gunicorn(config: Config, *, app: str, env: dict, log_path: Path, ready_path:
         "--error-logfile",
         "-",
     ]
-    with open(log_path, "ab") as log_file:
-        process = subprocess.Popen(
-            command, cwd=cwd, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    stopper = lambda: stop_group(process)  # noqa: E731
-    cleanup.push(f"gunicorn {app}", stopper)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_ready(url + ready_path, process, log_path)
+    url = f"http://127.0.0.1:{port}"
+    with _serving(
+        f"gunicorn {app}", command, port=port, env=env, cwd=cwd, log_path=log_path, ready_url=url + ready_path, grace=20
+    ) as process:
         yield Server(url=url, pid=process.pid)
-    finally:
-        stop_group(process)
-        cleanup.remove(stopper)
-        _PORTS.discard(port)
 
 
 @contextmanager
 def provider_simulator(config: Config, *, env: dict, latency: str, log_path: Path):
     """The provider simulator (docs/PROVIDER_SIMULATOR.md) on a free port, without status callbacks
-    (no web server runs during a drain); yields its base URL."""
+    (no web server runs during a drain); yields its base URL and ``env`` with what points the
+    service's HTTP mode at it (the simulator reads the same variables, credentials included)."""
     port = free_port(config, _PORTS)
+    url = f"http://127.0.0.1:{port}"
+    env = env | simulator_environment(url)
     command = [PY, "manage.py", "run_provider_sim", "--host", "127.0.0.1", "--port", str(port)]
     command += ["--latency-ms", latency, "--no-callbacks"]
-    with open(log_path, "ab") as log_file:
-        process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    stopper = lambda: stop_group(process, grace=5)  # noqa: E731
-    cleanup.push("provider simulator", stopper)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_ready(url + "/stats", process, log_path)
-        yield url
-    finally:
-        stop_group(process, grace=5)
-        cleanup.remove(stopper)
-        _PORTS.discard(port)
+    with _serving(
+        "provider simulator",
+        command,
+        port=port,
+        env=env,
+        cwd=ROOT,
+        log_path=log_path,
+        ready_url=url + "/stats",
+        grace=5,
+    ):
+        yield url, env
 
 
 def _simulator_counts(url: str) -> dict:
-    """The simulator's own count of provider sends and idempotent replays, over its three APIs."""
+    """The simulator's own count of provider sends and idempotent replays, over all its APIs."""
     with urllib.request.urlopen(url + "/stats", timeout=10) as answer:
         stats = json.load(answer)
-    apis = [stats[provider] for provider in ("twilio", "sendgrid", "meta")]
     return {
         "available": True,
         "source": "provider simulator /stats",
-        "sends": sum(api["sends"] for api in apis),
-        "replays": sum(api["replays"] for api in apis),
+        "sends": sum(stats[api]["sends"] for api in SIMULATED_APIS),
+        "replays": sum(stats[api]["replays"] for api in SIMULATED_APIS),
     }
-
-
-#: What HTTP mode needs at start-up (the simulator reads the same variables and checks them).
-HTTP_PROVIDER_ENV = {
-    "PROVIDER_MODE": "http",
-    "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
-    "TWILIO_AUTH_TOKEN": "bench-twilio-token",
-    "SENDGRID_API_KEY": "SG.bench",
-    "META_ACCESS_TOKEN": "bench-meta-token",
-    "WHATSAPP_PHONE_NUMBER_ID": "106540352242922",
-}
 
 
 def _wait_ready(url: str, process: subprocess.Popen, log_path: Path) -> None:
@@ -686,11 +688,9 @@ class Bench:
         self.flush_redis()
         env = self.service_env(db, latency)
         if http:
-            env |= HTTP_PROVIDER_ENV
             log_path = self.work / f"{name}-sim.log"
-            with provider_simulator(self.config, env=env, latency=latency, log_path=log_path) as url:
-                env |= {"TWILIO_BASE_URL": url, "SENDGRID_BASE_URL": url, "META_GRAPH_BASE_URL": url}
-                self._drain(name, db, env, latency, processes, messages, counts=lambda: _simulator_counts(url))
+            with provider_simulator(self.config, env=env, latency=latency, log_path=log_path) as (url, http_env):
+                self._drain(name, db, http_env, latency, processes, messages, counts=lambda: _simulator_counts(url))
         else:
             self._drain(name, db, env, latency, processes, messages, counts=lambda: self.ops(env, "mock-counts"))
         self.results[name]["service"]["provider_mode"] = "http (provider simulator)" if http else "mock (in process)"
@@ -735,7 +735,7 @@ class Bench:
             " extract(epoch FROM max(updated_at) FILTER (WHERE status = 'sent'))"
             " FROM messaging_message WHERE direction = 'outbound'",
         )
-        mock = counts()
+        provider = counts()
         seconds = float(last) - due_at if last is not None else None
         checks = {
             "seeded": messages,
@@ -743,8 +743,8 @@ class Bench:
             "pending": pending,
             "failed": failed,
             "attempts": int(attempts),
-            "provider": mock,
-            "exactly_once": (not mock.get("available")) or (mock["sends"] == sent and mock["replays"] == 0),
+            "provider": provider,
+            "exactly_once": (not provider.get("available")) or (provider["sends"] == sent and provider["replays"] == 0),
         }
         checks["ok"] = sent == messages and checks["exactly_once"] and int(attempts) == messages
         self.results[name] = {

@@ -12,7 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import Error, register
 
-from providers.http import http_mode
+from providers.http import BASE_URL_SETTINGS, http_mode
 from providers.mock import MockProvider
 from providers.registry import providers_all
 
@@ -38,6 +38,6 @@ def check_http_credentials(app_configs: Any = None, **kwargs: Any) -> list[Error
         )
     return errors + [
         Error(f"{name} must be an http(s) URL, got {getattr(settings, name)!r}.", id="providers.E002")
-        for name in ("TWILIO_BASE_URL", "SENDGRID_BASE_URL", "META_GRAPH_BASE_URL")
+        for name in BASE_URL_SETTINGS
         if not str(getattr(settings, name)).startswith(("http://", "https://"))
     ]

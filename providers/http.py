@@ -21,6 +21,7 @@ import os
 import threading
 import time
 import urllib.request
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -37,6 +38,8 @@ logger = logging.getLogger(__name__)
 
 HTTP = "http"
 MOCK = "mock"
+#: The settings that name each provider API's base URL.
+BASE_URL_SETTINGS = ("TWILIO_BASE_URL", "SENDGRID_BASE_URL", "META_GRAPH_BASE_URL")
 
 _clients: dict[tuple[str, int], httpx.Client] = {}
 _clients_lock = threading.Lock()
@@ -45,6 +48,21 @@ _clients_lock = threading.Lock()
 def http_mode() -> bool:
     """True when sends go to the providers' HTTP APIs (``PROVIDER_MODE=http``), False for the mocks."""
     return bool(settings.PROVIDER_MODE == HTTP)
+
+
+def simulator_environment(base_url: str) -> dict[str, str]:
+    """Environment variables that run HTTP mode against the provider simulator at ``base_url``: every
+    provider's base URL, and fresh credentials for every provider that the start-up check accepts.
+    The simulator reads the same variables, so it takes the same environment (bench/run.py)."""
+    return {
+        "PROVIDER_MODE": HTTP,
+        **dict.fromkeys(BASE_URL_SETTINGS, base_url),
+        "TWILIO_ACCOUNT_SID": "AC" + uuid.uuid4().hex,
+        "TWILIO_AUTH_TOKEN": uuid.uuid4().hex,
+        "SENDGRID_API_KEY": "SG." + uuid.uuid4().hex,
+        "META_ACCESS_TOKEN": uuid.uuid4().hex,
+        "WHATSAPP_PHONE_NUMBER_ID": "106540352242922",
+    }
 
 
 def client_for(provider: str) -> httpx.Client:

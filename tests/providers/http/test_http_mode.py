@@ -10,6 +10,7 @@ from django.core.checks import run_checks
 
 from messaging.models import Message
 from messaging.outbox import outbox_deliver_now
+from providers.http import simulator_environment
 from tests import payloads
 from tests.ports import free_port
 from tests.providers.http.conftest import inject_fault, point_at
@@ -87,6 +88,26 @@ def test_http_mode_without_credentials_fails_the_start_up_check(settings):
     assert len(errors) == 1
     assert "SENDGRID_API_KEY" in errors[0].msg
     assert "META_ACCESS_TOKEN" in errors[0].msg
+
+
+_PROVIDER_CHECKS = (
+    "import django, os; os.environ['DJANGO_SETTINGS_MODULE'] = 'config.settings.base'; django.setup();"
+    "from django.core.checks import run_checks;"
+    "print(sorted(e.id for e in run_checks() if e.id.startswith('providers.')))"
+)
+
+
+@pytest.mark.parametrize("missing", [None, "TWILIO_ACCOUNT_SID"])
+def test_the_simulator_environment_passes_the_start_up_check(missing):
+    """What bench/run.py gives the service and the simulator starts HTTP mode: every credential the
+    check asks for is in it (taking one away fails the check, so the check did run)."""
+    env = {**_base_env(), **simulator_environment("http://127.0.0.1:4000")}
+    env.pop(missing or "", None)
+    output = subprocess.run(
+        [sys.executable, "-c", _PROVIDER_CHECKS], env=env, capture_output=True, text=True, check=True
+    ).stdout
+
+    assert output.strip() == ("['providers.E001']" if missing else "[]")
 
 
 def test_mock_mode_needs_no_credentials(settings):
