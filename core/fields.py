@@ -1,12 +1,17 @@
 import re
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from django.conf import settings
-from django.core.validators import URLValidator
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import MaxLengthValidator, MinLengthValidator, ProhibitNullCharactersValidator, URLValidator
 from django.utils import timezone
 from django.utils.functional import cached_property
 from rest_framework import serializers
+from rest_framework.exceptions import ValidationError
+from rest_framework.fields import SkipField, empty
 from rest_framework.utils.serializer_helpers import BindingDict
+from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
 MAX_URL_LENGTH = 2048
 
@@ -78,6 +83,149 @@ class SharedFieldsSerializer(serializers.Serializer):
             prototype = type(self)()
             fields = self._class_fields[type(self)] = serializers.Serializer.fields.func(prototype)  # type: ignore[attr-defined]
         return fields
+
+    _class_plans: ClassVar[dict[type, tuple["_FieldPlan", ...] | None]] = {}
+
+    def run_validation(self, data=empty):
+        """DRF's validation, the same result, with less Python for a payload that passes: a JSON object
+        whose fields each validate is read field by field without DRF's per-field bookkeeping, and a
+        plain string for a text field is checked in a few comparisons instead of four validator
+        calls. Anything else (a value some field refuses, a ``validate()`` that raises, a QueryDict, a
+        context or ``partial``) runs DRF's own path from the start, so every error is DRF's, worded
+        and shaped as before. tests/core/test_fast_validation.py compares both on generated payloads."""
+        plan = self._plan() if type(data) is dict and not (self._context or self.partial) else None
+        if plan is not None:
+            validated = self._passed(plan, data)
+            if validated is not None:
+                return validated
+        return super().run_validation(data)
+
+    def _passed(self, plan: tuple["_FieldPlan", ...], data: dict[str, Any]) -> Any | None:
+        """The validated data when every step passes; None at the first problem (DRF's path reports it)."""
+        attrs: dict[str, Any] = {}
+        try:
+            for step in plan:
+                value = data.get(step.name, empty)
+                if step.text is not None and type(value) is str:
+                    value = step.text.clean(value)
+                    if value is None:
+                        return None
+                else:
+                    try:
+                        value = step.field.run_validation(value)
+                    except SkipField:  # absent, with no default: left out, as DRF does
+                        continue
+                if step.method is not None:
+                    value = getattr(self, step.method)(value)
+                attrs[step.key] = value
+            validated = self.validate(attrs)
+        except (ValidationError, DjangoValidationError):
+            return None
+        assert validated is not None, ".validate() should return the validated data"
+        return validated
+
+    def _plan(self) -> tuple["_FieldPlan", ...] | None:
+        cls = type(self)
+        try:
+            return self._class_plans[cls]
+        except KeyError:
+            plan = self._class_plans[cls] = _plan_for(self)
+            return plan
+
+
+@dataclass(frozen=True, slots=True)
+class _TextRules:
+    """What a DRF ``CharField`` checks of a string, read off the field once."""
+
+    allow_blank: bool
+    trim: bool
+    min_length: int | None
+    max_length: int | None
+    no_nul: bool
+    no_surrogates: bool
+
+    def clean(self, value: str) -> str | None:
+        """What ``CharField.run_validation`` returns for the string ``value``; None where it would raise."""
+        if value == "" or (self.trim and value.strip() == ""):
+            return "" if self.allow_blank else None  # DRF returns "" before any validator runs
+        if self.trim:
+            value = value.strip()
+        if self.max_length is not None and len(value) > self.max_length:
+            return None
+        if self.min_length is not None and len(value) < self.min_length:
+            return None
+        if self.no_nul and "\x00" in value:
+            return None
+        if self.no_surrogates and not value.isascii() and _SURROGATE.search(value):
+            return None
+        return value
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+@dataclass(frozen=True, slots=True)
+class _FieldPlan:
+    name: str  # the key in the payload
+    key: str  # the key in the validated data (the field's one-part source)
+    field: serializers.Field
+    text: _TextRules | None  # a string is checked by these rules; anything else by the field itself
+    method: str | None  # the serializer's validate_<name>, if it has one
+
+
+def _plan_for(serializer: serializers.Serializer) -> tuple[_FieldPlan, ...] | None:
+    """The steps of the fast path for ``serializer``'s class, or None when it must always take DRF's
+    path: a serializer-level validator, a field with a dotted or ``*`` source."""
+    if serializer.validators:
+        return None
+    steps = []
+    for field in serializer._writable_fields:
+        name = field.field_name
+        if name is None or len(field.source_attrs) != 1 or field.source == "*":
+            return None
+        method = "validate_" + name
+        steps.append(
+            _FieldPlan(
+                name=name,
+                key=field.source_attrs[0],
+                field=field,
+                text=_text_rules(field),
+                method=method if hasattr(serializer, method) else None,
+            )
+        )
+    return tuple(steps)
+
+
+#: The text fields whose checks ``_TextRules`` repeats: DRF's CharField, and StrictCharField, which only
+#: refuses a value that is not a string (such a value always takes the field's own path).
+_TEXT_FIELDS: tuple[type[serializers.CharField], ...] = (serializers.CharField, StrictCharField)
+
+
+def _text_rules(field: serializers.Field) -> _TextRules | None:
+    if type(field) not in _TEXT_FIELDS or field.read_only:
+        return None
+    assert isinstance(field, serializers.CharField)
+    lengths: dict[str, int | None] = {"min": None, "max": None}
+    no_nul = no_surrogates = False
+    for validator in field.validators:
+        kind = type(validator)
+        limit = getattr(validator, "limit_value", None)
+        if kind in (MaxLengthValidator, MinLengthValidator) and type(limit) is int:
+            lengths["max" if kind is MaxLengthValidator else "min"] = limit
+        elif kind is ProhibitNullCharactersValidator:
+            no_nul = True
+        elif kind is ProhibitSurrogateCharactersValidator:
+            no_surrogates = True
+        else:
+            return None  # a check of its own (a URL, a pattern): the field runs it
+    return _TextRules(
+        allow_blank=field.allow_blank,
+        trim=field.trim_whitespace,
+        min_length=lengths["min"],
+        max_length=lengths["max"],
+        no_nul=no_nul,
+        no_surrogates=no_surrogates,
+    )
 
 
 class MessageFieldsSerializer(SharedFieldsSerializer):
