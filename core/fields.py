@@ -1,4 +1,5 @@
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -105,7 +106,7 @@ class SharedFieldsSerializer(serializers.Serializer):
         attrs: dict[str, Any] = {}
         try:
             for step in plan:
-                value = data.get(step.name, empty)
+                value = data.get(step.name, empty) if step.read is None else step.read(data)
                 if step.text is not None and type(value) is str:
                     value = step.text.clean(value)
                     if value is None:
@@ -171,6 +172,9 @@ class _FieldPlan:
     field: serializers.Field
     text: _TextRules | None  # a string is checked by these rules; anything else by the field itself
     method: str | None  # the serializer's validate_<name>, if it has one
+    #: The field's own ``get_value`` where it reads a payload its own way (a HiddenField reads nothing,
+    #: a MultipleChoiceField or a ListField HTML form lists); None: the value under its name.
+    read: Callable[[dict[str, Any]], Any] | None
 
 
 def _plan_for(serializer: serializers.Serializer) -> tuple[_FieldPlan, ...] | None:
@@ -191,6 +195,7 @@ def _plan_for(serializer: serializers.Serializer) -> tuple[_FieldPlan, ...] | No
                 field=field,
                 text=_text_rules(field),
                 method=method if hasattr(serializer, method) else None,
+                read=None if type(field).get_value is serializers.Field.get_value else field.get_value,
             )
         )
     return tuple(steps)

@@ -25,6 +25,9 @@ class Texts(SharedFieldsSerializer):
     pattern = serializers.RegexField(r"^[a-z]+$", required=False)  # a validator of its own: DRF's path
     count = serializers.IntegerField(required=False, min_value=0)
     renamed = serializers.CharField(source="other", required=False)
+    hidden = serializers.HiddenField(default="from the server")  # reads nothing from the payload
+    choices = serializers.MultipleChoiceField(choices=["a", "b"], required=False)
+    nested = serializers.DictField(child=serializers.IntegerField(), required=False)
 
     def validate_blank(self, value):
         if value == "no":
@@ -126,6 +129,9 @@ LIKELY = {
     "pattern": ["abc"],
     "count": [0, 3],
     "renamed": ["r"],
+    "hidden": ["from the client"],
+    "choices": [["a"], ["a", "b"]],
+    "nested": [{"n": 1}, {}],
 }
 
 
