@@ -12,7 +12,7 @@ def _connected() -> bool:
     return close_caches in [receiver() for _, receiver, *_ in request_finished.receivers]
 
 
-def test_the_projects_caches_close_nothing_so_nothing_closes_them_per_request(settings):
+def test_the_projects_caches_close_nothing_so_nothing_closes_them_per_request():
     assert not close_caches_only_where_it_does_something()
     assert not _connected()
 
