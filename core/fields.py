@@ -179,8 +179,15 @@ class _FieldPlan:
 
 def _plan_for(serializer: serializers.Serializer) -> tuple[_FieldPlan, ...] | None:
     """The steps of the fast path for ``serializer``'s class, or None when it must always take DRF's
-    path: a serializer-level validator, a field with a dotted or ``*`` source."""
-    if serializer.validators:
+    path: a serializer-level validator, a field with a dotted or ``*`` source, or a class that reads
+    or checks its payload its own way (``to_internal_value``, ``run_validators`` or
+    ``validate_empty_values`` of its own)."""
+    cls = type(serializer)
+    own_steps = any(
+        getattr(cls, name) is not getattr(serializers.Serializer, name)
+        for name in ("to_internal_value", "run_validators", "validate_empty_values")
+    )
+    if own_steps or serializer.validators:
         return None
     steps = []
     for field in serializer._writable_fields:

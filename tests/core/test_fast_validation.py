@@ -218,6 +218,21 @@ def test_a_refused_payload_gets_drfs_errors(data):
     assert (valid, errors) == drf_outcome(SendSmsSerializer, data)
 
 
+class OwnReading(SharedFieldsSerializer):
+    """A serializer that reads its payload its own way: its to_internal_value must run."""
+
+    name = serializers.CharField()
+
+    def to_internal_value(self, data):
+        return {**super().to_internal_value(data), "read": "its own way"}
+
+
+def test_a_serializer_that_reads_its_payload_its_own_way_keeps_doing_so():
+    serializer = OwnReading(data={"name": "x"})
+    assert serializer.is_valid()
+    assert serializer.validated_data == {"name": "x", "read": "its own way"}
+
+
 def test_a_serializer_with_a_context_or_partial_takes_drfs_path():
     with mock.patch.object(serializers.Serializer, "to_internal_value", side_effect=AssertionError("DRF's path")):
         with pytest.raises(AssertionError, match="DRF's path"):
