@@ -12,6 +12,7 @@ Settings (environment): see docs/PERFORMANCE.md. The ones used most:
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -690,14 +691,25 @@ class Bench:
         if http:
             log_path = self.work / f"{name}-sim.log"
             with provider_simulator(self.config, env=env, latency=latency, log_path=log_path) as (url, http_env):
-                self._drain(name, db, http_env, latency, processes, messages, counts=lambda: _simulator_counts(url))
+                simulator_counts = functools.partial(_simulator_counts, url)
+                self._drain(
+                    name, db, http_env, latency, processes, messages, "http (provider simulator)", simulator_counts
+                )
         else:
-            self._drain(name, db, env, latency, processes, messages, counts=lambda: self.ops(env, "mock-counts"))
-        self.results[name]["service"]["provider_mode"] = "http (provider simulator)" if http else "mock (in process)"
+            mock_counts = functools.partial(self.ops, env, "mock-counts")
+            self._drain(name, db, env, latency, processes, messages, "mock (in process)", mock_counts)
         self.dbs.drop(db)
 
     def _drain(
-        self, name: str, db: str, env: dict, latency: str, processes: int, messages: int, *, counts: Callable[[], dict]
+        self,
+        name: str,
+        db: str,
+        env: dict,
+        latency: str,
+        processes: int,
+        messages: int,
+        mode: str,
+        counts: Callable[[], dict],
     ) -> None:
         lead = 4.0 + processes  # time for the workers to start before the messages fall due
         seed = self.ops(env, "seed-outbox", str(messages), "--due-in", str(lead))
@@ -749,6 +761,7 @@ class Bench:
         checks["ok"] = sent == messages and checks["exactly_once"] and int(attempts) == messages
         self.results[name] = {
             "service": {
+                "provider_mode": mode,
                 "processes": processes,
                 "latency_ms": latency,
                 "messages": messages,

@@ -1,7 +1,7 @@
 """What every HTTP adapter shares: one ``httpx.Client`` per provider (at most
 PROVIDER_HTTP_MAX_CONNECTIONS calls in flight, each on a kept-alive connection of its own), and the
-classification of
-what can go wrong on the wire into ``ProviderError``s (docs/PROVIDERS.md has the fault matrix).
+classification of what can go wrong on the wire into ``ProviderError``s (docs/PROVIDERS.md has the
+fault matrix).
 
 The one question that matters after a failure is whether the provider may have accepted the message:
 

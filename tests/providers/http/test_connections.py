@@ -14,6 +14,7 @@ import pytest
 from providers import http
 from providers.base import ProviderError
 from tests.ports import free_port
+from tests.providers.simulator.conftest import wait_for
 
 
 class _Peer(ThreadingHTTPServer):
@@ -154,13 +155,6 @@ def test_a_call_that_finds_no_free_connection_is_refused_as_never_sent(http_sett
     assert len(server.ports) == 2
 
 
-def _closed(server: _Peer, ports: set[int]) -> bool:
-    deadline = time.monotonic() + 5
-    while not ports <= server.closed and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return ports <= server.closed
-
-
 def test_idle_connections_are_closed_after_the_keepalive(http_settings, peer, monkeypatch):
     monkeypatch.setattr(http, "KEEPALIVE_SECONDS", 0.2)
     server = peer(delay=0.1)
@@ -171,7 +165,7 @@ def test_idle_connections_are_closed_after_the_keepalive(http_settings, peer, mo
     time.sleep(0.4)
     assert _post(server.url) == 200
 
-    assert _closed(server, first), "both idle connections are closed, not left open"
+    assert wait_for(lambda: first <= server.closed, "both idle connections to be closed, not left open")
     assert server.ports[-1] not in first
 
 
@@ -181,7 +175,7 @@ def test_closing_the_clients_closes_their_connections(http_settings, peer):
 
     http.clients_close()
 
-    assert _closed(server, set(server.ports))
+    assert wait_for(lambda: set(server.ports) <= server.closed, "the clients' connections to be closed")
 
 
 def test_calls_go_through_the_proxy_the_environment_names(http_settings, peer, monkeypatch):
