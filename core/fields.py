@@ -217,13 +217,16 @@ def _text_rules(field: serializers.Field) -> _TextRules | None:
     if type(field) not in _TEXT_FIELDS or field.read_only:
         return None
     assert isinstance(field, serializers.CharField)
-    lengths: dict[str, int | None] = {"min": None, "max": None}
+    min_length: int | None = None
+    max_length: int | None = None
     no_nul = no_surrogates = False
     for validator in field.validators:
         kind = type(validator)
         limit = getattr(validator, "limit_value", None)
-        if kind in (MaxLengthValidator, MinLengthValidator) and type(limit) is int:
-            lengths["max" if kind is MaxLengthValidator else "min"] = limit
+        if kind is MaxLengthValidator and type(limit) is int:
+            max_length = limit
+        elif kind is MinLengthValidator and type(limit) is int:
+            min_length = limit
         elif kind is ProhibitNullCharactersValidator:
             no_nul = True
         elif kind is ProhibitSurrogateCharactersValidator:
@@ -233,8 +236,8 @@ def _text_rules(field: serializers.Field) -> _TextRules | None:
     return _TextRules(
         allow_blank=field.allow_blank,
         trim=field.trim_whitespace,
-        min_length=lengths["min"],
-        max_length=lengths["max"],
+        min_length=min_length,
+        max_length=max_length,
         no_nul=no_nul,
         no_surrogates=no_surrogates,
     )
