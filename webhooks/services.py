@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, connection, transaction
+from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
 from core.errors import ApplicationError
@@ -369,7 +370,9 @@ def webhook_receive_inbound(*, raw: RawWebhook, inbound: InboundMessage) -> Webh
             raise  # the database is unreachable: answer so that the provider delivers the request again
         except DatabaseError:
             # Something the one statement does not handle (a message stored under this provider id
-            # without a claiming event, e.g. after pruning): nothing was written; the general path decides.
+            # without a claiming event, e.g. after pruning; a sequence renamed since it was looked up):
+            # nothing was written; the general path decides.
+            _forget_message_sequence()
             logger.info("Inbound %s: taking the general path", inbound.provider_message_id, exc_info=True)
             event.pk, event.outcome, event.note, event.processed_at = None, WebhookOutcome.PROCESSED, "", None
         except Exception as exc:
@@ -391,7 +394,7 @@ def _savepoint_if_nested():
 #: ``{event_param[...]}`` are the ``$n`` of the claim's own parameters, so the duplicate row and the
 #: original's lookup reuse them (the statement is prepared: core/prepared.py).
 _INBOUND_STATEMENT = """
-WITH new_message AS (SELECT nextval(pg_get_serial_sequence(%s, 'id')) AS id),
+WITH new_message AS (SELECT nextval(%s::regclass) AS id),
 claim AS (
     INSERT INTO {event_table} (message_id, {event_columns})
     SELECT new_message.id, {event_placeholders} FROM new_message
@@ -435,7 +438,7 @@ def _inbound_statement(
 ) -> tuple[str, Mapping[str, str]]:
     """``_INBOUND_STATEMENT`` for these columns and this message INSERT (the same few shapes on every
     request), and the names ``_DUPLICATE_STATEMENT`` takes."""
-    # $1 is the table name for the sequence; the event's parameters follow, one per column (an event
+    # $1 is the name of the messages' id sequence; the event's parameters follow, one per column (an event
     # holds plain values only, so insert_parts gives each column one %s).
     if event_placeholders != ("%s",) * len(event_columns):
         raise TypeError("an inbound event's columns must each take one parameter")
@@ -471,7 +474,7 @@ def _receive_inbound_in_one_statement(event: WebhookEvent, inbound: InboundMessa
     receive_sql, receive_params = message_receive_sql(inbound=inbound, source="claim", message_id="claim.message_id")
     statement, tables = _inbound_statement(tuple(event_columns), tuple(event_placeholders), receive_sql)
     with prepared_cursor() as cursor:
-        cursor.execute(statement, [Message._meta.db_table, *event_params, *receive_params])
+        cursor.execute(statement, [_message_sequence(cursor), *event_params, *receive_params])
         stored = cursor.fetchone()
         if stored is not None:
             event.pk, event.message_id, duplicate = stored
@@ -495,6 +498,28 @@ def _receive_inbound_in_one_statement(event: WebhookEvent, inbound: InboundMessa
         )
         event.pk, event.message_id = cursor.fetchone()
     return WebhookResult(event=event, message=None)
+
+
+def _message_sequence(cursor: CursorWrapper) -> str:
+    """The qualified name of the messages' id sequence, looked up once per database connection: the
+    lookup (``pg_get_serial_sequence``, a scan of the catalog's dependencies) cost 15-25 us of the
+    server's time on every inbound message when the statement made it (docs/PERFORMANCE.md,
+    eighteenth round)."""
+    pg_connection = cursor.db.connection
+    name = getattr(pg_connection, "_service_message_sequence", None)
+    if name is None:
+        cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [Message._meta.db_table])
+        (name,) = cursor.fetchone()
+        if name is None:
+            raise DatabaseError(f"{Message._meta.db_table}.id draws from no sequence")
+        pg_connection._service_message_sequence = name
+    return name
+
+
+def _forget_message_sequence() -> None:
+    """Looks the sequence up again at the next inbound message (after a statement failed)."""
+    if connection.connection is not None:
+        connection.connection.__dict__.pop("_service_message_sequence", None)
 
 
 def _process_inbound(event: WebhookEvent, inbound: InboundMessage) -> WebhookResult:

@@ -1,6 +1,7 @@
 """The inbound pipeline's round trips on PostgreSQL: a new message is one statement (claim, conversation
 upsert with its counters, message), and so is a duplicate of a committed original (decided by its claim,
-before any conversation work). A duplicate of an original committed while it waited: tests/test_concurrency.py."""
+before any conversation work), once the connection knows the name of the messages' id sequence. A
+duplicate of an original committed while it waited: tests/test_concurrency.py."""
 
 import pytest
 from django.db import connection
@@ -11,8 +12,19 @@ from conversations.models import Conversation
 from messaging.models import Message
 from tests import payloads
 from webhooks.models import CLAIMING_OUTCOMES, WebhookEvent
+from webhooks.services import _forget_message_sequence, _message_sequence
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def sequence_known():
+    """The connection has looked up the messages' id sequence, as after its first inbound message
+    (test_the_sequence_is_looked_up_once_per_connection), and forgets it afterwards."""
+    with connection.cursor() as cursor:
+        _message_sequence(cursor)
+    yield
+    _forget_message_sequence()
 
 
 def deliver(client, body):
@@ -105,3 +117,36 @@ def test_a_message_stored_without_its_claiming_event_is_answered_as_a_duplicate(
     event = WebhookEvent.objects.get()
     assert (event.outcome, event.message_id) == ("duplicate", Message.objects.get().pk)
     assert Conversation.objects.get().message_count == 1
+
+
+def test_the_sequence_is_looked_up_once_per_connection(client):
+    _forget_message_sequence()
+    with CaptureQueriesContext(connection) as first:
+        assert deliver(client, payloads.inbound_sms(messaging_provider_id="first")).status_code == 200
+    with CaptureQueriesContext(connection) as second:
+        assert deliver(client, payloads.inbound_sms(messaging_provider_id="second")).status_code == 200
+
+    assert len(statements(first)) == 2
+    assert "pg_get_serial_sequence" in statements(first)[0]
+    assert len(statements(second)) == 1
+    assert Message.objects.count() == 2
+
+
+def test_a_sequence_renamed_after_it_was_looked_up_loses_no_message(client):
+    deliver(client, payloads.inbound_sms(messaging_provider_id="before"))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [Message._meta.db_table])
+        (sequence,) = cursor.fetchone()
+        cursor.execute(f"ALTER SEQUENCE {sequence} RENAME TO renamed_message_sequence")
+
+    # The statement names the old sequence: it fails, the general path stores the message, and the
+    # connection looks the sequence up again for the next one.
+    assert deliver(client, payloads.inbound_sms(messaging_provider_id="during")).json()["status"] == "processed"
+    with CaptureQueriesContext(connection) as after:
+        assert deliver(client, payloads.inbound_sms(messaging_provider_id="after")).json()["status"] == "processed"
+
+    lookup, statement = statements(after)  # looked up again, then one statement under the new name
+    assert "pg_get_serial_sequence" in lookup
+    assert "renamed_message_sequence" in statement
+    assert sorted(Message.objects.values_list("provider_message_id", flat=True)) == ["after", "before", "during"]
+    assert WebhookEvent.objects.filter(outcome="processed").count() == 3
