@@ -502,7 +502,7 @@ def _receive_inbound_in_one_statement(event: WebhookEvent, inbound: InboundMessa
 
 def _message_sequence(cursor: CursorWrapper) -> str:
     """The qualified name of the messages' id sequence, looked up once per database connection: the
-    lookup (``pg_get_serial_sequence``, a scan of the catalog's dependencies) cost 15-25 us of the
+    lookup (``pg_get_serial_sequence``, a scan of the catalog's dependencies) cost 5-35 us of the
     server's time on every inbound message when the statement made it (docs/PERFORMANCE.md,
     eighteenth round)."""
     pg_connection = cursor.db.connection
