@@ -35,38 +35,29 @@ $$;
 """
 
 
-SKIPPING = "".join(
+#: Each function's rows (its transition tables, with each row's +1 or -1) and what it checks first.
+_FUNCTIONS = (
     (
-        _function(
-            "conversation_tally_inserted",
-            "NOT EXISTS (SELECT FROM inserted)",
-            tally._ROWS.format(delta=1, table="inserted"),
-        ),
-        _function(
-            "conversation_tally_updated",
-            f"NOT EXISTS (SELECT {_KEY} FROM after EXCEPT ALL SELECT {_KEY} FROM before)",
-            tally._ROWS.format(delta=-1, table="before") + " UNION ALL " + tally._ROWS.format(delta=1, table="after"),
-        ),
-        _function(
-            "conversation_tally_deleted",
-            "NOT EXISTS (SELECT FROM deleted)",
-            tally._ROWS.format(delta=-1, table="deleted"),
-        ),
-    )
+        "conversation_tally_inserted",
+        tally._ROWS.format(delta=1, table="inserted"),
+        "NOT EXISTS (SELECT FROM inserted)",
+    ),
+    (
+        "conversation_tally_updated",
+        tally._ROWS.format(delta=-1, table="before") + " UNION ALL " + tally._ROWS.format(delta=1, table="after"),
+        f"NOT EXISTS (SELECT {_KEY} FROM after EXCEPT ALL SELECT {_KEY} FROM before)",
+    ),
+    (
+        "conversation_tally_deleted",
+        tally._ROWS.format(delta=-1, table="deleted"),
+        "NOT EXISTS (SELECT FROM deleted)",
+    ),
 )
 
+SKIPPING = "".join(_function(name, nothing_to_count, rows) for name, rows, nothing_to_count in _FUNCTIONS)
+
 #: Functions that count every statement, as 0004's did (the reverse migration).
-ALWAYS = "".join(
-    (
-        _function("conversation_tally_inserted", "false", tally._ROWS.format(delta=1, table="inserted")),
-        _function(
-            "conversation_tally_updated",
-            "false",
-            tally._ROWS.format(delta=-1, table="before") + " UNION ALL " + tally._ROWS.format(delta=1, table="after"),
-        ),
-        _function("conversation_tally_deleted", "false", tally._ROWS.format(delta=-1, table="deleted")),
-    )
-)
+ALWAYS = "".join(_function(name, "false", rows) for name, rows, _ in _FUNCTIONS)
 
 
 def skip_empty(apps, schema_editor):
