@@ -8,10 +8,11 @@ import time
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.middleware import AuthenticationMiddleware
-from django.contrib.messages.middleware import MessageMiddleware
-from django.contrib.sessions.middleware import SessionMiddleware
+from django.core.exceptions import ImproperlyConfigured, MiddlewareNotUsed
+from django.core.handlers.base import BaseHandler
+from django.core.handlers.exception import convert_exception_to_response
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.module_loading import import_string
 from django.views.decorators.csrf import csrf_exempt
 
 from core.database import database_unavailable_response, is_database_unavailable
@@ -70,38 +71,70 @@ class RequestLogMiddleware:
         return response
 
 
-#: Where the REST API is served. Its clients present API keys (DRF's authentication), never a session;
-#: no API view reads ``request.session``, ``request.user`` or Django's messages.
+#: Where the REST API is served. Its clients present API keys (DRF's authentication), never a session
+#: or a CSRF token, and read JSON; no API view reads ``request.session``, ``request.user`` or Django's
+#: messages, and no static file is under it.
 API_PATH_PREFIX = "/api/"
 
 
-class _BackOfficeOnly:
-    """Runs the Django middleware it is mixed into on every path but the REST API's: sessions, the
-    logged-in user and the admin's flash messages are the back office's. An API request skips them
-    (about 4.5% of an inbound webhook's Python; docs/PERFORMANCE.md, eighth round). Subclasses of
-    Django's own classes, so the admin's system checks (admin.E408-E410) still find them."""
+class ApiLaneMiddleware:
+    """Second in ``settings.MIDDLEWARE``, after the request log. A request to the REST API
+    (``API_PATH_PREFIX``) goes down a chain of its own: the middleware listed after this one, less
+    ``settings.BACK_OFFICE_MIDDLEWARE`` (static files, sessions, CSRF, the logged-in user, the admin's
+    flash messages), built as Django builds its own. Every other request goes on down the full chain.
+    An API request keeps the rest in the same order (security headers and the HTTPS redirect, the body
+    size limit, the JSON error envelope, the host check and Content-Length, X-Frame-Options) and
+    answers exactly as it would through the full chain (tests/core/test_api_middleware.py); it skips
+    five layers that did nothing for it, about 2% of an inbound message's instructions and 1% of a
+    send's (docs/PERFORMANCE.md, eighteenth round)."""
 
     sync_capable = True
     async_capable = False  # the service runs under WSGI; Django adapts if it ever runs under ASGI
 
-    get_response: Any
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self._api = _MiddlewareChain(api_middleware())
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.path_info.startswith(API_PATH_PREFIX):
-            return self.get_response(request)
-        return super().__call__(request)  # type: ignore[misc]
+            return self._api.chain(request)  # type: ignore[return-value]  # synchronous: never an awaitable
+        return self.get_response(request)
 
 
-class BackOfficeSessionMiddleware(_BackOfficeOnly, SessionMiddleware):
-    """Django's ``SessionMiddleware``, except on API paths."""
+def api_middleware() -> list[str]:
+    """The middleware an API request passes through after ``ApiLaneMiddleware``, in order."""
+    lane = f"{ApiLaneMiddleware.__module__}.{ApiLaneMiddleware.__qualname__}"
+    following = settings.MIDDLEWARE[settings.MIDDLEWARE.index(lane) + 1 :]
+    return [path for path in following if path not in settings.BACK_OFFICE_MIDDLEWARE]
 
 
-class BackOfficeAuthenticationMiddleware(_BackOfficeOnly, AuthenticationMiddleware):
-    """Django's ``AuthenticationMiddleware`` (``request.user``), except on API paths."""
+class _MiddlewareChain(BaseHandler):
+    """A chain of middleware around the view, built over ``paths`` as ``BaseHandler.load_middleware``
+    builds one over ``settings.MIDDLEWARE`` for a synchronous handler: each layer converts exceptions
+    to responses, and the view, template-response and exception hooks of these middleware (and only
+    these) run around the view in ``BaseHandler._get_response``."""
 
-
-class BackOfficeMessageMiddleware(_BackOfficeOnly, MessageMiddleware):
-    """Django's ``MessageMiddleware`` (the admin's flash messages), except on API paths."""
+    def __init__(self, paths: list[str]) -> None:
+        self._view_middleware: list[Any] = []
+        self._template_response_middleware: list[Any] = []
+        self._exception_middleware: list[Any] = []
+        handler = convert_exception_to_response(self._get_response)  # type: ignore[attr-defined]  # not in the stubs
+        for path in reversed(paths):
+            middleware = import_string(path)
+            try:
+                instance = middleware(handler)
+            except MiddlewareNotUsed:
+                continue
+            if instance is None:
+                raise ImproperlyConfigured(f"Middleware factory {path} returned None.")
+            if hasattr(instance, "process_view"):
+                self._view_middleware.insert(0, instance.process_view)
+            if hasattr(instance, "process_template_response"):
+                self._template_response_middleware.append(instance.process_template_response)
+            if hasattr(instance, "process_exception"):
+                self._exception_middleware.append(instance.process_exception)
+            handler = convert_exception_to_response(instance)
+        self.chain = handler
 
 
 def _is_admin(request: HttpRequest) -> bool:

@@ -37,17 +37,27 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "core.middleware.RequestLogMiddleware",
+    # A request to the REST API (/api/...) goes on without BACK_OFFICE_MIDDLEWARE (core/middleware.py).
+    "core.middleware.ApiLaneMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "core.middleware.RequestSizeLimitMiddleware",
     "core.middleware.JsonErrorMiddleware",
-    # Django's session, user and flash-message middleware, skipped on /api/ paths (core/middleware.py).
-    "core.middleware.BackOfficeSessionMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "core.middleware.BackOfficeAuthenticationMiddleware",
-    "core.middleware.BackOfficeMessageMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+#: What only the back office (the admin, static files) needs: static files, sessions, CSRF (API clients
+#: present API keys, never cookies), the logged-in user and the admin's flash messages.
+BACK_OFFICE_MIDDLEWARE = [
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"

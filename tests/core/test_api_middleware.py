@@ -1,51 +1,111 @@
-"""API requests skip the back office's session, user and flash-message middleware, and the usual
-content negotiation is answered without parsing; everything else behaves as Django and DRF do."""
+"""API requests skip the back office's middleware (static files, sessions, CSRF, users, flash messages)
+and answer exactly as through the full chain, and the usual content negotiation is answered without
+parsing; everything else behaves as Django and DRF do."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from django.conf import settings as django_settings
+from django.contrib.auth.middleware import AuthenticationMiddleware
+from django.contrib.messages.middleware import MessageMiddleware
+from django.contrib.sessions.middleware import SessionMiddleware
 from django.core import checks
-from django.http import HttpResponse
-from django.test import RequestFactory
+from django.middleware.csrf import CsrfViewMiddleware
+from django.test import Client, RequestFactory, override_settings
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.request import Request
 
-from core.middleware import (
-    BackOfficeAuthenticationMiddleware,
-    BackOfficeMessageMiddleware,
-    BackOfficeSessionMiddleware,
-)
+from core.middleware import api_middleware
 from core.negotiation import JsonFirstContentNegotiation
+from tests import payloads
 
-BACK_OFFICE_ATTRIBUTES = ("session", "user", "_messages")
+LANE = "core.middleware.ApiLaneMiddleware"
+
+#: API requests of every kind of answer: a page, not found, bad JSON, an unsupported media type, a
+#: method not allowed, a body over the limit, a disallowed host, and plain HTTP behind the proxy.
+API_REQUESTS = [
+    ("get", "/api/conversations/", {}),
+    ("get", "/api/conversations/999999/messages", {}),
+    ("get", "/api/nowhere", {}),
+    ("post", "/api/webhooks/sms", {"data": "{not json", "content_type": "application/json"}),
+    ("post", "/api/webhooks/sms", {"data": "hello", "content_type": "text/plain"}),
+    ("put", "/api/webhooks/sms", {"data": "{}", "content_type": "application/json"}),
+    ("post", "/api/messages/sms", {"data": json.dumps({"from": "nobody"}), "content_type": "application/json"}),
+    ("post", "/api/messages/sms", {"data": "x" * 2_000_000, "content_type": "application/json"}),
+    ("get", "/api/conversations/", {"HTTP_HOST": "evil.example"}),
+    ("get", "/api/conversations/", {"secure": False}),
+    ("options", "/api/webhooks/sms", {}),
+]
+
+PRODUCTION_LIKE = {
+    "ALLOWED_HOSTS": ["testserver"],
+    "SECURE_PROXY_SSL_HEADER": ("HTTP_X_FORWARDED_PROTO", "https"),
+    "SECURE_SSL_REDIRECT": True,
+    "SECURE_HSTS_SECONDS": 3600,
+}
 
 
-def _chain(seen: dict):
-    def view(request):
-        seen.update({name: hasattr(request, name) for name in BACK_OFFICE_ATTRIBUTES})
-        return HttpResponse()
-
-    return BackOfficeSessionMiddleware(BackOfficeAuthenticationMiddleware(BackOfficeMessageMiddleware(view)))
-
-
-@pytest.mark.parametrize("path", ["/admin/", "/admin/messaging/message/", "/health", "/apikeys"])
-def test_the_back_office_gets_sessions_users_and_messages(path):
-    seen: dict = {}
-    _chain(seen)(RequestFactory().get(path))
-    assert seen == dict.fromkeys(BACK_OFFICE_ATTRIBUTES, True)
+def _answer(method: str, path: str, extra: dict):
+    extra = dict(extra)
+    secure = extra.pop("secure", True)
+    headers = {"HTTP_X_REQUEST_ID": "same-id", **({"HTTP_X_FORWARDED_PROTO": "https"} if secure else {})}
+    response = getattr(Client(raise_request_exception=False), method)(path, **extra, **headers)
+    return response.status_code, sorted(response.items()), response.content
 
 
-@pytest.mark.parametrize("path", ["/api/messages/sms", "/api/webhooks/sms", "/api/conversations/", "/api/docs"])
-def test_api_requests_skip_them(path):
-    seen: dict = {}
-    _chain(seen)(RequestFactory().post(path))
-    assert seen == dict.fromkeys(BACK_OFFICE_ATTRIBUTES, False)
+@pytest.mark.django_db
+@pytest.mark.parametrize(("method", "path", "extra"), API_REQUESTS)
+def test_an_api_request_answers_as_through_the_full_chain(method, path, extra):
+    with override_settings(**PRODUCTION_LIKE):
+        through_the_lane = _answer(method, path, extra)
+    with override_settings(**PRODUCTION_LIKE, MIDDLEWARE=[m for m in django_settings.MIDDLEWARE if m != LANE]):
+        through_everything = _answer(method, path, extra)
+    assert through_the_lane == through_everything
 
 
-def test_the_settings_use_them_and_the_admin_checks_accept_them(settings):
-    for name in ("BackOfficeSessionMiddleware", "BackOfficeAuthenticationMiddleware", "BackOfficeMessageMiddleware"):
-        assert f"core.middleware.{name}" in settings.MIDDLEWARE
+@pytest.mark.django_db
+def test_api_requests_skip_the_back_office_middleware(monkeypatch):
+    for middleware in (SessionMiddleware, CsrfViewMiddleware, AuthenticationMiddleware, MessageMiddleware):
+        monkeypatch.setattr(middleware, "process_request", _refuse)
+    client = Client()
+    assert client.get("/api/conversations/").status_code == 200
+    assert client.post("/api/webhooks/sms", payloads.inbound_sms(), content_type="application/json").status_code == 200
+    assert client.get("/api/docs").status_code == 200
+    assert client.get("/api/nowhere").status_code == 404
+
+
+def _refuse(self, request):
+    raise AssertionError(f"{type(self).__name__} ran for {request.path}")
+
+
+@pytest.mark.django_db
+def test_the_back_office_gets_sessions_csrf_and_users():
+    response = Client().get("/admin/login/")
+    assert response.status_code == 200
+    assert "csrftoken" in response.cookies
+    assert response.wsgi_request.user.is_anonymous  # AuthenticationMiddleware ran
+    assert hasattr(response.wsgi_request, "session")
+    assert hasattr(response.wsgi_request, "_messages")
+
+
+def test_the_lane_keeps_the_rest_of_the_chain_in_order(settings):
+    lane = api_middleware()
+    assert lane == [
+        "django.middleware.security.SecurityMiddleware",
+        "core.middleware.RequestSizeLimitMiddleware",
+        "core.middleware.JsonErrorMiddleware",
+        "django.middleware.common.CommonMiddleware",
+        "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    ]
+    after_the_lane = settings.MIDDLEWARE[settings.MIDDLEWARE.index(LANE) + 1 :]
+    assert [m for m in after_the_lane if m in lane] == lane
+    assert set(after_the_lane) - set(lane) <= set(settings.BACK_OFFICE_MIDDLEWARE)
+
+
+def test_the_admin_checks_accept_the_middleware():
     errors = [message.id for message in checks.run_checks(tags=[checks.Tags.admin])]
     assert not {"admin.E408", "admin.E409", "admin.E410"} & set(errors)
 
