@@ -17,6 +17,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from core.database import database_unavailable_response, is_database_unavailable
 from core.errors import error_body
+from core.headers import request_header
 from core.logging import log_context, log_line, request_id_from
 from core.metrics import record_request
 
@@ -43,7 +44,7 @@ class RequestLogMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        request_id = request_id_from(request.headers.get("X-Request-ID"))
+        request_id = request_id_from(request_header(request, "X-Request-ID"))
         setattr(request, "request_id", request_id)  # noqa: B010 - HttpRequest declares no such attribute
         started = time.monotonic()
         with log_context(request_id=request_id):

@@ -10,6 +10,7 @@ from rest_framework.exceptions import ValidationError as DRFValidationError
 from rest_framework.response import Response
 
 from core.errors import ValidationFailed
+from core.headers import request_header
 from core.metrics import record_attempt, record_send
 from core.openapi import ERROR_RESPONSES, RATE_LIMIT_HEADERS, EnvelopeListSchema
 from core.pagination import envelope_serializer, page_response
@@ -50,7 +51,7 @@ RESPOND_ASYNC = "respond-async"
 
 def _prefers_async(request) -> bool:
     """Whether the request's ``Prefer`` header (RFC 7240) asks for ``respond-async``."""
-    for header in request.headers.get("Prefer", "").split(","):
+    for header in (request_header(request, "Prefer") or "").split(","):
         preference = header.split(";", 1)[0].split("=", 1)[0].strip().lower()
         if preference == RESPOND_ASYNC:
             return True
@@ -133,7 +134,7 @@ class MessageViewSet(viewsets.ViewSet):
         serializer = serializer_class(data=request.data)
         try:
             serializer.is_valid(raise_exception=True)
-            command = _send_command(serializer.validated_data, request.headers.get("Idempotency-Key"))
+            command = _send_command(serializer.validated_data, request_header(request, "Idempotency-Key"))
         except (DRFValidationError, ValidationFailed):
             # Not counted, but answered with the headers of the sender's (or key's) current window.
             endpoint_channel = None if serializer_class is SendAnyChannelSerializer else serializer_class.channel

@@ -20,6 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.errors import ApplicationError, error_body
+from core.headers import wsgi_name
 from core.metrics import webhook_event
 from core.openapi import WRITE_ERROR_RESPONSES, ErrorEnvelope
 from providers.base import Provider, RawWebhook, SignatureInvalid, WebhookEndpoint
@@ -113,7 +114,8 @@ def _raw_webhook(request: HttpRequest, *, provider: Provider, kind: str) -> RawW
     # Text columns cannot hold NUL; anything undecodable is kept visibly replaced.
     text = raw.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
     kept = (*KEPT_HEADERS, *provider.kept_headers)
-    headers = {name: request.headers[name] for name in kept if name in request.headers}
+    meta = request.META
+    headers = {name: meta[wsgi_name(name)] for name in kept if wsgi_name(name) in meta}
     media_type, _ = parse_header_parameters(request.META.get("CONTENT_TYPE", ""))
     return RawWebhook(
         provider=provider.name,
