@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 
 from conversations.channels import CHANNELS
 from core.errors import RateLimited, RateLimitUnavailable
+from core.headers import request_header
 from core.redis_cache import LuaScript
 
 logger = logging.getLogger(__name__)
@@ -123,7 +124,7 @@ def client_ip(request: HttpRequest) -> str:
     and holds an IP address, else ``REMOTE_ADDR``. IPv6 clients count per /64, the block one client holds."""
     candidates = [request.META.get("REMOTE_ADDR") or ""]
     if settings.RATE_LIMIT_IP_HEADER:
-        candidates.insert(0, request.headers.get(settings.RATE_LIMIT_IP_HEADER, "").split(",")[-1])
+        candidates.insert(0, (request_header(request, settings.RATE_LIMIT_IP_HEADER) or "").split(",")[-1])
     for candidate in candidates:
         try:
             address = ipaddress.ip_address(candidate.strip())

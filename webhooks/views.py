@@ -115,7 +115,7 @@ def _raw_webhook(request: HttpRequest, *, provider: Provider, kind: str) -> RawW
     text = raw.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
     kept = (*KEPT_HEADERS, *provider.kept_headers)
     meta = request.META
-    headers = {name: meta[wsgi_name(name)] for name in kept if wsgi_name(name) in meta}
+    headers = {name: meta[key] for name in kept if (key := wsgi_name(name)) in meta}
     media_type, _ = parse_header_parameters(request.META.get("CONTENT_TYPE", ""))
     return RawWebhook(
         provider=provider.name,
