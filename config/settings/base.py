@@ -152,7 +152,7 @@ def _database_config() -> dict:
             "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},
         }
     try:
-        config: dict = dict(dj_database_url.parse(url, conn_max_age=env.int("DB_CONN_MAX_AGE", 60, minimum=0)))
+        config: dict = dict(dj_database_url.parse(url, conn_max_age=env.int("DB_CONN_MAX_AGE", 600, minimum=0)))
     except ValueError as exc:
         raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
     config["CONN_HEALTH_CHECKS"] = True

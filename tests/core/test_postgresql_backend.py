@@ -1,5 +1,6 @@
 """core.postgresql: Django's per-request health check of a reused connection is skipped when the
-server answered on that connection a moment ago, and made when the connection has been idle."""
+server answered on that connection a moment ago, and made when the connection has been idle; persistent
+connections are retired at ages spread within CONN_MAX_AGE."""
 
 import time
 
@@ -88,3 +89,44 @@ def test_timestamps_load_as_djangos_own_loader_loads_them(connection):
         with pytest.raises(DataError):
             cursor.fetchone()
     assert "psycopg_any" not in type(connection.connection.adapters.get_loader(1184, 0)).__module__
+
+
+@pytest.fixture
+def new_wrapper(connection):
+    """A wrapper of its own on the test database, for connecting and closing outside the test's transaction."""
+    wrappers = []
+
+    def make(max_age):
+        wrapper = connections.create_connection("default")
+        wrapper.settings_dict["CONN_MAX_AGE"] = max_age
+        wrappers.append(wrapper)
+        return wrapper
+
+    yield make
+    for wrapper in wrappers:
+        wrapper.close()
+
+
+def test_persistent_connections_are_retired_at_spread_ages_within_conn_max_age(new_wrapper):
+    """A process's connections, opened together, are not all reopened in the same second: each one's age
+    limit lies between MIN_AGE_SHARE and the whole of CONN_MAX_AGE, and they differ."""
+    wrapper = new_wrapper(600)
+    limits = []
+    for _ in range(12):
+        opened = time.monotonic()
+        wrapper.connect()
+        limits.append(wrapper.close_at - opened)
+        wrapper.close()
+    assert all(600 * wrapper.MIN_AGE_SHARE - 1 <= limit <= 600 for limit in limits), limits
+    assert max(limits) - min(limits) > 10, limits  # 12 draws over 300 s; all within 10 s: about 1 in 10**16
+
+
+@pytest.mark.parametrize("max_age", [0, None])
+def test_connections_per_request_and_kept_for_ever_are_left_as_django_makes_them(new_wrapper, max_age):
+    wrapper = new_wrapper(max_age)
+    opened = time.monotonic()
+    wrapper.connect()
+    if max_age is None:
+        assert wrapper.close_at is None
+    else:
+        assert opened <= wrapper.close_at <= time.monotonic()  # closed at the end of the request
