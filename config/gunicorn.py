@@ -1,14 +1,19 @@
 """gunicorn settings that bin/start.sh's command line does not carry: the worker class that spreads
 connections over the processes and answers a kept-alive connection's next request on the thread that
-answered the last (core/gunicorn_worker.py), start-up objects kept out of the garbage collector's
-full passes (core/startup.py), and Prometheus multi-process clean-up.
+answered the last (core/gunicorn_worker.py), each thread's database connection opened and start-up
+objects kept out of the garbage collector's full passes before a process serves (core/startup.py),
+and Prometheus multi-process clean-up.
 
 gunicorn reads them with ``--config python:config.gunicorn`` (bin/start.sh) and, when it is started
 from the project's root without ``--config``, through ``gunicorn.conf.py``, which imports this module.
 ``GUNICORN_BALANCED_ACCEPT=false`` keeps gunicorn's own gthread class; ``GUNICORN_KEEPALIVE_LINGER_MS``
 sets how long a thread waits for a kept-alive connection's next request (0: not at all);
-``GC_FREEZE=false`` leaves the start-up objects to the garbage collector (core/startup.py).
+``GC_FREEZE=false`` leaves the start-up objects to the garbage collector (core/startup.py);
+``GUNICORN_WARM_THREADS=false`` leaves each thread to open its database connection on its first request
+instead of before the process serves (core/startup.py, ``warm_database_connection``).
 """
+
+import time
 
 from config.env import Env
 from core.startup import freeze_start_up_objects
@@ -16,6 +21,10 @@ from core.startup import freeze_start_up_objects
 
 def balanced_accepts() -> bool:
     return Env().bool("GUNICORN_BALANCED_ACCEPT", default=True)
+
+
+def warm_threads_enabled() -> bool:
+    return Env().bool("GUNICORN_WARM_THREADS", default=True)
 
 
 def keepalive_linger() -> float:
@@ -49,9 +58,39 @@ def post_worker_init(worker):
             worker.pid,
             f"{worker.keepalive_linger * 1000:g}",
         )
+    if getattr(worker, "tpool", None) is not None and warm_threads_enabled():
+        _warm(worker)
     frozen = freeze_start_up_objects(urlconf=True)
     if frozen is not None:
         worker.log.info("Worker %s: %s start-up objects frozen out of the garbage collector", worker.pid, frozen)
+
+
+def _warm(worker):
+    from django.apps import apps
+
+    if not apps.ready:
+        return  # not a Django application
+    from core.gunicorn_worker import warm_threads
+    from core.startup import warm_database_connection
+
+    started = time.monotonic()
+    failures = [error for error in warm_threads(worker, warm_database_connection) if error is not None]
+    took = (time.monotonic() - started) * 1000
+    if failures:
+        # One line for the process, not a traceback per thread (a database that is down at start).
+        worker.log.warning(
+            "Worker %s: %s of %s threads could not open their database connections in %.0f ms"
+            " (they will on their first requests): %s",
+            worker.pid,
+            len(failures),
+            worker.cfg.threads,
+            took,
+            repr(failures[0]),
+        )
+    else:
+        worker.log.info(
+            "Worker %s: %s threads opened their database connections in %.0f ms", worker.pid, worker.cfg.threads, took
+        )
 
 
 def child_exit(server, worker):

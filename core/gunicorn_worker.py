@@ -36,8 +36,12 @@ says ``--worker-class gthread``, unless ``GUNICORN_BALANCED_ACCEPT=false``) and 
 
 from __future__ import annotations
 
+import contextlib
 import select
+import threading
 import time
+from collections.abc import Callable
+from concurrent import futures
 
 from gunicorn.workers.gthread import ThreadWorker
 
@@ -126,3 +130,25 @@ class BalancedThreadWorker(ThreadWorker):
         # one then goes back to the main thread's poller, which queues it behind that request, as
         # gthread would have, rather than going ahead of it.
         return readable and self._serving() <= self.cfg.threads
+
+
+def warm_threads(worker, warm: Callable[[], object], *, timeout: float = 10.0) -> list[BaseException | None]:
+    """Runs ``warm()`` once on each of the worker's ``threads`` pool threads, before the process serves,
+    and returns what each run raised (None: nothing). The pool makes its threads on demand, a new
+    one for each task that finds none idle, so each task here waits for the others before it ends and
+    no thread takes two. A run that has not ended after ``timeout`` seconds counts as a
+    ``TimeoutError`` and the process goes on to serve (a thread left cold warms on its first request,
+    as it would have without this)."""
+    count = worker.cfg.threads
+    together = threading.Barrier(count, timeout=timeout)
+
+    def task() -> None:
+        try:
+            warm()
+        finally:
+            with contextlib.suppress(threading.BrokenBarrierError):  # another run timed out: go on
+                together.wait()
+
+    tasks = [worker.tpool.submit(task) for _ in range(count)]
+    futures.wait(tasks, timeout=timeout + 1)
+    return [task.exception(timeout=0) if task.done() else TimeoutError("still warming") for task in tasks]

@@ -2,8 +2,9 @@
 processes share a burst of kept-alive connections instead of one process taking most of them
 (core/gunicorn_worker.py), a process holding connections still takes a new one at once, a thread
 answers a kept-alive connection's next request when it comes within a few milliseconds (and the
-connection goes back to the main thread's poller otherwise), and each process freezes its start-up
-objects out of the garbage collector before it serves (core/startup.py)."""
+connection goes back to the main thread's poller otherwise), and each process opens each thread's
+database connection and freezes its start-up objects out of the garbage collector before it serves
+(core/startup.py)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import sys
 import threading
 import time
 from collections import Counter, deque
+from concurrent import futures
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -27,7 +29,7 @@ from django.urls import clear_url_caches, get_resolver
 from gunicorn.workers.gthread import ThreadWorker
 
 from config import gunicorn as gunicorn_config
-from core.gunicorn_worker import KEEPALIVE_LINGER, MAX_ACCEPT_PAUSE, BalancedThreadWorker
+from core.gunicorn_worker import KEEPALIVE_LINGER, MAX_ACCEPT_PAUSE, BalancedThreadWorker, warm_threads
 from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -460,3 +462,105 @@ def test_the_wait_for_a_next_request_is_set_from_the_environment(monkeypatch):
         monkeypatch.setenv("GUNICORN_KEEPALIVE_LINGER_MS", wrong)
         with pytest.raises(ImproperlyConfigured, match="GUNICORN_KEEPALIVE_LINGER_MS"):
             gunicorn_config.keepalive_linger()
+
+
+def _pool_worker(threads: int) -> Any:
+    """A started gthread worker as post_worker_init sees it: its thread pool made, no thread yet."""
+    started = _started_worker(ThreadWorker.__new__(ThreadWorker))
+    started.cfg = SimpleNamespace(threads=threads)
+    started.tpool = futures.ThreadPoolExecutor(max_workers=threads)
+    started.log.warning = lambda message, *args: started.lines.append(message % args)
+    return started
+
+
+def _on_every_thread(started: Any, run) -> list[Any]:
+    """``run()``'s result on each of the pool's threads (each task waits for the others: one per thread)."""
+    together = threading.Barrier(started.cfg.threads, timeout=10)
+
+    def task():
+        try:
+            return threading.get_ident(), run()
+        finally:
+            together.wait()
+
+    results = [task.result(timeout=15) for task in [started.tpool.submit(task) for _ in range(started.cfg.threads)]]
+    assert len({ident for ident, _ in results}) == started.cfg.threads
+    return [result for _, result in results]
+
+
+def test_each_pool_thread_warms_once_and_the_pool_makes_no_other():
+    started = _pool_worker(4)
+    warmed: list[int] = []
+    try:
+        errors = warm_threads(started, lambda: warmed.append(threading.get_ident()))
+        assert errors == [None] * 4
+        assert len(set(warmed)) == 4  # four threads, one run each
+        served = {started.tpool.submit(threading.get_ident).result() for _ in range(20)}
+        assert served <= set(warmed)  # requests are served on the warmed threads
+    finally:
+        started.tpool.shutdown()
+
+
+def test_a_warm_that_fails_or_hangs_is_reported_and_the_others_finish():
+    started = _pool_worker(3)
+    calls = iter(["fail", "hang", "ok"])
+    lock = threading.Lock()
+
+    def warm():
+        with lock:
+            call = next(calls)
+        if call == "fail":
+            raise RuntimeError("no database")
+        if call == "hang":
+            time.sleep(1.5)
+
+    try:
+        begun = time.monotonic()
+        errors = warm_threads(started, warm, timeout=0.3)
+        assert time.monotonic() - begun < 1.4  # did not wait for the hanging run
+        assert sorted(type(error).__name__ for error in errors) == ["NoneType", "RuntimeError", "TimeoutError"]
+    finally:
+        started.tpool.shutdown()
+
+
+@pytest.mark.django_db
+def test_a_process_opens_each_threads_database_connection_before_it_serves(monkeypatch):
+    from django.db import connection
+
+    monkeypatch.setenv("GC_FREEZE", "false")
+    started = _pool_worker(3)
+    try:
+        gunicorn_config.post_worker_init(started)
+        assert _on_every_thread(started, lambda: connection.connection is not None) == [True] * 3
+        assert re.fullmatch(r"Worker 1: 3 threads opened their database connections in \d+ ms", started.lines[-1])
+    finally:
+        _on_every_thread(started, lambda: connection.close())
+        started.tpool.shutdown()
+
+
+@pytest.mark.django_db
+def test_threads_are_left_to_connect_on_their_first_requests_when_turned_off_or_the_database_is_down(monkeypatch):
+    from django.db import OperationalError, connection
+
+    monkeypatch.setenv("GC_FREEZE", "false")
+    monkeypatch.setenv("GUNICORN_WARM_THREADS", "false")
+    started = _pool_worker(2)
+    try:
+        gunicorn_config.post_worker_init(started)
+        assert _on_every_thread(started, lambda: connection.connection is None) == [True, True]
+
+        monkeypatch.setenv("GUNICORN_WARM_THREADS", "true")
+
+        def down():
+            raise OperationalError("connection refused")
+
+        monkeypatch.setattr("core.startup.warm_database_connection", down)
+        gunicorn_config.post_worker_init(started)  # logs, and the process goes on to serve
+        assert re.fullmatch(
+            r"Worker 1: 2 of 2 threads could not open their database connections in \d+ ms \(they will on their"
+            r" first requests\): OperationalError\('connection refused'\)",
+            started.lines[-1],
+        )
+    finally:
+        _on_every_thread(started, lambda: connection.close())
+        started.tpool.shutdown()
