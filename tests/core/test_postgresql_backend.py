@@ -95,16 +95,18 @@ def test_timestamps_load_as_djangos_own_loader_loads_them(connection):
 def new_wrapper(connection):
     """A wrapper of its own on the test database, for connecting and closing outside the test's transaction."""
     wrappers = []
+    before = connection.settings_dict["CONN_MAX_AGE"]
 
     def make(max_age):
-        wrapper = connections.create_connection("default")
-        wrapper.settings_dict["CONN_MAX_AGE"] = max_age
+        # A copy of the settings: create_connection() would share (and this would change) the session's.
+        wrapper = type(connection)({**connection.settings_dict, "CONN_MAX_AGE": max_age}, "default")
         wrappers.append(wrapper)
         return wrapper
 
     yield make
     for wrapper in wrappers:
         wrapper.close()
+    assert connection.settings_dict["CONN_MAX_AGE"] == before  # the session's settings untouched
 
 
 def test_persistent_connections_are_retired_at_spread_ages_within_conn_max_age(new_wrapper):
