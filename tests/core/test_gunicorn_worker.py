@@ -474,16 +474,9 @@ def _pool_worker(threads: int) -> Any:
 
 
 def _on_every_thread(started: Any, run) -> list[Any]:
-    """``run()``'s result on each of the pool's threads (each task waits for the others: one per thread)."""
-    together = threading.Barrier(started.cfg.threads, timeout=10)
-
-    def task():
-        try:
-            return threading.get_ident(), run()
-        finally:
-            together.wait()
-
-    results = [task.result(timeout=15) for task in [started.tpool.submit(task) for _ in range(started.cfg.threads)]]
+    """``run()``'s result on each of the pool's threads, run as the warm-up runs (``warm_threads``)."""
+    results: list[tuple[int, Any]] = []
+    assert warm_threads(started, lambda: results.append((threading.get_ident(), run()))) == [None] * started.cfg.threads
     assert len({ident for ident, _ in results}) == started.cfg.threads
     return [result for _, result in results]
 

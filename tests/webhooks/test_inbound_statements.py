@@ -135,8 +135,7 @@ def test_the_sequence_is_looked_up_once_per_connection(client):
 def test_a_sequence_renamed_after_it_was_looked_up_loses_no_message(client):
     deliver(client, payloads.inbound_sms(messaging_provider_id="before"))
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [Message._meta.db_table])
-        (sequence,) = cursor.fetchone()
+        sequence = _message_sequence(cursor)  # the name the connection looked up
         cursor.execute(f"ALTER SEQUENCE {sequence} RENAME TO renamed_message_sequence")
 
     # The statement names the old sequence: it fails, the general path stores the message, and the
