@@ -836,6 +836,8 @@ class Bench:
                     else ", gunicorn's own gthread"
                 )  # gunicorn.conf.py
                 + (", start-up objects frozen" if gc_freeze_enabled() else ", no gc.freeze()"),  # core/startup.py
+                # The drains' workers take it from the environment (docs/OPERATIONS.md, "Delivery threads").
+                "worker_first_threads": os.environ.get("WORKER_FIRST_THREADS", "default"),
             },
             "results": self.results,
         }

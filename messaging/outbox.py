@@ -14,7 +14,9 @@ UPDATE for a batch's accepted sends, one orphan lookup); the delivery threads on
 message a call costs the provider's round trip plus, in mock mode, one Redis round trip (the mock's
 script remembering the token and counting the send): the circuit breaker's clean reads are trusted for
 a moment per process (providers/breaker.py), and the process's threads share its Redis connections
-(core/redis_cache.py; the scripts run on lean connections of their own).
+(core/redis_cache.py; the scripts run on lean connections of their own). A few delivery threads
+serve a provider that answers at once; a thread per call in flight serves one that makes each call
+wait (``_DeliveryPool``).
 
 Logging: one INFO line per recorded batch (its outcomes and slowest call), one per failed or skipped
 attempt (from the services, with the message id and attempt); the line per attempt is at DEBUG.
@@ -59,6 +61,15 @@ from messaging.services import (
 logger = logging.getLogger(__name__)
 
 _DATABASE_RETRY_SECONDS = 5.0
+#: How a delivery pool finds the threads its provider needs (``_DeliveryPool``): while calls wait for
+#: a thread, it doubles its threads as long as each doubling raises the calls finished per second by
+#: ``_GAIN`` or more, each count measured over ``_TRIAL_SECONDS`` and ``_TRIAL_CALLS`` at least; and it
+#: starts a thread per call in flight at once when every thread has been in its call for
+#: ``_STUCK_SECONDS`` (a provider that slow needs them all, and gives no rate to measure in time).
+_GAIN = 1.3
+_TRIAL_SECONDS = 0.2
+_TRIAL_CALLS = 32
+_STUCK_SECONDS = 0.05
 
 
 def _pending():
@@ -189,7 +200,8 @@ class WorkerReport:
 class OutboxWorker:
     """Claims due messages in batches while there are free delivery slots, makes the provider calls on
     a thread pool (``concurrency`` calls in flight; the threads never touch the database), and records
-    the outcomes from the main thread in batches (accepted sends in one UPDATE).
+    the outcomes from the main thread in batches (accepted sends in one UPDATE). The pool runs
+    ``first_threads`` threads until the calls prove slow, then a thread per call in flight.
 
     ``once``: stop when nothing is due now or within ``due_within`` seconds of the start, instead of
     polling forever. ``stop()`` (SIGTERM) stops claiming; deliveries in flight finish and are recorded.
@@ -203,8 +215,10 @@ class OutboxWorker:
         once: bool = False,
         due_within: float = 0.0,
         batch_size: int = 100,
+        first_threads: int | None = None,
     ) -> None:
         self.concurrency = concurrency
+        self.first_threads = settings.WORKER_FIRST_THREADS if first_threads is None else first_threads
         self.poll_interval = poll_interval
         self.once = once
         self.due_within = due_within
@@ -227,7 +241,8 @@ class OutboxWorker:
 
     def run(self) -> WorkerReport:
         horizon = timezone.now() + timedelta(seconds=self.due_within)
-        with custom_plans(), _DeliveryPool(size=self.concurrency, call=self._call) as pool:
+        pool = _DeliveryPool(size=self.concurrency, call=self._call, first_threads=self.first_threads)
+        with custom_plans(), pool:
             try:
                 while not self.stopping:
                     _recycle_connection()
@@ -371,18 +386,42 @@ _Finished = tuple[Message, AttemptOutcome | None, float]
 
 
 class _DeliveryPool:
-    """Runs ``call`` on up to ``size`` threads, started as the calls in flight need them, fed and drained
-    through two C queues: no future, lock or condition per call, and the main thread takes everything
-    that finished in one go. ``size`` 1 (``--concurrency 1``) calls on the caller's thread and connection.
-    Only the main thread submits and collects (``in_flight`` is its count)."""
+    """Runs ``call`` on up to ``size`` threads, fed and drained through two C queues: no future, lock
+    or condition per call, and the main thread takes everything that finished in one go. ``size`` 1
+    (``--concurrency 1``) calls on the caller's thread and connection. Only the main thread submits and
+    collects (``in_flight`` is its count).
 
-    def __init__(self, *, size: int, call: Callable[[Message], _Finished]) -> None:
+    Threads are started as the calls in flight need them, but at first no more than ``first_threads``:
+    a call that only waits a moment for its provider frees its thread at once, and every thread more
+    in play costs CPU (each call hands the interpreter's lock over at each socket call, and more
+    threads wait for it) without adding throughput. While calls wait for a thread, the pool measures
+    how many calls a second its threads finish, doubles them, and measures again: it keeps doubling
+    while that raises the rate by ``_GAIN``, and stops for good at the first doubling that does not
+    (the calls then wait for this process's CPU, not for the provider). When every thread has been in
+    its call for ``stuck_after`` seconds, the provider is slow: the pool starts a thread for each call
+    in flight at once, up to ``size``, as calls that block for a provider's round trip need."""
+
+    def __init__(
+        self,
+        *,
+        size: int,
+        call: Callable[[Message], _Finished],
+        first_threads: int = 4,
+        stuck_after: float | None = None,
+    ) -> None:
         self._size = size
         self._call = call
         self._todo: queue.SimpleQueue[Message | None] = queue.SimpleQueue()
         self._done: queue.SimpleQueue[_Finished] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._thread_limit = size  # lowered to the threads running if the process cannot start more
+        self._grow_to = max(1, min(size, first_threads))  # the threads the calls may have now
+        self._stuck_after = _STUCK_SECONDS if stuck_after is None else stuck_after
+        self._busy_since: list[float] = []  # per thread: when its call in progress began; 0.0 when idle
+        self._climbing = self._grow_to < size  # still measuring whether more threads finish more calls
+        self._trial: tuple[float, int] | None = None  # (when, calls collected then) for this thread count
+        self._rate = 0.0  # calls finished per second with the thread count before this one
+        self._collected = 0
         self.in_flight = 0
 
     def __enter__(self) -> _DeliveryPool:
@@ -398,42 +437,124 @@ class _DeliveryPool:
         if self._size == 1:
             self._done.put(self._run(message))
         else:
-            if len(self._threads) < min(self._thread_limit, self.in_flight + 1):
-                thread = threading.Thread(target=self._work, name=f"outbox_{len(self._threads)}", daemon=True)
-                try:
-                    thread.start()
-                except RuntimeError:  # "can't start new thread": the threads already running serve it
-                    if not self._threads:
-                        raise
-                    self._thread_limit = len(self._threads)  # said once, not tried again on every call
-                    logger.warning(
-                        "Outbox: could not start delivery thread %s; delivering on the %s running",
-                        len(self._threads) + 1,
-                        len(self._threads),
-                        exc_info=True,
-                    )
-                else:
-                    self._threads.append(thread)
+            if len(self._threads) < min(self._grow_to, self.in_flight + 1):
+                self._start_thread()
             self._todo.put(message)
         self.in_flight += 1  # counted once it is sure to be collected
 
     def finished(self, *, timeout: float | None) -> list[_Finished]:
-        """The calls finished so far, waiting up to ``timeout`` seconds (None: for ever) for the first."""
-        try:
-            done = [self._done.get(timeout=timeout)]
-        except queue.Empty:
-            return []
+        """The calls finished so far, waiting up to ``timeout`` seconds (None: for ever) for the first.
+        While calls wait for a thread, it looks each time (and at least every ``stuck_after`` seconds)
+        whether they wait behind slow calls, and starts threads for them if so."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if self._may_grow():
+                wait = self._stuck_after if wait is None else min(wait, self._stuck_after)
+            try:
+                done = [self._done.get(timeout=wait)]
+            except queue.Empty:
+                self._adapt()
+                if deadline is not None and time.monotonic() >= deadline:
+                    return []
+                continue
+            break
         while True:
             try:
                 done.append(self._done.get_nowait())
             except queue.Empty:
                 break
         self.in_flight -= len(done)
+        self._collected += len(done)
+        self._adapt()
         return done
 
-    def _work(self) -> None:
+    def _adapt(self) -> None:
+        """On the main thread: more threads when the calls waiting for one wait on the provider."""
+        if not self._may_grow():
+            return
+        now = time.monotonic()
+        if self._todo.qsize() == 0:
+            # No call waits: the rate now says how fast calls come, not how fast threads finish them.
+            self._trial = None
+            return
+        started_before = now - self._stuck_after
+        if self._busy_since and all(0.0 < since <= started_before for since in self._busy_since):
+            logger.info(
+                "Outbox: every one of %s delivery threads has been in its call for over %.0f ms; "
+                "starting a thread per call in flight, up to %s",
+                len(self._threads),
+                self._stuck_after * 1000,
+                self._size,
+            )
+            self._climbing = False
+            self._grow(self._size)
+            return
+        if not self._climbing:
+            return
+        if self._trial is None:
+            self._trial = (now, self._collected)
+            return
+        since, collected = self._trial
+        calls = self._collected - collected
+        if now - since < _TRIAL_SECONDS or calls < _TRIAL_CALLS:
+            return
+        rate = calls / (now - since)
+        self._trial = None
+        if rate >= self._rate * _GAIN:
+            self._rate = rate
+            self._grow(min(self._size, self._grow_to * 2))
+            self._climbing = self._grow_to < self._size
+        else:
+            self._climbing = False
+            logger.info(
+                "Outbox: %s delivery threads finish %.0f calls/s, %s finished %.0f/s; staying at %s",
+                self._grow_to,
+                rate,
+                self._grow_to // 2,
+                self._rate,
+                self._grow_to,
+            )
+
+    def _may_grow(self) -> bool:
+        return self._grow_to < self._size and len(self._threads) < self._thread_limit
+
+    def _grow(self, threads: int) -> None:
+        self._grow_to = threads
+        for _ in range(min(self._todo.qsize(), threads - len(self._threads))):
+            if not self._start_thread():
+                break
+
+    def _start_thread(self) -> bool:
+        if len(self._threads) >= self._thread_limit:
+            return False
+        index = len(self._threads)
+        thread = threading.Thread(target=self._work, args=(index,), name=f"outbox_{index}", daemon=True)
+        self._busy_since.append(0.0)
+        try:
+            thread.start()
+        except RuntimeError:  # "can't start new thread": the threads already running serve it
+            self._busy_since.pop()
+            if not self._threads:
+                raise
+            self._thread_limit = len(self._threads)  # said once, not tried again on every call
+            logger.warning(
+                "Outbox: could not start delivery thread %s; delivering on the %s running",
+                len(self._threads) + 1,
+                len(self._threads),
+                exc_info=True,
+            )
+            return False
+        self._threads.append(thread)
+        return True
+
+    def _work(self, index: int) -> None:
+        busy_since = self._busy_since
         while (message := self._todo.get()) is not None:
-            self._done.put(self._run(message))
+            busy_since[index] = time.monotonic()
+            finished = self._run(message)
+            busy_since[index] = 0.0
+            self._done.put(finished)
 
     def _run(self, message: Message) -> _Finished:
         try:

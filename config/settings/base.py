@@ -419,6 +419,9 @@ OUTBOX_OVERDUE_SECONDS = env.float("OUTBOX_OVERDUE_SECONDS", 60.0, minimum=1.0)
 # Provider calls in flight per worker process (threads that never touch the database; outcomes are
 # recorded from the worker's one connection), and how many due messages one claim leases.
 WORKER_CONCURRENCY = env.int("WORKER_CONCURRENCY", 256, minimum=1, maximum=1024)
+# Delivery threads a worker starts with; it doubles them while that finishes calls faster, or starts
+# one per call in flight once every thread has waited 50 ms on its call (docs/OPERATIONS.md).
+WORKER_FIRST_THREADS = env.int("WORKER_FIRST_THREADS", 4, minimum=1, maximum=1024)
 WORKER_BATCH_SIZE = env.int("WORKER_BATCH_SIZE", 100, minimum=1, maximum=1000)
 WORKER_POLL_SECONDS = env.float("WORKER_POLL_SECONDS", 1.0, minimum=0.05)
 

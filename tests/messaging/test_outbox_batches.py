@@ -4,6 +4,7 @@ the provider calls run on threads that never touch the database."""
 import json
 import re
 import threading
+import time
 from urllib.parse import urlencode
 
 import pytest
@@ -357,3 +358,163 @@ def test_the_worker_plans_its_statements_for_their_parameters_while_it_runs(monk
     assert len(modes) >= 3
     assert set(modes) == {"force_custom_plan"}, modes
     assert _plan_cache_mode() == "auto"
+
+
+class ThreadsThatSent:
+    """Notes the name of each thread a provider call ran on (after ``hold`` seconds, while fewer than
+    ``release_at`` calls are in flight), and the most calls in flight at once."""
+
+    def __init__(self, monkeypatch, *, hold: float = 0.0, release_at: int = 0) -> None:
+        self.names: set[str] = set()
+        self.in_flight = 0
+        self.peak = 0
+        lock = threading.Lock()
+        released = threading.Event()
+        original = TwilioProvider.send
+
+        def send(provider, message):
+            with lock:
+                self.names.add(threading.current_thread().name)
+                self.in_flight += 1
+                self.peak = max(self.peak, self.in_flight)
+                if self.in_flight >= release_at:
+                    released.set()
+            if hold:
+                released.wait(timeout=hold)
+            try:
+                return original(provider, message)
+            finally:
+                with lock:
+                    self.in_flight -= 1
+
+        monkeypatch.setattr(TwilioProvider, "send", send)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_calls_start_on_the_first_threads_only(monkeypatch):
+    """Before the pool has measured what more threads would give, the 30 calls in flight share the
+    first three threads instead of a thread each."""
+    monkeypatch.setattr(outbox, "_TRIAL_SECONDS", 60.0)  # no measurement ends: the pool stays as it starts
+    OutboxMessageFactory.create_batch(30)
+    threads = ThreadsThatSent(monkeypatch)
+
+    report = OutboxWorker(concurrency=64, first_threads=3, once=True, poll_interval=0.05).run()
+
+    assert report.outcomes == {"sent": 30}
+    assert threads.names <= {"outbox_0", "outbox_1", "outbox_2"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_threads_double_while_calls_that_wait_on_the_provider_finish_faster_with_more(monkeypatch, caplog):
+    """Calls that each wait 20 ms on the provider: two threads finish 100 a second, four 200, and so on,
+    so the pool keeps doubling while calls wait."""
+    monkeypatch.setattr(outbox, "_TRIAL_SECONDS", 0.1)
+    monkeypatch.setattr(outbox, "_TRIAL_CALLS", 8)
+    monkeypatch.setattr(outbox, "_STUCK_SECONDS", 30.0)  # only the measured rates decide here
+    OutboxMessageFactory.create_batch(300)
+    original = TwilioProvider.send
+
+    def waits_on_the_provider(provider, message):
+        time.sleep(0.02)
+        return original(provider, message)
+
+    monkeypatch.setattr(TwilioProvider, "send", waits_on_the_provider)
+    threads = ThreadsThatSent(monkeypatch)
+
+    report = OutboxWorker(concurrency=64, first_threads=2, once=True, poll_interval=0.05).run()
+
+    assert report.outcomes == {"sent": 300}
+    assert len(threads.names) >= 16, "2, 4, 8, 16: each doubling finished the calls about twice as fast"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_threads_stop_doubling_when_more_do_not_finish_more(monkeypatch, caplog):
+    """Calls that take turns at one lock (as calls that need this process's CPU take turns at the
+    interpreter's): four threads finish no more than two, so the pool stays at four."""
+    monkeypatch.setattr(outbox, "_TRIAL_SECONDS", 0.2)
+    monkeypatch.setattr(outbox, "_TRIAL_CALLS", 20)
+    monkeypatch.setattr(outbox, "_STUCK_SECONDS", 30.0)
+    OutboxMessageFactory.create_batch(200)
+    original = TwilioProvider.send
+    one_at_a_time = threading.Lock()
+
+    def takes_turns(provider, message):
+        with one_at_a_time:
+            time.sleep(0.004)
+        return original(provider, message)
+
+    monkeypatch.setattr(TwilioProvider, "send", takes_turns)
+    threads = ThreadsThatSent(monkeypatch)
+
+    report = OutboxWorker(concurrency=64, first_threads=2, once=True, poll_interval=0.05).run()
+
+    assert report.outcomes == {"sent": 200}
+    assert threads.names <= {f"outbox_{index}" for index in range(4)}
+    assert any("4 delivery threads finish" in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_when_every_first_thread_waits_on_a_slow_provider_each_call_in_flight_gets_a_thread(monkeypatch, caplog):
+    """Two threads, both held by calls that take long, and ten calls waiting: the pool starts a thread
+    for each at once, so all twelve are in flight together, and says so once."""
+    monkeypatch.setattr(outbox, "_STUCK_SECONDS", 0.05)
+    monkeypatch.setattr(outbox, "_TRIAL_SECONDS", 60.0)  # no rate is measured: the held calls decide
+    OutboxMessageFactory.create_batch(12)
+    threads = ThreadsThatSent(monkeypatch, hold=5, release_at=12)
+
+    report = OutboxWorker(concurrency=16, first_threads=2, once=True, poll_interval=0.05).run()
+
+    assert report.outcomes == {"sent": 12}
+    assert threads.peak == 12, "every call in flight had a thread of its own"
+    said = [record for record in caplog.records if "has been in its call for over 50 ms" in record.getMessage()]
+    assert len(said) == 1
+
+
+def test_the_first_threads_come_from_the_setting(settings):
+    settings.WORKER_FIRST_THREADS = 5
+
+    assert OutboxWorker(concurrency=64).first_threads == 5
+
+
+def test_a_pool_that_stopped_doubling_still_gives_a_provider_turned_slow_a_thread_per_call(monkeypatch, caplog):
+    """The doubling stops for good once more threads stop helping, but calls that then block for long
+    (a provider turned slow) still get a thread each once every thread has waited on its call."""
+    monkeypatch.setattr(outbox, "_TRIAL_SECONDS", 0.2)
+    monkeypatch.setattr(outbox, "_TRIAL_CALLS", 20)
+    turns = threading.Lock()
+    lock = threading.Lock()
+    release = threading.Event()
+    blocked = 0
+    peak = 0
+
+    def call(message):
+        nonlocal blocked, peak
+        if message == "slow":
+            with lock:
+                blocked += 1
+                peak = max(peak, blocked)
+            release.wait(timeout=5)
+            with lock:
+                blocked -= 1
+        else:
+            with turns:  # one at a time, however many threads
+                time.sleep(0.004)
+        return message, None, time.monotonic()
+
+    with outbox._DeliveryPool(size=32, call=call, first_threads=2, stuck_after=0.05) as pool:
+        for _ in range(200):
+            pool.submit("fast")
+        while pool.in_flight:
+            pool.finished(timeout=None)
+        assert any("staying at 4" in record.getMessage() for record in caplog.records)
+
+        for _ in range(12):
+            pool.submit("slow")
+        deadline = time.monotonic() + 3
+        while peak < 12 and time.monotonic() < deadline:
+            pool.finished(timeout=0.05)
+        release.set()
+        while pool.in_flight:
+            pool.finished(timeout=None)
+
+    assert peak == 12, "every slow call had a thread of its own"

@@ -31,7 +31,8 @@ class Command(BaseCommand):
             type=int_between(1, 1024),
             default=settings.WORKER_CONCURRENCY,
             help=(
-                "Provider calls in flight at once (threads, which never touch the database), 1-1024. "
+                "Provider calls in flight at once, 1-1024, on threads that never touch the database: "
+                "WORKER_FIRST_THREADS to start with, more while more finish calls faster. "
                 "Default: WORKER_CONCURRENCY (%(default)s)."
             ),
         )
@@ -78,7 +79,11 @@ class Command(BaseCommand):
                 self.stdout.write(f"Outbox worker: {frozen} start-up objects frozen out of the garbage collector.")
         previous = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGTERM, signal.SIGINT)}
         mode = "once" if once else "continuously"
-        self.stdout.write(f"Outbox worker running {mode} with {concurrency} delivery thread(s).")
+        threads = min(concurrency, worker.first_threads)
+        self.stdout.write(
+            f"Outbox worker running {mode}: up to {concurrency} provider call(s) in flight, "
+            f"on {threads} delivery thread(s) to start with."
+        )
         try:
             report = worker.run()
         except DatabaseError as exc:
