@@ -104,11 +104,12 @@ def test_a_message_no_longer_pending_is_not_overwritten_by_a_late_batch():
 
 class HeldSends:
     """Holds every provider call until ``count`` are in flight at once (or ``hold`` seconds went by),
-    noting the most in flight and the calls made on a thread with a database connection."""
+    noting the most in flight, the threads the calls ran on and those that had a database connection."""
 
-    def __init__(self, monkeypatch, *, count: int, hold: float) -> None:
+    def __init__(self, monkeypatch, *, count: int = 0, hold: float = 0.0) -> None:
         self.in_flight = 0
         self.peak = 0
+        self.names: set[str] = set()
         self.threads_with_connections: list[str] = []
         lock = threading.Lock()
         release = threading.Event()
@@ -116,9 +117,10 @@ class HeldSends:
 
         def held_send(provider, message):
             with lock:
+                self.names.add(threading.current_thread().name)
                 self.in_flight += 1
                 self.peak = max(self.peak, self.in_flight)
-                if self.peak == count:
+                if self.peak >= count:
                     release.set()
             release.wait(timeout=hold)
             if connection.connection is not None:
@@ -360,43 +362,13 @@ def test_the_worker_plans_its_statements_for_their_parameters_while_it_runs(monk
     assert _plan_cache_mode() == "auto"
 
 
-class ThreadsThatSent:
-    """Notes the name of each thread a provider call ran on (after ``hold`` seconds, while fewer than
-    ``release_at`` calls are in flight), and the most calls in flight at once."""
-
-    def __init__(self, monkeypatch, *, hold: float = 0.0, release_at: int = 0) -> None:
-        self.names: set[str] = set()
-        self.in_flight = 0
-        self.peak = 0
-        lock = threading.Lock()
-        released = threading.Event()
-        original = TwilioProvider.send
-
-        def send(provider, message):
-            with lock:
-                self.names.add(threading.current_thread().name)
-                self.in_flight += 1
-                self.peak = max(self.peak, self.in_flight)
-                if self.in_flight >= release_at:
-                    released.set()
-            if hold:
-                released.wait(timeout=hold)
-            try:
-                return original(provider, message)
-            finally:
-                with lock:
-                    self.in_flight -= 1
-
-        monkeypatch.setattr(TwilioProvider, "send", send)
-
-
 @pytest.mark.django_db(transaction=True)
 def test_calls_start_on_the_first_threads_only(monkeypatch):
     """Before the pool has measured what more threads would give, the 30 calls in flight share the
     first three threads instead of a thread each."""
     monkeypatch.setattr(outbox, "_TRIAL_SECONDS", 60.0)  # no measurement ends: the pool stays as it starts
     OutboxMessageFactory.create_batch(30)
-    threads = ThreadsThatSent(monkeypatch)
+    threads = HeldSends(monkeypatch)
 
     report = OutboxWorker(concurrency=64, first_threads=3, once=True, poll_interval=0.05).run()
 
@@ -419,7 +391,7 @@ def test_threads_double_while_calls_that_wait_on_the_provider_finish_faster_with
         return original(provider, message)
 
     monkeypatch.setattr(TwilioProvider, "send", waits_on_the_provider)
-    threads = ThreadsThatSent(monkeypatch)
+    threads = HeldSends(monkeypatch)
 
     report = OutboxWorker(concurrency=64, first_threads=2, once=True, poll_interval=0.05).run()
 
@@ -444,7 +416,7 @@ def test_threads_stop_doubling_when_more_do_not_finish_more(monkeypatch, caplog)
         return original(provider, message)
 
     monkeypatch.setattr(TwilioProvider, "send", takes_turns)
-    threads = ThreadsThatSent(monkeypatch)
+    threads = HeldSends(monkeypatch)
 
     report = OutboxWorker(concurrency=64, first_threads=2, once=True, poll_interval=0.05).run()
 
@@ -460,7 +432,7 @@ def test_when_every_first_thread_waits_on_a_slow_provider_each_call_in_flight_ge
     monkeypatch.setattr(outbox, "_STUCK_SECONDS", 0.05)
     monkeypatch.setattr(outbox, "_TRIAL_SECONDS", 60.0)  # no rate is measured: the held calls decide
     OutboxMessageFactory.create_batch(12)
-    threads = ThreadsThatSent(monkeypatch, hold=5, release_at=12)
+    threads = HeldSends(monkeypatch, count=12, hold=5)
 
     report = OutboxWorker(concurrency=16, first_threads=2, once=True, poll_interval=0.05).run()
 
