@@ -200,8 +200,8 @@ class WorkerReport:
 class OutboxWorker:
     """Claims due messages in batches while there are free delivery slots, makes the provider calls on
     a thread pool (``concurrency`` calls in flight; the threads never touch the database), and records
-    the outcomes from the main thread in batches (accepted sends in one UPDATE). The pool runs
-    ``first_threads`` threads until the calls prove slow, then a thread per call in flight.
+    the outcomes from the main thread in batches (accepted sends in one UPDATE). The pool starts with
+    ``first_threads`` threads and adds more while more finish the calls faster (``_DeliveryPool``).
 
     ``once``: stop when nothing is due now or within ``due_within`` seconds of the start, instead of
     polling forever. ``stop()`` (SIGTERM) stops claiming; deliveries in flight finish and are recorded.
