@@ -104,9 +104,10 @@ def test_a_message_no_longer_pending_is_not_overwritten_by_a_late_batch():
 
 class HeldSends:
     """Holds every provider call until ``count`` are in flight at once (or ``hold`` seconds went by),
-    noting the most in flight, the threads the calls ran on and those that had a database connection."""
+    then runs ``before()`` (the provider's own wait, if any) and the call, noting the most in flight,
+    the threads the calls ran on and those that had a database connection."""
 
-    def __init__(self, monkeypatch, *, count: int = 0, hold: float = 0.0) -> None:
+    def __init__(self, monkeypatch, *, count: int = 0, hold: float = 0.0, before=lambda: None) -> None:
         self.in_flight = 0
         self.peak = 0
         self.names: set[str] = set()
@@ -126,6 +127,7 @@ class HeldSends:
             if connection.connection is not None:
                 self.threads_with_connections.append(threading.current_thread().name)
             try:
+                before()
                 return original(provider, message)
             finally:
                 with lock:
@@ -376,22 +378,20 @@ def test_calls_start_on_the_first_threads_only(monkeypatch):
     assert threads.names <= {"outbox_0", "outbox_1", "outbox_2"}
 
 
+def measured_quickly(monkeypatch, *, seconds: float, calls: int) -> None:
+    """Each thread count measured over ``seconds`` and ``calls``; only the measured rates decide."""
+    monkeypatch.setattr(outbox, "_TRIAL_SECONDS", seconds)
+    monkeypatch.setattr(outbox, "_TRIAL_CALLS", calls)
+    monkeypatch.setattr(outbox, "_STUCK_SECONDS", 30.0)
+
+
 @pytest.mark.django_db(transaction=True)
-def test_threads_double_while_calls_that_wait_on_the_provider_finish_faster_with_more(monkeypatch, caplog):
+def test_threads_double_while_calls_that_wait_on_the_provider_finish_faster_with_more(monkeypatch):
     """Calls that each wait 20 ms on the provider: two threads finish 100 a second, four 200, and so on,
     so the pool keeps doubling while calls wait."""
-    monkeypatch.setattr(outbox, "_TRIAL_SECONDS", 0.1)
-    monkeypatch.setattr(outbox, "_TRIAL_CALLS", 8)
-    monkeypatch.setattr(outbox, "_STUCK_SECONDS", 30.0)  # only the measured rates decide here
+    measured_quickly(monkeypatch, seconds=0.1, calls=8)
     OutboxMessageFactory.create_batch(300)
-    original = TwilioProvider.send
-
-    def waits_on_the_provider(provider, message):
-        time.sleep(0.02)
-        return original(provider, message)
-
-    monkeypatch.setattr(TwilioProvider, "send", waits_on_the_provider)
-    threads = HeldSends(monkeypatch)
+    threads = HeldSends(monkeypatch, before=lambda: time.sleep(0.02))
 
     report = OutboxWorker(concurrency=64, first_threads=2, once=True, poll_interval=0.05).run()
 
@@ -403,20 +403,15 @@ def test_threads_double_while_calls_that_wait_on_the_provider_finish_faster_with
 def test_threads_stop_doubling_when_more_do_not_finish_more(monkeypatch, caplog):
     """Calls that take turns at one lock (as calls that need this process's CPU take turns at the
     interpreter's): four threads finish no more than two, so the pool stays at four."""
-    monkeypatch.setattr(outbox, "_TRIAL_SECONDS", 0.2)
-    monkeypatch.setattr(outbox, "_TRIAL_CALLS", 20)
-    monkeypatch.setattr(outbox, "_STUCK_SECONDS", 30.0)
+    measured_quickly(monkeypatch, seconds=0.2, calls=20)
     OutboxMessageFactory.create_batch(200)
-    original = TwilioProvider.send
     one_at_a_time = threading.Lock()
 
-    def takes_turns(provider, message):
+    def take_a_turn():
         with one_at_a_time:
             time.sleep(0.004)
-        return original(provider, message)
 
-    monkeypatch.setattr(TwilioProvider, "send", takes_turns)
-    threads = HeldSends(monkeypatch)
+    threads = HeldSends(monkeypatch, before=take_a_turn)
 
     report = OutboxWorker(concurrency=64, first_threads=2, once=True, poll_interval=0.05).run()
 
