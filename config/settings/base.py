@@ -451,6 +451,11 @@ LOGGING = {
         "django.request": {"level": "ERROR"},
         # core.middleware.RequestLogMiddleware writes the one line per request.
         "django.server": {"level": "WARNING"},
+        # httpx writes an INFO line per provider request ("HTTP Request: POST ... 201 Created"): with
+        # it, the outbox's delivery threads queued for the log handler's lock, and a drain over HTTP
+        # took 8-10% longer (docs/PERFORMANCE.md, twenty-first round). The service logs every
+        # failed attempt itself; LOG_LEVEL=DEBUG shows every request again.
+        "httpx": {"level": "DEBUG" if LOG_LEVEL == "DEBUG" else "WARNING"},
     },
 }
 

@@ -1,6 +1,7 @@
 """PROVIDER_MODE=http through the API and at start-up: sends answer as documented over HTTP, the
 mocks' failure switch is refused, and missing credentials stop the service."""
 
+import logging
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from providers.http import simulator_environment
 from tests import payloads
 from tests.ports import free_port
 from tests.providers.http.conftest import inject_fault, point_at
+from tests.settings_env import PRODUCTION_ENV, run_with_settings
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -132,3 +134,27 @@ def test_a_failover_chain_is_read_from_the_environment():
 
 def _base_env():
     return {key: value for key, value in os.environ.items() if not key.endswith(("_PROVIDER", "_PROVIDERS"))}
+
+
+def test_a_provider_request_writes_no_line_of_its_own_at_info(api, sim, caplog):
+    """httpx's "HTTP Request: POST ..." line per call is left out at INFO; the send still has its lines."""
+    with caplog.at_level(logging.INFO):
+        answer = post(api, "/api/messages/sms", payloads.sms())
+
+    assert answer.status_code == 201
+    assert sim.stats()["twilio"]["sends"] == 1
+    assert [record.name for record in caplog.records if record.name.startswith("httpx")] == []
+
+
+@pytest.mark.parametrize(("log_level", "httpx_level"), [("INFO", "WARNING"), ("DEBUG", "DEBUG")])
+def test_log_level_debug_shows_every_provider_request(log_level, httpx_level):
+    started = run_with_settings(
+        "config.settings.production",
+        {**PRODUCTION_ENV, "LOG_LEVEL": log_level},
+        "-c",
+        "import django, logging; django.setup();"
+        " print(logging.getLevelName(logging.getLogger('httpx').getEffectiveLevel()))",
+    )
+
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.strip() == httpx_level
