@@ -452,9 +452,9 @@ LOGGING = {
         # core.middleware.RequestLogMiddleware writes the one line per request.
         "django.server": {"level": "WARNING"},
         # httpx writes an INFO line per provider request ("HTTP Request: POST ... 201 Created"): with
-        # it, the outbox's delivery threads queued for the log handler's lock, and a drain over HTTP
-        # took 8-10% longer (docs/PERFORMANCE.md, twenty-first round). The service logs every
-        # failed attempt itself; LOG_LEVEL=DEBUG shows every request again.
+        # it, the outbox's delivery threads queued for the log handler's lock, and one worker drained
+        # over HTTP at 0.77 times the rate (docs/PERFORMANCE.md, twenty-first round). The service
+        # logs every failed attempt itself; LOG_LEVEL=DEBUG shows every request again.
         "httpx": {"level": "DEBUG" if LOG_LEVEL == "DEBUG" else "WARNING"},
     },
 }
