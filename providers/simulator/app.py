@@ -319,6 +319,13 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server: _Server
 
+    def handle_expect_100(self) -> bool:
+        """``Expect: 100-continue`` (curl sends it with a large body): the interim answer goes out at
+        once, since the client waits for it before sending the body."""
+        accepted = super().handle_expect_100()
+        self.wfile.flush()
+        return accepted
+
     def do_GET(self) -> None:
         self._serve()
 

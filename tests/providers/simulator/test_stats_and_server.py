@@ -95,6 +95,26 @@ def test_every_answer_on_a_kept_alive_connection_leaves_in_one_write(start_simul
     assert [read.split(b"\r\n\r\n", 1)[1] for read in first_reads] == [b'{"status": "ok"}'] * 10
 
 
+def test_a_client_expecting_100_continue_gets_it_before_sending_the_body(start_simulator):
+    sim = start_simulator(callbacks=False)
+    host, port = sim.url.removeprefix("http://").split(":")
+    body = json.dumps(mail()).encode()
+    head = (
+        "POST /v3/mail/send HTTP/1.1\r\nHost: simulator\r\nAuthorization: Bearer k\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n"
+    )
+
+    with socket.create_connection((host, int(port)), timeout=5) as connection:
+        connection.sendall(head.encode())
+        interim = connection.recv(65536)  # times out if the 100 stays in the server's buffer
+        connection.sendall(body)
+        final = connection.recv(65536)
+
+    assert interim.startswith(b"HTTP/1.1 100 ")
+    assert final.startswith(b"HTTP/1.1 202 ")
+    assert sim.stats()["sendgrid"]["sends"] == 1
+
+
 def test_concurrent_sends_with_one_token_send_once(start_simulator):
     sim = start_simulator(callbacks=False, latency_ms=(0, 20))
 
