@@ -218,7 +218,7 @@ class OutboxWorker:
         first_threads: int | None = None,
     ) -> None:
         self.concurrency = concurrency
-        self.first_threads = settings.WORKER_FIRST_THREADS if first_threads is None else first_threads
+        self.first_threads = min(concurrency, settings.WORKER_FIRST_THREADS if first_threads is None else first_threads)
         self.poll_interval = poll_interval
         self.once = once
         self.due_within = due_within
@@ -406,7 +406,7 @@ class _DeliveryPool:
         *,
         size: int,
         call: Callable[[Message], _Finished],
-        first_threads: int = 4,
+        first_threads: int,
         stuck_after: float | None = None,
     ) -> None:
         self._size = size
@@ -418,7 +418,7 @@ class _DeliveryPool:
         self._grow_to = max(1, min(size, first_threads))  # the threads the calls may have now
         self._stuck_after = _STUCK_SECONDS if stuck_after is None else stuck_after
         self._busy_since: list[float] = []  # per thread: when its call in progress began; 0.0 when idle
-        self._climbing = self._grow_to < size  # still measuring whether more threads finish more calls
+        self._climbing = True  # still measuring whether more threads finish more calls
         self._trial: tuple[float, int] | None = None  # (when, calls collected then) for this thread count
         self._rate = 0.0  # calls finished per second with the thread count before this one
         self._collected = 0
@@ -504,7 +504,6 @@ class _DeliveryPool:
         if rate >= self._rate * _GAIN:
             self._rate = rate
             self._grow(min(self._size, self._grow_to * 2))
-            self._climbing = self._grow_to < self._size
         else:
             self._climbing = False
             logger.info(

@@ -79,10 +79,9 @@ class Command(BaseCommand):
                 self.stdout.write(f"Outbox worker: {frozen} start-up objects frozen out of the garbage collector.")
         previous = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGTERM, signal.SIGINT)}
         mode = "once" if once else "continuously"
-        threads = min(concurrency, worker.first_threads)
         self.stdout.write(
             f"Outbox worker running {mode}: up to {concurrency} provider call(s) in flight, "
-            f"on {threads} delivery thread(s) to start with."
+            f"on {worker.first_threads} delivery thread(s) to start with."
         )
         try:
             report = worker.run()
