@@ -15,9 +15,14 @@ The one question that matters after a failure is whether the provider may have a
 
 from __future__ import annotations
 
+import functools
+import http.client
 import json
 import logging
 import os
+import select
+import socket
+import ssl
 import threading
 import time
 import urllib.request
@@ -74,7 +79,7 @@ def client_for(provider: str) -> httpx.Client:
         with _clients_lock:
             client = _clients.get(key)
             if client is None:
-                client = httpx.Client(
+                client = _ProviderClient(
                     timeout=httpx.Timeout(
                         settings.PROVIDER_TIMEOUT_SECONDS, connect=settings.PROVIDER_CONNECT_TIMEOUT_SECONDS
                     ),
@@ -84,6 +89,36 @@ def client_for(provider: str) -> httpx.Client:
                 )
                 _clients[key] = client
     return client
+
+
+class _NoCookies(httpx.Cookies):
+    """A cookie jar that keeps nothing. Provider APIs authenticate every call by its credentials, and
+    a cookie one answer set must not ride along with other messages; reading the cookies of every
+    answer was also a sixth of a call's CPU (docs/PERFORMANCE.md, twenty-second round)."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        pass
+
+
+class _ProviderClient(httpx.Client):
+    """An httpx client that keeps no cookies (``_NoCookies``)."""
+
+    _no_cookies = _NoCookies()
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._no_cookies
+
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:
+        raise AttributeError("provider clients keep no cookies")
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_url(url: str) -> httpx.URL:
+    """``url`` parsed once: an adapter calls a handful of URLs, and httpx's parsing of a URL's text
+    checked it a character at a time on every call."""
+    return httpx.URL(url)
 
 
 def clients_close() -> None:
@@ -103,25 +138,29 @@ class _Connections(httpx.BaseTransport):
     connection of its own that no other request touches until its answer is closed; idle connections
     wait on a stack, and the most recently used is taken first, so a quiet period keeps a few warm
     connections instead of many cold ones. Connections idle longer than ``KEEPALIVE_SECONDS`` are
-    closed.
+    closed, and one the server closed while it was idle is never used.
 
     httpx's default is one pool shared by every thread, and httpcore's pool walks all its
     connections and waiting requests, under one lock, when a request starts and when its answer is
     closed: with the outbox's 256 delivery threads that walk took most of a worker's CPU, the worker
     sent about 100 messages a second at 100-500 ms whatever its concurrency, and under load the pool
-    closed connections under other threads' requests (docs/PERFORMANCE.md, sixteenth round). Here
-    each connection is a one-connection httpx transport used by one request at a time. A call waits
+    closed connections under other threads' requests (docs/PERFORMANCE.md, sixteenth round). Here a
+    request to the provider goes on a connection of the standard library's ``http.client``
+    (``_Direct``), which costs a third of httpcore's CPU per call (twenty-second round). A call waits
     up to the pool timeout for one of the ``calls`` slots, and raises ``httpx.PoolTimeout`` (nothing
     sent) when none frees.
 
     Proxies come from the environment as for any httpx client (``HTTP_PROXY``, ``HTTPS_PROXY``,
     ``ALL_PROXY``, ``NO_PROXY``, read by the standard library's rules), since a client given its own
-    transport no longer reads them itself."""
+    transport no longer reads them itself. A call through a proxy goes on a one-connection httpx
+    transport, which speaks every kind of proxy httpx does."""
 
     def __init__(self, *, calls: int) -> None:
         self._slots = threading.BoundedSemaphore(calls)
         self._lock = threading.Lock()
-        self._idle: dict[str | None, deque[tuple[float, httpx.HTTPTransport]]] = {}  # by proxy
+        # Idle connections by where they lead: an origin (scheme, host, port) for direct ones, the
+        # proxy's URL for those through a proxy.
+        self._idle: dict[object, deque[tuple[float, _Direct | httpx.HTTPTransport]]] = {}
         self._closed = False
         self._ssl_context = httpx.create_ssl_context()  # the CA bundle loaded once, not per connection
         self._proxies = urllib.request.getproxies_environment()
@@ -131,25 +170,43 @@ class _Connections(httpx.BaseTransport):
             return None
         return self._proxies.get(url.scheme) or self._proxies.get("all")
 
-    def _take(self, proxy: str | None) -> httpx.HTTPTransport:
-        with self._lock:
-            idle = self._idle.get(proxy)
-            if idle:
-                return idle.pop()[1]
-        return httpx.HTTPTransport(
+    def _take(self, url: httpx.URL, proxy: str | None) -> tuple[object, _Direct | httpx.HTTPTransport]:
+        where: object = proxy if proxy is not None else _origin(url)
+        now = time.monotonic()
+        while True:
+            with self._lock:
+                idle = self._idle.get(where)
+                if not idle:
+                    break
+                since, transport = idle.pop()
+                expired = []
+                if now - since > KEEPALIVE_SECONDS:  # the most recently used is too old: so are the rest
+                    expired = [transport, *(old for _, old in idle)]
+                    idle.clear()
+            if expired:
+                for old in expired:
+                    old.close()
+                break
+            if isinstance(transport, _Direct) and transport.closed_by_server():
+                transport.close()
+                continue
+            return where, transport
+        if proxy is None:
+            return where, _Direct(url, self._ssl_context)
+        return where, httpx.HTTPTransport(
             verify=self._ssl_context,
             proxy=proxy,
             limits=httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=KEEPALIVE_SECONDS),
         )
 
-    def _give_back(self, proxy: str | None, transport: httpx.HTTPTransport) -> None:
+    def _give_back(self, where: object, transport: _Direct | httpx.HTTPTransport) -> None:
         now = time.monotonic()
         stale = []
         with self._lock:
-            if self._closed:
+            if self._closed or (isinstance(transport, _Direct) and not transport.reusable):
                 stale.append(transport)
             else:
-                idle = self._idle.setdefault(proxy, deque())
+                idle = self._idle.setdefault(where, deque())
                 idle.append((now, transport))
                 while now - idle[0][0] > KEEPALIVE_SECONDS:
                     stale.append(idle.popleft()[1])
@@ -161,27 +218,23 @@ class _Connections(httpx.BaseTransport):
         if not self._slots.acquire(timeout=wait):
             raise httpx.PoolTimeout(f"No free connection within {wait}s.", request=request)
         try:
-            proxy = self._proxy_for(request.url)
-            transport = self._take(proxy)
+            where, transport = self._take(request.url, self._proxy_for(request.url))
             try:
                 response = transport.handle_request(request)
             except BaseException:
-                self._give_back(proxy, transport)  # its pool has dropped a connection that failed
+                # httpx's transport has dropped a connection that failed; a direct one is not reusable.
+                self._give_back(where, transport)
                 raise
         except BaseException:
             self._slots.release()
             raise
 
         def done() -> None:
-            self._give_back(proxy, transport)
+            self._give_back(where, transport)
             self._slots.release()
 
-        return httpx.Response(
-            response.status_code,
-            headers=response.headers,
-            stream=_Releasing(cast(httpx.SyncByteStream, response.stream), done),
-            extensions=response.extensions,
-        )
+        response.stream = _Releasing(cast(httpx.SyncByteStream, response.stream), done)  # nothing read yet
+        return response
 
     def close(self) -> None:
         with self._lock:
@@ -190,6 +243,120 @@ class _Connections(httpx.BaseTransport):
         for stack in idle.values():
             for _, transport in stack:
                 transport.close()
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int]:
+    if url.scheme not in ("http", "https"):
+        raise httpx.UnsupportedProtocol(f"Request URL has an unsupported protocol '{url.scheme}://'.")
+    return url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80)
+
+
+class _Direct:
+    """One kept-alive HTTP/1.1 connection to one origin on ``http.client``, for one request at a time,
+    with httpx's transport interface and httpx's exceptions, so that ``http_post`` tells the failures
+    apart as before: nothing connected (``ConnectError``, ``ConnectTimeout``: nothing sent), the
+    request not written (``WriteError``, ``WriteTimeout``), no full answer (``ReadTimeout``,
+    ``ReadError``, ``RemoteProtocolError``). It connects on its first request; it is ``reusable`` once
+    an answer was read to its end on a connection the server keeps open."""
+
+    def __init__(self, url: httpx.URL, ssl_context: ssl.SSLContext) -> None:
+        scheme, host, port = _origin(url)
+        self._connection = (
+            http.client.HTTPSConnection(host, port, context=ssl_context)
+            if scheme == "https"
+            else http.client.HTTPConnection(host, port)
+        )
+        self._poller: select.poll | None = None
+        self.reusable = False
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.reusable = False
+        timeouts = request.extensions.get("timeout", {})
+        connection = self._connection
+        if connection.sock is None:
+            connection.timeout = timeouts.get("connect")
+            try:
+                connection.connect()
+            except TimeoutError as exc:
+                raise httpx.ConnectTimeout(str(exc) or "Connect timed out.", request=request) from exc
+            except OSError as exc:  # refused, unreachable, a name that does not resolve, a TLS failure
+                raise httpx.ConnectError(str(exc), request=request) from exc
+            self._poller = select.poll()
+            self._poller.register(cast(socket.socket, connection.sock), select.POLLIN)
+        sock = cast(socket.socket, connection.sock)
+        body = request.read()
+        try:
+            sock.settimeout(timeouts.get("write"))
+            connection.putrequest(
+                request.method, request.url.raw_path.decode("ascii"), skip_host=True, skip_accept_encoding=True
+            )
+            for name, value in request.headers.raw:
+                connection.putheader(name, value)
+            connection.endheaders(body or None)
+        except TimeoutError as exc:
+            raise httpx.WriteTimeout(str(exc) or "Write timed out.", request=request) from exc
+        except OSError as exc:
+            raise httpx.WriteError(str(exc), request=request) from exc
+        try:
+            sock.settimeout(timeouts.get("read"))
+            answer = connection.getresponse()
+        except TimeoutError as exc:
+            raise httpx.ReadTimeout(str(exc) or "Read timed out.", request=request) from exc
+        except http.client.HTTPException as exc:  # no status line, a malformed one, a closed connection
+            raise httpx.RemoteProtocolError(str(exc) or type(exc).__name__, request=request) from exc
+        except OSError as exc:
+            raise httpx.ReadError(str(exc), request=request) from exc
+        return httpx.Response(
+            answer.status,
+            headers=answer.getheaders(),
+            stream=_DirectBody(self, answer, request),
+            extensions={
+                "http_version": b"HTTP/1.0" if answer.version == 10 else b"HTTP/1.1",
+                "reason_phrase": answer.reason.encode("ascii", "replace"),
+            },
+        )
+
+    def answer_read(self, answer: http.client.HTTPResponse) -> None:
+        self.reusable = not answer.will_close and self._connection.sock is not None
+
+    def closed_by_server(self) -> bool:
+        """Whether the server closed this idle connection (a timeout, a restart): an idle connection
+        has nothing to read unless it was closed (or holds stray data, as bad)."""
+        if self._poller is None or self._connection.sock is None:
+            return True
+        try:
+            return bool(self._poller.poll(0))
+        except OSError:
+            return True
+
+    def close(self) -> None:
+        self.reusable = False
+        self._connection.close()
+
+
+class _DirectBody(httpx.SyncByteStream):
+    """A ``_Direct`` answer's body, read whole (providers answer a few hundred bytes)."""
+
+    def __init__(self, direct: _Direct, answer: http.client.HTTPResponse, request: httpx.Request) -> None:
+        self._direct = direct
+        self._answer = answer
+        self._request = request
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            body = self._answer.read()
+        except TimeoutError as exc:
+            raise httpx.ReadTimeout(str(exc) or "Read timed out.", request=self._request) from exc
+        except http.client.HTTPException as exc:  # IncompleteRead: the connection closed mid-answer
+            raise httpx.RemoteProtocolError(str(exc) or type(exc).__name__, request=self._request) from exc
+        except OSError as exc:
+            raise httpx.ReadError(str(exc), request=self._request) from exc
+        self._direct.answer_read(self._answer)
+        if body:
+            yield body
+
+    def close(self) -> None:
+        self._answer.close()
 
 
 class _Releasing(httpx.SyncByteStream):
@@ -227,9 +394,10 @@ def http_post(*, provider: str, call: HttpCall) -> httpx.Response:
     """POSTs ``call``; any answer (2xx or not) is returned, transport failures raise ``ProviderError``."""
     try:
         client = client_for(provider)
+        url = _parsed_url(call.url)
         if call.auth is None:
-            return client.post(call.url, headers=dict(call.headers), data=call.data, json=call.json)
-        return client.post(call.url, headers=dict(call.headers), data=call.data, json=call.json, auth=call.auth)
+            return client.post(url, headers=dict(call.headers), data=call.data, json=call.json)
+        return client.post(url, headers=dict(call.headers), data=call.data, json=call.json, auth=call.auth)
     except httpx.PoolTimeout:
         # Waiting for one of PROVIDER_HTTP_MAX_CONNECTIONS: the request never left this process.
         raise ProviderError(

@@ -5,6 +5,7 @@ environment's proxy settings honoured."""
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,6 +35,11 @@ class _Peer(ThreadingHTTPServer):
         self.in_flight = 0
         self.most_in_flight = 0
         self.closed: set[int] = set()
+        #: How answers say where they end: "length" (Content-Length), "chunked", "until-close" (no
+        #: length: the connection's close ends it) or "short" (a Content-Length it does not send).
+        self.framing = "length"
+        #: Close each connection after its answer (as a server's idle timeout would), without saying so.
+        self.close_after_answer = False
 
     @property
     def url(self) -> str:
@@ -54,11 +60,24 @@ class _Handler(BaseHTTPRequestHandler):
         time.sleep(self.server.delay)
         with self.server.lock:
             self.server.in_flight -= 1
+        body = b"{}" if self.server.framing == "length" else b'{"sid": "SM1", "status": "queued"}'
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"{}")
+        if self.server.framing == "chunked":
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            half = len(body) // 2
+            for chunk in (body[:half], body[half:], b""):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        else:
+            if self.server.framing == "until-close":
+                self.send_header("Connection", "close")
+                self.close_connection = True
+            else:
+                self.send_header("Content-Length", str(len(body) + (10 if self.server.framing == "short" else 0)))
+                self.close_connection = self.server.framing == "short" or self.server.close_after_answer
+            self.end_headers()
+            self.wfile.write(body)
 
     def finish(self) -> None:
         super().finish()
@@ -196,3 +215,95 @@ def test_no_proxy_hosts_are_called_directly(http_settings, peer, monkeypatch):
 
     assert _post(server.url) == 200
     assert server.paths == ["/send"]
+
+
+def test_a_connection_the_provider_closed_while_idle_is_not_used(http_settings, peer):
+    server = peer()
+    server.close_after_answer = True  # closes each connection after its answer, without saying so
+    assert _post(server.url) == 200
+    first = server.ports[-1]
+    assert wait_for(lambda: first in server.closed, "the provider to close the idle connection")
+
+    assert _post(server.url) == 200, "not a lost connection: the closed one was never written to"
+    assert server.ports[-1] != first
+
+
+@pytest.mark.parametrize("framing", ["chunked", "until-close"])
+def test_answers_without_a_content_length_are_read_whole(http_settings, peer, framing):
+    server = peer()
+    server.framing = framing
+
+    for _ in range(2):
+        response = http.http_post(provider="twilio", call=http.HttpCall(url=server.url, data={"Body": "hi"}))
+        assert response.status_code == 200
+        assert response.json() == {"sid": "SM1", "status": "queued"}
+    assert len(set(server.ports)) == (1 if framing == "chunked" else 2), "kept alive only when the framing allows"
+
+
+def test_an_answer_cut_short_is_a_lost_connection_that_may_have_been_accepted(http_settings, peer):
+    server = peer()
+    server.framing = "short"
+
+    with pytest.raises(ProviderError) as caught:
+        _post(server.url)
+
+    assert (caught.value.code, caught.value.retryable, caught.value.not_accepted) == ("connection_lost", True, False)
+
+
+@pytest.fixture
+def tls_peer(peer, tmp_path):
+    """A peer serving HTTPS for 127.0.0.1 with a certificate of its own; returns (server, its CA file)."""
+    from datetime import UTC, datetime, timedelta
+    from ipaddress import IPv4Address
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(IPv4Address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    server = peer()
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    return server, cert_file
+
+
+def test_https_calls_check_the_providers_certificate_and_keep_the_connection(http_settings, tls_peer, monkeypatch):
+    server, ca_file = tls_peer
+    url = server.url.replace("http://", "https://")
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))  # read when a client is made
+    http.clients_close()
+
+    assert [_post(url) for _ in range(3)] == [200, 200, 200]
+    assert len(set(server.ports)) == 1
+
+
+def test_an_https_provider_with_an_untrusted_certificate_is_never_sent_to(http_settings, tls_peer):
+    server, _ = tls_peer
+
+    with pytest.raises(ProviderError) as caught:
+        _post(server.url.replace("http://", "https://"))
+
+    assert (caught.value.code, caught.value.retryable, caught.value.not_accepted) == ("connection_refused", True, True)
+    assert "CERTIFICATE_VERIFY_FAILED" in caught.value.message
+    assert server.paths == []
