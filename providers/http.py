@@ -15,6 +15,7 @@ The one question that matters after a failure is whether the provider may have a
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.client
 import json
@@ -185,10 +186,10 @@ class _Connections(httpx.BaseTransport):
                     idle.clear()
             if expired:
                 for old in expired:
-                    old.close()
+                    _close_quietly(old)
                 break
             if isinstance(transport, _Direct) and transport.closed_by_server():
-                transport.close()
+                _close_quietly(transport)
                 continue
             return where, transport
         if proxy is None:
@@ -211,7 +212,7 @@ class _Connections(httpx.BaseTransport):
                 while now - idle[0][0] > KEEPALIVE_SECONDS:
                     stale.append(idle.popleft()[1])
         for old in stale:
-            old.close()
+            _close_quietly(old)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         wait = request.extensions.get("timeout", {}).get("pool")
@@ -230,8 +231,10 @@ class _Connections(httpx.BaseTransport):
             raise
 
         def done() -> None:
-            self._give_back(where, transport)
-            self._slots.release()
+            try:
+                self._give_back(where, transport)
+            finally:
+                self._slots.release()
 
         response.stream = _Releasing(cast(httpx.SyncByteStream, response.stream), done)  # nothing read yet
         return response
@@ -246,18 +249,27 @@ class _Connections(httpx.BaseTransport):
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int]:
+    """Where a direct call connects: the host as it goes on the wire (IDNA-encoded, as httpx writes
+    it in the Host header), so the connection, the TLS server name and the Host header agree."""
     if url.scheme not in ("http", "https"):
         raise httpx.UnsupportedProtocol(f"Request URL has an unsupported protocol '{url.scheme}://'.")
-    return url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80)
+    return url.scheme, url.raw_host.decode("ascii"), url.port or (443 if url.scheme == "https" else 80)
+
+
+def _close_quietly(transport: _Direct | httpx.HTTPTransport) -> None:
+    with contextlib.suppress(Exception):  # a connection being dropped: nothing left to tell anyone
+        transport.close()
 
 
 class _Direct:
     """One kept-alive HTTP/1.1 connection to one origin on ``http.client``, for one request at a time,
     with httpx's transport interface and httpx's exceptions, so that ``http_post`` tells the failures
-    apart as before: nothing connected (``ConnectError``, ``ConnectTimeout``: nothing sent), the
-    request not written (``WriteError``, ``WriteTimeout``), no full answer (``ReadTimeout``,
-    ``ReadError``, ``RemoteProtocolError``). It connects on its first request; it is ``reusable`` once
-    an answer was read to its end on a connection the server keeps open."""
+    apart as before: nothing connected (``ConnectError``, ``ConnectTimeout``: nothing sent), a request
+    it could not write (``LocalProtocolError``), the request not written (``WriteError``,
+    ``WriteTimeout``), no full answer (``ReadTimeout``, ``ReadError``, ``RemoteProtocolError``, also
+    for an interim 1xx answer, which ``http.client`` does not follow beyond 100). Answer headers go to
+    httpx as the bytes that came. It connects on its first request; it is ``reusable`` once an answer
+    was read to its end on a connection the server keeps open."""
 
     def __init__(self, url: httpx.URL, ssl_context: ssl.SSLContext) -> None:
         scheme, host, port = _origin(url)
@@ -279,7 +291,7 @@ class _Direct:
                 connection.connect()
             except TimeoutError as exc:
                 raise httpx.ConnectTimeout(str(exc) or "Connect timed out.", request=request) from exc
-            except OSError as exc:  # refused, unreachable, a name that does not resolve, a TLS failure
+            except (OSError, UnicodeError) as exc:  # refused, unreachable, a name that does not resolve, TLS
                 raise httpx.ConnectError(str(exc), request=request) from exc
             self._poller = select.poll()
             self._poller.register(cast(socket.socket, connection.sock), select.POLLIN)
@@ -292,11 +304,15 @@ class _Direct:
             )
             for name, value in request.headers.raw:
                 connection.putheader(name, value)
-            connection.endheaders(body or None)
+            # httpx says "chunked" for a body it streams (read whole above): it goes as one chunk.
+            chunked = request.headers.get("Transfer-Encoding", "").lower() == "chunked"
+            connection.endheaders(body or None, encode_chunked=chunked)
         except TimeoutError as exc:
             raise httpx.WriteTimeout(str(exc) or "Write timed out.", request=request) from exc
         except OSError as exc:
             raise httpx.WriteError(str(exc), request=request) from exc
+        except (ValueError, http.client.HTTPException) as exc:  # a header it cannot write: nothing was sent
+            raise httpx.LocalProtocolError(str(exc), request=request) from exc
         try:
             sock.settimeout(timeouts.get("read"))
             answer = connection.getresponse()
@@ -306,9 +322,16 @@ class _Direct:
             raise httpx.RemoteProtocolError(str(exc) or type(exc).__name__, request=request) from exc
         except OSError as exc:
             raise httpx.ReadError(str(exc), request=request) from exc
+        if answer.status < 200:
+            # An interim answer (103 Early Hints, say) that http.client hands back as the answer: the
+            # final one is still to come on this connection, which is dropped unread.
+            answer.close()
+            raise httpx.RemoteProtocolError(f"Interim answer {answer.status} not followed.", request=request)
         return httpx.Response(
             answer.status,
-            headers=answer.getheaders(),
+            # As the bytes that came (http.client decoded them as Latin-1): httpx would refuse a
+            # non-ASCII value given as text.
+            headers=[(name.encode("latin-1"), value.encode("latin-1")) for name, value in answer.getheaders()],
             stream=_DirectBody(self, answer, request),
             extensions={
                 "http_version": b"HTTP/1.0" if answer.version == 10 else b"HTTP/1.1",

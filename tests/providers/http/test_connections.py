@@ -40,10 +40,17 @@ class _Peer(ThreadingHTTPServer):
         self.framing = "length"
         #: Close each connection after its answer (as a server's idle timeout would), without saying so.
         self.close_after_answer = False
+        #: Raw lines sent before the answer (an interim 1xx answer, say).
+        self.before_answer = b""
+        #: Headers added to the answer, written as Latin-1 as the standard library's server writes them.
+        self.extra_headers: dict[str, str] = {}
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}/send"
+
+    def handle_error(self, request, client_address) -> None:
+        pass  # a client refusing this peer's certificate breaks off the handshake: expected here
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -61,8 +68,11 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.in_flight -= 1
         body = b"{}" if self.server.framing == "length" else b'{"sid": "SM1", "status": "queued"}'
+        self.wfile.write(self.server.before_answer)
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
+        for name, value in self.server.extra_headers.items():
+            self.send_header(name, value)
         if self.server.framing == "chunked":
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
@@ -252,7 +262,16 @@ def test_an_answer_cut_short_is_a_lost_connection_that_may_have_been_accepted(ht
 
 @pytest.fixture
 def tls_peer(peer, tmp_path):
-    """A peer serving HTTPS for 127.0.0.1 with a certificate of its own; returns (server, its CA file)."""
+    """A peer serving HTTPS on 127.0.0.1 with a certificate of its own, for 127.0.0.1 unless ``named``
+    says otherwise; returns (server, its CA file)."""
+
+    def start(named: str = "127.0.0.1"):
+        return _tls_peer(peer, tmp_path, named)
+
+    return start
+
+
+def _tls_peer(peer, tmp_path, named: str):
     from datetime import UTC, datetime, timedelta
     from ipaddress import IPv4Address
 
@@ -262,7 +281,7 @@ def tls_peer(peer, tmp_path):
     from cryptography.x509.oid import NameOID
 
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, named)])
     now = datetime.now(UTC)
     certificate = (
         x509.CertificateBuilder()
@@ -272,7 +291,7 @@ def tls_peer(peer, tmp_path):
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - timedelta(minutes=1))
         .not_valid_after(now + timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(IPv4Address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(IPv4Address(named))]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
@@ -289,7 +308,7 @@ def tls_peer(peer, tmp_path):
 
 
 def test_https_calls_check_the_providers_certificate_and_keep_the_connection(http_settings, tls_peer, monkeypatch):
-    server, ca_file = tls_peer
+    server, ca_file = tls_peer()
     url = server.url.replace("http://", "https://")
     monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))  # read when a client is made
     http.clients_close()
@@ -299,7 +318,7 @@ def test_https_calls_check_the_providers_certificate_and_keep_the_connection(htt
 
 
 def test_an_https_provider_with_an_untrusted_certificate_is_never_sent_to(http_settings, tls_peer):
-    server, _ = tls_peer
+    server, _ = tls_peer()
 
     with pytest.raises(ProviderError) as caught:
         _post(server.url.replace("http://", "https://"))
@@ -307,3 +326,49 @@ def test_an_https_provider_with_an_untrusted_certificate_is_never_sent_to(http_s
     assert (caught.value.code, caught.value.retryable, caught.value.not_accepted) == ("connection_refused", True, True)
     assert "CERTIFICATE_VERIFY_FAILED" in caught.value.message
     assert server.paths == []
+
+
+def test_a_trusted_certificate_for_another_name_is_never_sent_to(http_settings, tls_peer, monkeypatch):
+    server, ca_file = tls_peer(named="127.0.0.2")
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+    http.clients_close()
+
+    with pytest.raises(ProviderError) as caught:
+        _post(server.url.replace("http://", "https://"))
+
+    assert (caught.value.code, caught.value.not_accepted) == ("connection_refused", True)
+    assert "mismatch" in caught.value.message
+    assert server.paths == []
+
+
+def test_an_interim_answer_before_the_answer_is_a_lost_connection_that_may_have_been_accepted(http_settings, peer):
+    server = peer()
+    server.before_answer = b"HTTP/1.1 103 Early Hints\r\nLink: </terms>; rel=preload\r\n\r\n"
+
+    with pytest.raises(ProviderError) as caught:
+        _post(server.url)
+
+    assert (caught.value.code, caught.value.retryable, caught.value.not_accepted) == ("connection_lost", True, False)
+    server.before_answer = b""
+    assert _post(server.url) == 200
+    assert server.ports[-1] != server.ports[0], "the connection with an answer left unread is not used again"
+
+
+def test_answer_headers_outside_ascii_are_read(http_settings, peer):
+    server = peer()
+    server.extra_headers = {"X-Note": "résumé"}
+
+    response = http.http_post(provider="twilio", call=http.HttpCall(url=server.url, data={"Body": "hi"}))
+
+    assert response.status_code == 200
+    assert response.headers["X-Note"] == "résumé"
+
+
+def test_an_answer_closed_unread_leaves_its_connection_unused(http_settings, peer):
+    server = peer()
+    server.framing = "chunked"
+    with http.client_for("twilio").stream("POST", server.url, data={"Body": "first"}):
+        pass  # closed without reading the body
+
+    assert _post(server.url) == 200
+    assert len(set(server.ports)) == 2
