@@ -147,9 +147,9 @@ class _Connections(httpx.BaseTransport):
     sent about 100 messages a second at 100-500 ms whatever its concurrency, and under load the pool
     closed connections under other threads' requests (docs/PERFORMANCE.md, sixteenth round). Here a
     request to the provider goes on a connection of the standard library's ``http.client``
-    (``_Direct``), which costs a third of httpcore's CPU per call (twenty-second round). A call waits
-    up to the pool timeout for one of the ``calls`` slots, and raises ``httpx.PoolTimeout`` (nothing
-    sent) when none frees.
+    (``_Direct``), which costs less than half of httpcore's CPU per call (twenty-second round). A
+    call waits up to the pool timeout for one of the ``calls`` slots, and raises
+    ``httpx.PoolTimeout`` (nothing sent) when none frees.
 
     Proxies come from the environment as for any httpx client (``HTTP_PROXY``, ``HTTPS_PROXY``,
     ``ALL_PROXY``, ``NO_PROXY``, read by the standard library's rules), since a client given its own
