@@ -24,7 +24,6 @@ import contextlib
 import hashlib
 import os
 import queue
-import select
 import socket
 import threading
 from collections.abc import Callable
@@ -35,6 +34,8 @@ import redis
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.cache.backends.redis import RedisCacheClient as DjangoRedisCacheClient
 from redis._parsers.base import BaseParser
+
+from core.sockets import IdleCheck
 
 _shared: dict[tuple, tuple[Any, Any]] = {}  # (pool class, server, options) -> (pool, client)
 _lock = threading.Lock()
@@ -147,8 +148,7 @@ class _LeanConnection:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.reader = hiredis.Reader()
-        self.poller = select.poll()
-        self.poller.register(sock, select.POLLIN)
+        self._idle_check = IdleCheck(sock)
 
     def call(self, *args: Any) -> Any:
         self.sock.sendall(hiredis.pack_command(args))
@@ -162,12 +162,7 @@ class _LeanConnection:
             self.reader.feed(data)
 
     def closed_by_server(self) -> bool:
-        """Whether the server closed this idle connection (a restart, a timeout, CLIENT KILL): an idle
-        connection has nothing to read unless it was closed (or holds stray data, as bad)."""
-        try:
-            return bool(self.poller.poll(0))
-        except OSError:
-            return True
+        return self._idle_check.closed_by_server()
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

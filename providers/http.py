@@ -21,7 +21,6 @@ import http.client
 import json
 import logging
 import os
-import select
 import socket
 import ssl
 import threading
@@ -38,6 +37,7 @@ from typing import Any, cast
 import httpx
 from django.conf import settings
 
+from core.sockets import IdleCheck
 from providers.base import ProviderError, ProviderTimeout
 
 logger = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ class _Connections(httpx.BaseTransport):
         self._lock = threading.Lock()
         # Idle connections by where they lead: an origin (scheme, host, port) for direct ones, the
         # proxy's URL for those through a proxy.
-        self._idle: dict[object, deque[tuple[float, _Direct | httpx.HTTPTransport]]] = {}
+        self._idle: dict[object, deque[tuple[float, _Direct | _Proxied]]] = {}
         self._closed = False
         self._ssl_context = httpx.create_ssl_context()  # the CA bundle loaded once, not per connection
         self._proxies = urllib.request.getproxies_environment()
@@ -171,7 +171,7 @@ class _Connections(httpx.BaseTransport):
             return None
         return self._proxies.get(url.scheme) or self._proxies.get("all")
 
-    def _take(self, url: httpx.URL, proxy: str | None) -> tuple[object, _Direct | httpx.HTTPTransport]:
+    def _take(self, url: httpx.URL, proxy: str | None) -> tuple[object, _Direct | _Proxied]:
         where: object = proxy if proxy is not None else _origin(url)
         now = time.monotonic()
         while True:
@@ -188,23 +188,19 @@ class _Connections(httpx.BaseTransport):
                 for old in expired:
                     _close_quietly(old)
                 break
-            if isinstance(transport, _Direct) and transport.closed_by_server():
+            if transport.closed_by_server():
                 _close_quietly(transport)
                 continue
             return where, transport
         if proxy is None:
             return where, _Direct(url, self._ssl_context)
-        return where, httpx.HTTPTransport(
-            verify=self._ssl_context,
-            proxy=proxy,
-            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=KEEPALIVE_SECONDS),
-        )
+        return where, _Proxied(proxy, self._ssl_context)
 
-    def _give_back(self, where: object, transport: _Direct | httpx.HTTPTransport) -> None:
+    def _give_back(self, where: object, transport: _Direct | _Proxied) -> None:
         now = time.monotonic()
         stale = []
         with self._lock:
-            if self._closed or (isinstance(transport, _Direct) and not transport.reusable):
+            if self._closed or not transport.reusable:
                 stale.append(transport)
             else:
                 idle = self._idle.setdefault(where, deque())
@@ -223,7 +219,7 @@ class _Connections(httpx.BaseTransport):
             try:
                 response = transport.handle_request(request)
             except BaseException:
-                # httpx's transport has dropped a connection that failed; a direct one is not reusable.
+                # Not kept if it failed (``reusable``); httpx's proxy transport drops its own connection.
                 self._give_back(where, transport)
                 raise
         except BaseException:
@@ -256,9 +252,23 @@ def _origin(url: httpx.URL) -> tuple[str, str, int]:
     return url.scheme, url.raw_host.decode("ascii"), url.port or (443 if url.scheme == "https" else 80)
 
 
-def _close_quietly(transport: _Direct | httpx.HTTPTransport) -> None:
+def _close_quietly(transport: _Direct | _Proxied) -> None:
     with contextlib.suppress(Exception):  # a connection being dropped: nothing left to tell anyone
         transport.close()
+
+
+class _Proxied(httpx.HTTPTransport):
+    """Calls through one proxy: httpx's own transport, holding one connection, which it checks, drops
+    after a failure and reopens itself, so the pool may always keep it."""
+
+    reusable = True
+
+    def __init__(self, proxy: str, ssl_context: ssl.SSLContext) -> None:
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=KEEPALIVE_SECONDS)
+        super().__init__(verify=ssl_context, proxy=proxy, limits=limits)
+
+    def closed_by_server(self) -> bool:
+        return False  # httpx's transport looks itself, and opens a new connection if so
 
 
 class _Direct:
@@ -278,7 +288,7 @@ class _Direct:
             if scheme == "https"
             else http.client.HTTPConnection(host, port)
         )
-        self._poller: select.poll | None = None
+        self._idle_check: IdleCheck | None = None
         self.reusable = False
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -293,8 +303,7 @@ class _Direct:
                 raise httpx.ConnectTimeout(str(exc) or "Connect timed out.", request=request) from exc
             except (OSError, UnicodeError) as exc:  # refused, unreachable, a name that does not resolve, TLS
                 raise httpx.ConnectError(str(exc), request=request) from exc
-            self._poller = select.poll()
-            self._poller.register(cast(socket.socket, connection.sock), select.POLLIN)
+            self._idle_check = IdleCheck(cast(socket.socket, connection.sock))
         sock = cast(socket.socket, connection.sock)
         body = request.read()
         try:
@@ -313,15 +322,9 @@ class _Direct:
             raise httpx.WriteError(str(exc), request=request) from exc
         except (ValueError, http.client.HTTPException) as exc:  # a header it cannot write: nothing was sent
             raise httpx.LocalProtocolError(str(exc), request=request) from exc
-        try:
-            sock.settimeout(timeouts.get("read"))
+        sock.settimeout(timeouts.get("read"))
+        with _reading(request):
             answer = connection.getresponse()
-        except TimeoutError as exc:
-            raise httpx.ReadTimeout(str(exc) or "Read timed out.", request=request) from exc
-        except http.client.HTTPException as exc:  # no status line, a malformed one, a closed connection
-            raise httpx.RemoteProtocolError(str(exc) or type(exc).__name__, request=request) from exc
-        except OSError as exc:
-            raise httpx.ReadError(str(exc), request=request) from exc
         if answer.status < 200:
             # An interim answer (103 Early Hints, say) that http.client hands back as the answer: the
             # final one is still to come on this connection, which is dropped unread.
@@ -343,18 +346,27 @@ class _Direct:
         self.reusable = not answer.will_close and self._connection.sock is not None
 
     def closed_by_server(self) -> bool:
-        """Whether the server closed this idle connection (a timeout, a restart): an idle connection
-        has nothing to read unless it was closed (or holds stray data, as bad)."""
-        if self._poller is None or self._connection.sock is None:
+        if self._idle_check is None or self._connection.sock is None:
             return True
-        try:
-            return bool(self._poller.poll(0))
-        except OSError:
-            return True
+        return self._idle_check.closed_by_server()
 
     def close(self) -> None:
         self.reusable = False
         self._connection.close()
+
+
+@contextlib.contextmanager
+def _reading(request: httpx.Request) -> Iterator[None]:
+    """An answer's status line, headers or body read by ``http.client``, its failures as httpx's: the
+    request went out, so each says the provider may have accepted it."""
+    try:
+        yield
+    except TimeoutError as exc:
+        raise httpx.ReadTimeout(str(exc) or "Read timed out.", request=request) from exc
+    except http.client.HTTPException as exc:  # no status line, a malformed one, IncompleteRead, closed
+        raise httpx.RemoteProtocolError(str(exc) or type(exc).__name__, request=request) from exc
+    except OSError as exc:
+        raise httpx.ReadError(str(exc), request=request) from exc
 
 
 class _DirectBody(httpx.SyncByteStream):
@@ -366,14 +378,8 @@ class _DirectBody(httpx.SyncByteStream):
         self._request = request
 
     def __iter__(self) -> Iterator[bytes]:
-        try:
+        with _reading(self._request):
             body = self._answer.read()
-        except TimeoutError as exc:
-            raise httpx.ReadTimeout(str(exc) or "Read timed out.", request=self._request) from exc
-        except http.client.HTTPException as exc:  # IncompleteRead: the connection closed mid-answer
-            raise httpx.RemoteProtocolError(str(exc) or type(exc).__name__, request=self._request) from exc
-        except OSError as exc:
-            raise httpx.ReadError(str(exc), request=self._request) from exc
         self._direct.answer_read(self._answer)
         if body:
             yield body
