@@ -463,13 +463,14 @@ def _record_successes(accepted: list[tuple[Message, AttemptOutcome]]) -> list[Me
         )
     now = timezone.now()
     params: list[Any]
+    asynchronous = _outcome_commits_asynchronously()
     if len(rows) == 1:
         [row] = rows
-        sql = _record_success_by_key_sql()
+        sql = _record_success_by_key_sql(asynchronous)
         params = [MessageStatus.SENT, row["provider"], row["provider_message_id"], json.dumps(row["metadata"])]
         params += [now, MessageStatus.SENT, row["id"], MessageStatus.PENDING]
     else:
-        sql = _record_successes_sql()
+        sql = _record_successes_sql(asynchronous)
         params = [json.dumps(rows), MessageStatus.SENT, now, MessageStatus.SENT]
     with prepared_cursor() as cursor:
         cursor.execute(sql, params)
@@ -485,8 +486,29 @@ def _record_successes(accepted: list[tuple[Message, AttemptOutcome]]) -> list[Me
     return recorded
 
 
+def _outcome_commits_asynchronously() -> bool:
+    """Whether the outcome UPDATE commits without waiting for PostgreSQL to flush its WAL
+    (``DB_ASYNC_OUTCOME_COMMIT``): only as a statement that is its own transaction, so the setting
+    never reaches a caller's writes.
+
+    Safe because the outcome is the one write whose loss the outbox already repairs: the message row,
+    stored before the provider call, always waits for its flush. If the server crashes in the moment
+    after an outcome committed (three ``wal_writer_delay`` at most, 600 ms by default), the message is
+    found ``pending`` under the lease it was stored with, as when the database fails between the call
+    and the UPDATE (``_outcome_left_to_the_outbox``); the outbox attempts it again with the same
+    idempotency token and the provider answers with the original send. Any later synchronous commit
+    (an inbound message, a status callback) flushes the WAL up to itself, outcomes before it included,
+    so a status applied to a message can never outlive the outcome it followed."""
+    return settings.DB_ASYNC_OUTCOME_COMMIT and connection.autocommit and not connection.in_atomic_block
+
+
+#: Joined to an outcome UPDATE that is its own transaction: ``synchronous_commit`` off for that
+#: transaction alone (``set_config``'s ``is_local``), in the statement's one round trip.
+_ASYNCHRONOUS_COMMIT = "(SELECT set_config('synchronous_commit', 'off', true)) AS asynchronous_commit"
+
+
 @functools.cache
-def _record_success_by_key_sql() -> str:
+def _record_success_by_key_sql(asynchronous: bool = False) -> str:
     """``_record_successes_sql`` for one message, which a generic plan finds by primary key on any table
     over a couple of pages, and on a new one (PostgreSQL takes a table never vacuumed or analyzed for
     ten pages); the batch statement's reads the whole table below about a thousand rows. The guard is
@@ -494,19 +516,22 @@ def _record_success_by_key_sql() -> str:
     plan on a new table read the status index for 'pending' with the key as a filter."""
     table = connection.ops.quote_name(Message._meta.db_table)
     assignments = _success_assignments("%s", "%s", "%s::jsonb")
-    return f"UPDATE {table} AS m SET {assignments} WHERE m.id = %s AND m.status || '' = %s RETURNING m.id"
+    joined = f" FROM {_ASYNCHRONOUS_COMMIT}" if asynchronous else ""
+    return f"UPDATE {table} AS m SET {assignments}{joined} WHERE m.id = %s AND m.status || '' = %s RETURNING m.id"
 
 
 @functools.cache
-def _record_successes_sql() -> str:
+def _record_successes_sql(asynchronous: bool = False) -> str:
     table = connection.ops.quote_name(Message._meta.db_table)
+    joined = f", {_ASYNCHRONOUS_COMMIT}" if asynchronous else ""
     return (
         # Every row's status is 'pending': data rather than a literal, so the guard is a join
         # condition and no plan reads the status indexes (see the docstring above).
         "WITH v AS (SELECT id, status, provider, provider_message_id, metadata FROM jsonb_to_recordset(%s::jsonb)"
         " AS v(id bigint, status text, provider text, provider_message_id text, metadata jsonb))"
         f" UPDATE {table} AS m SET {_success_assignments('v.provider', 'v.provider_message_id', 'v.metadata')}"
-        " FROM v WHERE m.id = ANY(ARRAY(SELECT id FROM v)) AND m.id = v.id AND m.status = v.status RETURNING m.id"
+        f" FROM v{joined} WHERE m.id = ANY(ARRAY(SELECT id FROM v)) AND m.id = v.id AND m.status = v.status"
+        " RETURNING m.id"
     )
 
 

@@ -93,6 +93,11 @@ DB_KEEPALIVES_COUNT = env.int("DB_KEEPALIVES_COUNT", 3, minimum=1)
 #: The request hot paths' statements are prepared on each connection (core/prepared.py). Off for a
 #: connection pooler in transaction mode that does not track prepared statements (docs/OPERATIONS.md).
 DB_PREPARED_STATEMENTS = env.bool("DB_PREPARED_STATEMENTS", True)
+#: A send's recorded outcome (sent, its provider id) commits without waiting for its WAL flush: a
+#: database crash may lose the last fraction of a second of outcomes, whose messages the outbox then
+#: reconciles through their idempotency tokens. The stored message itself always waits for its flush
+#: (docs/OPERATIONS.md#outcomes-committed-asynchronously).
+DB_ASYNC_OUTCOME_COMMIT = env.bool("DB_ASYNC_OUTCOME_COMMIT", True)
 #: psycopg's ``prepare_threshold`` when they are on: no statement reaches it, so psycopg prepares only
 #: what core/prepared.py asks for (Django's own cursors bind on the client and never prepare).
 PREPARE_EXPLICIT_ONLY = 2**31 - 1

@@ -299,8 +299,9 @@ def _generic_plan_indexes(cursor, sql: str, arguments: list) -> tuple[set[str], 
     return set(re.findall(r'"Index Name": "([^"]+)"', plan)), plan
 
 
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["synchronous-commit", "asynchronous-commit"])
 @pytest.mark.parametrize("sent", [2000, 20000])
-def test_a_batch_is_recorded_by_primary_key_whatever_the_status_indexes_hold(sent):
+def test_a_batch_is_recorded_by_primary_key_whatever_the_status_indexes_hold(sent, asynchronous):
     """Every send is stored pending and then marked sent, which leaves a 'pending' entry in the status
     indexes until VACUUM. The planner cannot see those entries, and a plan that reads the status
     index for 'pending' read them all on every recorded batch. The generic plan (what a prepared
@@ -311,12 +312,13 @@ def test_a_batch_is_recorded_by_primary_key_whatever_the_status_indexes_hold(sen
         cursor.execute("ANALYZE messaging_message")
         row = {"id": 1, "status": "pending", "provider": "t", "provider_message_id": "x", "metadata": {}}
         arguments = [json.dumps([row]), "sent", timezone.now(), "sent"]
-        scanned, plan = _generic_plan_indexes(cursor, services._record_successes_sql(), arguments)
+        scanned, plan = _generic_plan_indexes(cursor, services._record_successes_sql(asynchronous), arguments)
     assert scanned == {"messaging_message_pkey"}, plan
 
 
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["synchronous-commit", "asynchronous-commit"])
 @pytest.mark.parametrize("status", ["pending", "sent"])
-def test_one_accepted_send_is_recorded_by_primary_key_on_a_small_table(status):
+def test_one_accepted_send_is_recorded_by_primary_key_on_a_small_table(status, asynchronous):
     """A prepared statement keeps the generic plan made on its connection's sixth run until the table
     is analyzed again, so a plan made on a new or small table must not read it whole as it grows. At
     80 rows (ten pages, the size PostgreSQL takes a table never analyzed for), the batch statement's
@@ -326,7 +328,7 @@ def test_one_accepted_send_is_recorded_by_primary_key_on_a_small_table(status):
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE messaging_message")
         arguments = ["sent", "t", "x", "{}", timezone.now(), "sent", 1, "pending"]
-        scanned, plan = _generic_plan_indexes(cursor, services._record_success_by_key_sql(), arguments)
+        scanned, plan = _generic_plan_indexes(cursor, services._record_success_by_key_sql(asynchronous), arguments)
     assert scanned == {"messaging_message_pkey"}, plan
     assert "Seq Scan" not in plan, plan
 
