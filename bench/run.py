@@ -33,7 +33,7 @@ from pathlib import Path
 
 import psycopg
 
-from config.gunicorn import balanced_accepts, keepalive_linger
+from config.gunicorn import balanced_accepts, keepalive_linger, switch_interval
 from core.startup import gc_freeze_enabled
 from providers.http import simulator_environment
 from providers.simulator.state import APIS as SIMULATED_APIS
@@ -380,7 +380,8 @@ class Bench:
         env = base_environment()
         env["DATABASE_URL"] = self.dbs.url(db)
         if self.config.baseline_gunicorn == "plain":
-            env.update(GUNICORN_BALANCED_ACCEPT="false", GC_FREEZE="false")  # config/gunicorn.py
+            # config/gunicorn.py; 5 ms is Python's own switch interval
+            env.update(GUNICORN_BALANCED_ACCEPT="false", GC_FREEZE="false", GUNICORN_SWITCH_INTERVAL_MS="5")
         return env
 
     def manage(self, db: str, *args: str, latency: str = "0") -> str:
@@ -835,7 +836,8 @@ class Bench:
                     if balanced_accepts()
                     else ", gunicorn's own gthread"
                 )  # gunicorn.conf.py
-                + (", start-up objects frozen" if gc_freeze_enabled() else ", no gc.freeze()"),  # core/startup.py
+                + (", start-up objects frozen" if gc_freeze_enabled() else ", no gc.freeze()")  # core/startup.py
+                + f", {switch_interval() * 1000:g} ms switch interval",
                 # The drains' workers take it from the environment (docs/OPERATIONS.md, "Delivery threads").
                 "worker_first_threads": os.environ.get("WORKER_FIRST_THREADS", "default"),
             },

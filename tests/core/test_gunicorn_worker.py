@@ -380,6 +380,35 @@ def test_a_closed_connection_is_not_waited_on(lingering, monkeypatch):
     assert lingering.handle(lingering.conn) is False
 
 
+@pytest.fixture(autouse=True)
+def _switch_interval_kept(monkeypatch):
+    """post_worker_init sets the interpreter's switch interval: here it is asked for pytest's own, so
+    it changes nothing and logs nothing unless a test says otherwise, and it is put back after."""
+    before = sys.getswitchinterval()
+    monkeypatch.setenv("GUNICORN_SWITCH_INTERVAL_MS", f"{before * 1000:g}")
+    yield
+    sys.setswitchinterval(before)
+
+
+def test_a_web_process_gets_its_switch_interval_from_the_environment(monkeypatch):
+    monkeypatch.setenv("GC_FREEZE", "false")
+    monkeypatch.delenv("GUNICORN_SWITCH_INTERVAL_MS")
+    assert gunicorn_config.switch_interval() == gunicorn_config.SWITCH_INTERVAL_MS / 1000 == 0.1
+    started = _started_worker()
+    gunicorn_config.post_worker_init(started)
+    assert sys.getswitchinterval() == pytest.approx(0.1)
+    assert started.lines == ["Worker 1: switch interval 100 ms"]
+
+    monkeypatch.setenv("GUNICORN_SWITCH_INTERVAL_MS", "20")
+    again = _started_worker()
+    gunicorn_config.post_worker_init(again)
+    assert sys.getswitchinterval() == pytest.approx(0.02)
+    for wrong in ("0", "5000", "often"):
+        monkeypatch.setenv("GUNICORN_SWITCH_INTERVAL_MS", wrong)
+        with pytest.raises(ImproperlyConfigured, match="GUNICORN_SWITCH_INTERVAL_MS"):
+            gunicorn_config.switch_interval()
+
+
 def _started_worker(process: object | None = None) -> Any:
     """What post_worker_init is handed (a plain namespace unless ``process``), whose log lines are kept
     in ``lines``."""
