@@ -78,10 +78,10 @@ def post_worker_init(worker):
             worker.pid,
             f"{worker.keepalive_linger * 1000:g}",
         )
-    interval = switch_interval()
-    if round(interval * 1e6) != round(sys.getswitchinterval() * 1e6):  # Python keeps it in microseconds
-        sys.setswitchinterval(interval)
-        worker.log.info("Worker %s: switch interval %s ms", worker.pid, f"{interval * 1000:g}")
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(switch_interval())
+    if sys.getswitchinterval() != before:  # as Python keeps it: whole microseconds
+        worker.log.info("Worker %s: switch interval %s ms", worker.pid, f"{sys.getswitchinterval() * 1000:g}")
     if getattr(worker, "tpool", None) is not None and warm_threads_enabled():
         _warm(worker)
     frozen = freeze_start_up_objects(urlconf=True)

@@ -463,7 +463,7 @@ def _record_successes(accepted: list[tuple[Message, AttemptOutcome]]) -> list[Me
         )
     now = timezone.now()
     params: list[Any]
-    asynchronous = _outcome_commits_asynchronously()
+    asynchronous = _outcome_commits_asynchronously(accepted)
     if len(rows) == 1:
         [row] = rows
         sql = _record_success_by_key_sql(asynchronous)
@@ -486,20 +486,37 @@ def _record_successes(accepted: list[tuple[Message, AttemptOutcome]]) -> list[Me
     return recorded
 
 
-def _outcome_commits_asynchronously() -> bool:
-    """Whether the outcome UPDATE commits without waiting for PostgreSQL to flush its WAL
-    (``DB_ASYNC_OUTCOME_COMMIT``): only as a statement that is its own transaction, so the setting
-    never reaches a caller's writes.
+def _outcome_commits_asynchronously(accepted: list[tuple[Message, AttemptOutcome]]) -> bool:
+    """Whether the outcome UPDATE of these accepted sends may commit without waiting for PostgreSQL to
+    flush its WAL (``DB_ASYNC_OUTCOME_COMMIT``): only where losing it in a server crash (three
+    ``wal_writer_delay`` at most, 600 ms by default) costs no second send and no failed message.
 
-    Safe because the outcome is the one write whose loss the outbox already repairs: the message row,
-    stored before the provider call, always waits for its flush. If the server crashes in the moment
-    after an outcome committed (three ``wal_writer_delay`` at most, 600 ms by default), the message is
-    found ``pending`` under the lease it was stored with, as when the database fails between the call
-    and the UPDATE (``_outcome_left_to_the_outbox``); the outbox attempts it again with the same
-    idempotency token and the provider answers with the original send. Any later synchronous commit
-    (an inbound message, a status callback) flushes the WAL up to itself, outcomes before it included,
-    so a status applied to a message can never outlive the outcome it followed."""
-    return settings.DB_ASYNC_OUTCOME_COMMIT and connection.autocommit and not connection.in_atomic_block
+    A lost outcome leaves the message as it was stored before the attempt, ``pending`` under its lease,
+    as a database failure between the call and the UPDATE does (``_outcome_left_to_the_outbox``);
+    the outbox then attempts it again with the same idempotency token. That is a replay, not a second
+    send, only if, for every message:
+
+    - another attempt is left (``MAX_ATTEMPTS``): the outbox fails a message whose attempts are used
+      up as ``attempt_lost`` instead of attempting it again;
+    - the provider that accepted it is the only one the next attempt may reach (a channel with one
+      provider, or a message pinned to it): a failover chain could hand the retry to another
+      provider, which would send it again;
+    - that provider replays by token (``Provider.replays_by_token``: the mocks, Twilio; not SendGrid's
+      and Meta's real APIs).
+
+    And only as a statement that is its own transaction, so the setting never reaches a caller's
+    writes. Any later synchronous commit (an inbound message, a status callback) flushes the WAL up
+    to itself, outcomes before it included, so a status applied to a message can never outlive the
+    outcome it followed. Everything else waits for its flush."""
+    if not settings.DB_ASYNC_OUTCOME_COMMIT or not connection.get_autocommit():
+        return False
+    for message, outcome in accepted:
+        if message.attempts - message.attempt_base >= settings.MAX_ATTEMPTS:
+            return False
+        reachable = [provider for _, provider in _delivery_candidates(message)]  # as stored: the retry's
+        if len(reachable) != 1 or reachable[0].key != outcome.accepted_by or not reachable[0].replays_by_token:
+            return False
+    return True
 
 
 #: Joined to an outcome UPDATE that is its own transaction: ``synchronous_commit`` off for that

@@ -261,6 +261,13 @@ class Provider(abc.ABC):
         does, and the API refuses ``_forceError`` for it rather than silently sending for real."""
         return False
 
+    @property
+    def replays_by_token(self) -> bool:
+        """Whether a send repeated with the same idempotency token is answered with the original send
+        instead of being sent again. Only then may an accepted send's recorded outcome be lost
+        without a second send (messaging.services, ``_outcome_commits_asynchronously``)."""
+        return False
+
     #: Request headers worth keeping with a stored webhook (signatures, ids); never credentials.
     kept_headers: ClassVar[tuple[str, ...]] = ()
     #: The channels this provider serves unless MESSAGE_PROVIDERS names others for a channel.

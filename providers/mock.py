@@ -94,6 +94,13 @@ class MockProvider(Provider):
 
     #: Settings this provider's HTTP mode cannot work without (checked at start-up in HTTP mode).
     http_required_settings: tuple[str, ...] = ()
+    #: Whether the real API honours the idempotency token (Twilio's does; SendGrid and Meta have none).
+    http_replays_by_token: bool = False
+
+    @property
+    def replays_by_token(self) -> bool:
+        # The mock remembers every token it accepted (in Redis, or in files without it).
+        return self.http_replays_by_token if http_mode() else True
 
     def send(self, message: OutboundMessage) -> SendResult:
         if http_mode():

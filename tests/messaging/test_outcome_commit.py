@@ -12,7 +12,7 @@ from messaging.models import Message
 from messaging.outbox import OutboxWorker
 from messaging.services import AttemptOutcome, message_record_attempts
 from providers.base import SendResult
-from providers.twilio import TwilioProvider as MockTwilioProvider
+from providers.twilio import TwilioProvider
 from tests import payloads
 from tests.factories import OutboxMessageFactory
 
@@ -25,7 +25,8 @@ pytestmark = [
 
 @pytest.fixture
 def commits():
-    """The (status written, synchronous_commit in force) of every write to a message, in order."""
+    """The (status written, synchronous_commit in force) of each write to a message since the last
+    call, in order."""
     with connection.cursor() as cursor:
         cursor.execute("CREATE TABLE test_message_writes (id serial PRIMARY KEY, status text, setting text)")
         cursor.execute(
@@ -40,8 +41,8 @@ def commits():
 
     def seen() -> list[tuple[str, str]]:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT status, setting FROM test_message_writes ORDER BY id")
-            return [tuple(row) for row in cursor.fetchall()]
+            cursor.execute("DELETE FROM test_message_writes RETURNING id, status, setting")
+            return [(status, setting) for _, status, setting in sorted(cursor.fetchall())]
 
     try:
         yield seen
@@ -75,7 +76,22 @@ def test_with_the_setting_off_the_outcome_waits_for_its_flush_too(api, commits, 
     assert commits() == [("pending", "on"), ("sent", "on")]
 
 
-def test_the_outbox_records_a_batch_of_outcomes_asynchronously(commits):
+def _accepted(message, by="twilio"):
+    result = SendResult(provider="twilio", provider_message_id=f"SM{message.pk:032d}", status="queued")
+    return (message, AttemptOutcome(result=result, accepted_by=by))
+
+
+def test_a_batch_of_outcomes_is_one_asynchronous_update(commits):
+    messages = OutboxMessageFactory.create_batch(3, attempts=1)
+    commits()  # the factory's inserts, left out
+
+    message_record_attempts(attempts=[_accepted(message) for message in messages])
+
+    assert commits() == [("sent", "off")] * 3
+    assert Message.objects.filter(status="sent").count() == 3
+
+
+def test_the_outbox_worker_records_its_outcomes_asynchronously(commits):
     OutboxMessageFactory.create_batch(3)
 
     OutboxWorker(concurrency=3, once=True, poll_interval=0.05).run()
@@ -84,13 +100,62 @@ def test_the_outbox_records_a_batch_of_outcomes_asynchronously(commits):
     assert sorted(setting for status, setting in commits() if status == "sent") == ["off", "off", "off"]
 
 
+class NotReplayingTwilio(TwilioProvider):
+    """A provider whose API has no idempotency of its own (as SendGrid's and Meta's real ones)."""
+
+    @property
+    def replays_by_token(self) -> bool:
+        return False
+
+
+class BackupTwilio(TwilioProvider):
+    key = "twilio-backup"
+
+
+@pytest.mark.parametrize(
+    "providers",
+    [
+        pytest.param([f"{__name__}.NotReplayingTwilio"], id="a-provider-that-does-not-replay-by-token"),
+        # The retry could reach the backup, which would send it again.
+        pytest.param(["twilio", f"{__name__}.BackupTwilio"], id="a-failover-chain"),
+    ],
+)
+def test_an_outcome_whose_loss_would_send_again_waits_for_its_flush(api, commits, settings, providers):
+    settings.MESSAGE_PROVIDERS = {**settings.MESSAGE_PROVIDERS, "sms": providers}
+
+    response = api.post("/api/messages/sms", payloads.sms(), format="json")
+
+    assert response.status_code == 201, response.content
+    assert commits() == [("pending", "on"), ("sent", "on")]
+
+
+def test_an_outcome_on_the_last_attempt_waits_for_its_flush(api, commits, settings):
+    """Lost, it would leave a message whose attempts are used up: the outbox fails those."""
+    settings.MAX_ATTEMPTS = 1
+
+    response = api.post("/api/messages/sms", payloads.sms(), format="json")
+
+    assert response.status_code == 201, response.content
+    assert commits() == [("pending", "on"), ("sent", "on")]
+
+
+def test_one_message_that_must_wait_makes_its_whole_batch_wait(commits):
+    ready, last = OutboxMessageFactory.create_batch(2, attempts=1)
+    Message.objects.filter(pk=last.pk).update(attempts=6)
+    last.refresh_from_db()
+    commits()  # the factory's inserts and the update, left out
+
+    message_record_attempts(attempts=[_accepted(ready), _accepted(last)])
+
+    assert commits() == [("sent", "on")] * 2
+
+
 def test_inside_a_callers_transaction_the_outcome_commits_with_it_as_configured(commits):
-    message = OutboxMessageFactory()
-    commits()  # the factory's insert
-    result = SendResult(provider="twilio", provider_message_id="SM" + "1" * 32, status="queued")
+    message = OutboxMessageFactory(attempts=1)
+    commits()  # the factory's insert, left out
 
     with transaction.atomic():
-        message_record_attempts(attempts=[(message, AttemptOutcome(result=result, accepted_by="twilio"))])
+        message_record_attempts(attempts=[_accepted(message)])
         assert _synchronous_commit() == "on"  # the caller's other writes keep their durability
 
     assert commits()[-1] == ("sent", "on")
@@ -118,4 +183,4 @@ def test_an_outcome_lost_in_a_database_crash_is_recorded_again_without_a_second_
     message = Message.objects.get(pk=answered["id"])
     assert message.status == "sent"
     assert message.provider_message_id == answered["provider_message_id"]
-    assert MockTwilioProvider().counts() == {"sends": 1, "replays": 1}
+    assert TwilioProvider().counts() == {"sends": 1, "replays": 1}

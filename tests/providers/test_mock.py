@@ -8,6 +8,7 @@ from django.core.cache import caches
 
 from core.redis_cache import _LeanConnection
 from providers.base import ForcedError, OutboundMessage, ProviderError, ProviderTimeout
+from providers.meta import MetaProvider
 from providers.segments import sms_segments
 from providers.sendgrid import SendGridProvider as MockSendGridProvider
 from providers.twilio import TwilioProvider as MockTwilioProvider
@@ -45,6 +46,15 @@ def test_the_same_idempotency_token_gets_the_same_sid():
         provider.send(outbound()).provider_message_id
         != provider.send(outbound(idempotency_token="2")).provider_message_id
     )
+
+
+def test_which_providers_answer_a_repeated_token_with_the_original_send(settings):
+    """Where a lost outcome may be left to the outbox's retry (messaging.services): every mock
+    remembers its tokens; of the real APIs only Twilio's honours one."""
+    providers = (MockTwilioProvider(), MockSendGridProvider(), MetaProvider())
+    assert [provider.replays_by_token for provider in providers] == [True, True, True]
+    settings.PROVIDER_MODE = "http"
+    assert [provider.replays_by_token for provider in providers] == [True, False, False]
 
 
 def test_sendgrid_message_ids_follow_the_filter_format():
