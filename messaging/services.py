@@ -497,12 +497,13 @@ def _outcome_commits_asynchronously(accepted: list[tuple[Message, AttemptOutcome
     send, only if, for every message:
 
     - another attempt is left (``MAX_ATTEMPTS``): the outbox fails a message whose attempts are used
-      up as ``attempt_lost`` instead of attempting it again;
+      up as ``attempt_lost`` instead of attempting it again; and this attempt still holds its lease
+      (by ``_LEASE_MARGIN``), so no later attempt can have taken the message, and its attempts, over;
     - the provider that accepted it is the only one the next attempt may reach (a channel with one
       provider, or a message pinned to it): a failover chain could hand the retry to another
       provider, which would send it again;
-    - that provider replays by token (``Provider.replays_by_token``: the mocks, Twilio; not SendGrid's
-      and Meta's real APIs).
+    - that provider replays by token (``Provider.replays_by_token``: the mocks; none of the real APIs
+      is counted on for it).
 
     And only as a statement that is its own transaction, so the setting never reaches a caller's
     writes. Any later synchronous commit (an inbound message, a status callback) flushes the WAL up
@@ -510,13 +511,21 @@ def _outcome_commits_asynchronously(accepted: list[tuple[Message, AttemptOutcome
     outcome it followed. Everything else waits for its flush."""
     if not settings.DB_ASYNC_OUTCOME_COMMIT or not connection.get_autocommit():
         return False
+    leased_past = timezone.now() + _LEASE_MARGIN
     for message, outcome in accepted:
+        if message.leased_until is None or message.leased_until <= leased_past:
+            return False  # the lease may pass to another attempt, perhaps the last, before this commits
         if message.attempts - message.attempt_base >= settings.MAX_ATTEMPTS:
             return False
         reachable = [provider for _, provider in _delivery_candidates(message)]  # as stored: the retry's
         if len(reachable) != 1 or reachable[0].key != outcome.accepted_by or not reachable[0].replays_by_token:
             return False
     return True
+
+
+#: How long an attempt's lease must still run for its outcome to commit asynchronously: far more than
+#: the moment between the check and the UPDATE's commit.
+_LEASE_MARGIN = timedelta(seconds=1)
 
 
 #: Joined to an outcome UPDATE that is its own transaction: ``synchronous_commit`` off for that

@@ -94,7 +94,10 @@ class MockProvider(Provider):
 
     #: Settings this provider's HTTP mode cannot work without (checked at start-up in HTTP mode).
     http_required_settings: tuple[str, ...] = ()
-    #: Whether the real API honours the idempotency token (Twilio's does; SendGrid and Meta have none).
+    #: Whether the real API answers a repeated idempotency token with the original send. None is
+    #: counted on: SendGrid and Meta have no idempotency of their own, and Twilio's replay by its
+    #: ``I-Twilio-Idempotency-Token`` header is not relied on. A gateway that honours the token is a
+    #: subclass that sets it.
     http_replays_by_token: bool = False
 
     @property

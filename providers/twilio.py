@@ -144,7 +144,6 @@ class TwilioProvider(MockProvider):
     # HTTP mode -------------------------------------------------------------------------------------
 
     http_required_settings = ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN")
-    http_replays_by_token = True  # I-Twilio-Idempotency-Token
     #: Settings of the account this class sends with: a subclass for a second account (or region)
     #: names its own, and a ``key`` of its own (see ``Provider.key``).
     base_url_setting = "TWILIO_BASE_URL"

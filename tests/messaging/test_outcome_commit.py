@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from messaging.models import Message
 from messaging.outbox import OutboxWorker
-from messaging.services import AttemptOutcome, message_record_attempts
+from messaging.services import UNCONFIRMED_PROVIDER, AttemptOutcome, message_record_attempts
 from providers.base import SendResult
 from providers.twilio import TwilioProvider
 from tests import payloads
@@ -76,13 +76,19 @@ def test_with_the_setting_off_the_outcome_waits_for_its_flush_too(api, commits, 
     assert commits() == [("pending", "on"), ("sent", "on")]
 
 
+def _held(**fields):
+    """Outbox messages as a claim hands them to an attempt: counted and leased."""
+    fields = {"attempts": 1, "leased_until": timezone.now() + timedelta(seconds=60), **fields}
+    return OutboxMessageFactory(**fields)
+
+
 def _accepted(message, by="twilio"):
     result = SendResult(provider="twilio", provider_message_id=f"SM{message.pk:032d}", status="queued")
     return (message, AttemptOutcome(result=result, accepted_by=by))
 
 
 def test_a_batch_of_outcomes_is_one_asynchronous_update(commits):
-    messages = OutboxMessageFactory.create_batch(3, attempts=1)
+    messages = [_held() for _ in range(3)]
     commits()  # the factory's inserts, left out
 
     message_record_attempts(attempts=[_accepted(message) for message in messages])
@@ -139,19 +145,51 @@ def test_an_outcome_on_the_last_attempt_waits_for_its_flush(api, commits, settin
     assert commits() == [("pending", "on"), ("sent", "on")]
 
 
-def test_one_message_that_must_wait_makes_its_whole_batch_wait(commits):
-    ready, last = OutboxMessageFactory.create_batch(2, attempts=1)
-    Message.objects.filter(pk=last.pk).update(attempts=6)
-    last.refresh_from_db()
-    commits()  # the factory's inserts and the update, left out
+def test_one_message_that_must_wait_makes_its_whole_batch_wait(commits, settings):
+    settings.MAX_ATTEMPTS = 6
+    ready, last = _held(), _held(attempts=6)
+    commits()  # the factory's inserts, left out
 
     message_record_attempts(attempts=[_accepted(ready), _accepted(last)])
 
     assert commits() == [("sent", "on")] * 2
 
 
+def test_attempts_a_requeue_gave_back_count_as_left(commits, settings):
+    settings.MAX_ATTEMPTS = 6
+    requeued = _held(attempts=6, attempt_base=1)  # failed after 5, re-queued, on its 6th attempt
+    commits()
+
+    message_record_attempts(attempts=[_accepted(requeued)])
+
+    assert commits() == [("sent", "off")]
+
+
+def test_an_attempt_whose_lease_ran_out_waits_for_its_flush(commits):
+    """Its message may already be another attempt's, perhaps the last."""
+    overtaken = _held(leased_until=timezone.now() - timedelta(seconds=1))
+    commits()
+
+    message_record_attempts(attempts=[_accepted(overtaken)])
+
+    assert commits() == [("sent", "on")]
+
+
+def test_a_message_pinned_to_the_provider_that_accepted_it_commits_asynchronously_on_a_chain(commits, settings):
+    """A retry of a message pinned to one provider goes to that provider alone, failover or not."""
+    settings.MESSAGE_PROVIDERS = {**settings.MESSAGE_PROVIDERS, "sms": ["twilio", f"{__name__}.BackupTwilio"]}
+    pinned = _held(metadata={UNCONFIRMED_PROVIDER: "twilio"})
+    loose = _held()
+    commits()
+
+    message_record_attempts(attempts=[_accepted(pinned)])
+    message_record_attempts(attempts=[_accepted(loose)])
+
+    assert commits() == [("sent", "off"), ("sent", "on")]
+
+
 def test_inside_a_callers_transaction_the_outcome_commits_with_it_as_configured(commits):
-    message = OutboxMessageFactory(attempts=1)
+    message = _held()
     commits()  # the factory's insert, left out
 
     with transaction.atomic():

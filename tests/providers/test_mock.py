@@ -50,11 +50,11 @@ def test_the_same_idempotency_token_gets_the_same_sid():
 
 def test_which_providers_answer_a_repeated_token_with_the_original_send(settings):
     """Where a lost outcome may be left to the outbox's retry (messaging.services): every mock
-    remembers its tokens; of the real APIs only Twilio's honours one."""
+    remembers its tokens; no real API is counted on for it."""
     providers = (MockTwilioProvider(), MockSendGridProvider(), MetaProvider())
     assert [provider.replays_by_token for provider in providers] == [True, True, True]
     settings.PROVIDER_MODE = "http"
-    assert [provider.replays_by_token for provider in providers] == [True, False, False]
+    assert [provider.replays_by_token for provider in providers] == [False, False, False]
 
 
 def test_sendgrid_message_ids_follow_the_filter_format():
