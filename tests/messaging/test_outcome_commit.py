@@ -82,9 +82,9 @@ def _held(**fields):
     return OutboxMessageFactory(**fields)
 
 
-def _accepted(message, by="twilio"):
+def _accepted(message):
     result = SendResult(provider="twilio", provider_message_id=f"SM{message.pk:032d}", status="queued")
-    return (message, AttemptOutcome(result=result, accepted_by=by))
+    return (message, AttemptOutcome(result=result, accepted_by="twilio"))
 
 
 def test_a_batch_of_outcomes_is_one_asynchronous_update(commits):
@@ -107,7 +107,7 @@ def test_the_outbox_worker_records_its_outcomes_asynchronously(commits):
 
 
 class NotReplayingTwilio(TwilioProvider):
-    """A provider whose API has no idempotency of its own (as SendGrid's and Meta's real ones)."""
+    """A provider that may send a repeated token again (as every real API is taken to)."""
 
     @property
     def replays_by_token(self) -> bool:
