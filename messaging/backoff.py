@@ -12,6 +12,12 @@ from django.utils import timezone
 MAX_RETRY_AFTER_SECONDS = 24 * 60 * 60
 
 
+def attempts_used_up(*, attempts: int, attempt_base: int) -> bool:
+    """Whether a message has had every attempt it gets: ``MAX_ATTEMPTS`` since an operator last
+    re-queued it (``attempt_base``). The outbox claim's SQL says the same (``messaging.outbox``)."""
+    return attempts - attempt_base >= settings.MAX_ATTEMPTS
+
+
 def retry_delay_seconds(*, attempts: int, retry_after: float | None = None) -> float:
     """Delay before the next attempt after ``attempts`` failed ones.
 

@@ -48,6 +48,7 @@ from django.utils import timezone
 from core.logging import log_context
 from core.metrics import record_attempt
 from core.prepared import custom_plans, model_columns, prepared_models
+from messaging.backoff import attempts_used_up
 from messaging.models import Direction, Message, MessageStatus
 from messaging.services import (
     AttemptOutcome,
@@ -101,8 +102,8 @@ def outbox_claim(*, limit: int, message_ids: list[int] | None = None) -> list[Me
         if message_ids is not None:
             due = due.filter(pk__in=message_ids)
         rows = list(due.order_by("next_attempt_at", "id").values_list("pk", "attempts", "attempt_base")[:limit])
-        exhausted = [pk for pk, attempts, base in rows if attempts - base >= settings.MAX_ATTEMPTS]
-        claimed = [pk for pk, attempts, base in rows if attempts - base < settings.MAX_ATTEMPTS]
+        exhausted = [pk for pk, attempts, base in rows if attempts_used_up(attempts=attempts, attempt_base=base)]
+        claimed = [pk for pk, attempts, base in rows if not attempts_used_up(attempts=attempts, attempt_base=base)]
         if exhausted:
             Message.objects.filter(pk__in=exhausted).update(
                 status=MessageStatus.FAILED,
@@ -154,7 +155,7 @@ def _claim_in_one_statement(*, now: datetime, limit: int, message_ids: list[int]
 @functools.cache
 def _claim_sql(*, only_ids: bool) -> str:
     table = Message._meta.db_table
-    used_up = "m.attempts - m.attempt_base >= %s"
+    used_up = "m.attempts - m.attempt_base >= %s"  # backoff.attempts_used_up, in SQL
     return f"""
         WITH due AS (
             SELECT id FROM {table}

@@ -36,7 +36,7 @@ from core.exceptions import validation_summary
 from core.inserts import insert_parts, unsaved
 from core.logging import log_context
 from core.prepared import prepared_cursor
-from messaging.backoff import next_attempt_at
+from messaging.backoff import attempts_used_up, next_attempt_at
 from messaging.models import Direction, Message, MessageStatus
 from messaging.rules import content_check
 from messaging.signals import ProviderIdAssignment, provider_message_ids_assigned
@@ -515,7 +515,7 @@ def _outcome_commits_asynchronously(accepted: list[tuple[Message, AttemptOutcome
     for message, outcome in accepted:
         if message.leased_until is None or message.leased_until <= leased_past:
             return False  # the lease may pass to another attempt, perhaps the last, before this commits
-        if message.attempts - message.attempt_base >= settings.MAX_ATTEMPTS:
+        if attempts_used_up(attempts=message.attempts, attempt_base=message.attempt_base):
             return False
         reachable = [provider for _, provider in _delivery_candidates(message)]  # as stored: the retry's
         if len(reachable) != 1 or reachable[0].key != outcome.accepted_by or not reachable[0].replays_by_token:
@@ -643,7 +643,7 @@ def _record_failure(*, message: Message, error: ProviderError, unconfirmed: str 
     (every later attempt goes to it alone)."""
     attempts = message.attempts
     pinned = {"metadata": {**message.metadata, UNCONFIRMED_PROVIDER: unconfirmed}} if unconfirmed else {}
-    retry = error.retryable and attempts - message.attempt_base < settings.MAX_ATTEMPTS
+    retry = error.retryable and not attempts_used_up(attempts=attempts, attempt_base=message.attempt_base)
     status = MessageStatus.PENDING if retry else MessageStatus.FAILED
     fields = {
         "status": status,
