@@ -94,16 +94,13 @@ class MockProvider(Provider):
 
     #: Settings this provider's HTTP mode cannot work without (checked at start-up in HTTP mode).
     http_required_settings: tuple[str, ...] = ()
-    #: Whether the real API answers a repeated idempotency token with the original send. None is
-    #: counted on: SendGrid and Meta have no idempotency of their own, and Twilio's replay by its
-    #: ``I-Twilio-Idempotency-Token`` header is not relied on. A gateway that honours the token is a
-    #: subclass that sets it.
-    http_replays_by_token: bool = False
 
     @property
     def replays_by_token(self) -> bool:
-        # The mock remembers every token it accepted (in Redis, or in files without it).
-        return self.http_replays_by_token if http_mode() else True
+        # The mock remembers every token it accepted (in Redis, or in files without it). No real API
+        # is counted on: SendGrid and Meta have no idempotency of their own, and Twilio's replay by
+        # its I-Twilio-Idempotency-Token header is not relied on.
+        return not http_mode()
 
     def send(self, message: OutboundMessage) -> SendResult:
         if http_mode():

@@ -16,6 +16,8 @@ from providers.twilio import TwilioProvider
 from tests import payloads
 from tests.factories import OutboxMessageFactory
 
+BACKUP = "tests.providers.http.backup.BackupTwilio"  # a second Twilio account
+
 pytestmark = [
     pytest.mark.skipif(connection.vendor != "postgresql", reason="synchronous_commit is PostgreSQL's"),
     # Autocommit, as in production: each outcome UPDATE is its own transaction.
@@ -114,16 +116,12 @@ class NotReplayingTwilio(TwilioProvider):
         return False
 
 
-class BackupTwilio(TwilioProvider):
-    key = "twilio-backup"
-
-
 @pytest.mark.parametrize(
     "providers",
     [
         pytest.param([f"{__name__}.NotReplayingTwilio"], id="a-provider-that-does-not-replay-by-token"),
         # The retry could reach the backup, which would send it again.
-        pytest.param(["twilio", f"{__name__}.BackupTwilio"], id="a-failover-chain"),
+        pytest.param(["twilio", BACKUP], id="a-failover-chain"),
     ],
 )
 def test_an_outcome_whose_loss_would_send_again_waits_for_its_flush(api, commits, settings, providers):
@@ -177,7 +175,7 @@ def test_an_attempt_whose_lease_ran_out_waits_for_its_flush(commits):
 
 def test_a_message_pinned_to_the_provider_that_accepted_it_commits_asynchronously_on_a_chain(commits, settings):
     """A retry of a message pinned to one provider goes to that provider alone, failover or not."""
-    settings.MESSAGE_PROVIDERS = {**settings.MESSAGE_PROVIDERS, "sms": ["twilio", f"{__name__}.BackupTwilio"]}
+    settings.MESSAGE_PROVIDERS = {**settings.MESSAGE_PROVIDERS, "sms": ["twilio", BACKUP]}
     pinned = _held(metadata={UNCONFIRMED_PROVIDER: "twilio"})
     loose = _held()
     commits()
