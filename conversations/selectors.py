@@ -19,8 +19,8 @@ from conversations.addresses import (
 from conversations.models import Conversation, ConversationTally
 from conversations.search import conversation_search
 from core.ids import get_by_id
-from core.pagination import Countable, LazyCount, PageRequest, page_total
-from core.prepared import model_columns, prepared_cursor, prepared_models
+from core.pagination import LazyCount, PageRequest, page_total
+from core.prepared import model_columns, prepared_cursor, prepared_models, prepared_models_and_value
 
 
 def conversation_get(*, conversation_id: int | str) -> Conversation:
@@ -72,21 +72,30 @@ _PLAIN_FILTERS = frozenset({"channel", "status", "unread", "archived"})
 def conversation_list_page(*, filters: InboxFilters, page: PageRequest) -> tuple[list[Conversation], int]:
     """Page ``page`` of ``conversation_list(filters)`` and the list's total (see ``page_total``). On
     PostgreSQL, filtered by nothing but channel, status, unread and archived, the page is one prepared
-    statement: an inbox page cost more CPU in building the ORM query than in reading it."""
+    statement: an inbox page cost more CPU in building the ORM query than in reading it. When the
+    tally can answer the total (no unread filter), the same statement reads it: one round trip, and
+    the page and its total from one snapshot."""
     others_set = any(
         getattr(filters, field.name) not in (None, "")
         for field in dataclasses.fields(filters)
         if field.name not in _PLAIN_FILTERS
     )
-    rows: Countable
     if others_set or connection.vendor != "postgresql":
-        rows = queryset = conversation_list(filters)
+        queryset = conversation_list(filters)
         items = list(queryset[page.offset : page.offset + page.limit])
-    else:
-        conditions, params = _plain_conditions(filters)
+        return items, page_total(queryset, page, items)  # the tally answers only the plain filters
+    conditions, params = _plain_conditions(filters)
+    rows = LazyCount(lambda: conversation_list(filters))
+    if not filters.tally_keys_only:
         items = prepared_models(Conversation, _plain_page_sql(conditions), [*params, page.limit, page.offset])
-        rows = LazyCount(lambda: conversation_list(filters))
-    return items, page_total(rows, page, items, kept=lambda: conversation_list_total(filters))
+        return items, page_total(rows, page, items)
+    tally_conditions, tally_params = _tally_conditions(filters)
+    items, kept = prepared_models_and_value(
+        Conversation,
+        _plain_page_and_total_sql(conditions, tally_conditions),
+        [*tally_params, *params, page.limit, page.offset],
+    )
+    return items, page_total(rows, page, items, kept=kept)
 
 
 def _plain_conditions(filters: InboxFilters) -> tuple[tuple[str, ...], list[object]]:
@@ -117,22 +126,46 @@ def _plain_page_sql(conditions: tuple[str, ...]) -> str:
     )
 
 
+@functools.cache
+def _plain_page_and_total_sql(conditions: tuple[str, ...], tally_conditions: tuple[str, ...]) -> str:
+    """``_plain_page_sql`` with the tally's total as one more column: the page joined to the one-row
+    sum, so an empty page is one row of NULLs that still carries the total."""
+    quote = connection.ops.quote_name
+    return (
+        f"SELECT listed.*, tally.total FROM ({_tally_sql(tally_conditions)}) AS tally"
+        f" LEFT JOIN ({_plain_page_sql(conditions)}) AS listed ON true"
+        f" ORDER BY listed.{quote('last_message_at')} DESC NULLS LAST, listed.{quote('id')} DESC"
+    )
+
+
 def conversation_list_total(filters: InboxFilters = InboxFilters()) -> int | None:
     """How many conversations ``conversation_list(filters)`` holds, read from the tally the database
     keeps (ConversationTally) when the filters are the tally's keys; None when the rows have to be
-    counted (other filters, or no tally on this database)."""
+    counted (other filters, or no tally on this database). An inbox page reads the same sum in its own
+    statement (``_plain_page_and_total_sql``)."""
     if not filters.tally_keys_only or connection.vendor != "postgresql":
         return None
-    # Written out (every inbox page runs it; the ORM took longer to build it than PostgreSQL to run it).
-    conditions, params = [], []
+    conditions, params = _tally_conditions(filters)
+    with prepared_cursor() as cursor:
+        cursor.execute(_tally_sql(conditions), params)
+        return int(cursor.fetchone()[0])
+
+
+def _tally_conditions(filters: InboxFilters) -> tuple[tuple[str, ...], list[str | bool]]:
+    """The tally's WHERE conditions (and their parameters) for ``filters``, whose keys it must be."""
+    conditions: list[str] = []
+    params: list[str | bool] = []
     for column, value in (("channel", filters.channel), ("status", filters.status), ("archived", filters.archived)):
         if value is not None and value != "":
             conditions.append(f"{column} = %s")
             params.append(value)
+    return tuple(conditions), params
+
+
+def _tally_sql(conditions: tuple[str, ...]) -> str:
+    # Written out: the ORM took longer to build it than PostgreSQL to run it.
     where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-    with prepared_cursor() as cursor:
-        cursor.execute(f"SELECT COALESCE(SUM(count), 0) FROM {ConversationTally._meta.db_table}{where}", params)
-        return int(cursor.fetchone()[0])
+    return f"SELECT COALESCE(SUM(count), 0)::bigint AS total FROM {ConversationTally._meta.db_table}{where}"
 
 
 def _participant_addresses(raw: str) -> set[str]:

@@ -434,12 +434,32 @@ def prepared_models(model: type[M], sql: str, params: Sequence[Any]) -> list[M]:
     applies to that field (Django reads ``jsonb`` as text and decodes it in ``JSONField.from_db_value``,
     for one), then builds the instance as ``Model.from_db`` does (``_builder``). On another database
     than PostgreSQL the statement runs on the usual cursor and the same applies."""
+    return _instances(model, _fetch(sql, params))
+
+
+def prepared_models_and_value(model: type[M], sql: str, params: Sequence[Any]) -> tuple[list[M], Any]:
+    """``prepared_models`` for a statement that selects ``model_columns(model)`` and then one more
+    column, which holds the same value on every row, and that returns at least one row: a row whose
+    primary key is NULL stands for no instance (the statement's outer join found none). The instances
+    and that value, read in one round trip and one snapshot (an inbox page and its total)."""
+    rows = _fetch(sql, params)
+    if not rows:
+        raise ValueError("prepared_models_and_value: the statement must return at least one row")
+    value = rows[0][-1]
+    pk = next(index for index, field in enumerate(model._meta.concrete_fields) if field.primary_key)
+    return _instances(model, [row[:-1] for row in rows if row[pk] is not None]), value
+
+
+def _fetch(sql: str, params: Sequence[Any]) -> list[tuple]:
+    with prepared_cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _instances(model: type[M], rows: Sequence[Sequence[Any]]) -> list[M]:
     db = connections[DEFAULT_DB_ALIAS]
     names, converters = _row_plan(db, model)
     build = _builder(model)
-    with prepared_cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
     instances = []
     for row in rows:
         if converters:

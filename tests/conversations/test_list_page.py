@@ -1,6 +1,6 @@
 """The inbox page: with the filters other than a participant and a search it is one prepared statement
-(conversations.selectors.conversation_list_page), and it is the page the ORM query gives, in the same
-order, whatever the filters."""
+(conversations.selectors.conversation_list_page), which also reads the total from the tally when the
+tally can answer it, and it is the page the ORM query gives, in the same order, whatever the filters."""
 
 import dataclasses
 import itertools
@@ -70,17 +70,54 @@ def test_the_conversations_are_read_as_the_orm_reads_them():
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="prepared statements are PostgreSQL's")
 @pytest.mark.usefixtures("inbox")
-def test_a_page_that_is_not_full_is_one_prepared_statement():
-    page_statement = 'FROM "conversations_conversation" WHERE "channel" = $1%LIMIT $2 OFFSET $3'
+@pytest.mark.parametrize("limit", [50, 2], ids=["not-full", "full"])
+def test_a_page_and_its_total_are_one_prepared_statement(limit):
+    """A full page needs the total from the tally; the same statement reads it with the page."""
+    # The tally's channel and archived, then the page's channel, limit and offset.
+    page_statement = (
+        'channel = $1 AND archived = $2%FROM "conversations_conversation" WHERE "channel" = $3%LIMIT $4 OFFSET $5'
+    )
     runs_before = sum(prepared_runs(page_statement))  # one statement per set of parameter types
     with CaptureQueriesContext(connection) as queries:
-        items, total = conversation_list_page(filters=InboxFilters(channel="sms"), page=PageRequest(page=1, limit=50))
+        items, total = conversation_list_page(filters=InboxFilters(channel="sms"), page=PageRequest(1, limit))
 
     assert len(queries) == 1
+    assert "conversationtally" in queries[0]["sql"]
     runs = prepared_runs(page_statement)
     assert len(runs) >= 1
     assert sum(runs) == runs_before + 1, "the page's one statement ran prepared"
-    assert total == len(items) == Conversation.objects.filter(channel="sms", archived_at__isnull=True).count()
+    assert total == Conversation.objects.filter(channel="sms", archived_at__isnull=True).count()
+    assert len(items) == min(limit, total)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the tally is PostgreSQL's")
+@pytest.mark.usefixtures("inbox")
+def test_a_page_past_the_end_is_empty_with_the_tallys_total():
+    filters = InboxFilters(channel="sms")
+    expected = conversation_list(filters).count()
+    with CaptureQueriesContext(connection) as queries:
+        items, total = conversation_list_page(filters=filters, page=PageRequest(page=50, limit=4))
+
+    assert items == []
+    assert total == expected > 0
+    assert len(queries) == 1, "no COUNT: the tally's total came with the (empty) page"
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the tally is PostgreSQL's")
+@pytest.mark.usefixtures("inbox")
+def test_the_total_comes_from_the_tally_not_from_counting():
+    """What the statement's total column reads: a tally that disagrees with the rows but is consistent
+    with the page is believed (page_total's rule), so the page cannot have counted the rows itself."""
+    counted = conversation_list(InboxFilters()).count()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE conversations_conversationtally SET count = count + 1000"
+            " WHERE id = (SELECT min(id) FROM conversations_conversationtally WHERE NOT archived)"
+        )
+
+    _, total = conversation_list_page(filters=InboxFilters(), page=PageRequest(page=1, limit=2))
+
+    assert total == counted + 1000
 
 
 @pytest.mark.usefixtures("inbox")
@@ -100,10 +137,12 @@ def test_a_filter_the_statement_does_not_write_out_goes_through_the_orm(monkeypa
     through conversation_list; a filter added later cannot be ignored by the statement."""
     prepared = []
     monkeypatch.setattr(selectors, "prepared_models", lambda *args: prepared.append(args) or [])
+    monkeypatch.setattr(selectors, "prepared_models_and_value", lambda *args: prepared.append(args) or ([], 0))
     others = {field.name for field in dataclasses.fields(InboxFilters)} - selectors._PLAIN_FILTERS
     assert others == {"participant", "q"}, "a new filter: decide whether the prepared statement writes it out"
     for name, value in [("participant", "+12015550000"), ("q", "hello"), ("q", "   ")]:
         conversation_list_page(filters=InboxFilters(**{name: value}), page=PageRequest(1, 20))
     assert prepared == []
     conversation_list_page(filters=InboxFilters(channel="sms", status="open", unread=True), page=PageRequest(1, 20))
-    assert len(prepared) == 1
+    conversation_list_page(filters=InboxFilters(channel="sms", status="open"), page=PageRequest(1, 20))
+    assert len(prepared) == 2
