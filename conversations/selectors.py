@@ -131,8 +131,9 @@ def _plain_page_and_total_sql(conditions: tuple[str, ...], tally_conditions: tup
     """``_plain_page_sql`` with the tally's total as one more column: the page joined to the one-row
     sum, so an empty page is one row of NULLs that still carries the total."""
     quote = connection.ops.quote_name
+    listed = ", ".join(f"listed.{quote(str(field.column))}" for field in Conversation._meta.concrete_fields)
     return (
-        f"SELECT listed.*, tally.total FROM ({_tally_sql(tally_conditions)}) AS tally"
+        f"SELECT {listed}, tally.total FROM ({_tally_sql(tally_conditions)}) AS tally"
         f" LEFT JOIN ({_plain_page_sql(conditions)}) AS listed ON true"
         f" ORDER BY listed.{quote('last_message_at')} DESC NULLS LAST, listed.{quote('id')} DESC"
     )
@@ -141,8 +142,9 @@ def _plain_page_and_total_sql(conditions: tuple[str, ...], tally_conditions: tup
 def conversation_list_total(filters: InboxFilters = InboxFilters()) -> int | None:
     """How many conversations ``conversation_list(filters)`` holds, read from the tally the database
     keeps (ConversationTally) when the filters are the tally's keys; None when the rows have to be
-    counted (other filters, or no tally on this database). An inbox page reads the same sum in its own
-    statement (``_plain_page_and_total_sql``)."""
+    counted (other filters, or no tally on this database). The tally on its own, for checking it
+    (tests, a shell); an inbox page reads the same sum in its own statement
+    (``_plain_page_and_total_sql``)."""
     if not filters.tally_keys_only or connection.vendor != "postgresql":
         return None
     conditions, params = _tally_conditions(filters)
