@@ -83,7 +83,7 @@ def conversation_list_page(*, filters: InboxFilters, page: PageRequest) -> tuple
     if others_set or connection.vendor != "postgresql":
         queryset = conversation_list(filters)
         items = list(queryset[page.offset : page.offset + page.limit])
-        return items, page_total(queryset, page, items)  # the tally answers only the plain filters
+        return items, page_total(queryset, page, items, kept=lambda: conversation_list_total(filters))
     conditions, params = _plain_conditions(filters)
     rows = LazyCount(lambda: conversation_list(filters))
     if not filters.tally_keys_only:
@@ -142,9 +142,8 @@ def _plain_page_and_total_sql(conditions: tuple[str, ...], tally_conditions: tup
 def conversation_list_total(filters: InboxFilters = InboxFilters()) -> int | None:
     """How many conversations ``conversation_list(filters)`` holds, read from the tally the database
     keeps (ConversationTally) when the filters are the tally's keys; None when the rows have to be
-    counted (other filters, or no tally on this database). The tally on its own, for checking it
-    (tests, a shell); an inbox page reads the same sum in its own statement
-    (``_plain_page_and_total_sql``)."""
+    counted (other filters, or no tally on this database). A page of the ORM's query asks it; a page
+    of the prepared statement reads the same sum in its own statement (``_plain_page_and_total_sql``)."""
     if not filters.tally_keys_only or connection.vendor != "postgresql":
         return None
     conditions, params = _tally_conditions(filters)
