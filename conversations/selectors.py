@@ -131,9 +131,9 @@ def _plain_page_and_total_sql(conditions: tuple[str, ...], tally_conditions: tup
     """``_plain_page_sql`` with the tally's total as one more column: the page joined to the one-row
     sum, so an empty page is one row of NULLs that still carries the total."""
     quote = connection.ops.quote_name
-    listed = ", ".join(f"listed.{quote(str(field.column))}" for field in Conversation._meta.concrete_fields)
     return (
-        f"SELECT {listed}, tally.total FROM ({_tally_sql(tally_conditions)}) AS tally"
+        f"SELECT {model_columns(Conversation, alias='listed')}, tally.total"
+        f" FROM ({_tally_sql(tally_conditions)}) AS tally"
         f" LEFT JOIN ({_plain_page_sql(conditions)}) AS listed ON true"
         f" ORDER BY listed.{quote('last_message_at')} DESC NULLS LAST, listed.{quote('id')} DESC"
     )

@@ -438,10 +438,11 @@ def prepared_models(model: type[M], sql: str, params: Sequence[Any]) -> list[M]:
 
 
 def prepared_models_and_value(model: type[M], sql: str, params: Sequence[Any]) -> tuple[list[M], Any]:
-    """``prepared_models`` for a statement that selects ``model_columns(model)`` and then one more
-    column, which holds the same value on every row, and that returns at least one row: a row whose
-    primary key is NULL stands for no instance (the statement's outer join found none). The instances
-    and that value, read in one round trip and one snapshot (an inbox page and its total)."""
+    """``prepared_models`` for a statement that selects ``model_columns(model)`` (with an ``alias`` or
+    without), then one more column, which holds the same value on every row, and that returns at least
+    one row: a row whose primary key is NULL stands for no instance (the statement's outer join found
+    none). The instances and that value, read in one round trip and one snapshot (an inbox page and
+    its total)."""
     rows = _fetch(sql, params)
     if not rows:
         raise ValueError("prepared_models_and_value: the statement must return at least one row")
@@ -499,10 +500,12 @@ def _builder(model: type[M]) -> Callable[[str, tuple[str, ...], Sequence[Any]], 
     return build
 
 
-def model_columns(model: type[Model]) -> str:
-    """The quoted columns of ``model``'s concrete fields, in their order, for ``prepared_models``."""
+def model_columns(model: type[Model], *, alias: str = "") -> str:
+    """The quoted columns of ``model``'s concrete fields, in their order, for ``prepared_models``;
+    each qualified by ``alias`` (a subquery's name) when one is given."""
     quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
-    return ", ".join(quote(str(field.column)) for field in model._meta.concrete_fields)
+    prefix = f"{alias}." if alias else ""
+    return ", ".join(prefix + quote(str(field.column)) for field in model._meta.concrete_fields)
 
 
 _Converters = tuple[tuple[int, tuple[Callable[..., Any], ...], Any], ...]
