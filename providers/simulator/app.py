@@ -398,9 +398,9 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        # A line per answered request only at DEBUG: three outbox workers send the simulator thousands
-        # of calls a second, and a line each (formatted, then written under the handler's lock) cost
-        # it about a tenth of its CPU per call (docs/PERFORMANCE.md, twenty-fifth round).
+        # A line per answered request only at DEBUG: three outbox workers send the simulator over a
+        # thousand calls a second, and a line each (formatted, then written under the handler's
+        # lock) cost it about a tenth of its CPU per call (docs/PERFORMANCE.md, twenty-fifth round).
         if logger.isEnabledFor(logging.DEBUG):
             code = code.value if isinstance(code, HTTPStatus) else code
             logger.debug('%s "%s" %s %s', self.address_string(), self.requestline, code, size)

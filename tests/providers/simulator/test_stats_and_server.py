@@ -172,8 +172,8 @@ def test_the_management_command_serves_with_the_services_credentials_and_stops_o
 
 
 def test_a_line_per_answered_request_is_written_at_debug_only(start_simulator, caplog):
-    """Three outbox workers send the simulator thousands of calls a second: at INFO it writes no line
-    per answer (it cost about a tenth of its CPU per call), at DEBUG one each."""
+    """Three outbox workers send the simulator over a thousand calls a second: at INFO it writes no
+    line per answer (it cost about a tenth of its CPU per call), at DEBUG one each."""
     sim = start_simulator()
 
     with caplog.at_level(logging.INFO, logger="providers.simulator"):
