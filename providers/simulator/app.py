@@ -398,12 +398,14 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        # A line per answered request only at DEBUG: three outbox workers send the simulator over a
+        # A line per accepted request only at DEBUG: three outbox workers send the simulator over a
         # thousand calls a second, and a line each (formatted, then written under the handler's
         # lock) cost it about a tenth of its CPU per call (docs/PERFORMANCE.md, twenty-fifth round).
-        if logger.isEnabledFor(logging.DEBUG):
-            code = code.value if isinstance(code, HTTPStatus) else code
-            logger.debug('%s "%s" %s %s', self.address_string(), self.requestline, code, size)
+        # An error answer (a fault, a refusal) keeps its line at INFO.
+        status = code.value if isinstance(code, HTTPStatus) else code
+        level = logging.INFO if isinstance(status, int) and status >= 400 else logging.DEBUG
+        if logger.isEnabledFor(level):
+            logger.log(level, '%s "%s" %s %s', self.address_string(), self.requestline, status, size)
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.info("%s %s", self.address_string(), format % args)

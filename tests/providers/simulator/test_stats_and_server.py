@@ -12,6 +12,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from providers.simulator.config import Credentials
 from tests.ports import free_port
 from tests.providers.simulator.conftest import mail, sms, wait_for, whatsapp
 
@@ -171,17 +172,22 @@ def test_the_management_command_serves_with_the_services_credentials_and_stops_o
     assert "TWILIO_AUTH_TOKEN" in stdout
 
 
-def test_a_line_per_answered_request_is_written_at_debug_only(start_simulator, caplog):
+def test_a_line_per_accepted_request_is_written_at_debug_only(start_simulator, caplog):
     """Three outbox workers send the simulator over a thousand calls a second: at INFO it writes no
-    line per answer (it cost about a tenth of its CPU per call), at DEBUG one each."""
-    sim = start_simulator()
+    line per accepted call (it cost about a tenth of its CPU per call), at DEBUG one each; an error
+    answer keeps its line at INFO."""
+    sim = start_simulator(credentials=Credentials(twilio_account_sid="AC" + "1" * 32, twilio_auth_token="right"))
 
     with caplog.at_level(logging.INFO, logger="providers.simulator"):
-        assert sim.twilio(sms()).status == 201
-    assert not [record for record in caplog.records if "Messages.json" in record.getMessage()]
+        assert sim.twilio(sms(), token="right").status == 201
+        assert sim.twilio(sms(), token="wrong").status == 401
+    [refused] = [record for record in caplog.records if "Messages.json" in record.getMessage()]
+    assert refused.levelno == logging.INFO
+    assert refused.getMessage().endswith(" 401 -")
+    caplog.clear()
 
     with caplog.at_level(logging.DEBUG, logger="providers.simulator"):
-        assert sim.twilio(sms(Body="second")).status == 201
+        assert sim.twilio(sms(Body="second"), token="right").status == 201
     [line] = [record for record in caplog.records if "Messages.json" in record.getMessage()]
     assert line.levelno == logging.DEBUG
     assert '"POST /2010-04-01/Accounts/' in line.getMessage()
