@@ -122,20 +122,26 @@ def _plain_page_sql(conditions: tuple[str, ...]) -> str:
     quote = connection.ops.quote_name
     return (
         f"SELECT {model_columns(Conversation)} FROM {quote(Conversation._meta.db_table)}{where}"
-        f" ORDER BY {quote('last_message_at')} DESC NULLS LAST, {quote('id')} DESC LIMIT %s OFFSET %s"
+        f" ORDER BY {_page_order()} LIMIT %s OFFSET %s"
     )
+
+
+def _page_order(alias: str = "") -> str:
+    """The inbox's order (``conversation_list``'s), its columns qualified by ``alias`` if one is given."""
+    quote = connection.ops.quote_name
+    prefix = f"{alias}." if alias else ""
+    return f"{prefix}{quote('last_message_at')} DESC NULLS LAST, {prefix}{quote('id')} DESC"
 
 
 @functools.cache
 def _plain_page_and_total_sql(conditions: tuple[str, ...], tally_conditions: tuple[str, ...]) -> str:
     """``_plain_page_sql`` with the tally's total as one more column: the page joined to the one-row
     sum, so an empty page is one row of NULLs that still carries the total."""
-    quote = connection.ops.quote_name
     return (
         f"SELECT {model_columns(Conversation, alias='listed')}, tally.total"
         f" FROM ({_tally_sql(tally_conditions)}) AS tally"
         f" LEFT JOIN ({_plain_page_sql(conditions)}) AS listed ON true"
-        f" ORDER BY listed.{quote('last_message_at')} DESC NULLS LAST, listed.{quote('id')} DESC"
+        f" ORDER BY {_page_order('listed')}"
     )
 
 

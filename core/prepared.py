@@ -447,7 +447,7 @@ def prepared_models_and_value(model: type[M], sql: str, params: Sequence[Any]) -
     if not rows:
         raise ValueError("prepared_models_and_value: the statement must return at least one row")
     value = rows[0][-1]
-    pk = next(index for index, field in enumerate(model._meta.concrete_fields) if field.primary_key)
+    pk = model._meta.concrete_fields.index(model._meta.pk)
     return _instances(model, [row[:-1] for row in rows if row[pk] is not None]), value
 
 
