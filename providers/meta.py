@@ -29,7 +29,6 @@ import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-import httpx
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import URLValidator
@@ -56,7 +55,15 @@ from providers.base import (
     WebhookEndpoint,
     WebhookItem,
 )
-from providers.http import HttpCall, error_from_status, http_post, json_or_none, text_snippet, unreadable_answer
+from providers.http import (
+    HttpCall,
+    ProviderAnswer,
+    error_from_status,
+    http_post,
+    json_or_none,
+    text_snippet,
+    unreadable_answer,
+)
 from providers.mock import MockProvider
 from providers.payloads import (
     MAX_ERROR_MESSAGE_LENGTH,
@@ -183,7 +190,7 @@ class MetaProvider(MockProvider):
             return SendResult(provider=self.name, provider_message_id=message_id, status="accepted", response=body)
         raise self.http_error(response, body)
 
-    def http_error(self, response: httpx.Response, body: Any) -> ProviderError:
+    def http_error(self, response: ProviderAnswer, body: Any) -> ProviderError:
         """Graph's ``error``: ``code`` (with ``error_subcode``) decides, as Meta sends rate limits and
         outages with a 400 too."""
         error = body.get("error") if isinstance(body, dict) else None

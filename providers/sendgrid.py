@@ -24,7 +24,6 @@ import time
 from functools import lru_cache
 from typing import Any, ClassVar
 
-import httpx
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -49,7 +48,15 @@ from providers.base import (
     WebhookEndpoint,
     WebhookItem,
 )
-from providers.http import HttpCall, error_from_status, http_post, json_or_none, text_snippet, unreadable_answer
+from providers.http import (
+    HttpCall,
+    ProviderAnswer,
+    error_from_status,
+    http_post,
+    json_or_none,
+    text_snippet,
+    unreadable_answer,
+)
 from providers.mock import MockProvider, digest
 from providers.payloads import (
     MAX_ERROR_MESSAGE_LENGTH,
@@ -149,7 +156,7 @@ class SendGridProvider(MockProvider):
             return SendResult(provider=self.name, provider_message_id=message_id, status="accepted", response=answer)
         raise self.http_error(response)
 
-    def http_error(self, response: httpx.Response) -> ProviderError:
+    def http_error(self, response: ProviderAnswer) -> ProviderError:
         """SendGrid lists every problem in ``errors[]`` (``message``, ``field``); it has no error codes,
         so the code is the HTTP status."""
         body = json_or_none(response)

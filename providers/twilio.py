@@ -24,7 +24,6 @@ from email.utils import format_datetime
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-import httpx
 from django.conf import settings
 
 from providers.base import (
@@ -46,7 +45,15 @@ from providers.base import (
     WebhookEndpoint,
     WebhookItem,
 )
-from providers.http import HttpCall, error_from_status, http_post, json_or_none, text_snippet, unreadable_answer
+from providers.http import (
+    HttpCall,
+    ProviderAnswer,
+    error_from_status,
+    http_post,
+    json_or_none,
+    text_snippet,
+    unreadable_answer,
+)
 from providers.mock import MockProvider, digest
 from providers.payloads import (
     FORM,
@@ -179,7 +186,7 @@ class TwilioProvider(MockProvider):
             return SendResult(provider=self.name, provider_message_id=sid, status=status, response=body)
         raise self.http_error(response, body)
 
-    def http_error(self, response: httpx.Response, body: Any) -> ProviderError:
+    def http_error(self, response: ProviderAnswer, body: Any) -> ProviderError:
         """Twilio's error body: ``code`` (its own error code), ``message``; the HTTP status decides."""
         if isinstance(body, dict) and isinstance(body.get("message"), str):
             code = body.get("code")

@@ -459,7 +459,8 @@ LOGGING = {
         # httpx writes an INFO line per provider request ("HTTP Request: POST ... 201 Created"): with
         # it, the outbox's delivery threads queued for the log handler's lock, and one worker drained
         # over HTTP at 0.77 times the rate (docs/PERFORMANCE.md, twenty-first round). The service
-        # logs every failed attempt itself; LOG_LEVEL=DEBUG shows every request again.
+        # logs every failed attempt itself; LOG_LEVEL=DEBUG shows every request again (providers.http
+        # writes the same line for the calls it makes without httpx's client).
         "httpx": {"level": "DEBUG" if LOG_LEVEL == "DEBUG" else "WARNING"},
     },
 }

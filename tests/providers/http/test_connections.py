@@ -5,11 +5,13 @@ environment's proxy settings honoured."""
 
 from __future__ import annotations
 
+import logging
 import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 
 from providers import http
@@ -44,6 +46,8 @@ class _Peer(ThreadingHTTPServer):
         self.before_answer = b""
         #: Headers added to the answer, written as Latin-1 as the standard library's server writes them.
         self.extra_headers: dict[str, str] = {}
+        #: Each request as it came: its request line, its headers in order, its body.
+        self.requests: list[tuple[str, list[tuple[str, str]], bytes]] = []
 
     @property
     def url(self) -> str:
@@ -58,8 +62,9 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Peer
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         with self.server.lock:
+            self.server.requests.append((self.requestline, list(self.headers.items()), body))
             self.server.ports.append(self.client_address[1])
             self.server.paths.append(self.path)
             self.server.in_flight += 1
@@ -372,3 +377,89 @@ def test_an_answer_closed_unread_leaves_its_connection_unused(http_settings, pee
 
     assert _post(server.url) == 200
     assert len(set(server.ports)) == 2
+
+
+#: Calls as the adapters make them, and the corners of httpx's encoding: form values that are lists,
+#: booleans, None and numbers; text outside ASCII; a query string; a Content-Type or an Authorization
+#: the call gives itself; no body at all.
+_CALLS = {
+    "form-with-basic-auth": {
+        "headers": {"I-Twilio-Idempotency-Token": "token-1", "Accept": "application/json"},
+        "data": {
+            "To": "+15550000002",
+            "From": "+15550000001",
+            "Body": "héllo & =?+ 😀",
+            "MediaUrl": ["https://media.example/a.png", "https://media.example/b c.png"],
+            "Flag": True,
+            "Off": False,
+            "Nothing": None,
+            "Count": 3,
+        },
+        "auth": ("AC" + "7" * 32, "tökén"),
+    },
+    "json-with-a-bearer": {
+        "headers": {"Authorization": "Bearer SG.key", "Idempotency-Key": "key-1"},
+        "json": {"content": [{"type": "text/plain", "value": "é 😀"}], "ratio": 1.5, "none": None},
+    },
+    "content-type-of-its-own": {"headers": {"Content-Type": "application/json; charset=utf-8"}, "json": {"a": 1}},
+    "auth-over-a-header": {"headers": {"Authorization": "Bearer other"}, "data": {"a": "b"}, "auth": ("user", "pass")},
+    "no-body": {},
+}
+
+
+@pytest.mark.parametrize("name", sorted(_CALLS))
+def test_the_direct_path_writes_what_httpx_writes(http_settings, peer, monkeypatch, name):
+    server = peer()
+    call = http.HttpCall(url=server.url + "?Version=2", **_CALLS[name])
+    http.client_for("twilio").headers["X-Sim-Fail"] = "none"  # the client's own headers go on every call
+
+    with monkeypatch.context() as direct_only:
+        direct_only.setattr(httpx.Client, "send", _not_through_httpx)
+        assert http.http_post(provider="twilio", call=call).status_code == 200
+    monkeypatch.setattr(http._ProviderClient, "post_direct", lambda client, url, call: None)
+    assert http.http_post(provider="twilio", call=call).status_code == 200
+
+    (direct, through_httpx) = server.requests
+    assert direct == through_httpx
+    assert len(set(server.ports)) == 1, "both on the one kept-alive connection"
+
+
+def _not_through_httpx(*args, **kwargs):
+    raise AssertionError("a direct call built an httpx request")
+
+
+def test_a_call_through_a_proxy_goes_through_httpx(http_settings, peer, monkeypatch):
+    proxy = peer()
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.server_address[1]}")
+    http.clients_close()
+    monkeypatch.setattr(httpx.Client, "send", _not_through_httpx)
+
+    with pytest.raises(AssertionError, match="built an httpx request"):
+        _post("http://provider.invalid/send")
+    assert proxy.paths == []
+
+
+def test_a_direct_answer_reads_as_an_httpx_answer_does(http_settings, peer):
+    server = peer()
+    server.extra_headers = {"Retry-After": "7", "X-Message-Id": "abc"}
+
+    answer = http.http_post(provider="twilio", call=http.HttpCall(url=server.url, data={"Body": "hi"}))
+
+    assert isinstance(answer, http.Answer)
+    assert (answer.status_code, answer.reason_phrase, answer.is_success) == (200, "OK", True)
+    assert answer.json() == {}
+    assert answer.content == b"{}"
+    assert answer.headers.get("x-message-id") == "abc"
+    assert http.retry_after(answer) == 7.0
+
+
+def test_a_direct_call_is_logged_only_at_debug(http_settings, peer, caplog):
+    server = peer()
+
+    with caplog.at_level(logging.INFO, logger="providers.http"):
+        _post(server.url)
+    with caplog.at_level(logging.DEBUG, logger="providers.http"):
+        _post(server.url)
+
+    lines = [record.getMessage() for record in caplog.records if record.name == "providers.http"]
+    assert lines == [f'HTTP Request: POST {server.url} "HTTP/1.1 200 OK"']
