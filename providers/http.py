@@ -115,13 +115,13 @@ class _ProviderClient(httpx.Client):
         super().__init__(transport=transport, **kwargs)
         self.connections = transport
 
-    def post_direct(self, url: httpx.URL, call: HttpCall) -> Answer | None:
+    def post_direct(self, url: httpx.URL, call: HttpCall) -> ProviderAnswer | None:
         """``call`` POSTed straight onto a ``_Connections`` connection, without httpx's request and
         answer objects, which were about half of a call's CPU (docs/PERFORMANCE.md, twenty-sixth
-        round): the same bytes on the wire as ``self.post`` sends (the client's headers, then the
-        call's, the body encoded as httpx encodes it, basic auth as httpx writes it), the same
-        failures (httpx's exceptions), the answer read whole. None when a proxy applies: that call
-        goes through httpx."""
+        round): what ``self.post`` would send (the client's headers, then the call's, the body
+        encoded as httpx encodes it, basic auth as httpx writes it, from the call or else from the
+        URL's user and password), the same failures (httpx's exceptions), the answer read whole.
+        None when a proxy applies: that call goes through httpx."""
         if self.connections.proxy_for(url) is not None:
             return None
         body, content_type = _encoded_body(call)
@@ -142,8 +142,13 @@ class _ProviderClient(httpx.Client):
             first.append((b"Host", url.netloc))
         if b"content-length" not in headers and b"transfer-encoding" not in headers:
             first.append((b"Content-Length", b"0"))
-        if call.auth is not None:  # replaces a header of that name where it stands
-            headers[b"authorization"] = (b"Authorization", _basic_auth(*call.auth))
+        # As httpx's ``_build_request_auth``: the call's credentials, else the URL's; either replaces
+        # a header of that name where it stands.
+        auth = call.auth
+        if auth is None and (url.username or url.password):
+            auth = (url.username, url.password)
+        if auth is not None:
+            headers[b"authorization"] = (b"Authorization", _basic_auth(*auth))
         return self.connections.post(url, [*first, *headers.values()], body, self.timeout.as_dict())
 
     @property
@@ -277,9 +282,10 @@ class _Connections(httpx.BaseTransport):
 
     def post(
         self, url: httpx.URL, headers: list[tuple[bytes | str, bytes | str]], body: bytes, timeouts: Mapping[str, Any]
-    ) -> Answer:
+    ) -> ProviderAnswer:
         """A POST on a direct connection (no proxy), its answer read whole: ``handle_request``'s slot,
-        connection and failures without httpx's request and answer objects."""
+        connection and failures without httpx's request and answer objects. The exceptions carry no
+        request (``http_post`` reads only their class and text)."""
         wait = timeouts.get("pool")
         if not self._slots.acquire(timeout=wait):
             raise httpx.PoolTimeout(f"No free connection within {wait}s.")
@@ -288,8 +294,14 @@ class _Connections(httpx.BaseTransport):
             direct = cast(_Direct, transport)  # a direct call's stack holds only direct connections
             try:
                 answer = direct.exchange("POST", url.raw_path.decode("ascii"), headers, body, timeouts)
-                with _reading(None):
-                    content = answer.read()
+                try:
+                    with _reading(None):
+                        content = answer.read()
+                except BaseException:
+                    # An answer that ends the connection holds its socket itself: closed here, not
+                    # left to the garbage collector while the exception lives.
+                    answer.close()
+                    raise
                 direct.answer_read(answer)
             finally:
                 self._give_back(where, direct)  # kept only if the answer was read whole (``reusable``)
@@ -298,12 +310,13 @@ class _Connections(httpx.BaseTransport):
         if logger.isEnabledFor(logging.DEBUG):  # as httpx logs its own requests (at DEBUG here)
             version = "HTTP/1.0" if answer.version == 10 else "HTTP/1.1"
             logger.debug('HTTP Request: POST %s "%s %d %s"', url, version, answer.status, answer.reason)
-        return Answer(
-            answer.status,
-            answer.reason,
-            httpx.Headers([(name.encode("latin-1"), value.encode("latin-1")) for name, value in answer.getheaders()]),
-            content,
-        )
+        raw = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in answer.getheaders()]
+        encoding = answer.getheader("Content-Encoding", "").strip().lower()
+        if encoding not in ("", "identity"):
+            # Compressed although the request said identity: httpx decodes it as it did before.
+            reason = answer.reason.encode("ascii", "replace")
+            return httpx.Response(answer.status, headers=raw, content=content, extensions={"reason_phrase": reason})
+        return Answer(answer.status, answer.reason, httpx.Headers(raw), content)
 
     def close(self) -> None:
         with self._lock:

@@ -5,6 +5,7 @@ environment's proxy settings honoured."""
 
 from __future__ import annotations
 
+import gzip
 import logging
 import ssl
 import threading
@@ -38,8 +39,13 @@ class _Peer(ThreadingHTTPServer):
         self.most_in_flight = 0
         self.closed: set[int] = set()
         #: How answers say where they end: "length" (Content-Length), "chunked", "until-close" (no
-        #: length: the connection's close ends it) or "short" (a Content-Length it does not send).
+        #: length: the connection's close ends it), "short" (a Content-Length it does not send) or
+        #: "stall" (``Connection: close`` and a Content-Length it does not send, then nothing for 2 s).
         self.framing = "length"
+        #: For each "stall" answer: whether the client closed the connection within those 2 s.
+        self.client_closed: list[bool] = []
+        #: Compress the answer's body (``Content-Encoding: gzip``), whatever the request asked for.
+        self.gzip = False
         #: Close each connection after its answer (as a server's idle timeout would), without saying so.
         self.close_after_answer = False
         #: Raw lines sent before the answer (an interim 1xx answer, say).
@@ -73,12 +79,29 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.in_flight -= 1
         body = b"{}" if self.server.framing == "length" else b'{"sid": "SM1", "status": "queued"}'
+        if self.server.gzip:
+            body = gzip.compress(body)
         self.wfile.write(self.server.before_answer)
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
+        if self.server.gzip:
+            self.send_header("Content-Encoding", "gzip")
         for name, value in self.server.extra_headers.items():
             self.send_header(name, value)
-        if self.server.framing == "chunked":
+        if self.server.framing == "stall":
+            self.send_header("Connection", "close")
+            self.send_header("Content-Length", str(len(body) + 10))
+            self.end_headers()
+            self.wfile.write(body)
+            self.wfile.flush()
+            self.connection.settimeout(2.0)
+            try:
+                closed = self.connection.recv(1) == b""
+            except TimeoutError:
+                closed = False
+            self.server.client_closed.append(closed)
+            self.close_connection = True
+        elif self.server.framing == "chunked":
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
             half = len(body) // 2
@@ -404,13 +427,17 @@ _CALLS = {
     "content-type-of-its-own": {"headers": {"Content-Type": "application/json; charset=utf-8"}, "json": {"a": 1}},
     "auth-over-a-header": {"headers": {"Authorization": "Bearer other"}, "data": {"a": "b"}, "auth": ("user", "pass")},
     "no-body": {},
+    "credentials-in-the-url": {"userinfo": "us%40er:pa%20ss@", "headers": {"Authorization": "Bearer other"}},
+    "credentials-in-the-url-and-the-call": {"userinfo": "url-user:url-pass@", "auth": ("call-user", "call-pass")},
 }
 
 
 @pytest.mark.parametrize("name", sorted(_CALLS))
 def test_the_direct_path_writes_what_httpx_writes(http_settings, peer, monkeypatch, name):
     server = peer()
-    call = http.HttpCall(url=server.url + "?Version=2", **_CALLS[name])
+    given = dict(_CALLS[name])
+    url = server.url.replace("http://", "http://" + given.pop("userinfo", "")) + "?Version=2"
+    call = http.HttpCall(url=url, **given)
     http.client_for("twilio").headers["X-Sim-Fail"] = "none"  # the client's own headers go on every call
 
     with monkeypatch.context() as direct_only:
@@ -463,3 +490,44 @@ def test_a_direct_call_is_logged_only_at_debug(http_settings, peer, caplog):
 
     lines = [record.getMessage() for record in caplog.records if record.name == "providers.http"]
     assert lines == [f'HTTP Request: POST {server.url} "HTTP/1.1 200 OK"']
+
+
+def test_a_compressed_answer_is_read_as_httpx_reads_it(http_settings, peer):
+    server = peer()
+    server.gzip = True  # although every request says Accept-Encoding: identity
+
+    answer = http.http_post(provider="twilio", call=http.HttpCall(url=server.url, data={"Body": "hi"}))
+
+    assert answer.json() == {}
+    assert answer.headers["Content-Encoding"] == "gzip"
+    assert [dict(headers)["Accept-Encoding"] for _, headers, _ in server.requests] == ["identity"]
+
+
+def test_every_failure_gives_its_call_slot_and_connection_back(http_settings, peer):
+    http_settings.PROVIDER_HTTP_MAX_CONNECTIONS = 1  # a slot kept by one failure refuses every later call
+    http_settings.PROVIDER_TIMEOUT_SECONDS = 0.3
+    server = peer()
+    failures = []
+    for framing, before_answer in [("short", b""), ("length", b"HTTP/1.1 103 Early Hints\r\n\r\n"), ("stall", b"")]:
+        server.framing, server.before_answer = framing, before_answer
+        with pytest.raises(ProviderError) as caught:
+            _post(server.url)
+        failures.append((caught.value.code, caught.value.retryable, caught.value.not_accepted))
+    server.framing, server.before_answer = "length", b""
+
+    assert failures == [("connection_lost", True, False), ("connection_lost", True, False), ("timeout", True, False)]
+    assert _post(server.url) == 200
+    assert len(set(server.ports)) == 4, "no connection that failed was used again"
+
+
+def test_a_connection_whose_answer_stopped_midway_is_closed_at_once(http_settings, peer):
+    http_settings.PROVIDER_TIMEOUT_SECONDS = 0.3
+    server = peer()
+    server.framing = "stall"  # Connection: close, so the answer holds the socket, not the connection
+
+    with pytest.raises(ProviderError) as caught:
+        _post(server.url)
+
+    assert caught.value.code == "timeout"  # and while the failure is still held here:
+    assert wait_for(lambda: server.client_closed, "the peer to see the connection closed or give up")
+    assert server.client_closed == [True], "closed when the call failed, not when the failure is dropped"
