@@ -255,10 +255,13 @@ class _Connections(httpx.BaseTransport):
         for old in stale:
             _close_quietly(old)
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        wait = request.extensions.get("timeout", {}).get("pool")
+    def _acquire(self, wait: float | None, request: httpx.Request | None = None) -> None:
+        """Takes one of the ``calls`` slots, waiting up to ``wait`` seconds (``PoolTimeout``: nothing sent)."""
         if not self._slots.acquire(timeout=wait):
             raise httpx.PoolTimeout(f"No free connection within {wait}s.", request=request)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self._acquire(request.extensions.get("timeout", {}).get("pool"), request)
         try:
             where, transport = self._take(request.url, self.proxy_for(request.url))
             try:
@@ -286,9 +289,7 @@ class _Connections(httpx.BaseTransport):
         """A POST on a direct connection (no proxy), its answer read whole: ``handle_request``'s slot,
         connection and failures without httpx's request and answer objects. The exceptions carry no
         request (``http_post`` reads only their class and text)."""
-        wait = timeouts.get("pool")
-        if not self._slots.acquire(timeout=wait):
-            raise httpx.PoolTimeout(f"No free connection within {wait}s.")
+        self._acquire(timeouts.get("pool"))
         try:
             where, transport = self._take(url, None)
             direct = cast(_Direct, transport)  # a direct call's stack holds only direct connections
@@ -308,14 +309,13 @@ class _Connections(httpx.BaseTransport):
         finally:
             self._slots.release()
         if logger.isEnabledFor(logging.DEBUG):  # as httpx logs its own requests (at DEBUG here)
-            version = "HTTP/1.0" if answer.version == 10 else "HTTP/1.1"
+            version = _answer_extensions(answer)["http_version"].decode("ascii")
             logger.debug('HTTP Request: POST %s "%s %d %s"', url, version, answer.status, answer.reason)
-        raw = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in answer.getheaders()]
+        raw = _answer_headers(answer)
         encoding = answer.getheader("Content-Encoding", "").strip().lower()
         if encoding not in ("", "identity"):
             # Compressed although the request said identity: httpx decodes it as it did before.
-            reason = answer.reason.encode("ascii", "replace")
-            return httpx.Response(answer.status, headers=raw, content=content, extensions={"reason_phrase": reason})
+            return httpx.Response(answer.status, headers=raw, content=content, extensions=_answer_extensions(answer))
         return Answer(answer.status, answer.reason, httpx.Headers(raw), content)
 
     def close(self) -> None:
@@ -435,14 +435,9 @@ class _Direct:
         )
         return httpx.Response(
             answer.status,
-            # As the bytes that came (http.client decoded them as Latin-1): httpx would refuse a
-            # non-ASCII value given as text.
-            headers=[(name.encode("latin-1"), value.encode("latin-1")) for name, value in answer.getheaders()],
+            headers=_answer_headers(answer),
             stream=_DirectBody(self, answer, request),
-            extensions={
-                "http_version": b"HTTP/1.0" if answer.version == 10 else b"HTTP/1.1",
-                "reason_phrase": answer.reason.encode("ascii", "replace"),
-            },
+            extensions=_answer_extensions(answer),
         )
 
     def answer_read(self, answer: http.client.HTTPResponse) -> None:
@@ -456,6 +451,20 @@ class _Direct:
     def close(self) -> None:
         self.reusable = False
         self._connection.close()
+
+
+def _answer_headers(answer: http.client.HTTPResponse) -> list[tuple[bytes, bytes]]:
+    """An answer's headers as the bytes that came (``http.client`` decoded them as Latin-1): httpx
+    would refuse a non-ASCII value given as text."""
+    return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in answer.getheaders()]
+
+
+def _answer_extensions(answer: http.client.HTTPResponse) -> dict[str, bytes]:
+    """The HTTP version and reason phrase of an answer, as httpx's answers carry them."""
+    return {
+        "http_version": b"HTTP/1.0" if answer.version == 10 else b"HTTP/1.1",
+        "reason_phrase": answer.reason.encode("ascii", "replace"),
+    }
 
 
 @contextlib.contextmanager
