@@ -33,7 +33,7 @@ from pathlib import Path
 
 import psycopg
 
-from config.gunicorn import balanced_accepts, keepalive_linger, switch_interval
+from config.gunicorn import active_requests, active_wait, balanced_accepts, keepalive_linger, switch_interval
 from core.startup import gc_freeze_enabled
 from providers.http import simulator_environment
 from providers.simulator.state import APIS as SIMULATED_APIS
@@ -382,6 +382,7 @@ class Bench:
         if self.config.baseline_gunicorn == "plain":
             # config/gunicorn.py; 5 ms is Python's own switch interval
             env.update(GUNICORN_BALANCED_ACCEPT="false", GC_FREEZE="false", GUNICORN_SWITCH_INTERVAL_MS="5")
+            env.update(GUNICORN_ACTIVE_REQUESTS="0")
         return env
 
     def manage(self, db: str, *args: str, latency: str = "0") -> str:
@@ -840,12 +841,20 @@ class Bench:
                     else ", gunicorn's own gthread"
                 )  # gunicorn.conf.py
                 + (", start-up objects frozen" if gc_freeze_enabled() else ", no gc.freeze()")  # core/startup.py
-                + f", {switch_interval() * 1000:g} ms switch interval",
+                + f", {switch_interval() * 1000:g} ms switch interval"
+                + _turns(self.config.workers, self.config.threads),  # core/admission.py
                 # The drains' workers take it from the environment (docs/OPERATIONS.md, "Delivery threads").
                 "worker_first_threads": os.environ.get("WORKER_FIRST_THREADS", "default"),
             },
             "results": self.results,
         }
+
+
+def _turns(workers: int, threads: int) -> str:
+    slots = active_requests(workers=workers, threads=threads, cores=os.cpu_count())
+    if not slots:
+        return ", requests of a process at once"
+    return f", {slots} request(s) of a process at a time, each waiting at most {active_wait() * 1000:g} ms"
 
 
 def _merge(runs: list[dict]) -> dict[int, int]:

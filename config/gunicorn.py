@@ -12,11 +12,18 @@ sets how long a thread waits for a kept-alive connection's next request (0: not 
 ``GUNICORN_WARM_THREADS=false`` leaves each thread to open its database connection on its first request
 instead of before the process serves (core/startup.py, ``warm_database_connection``);
 ``GUNICORN_SWITCH_INTERVAL_MS`` sets how long a thread may run before another of its process that is
-waiting for the interpreter makes it let go (``sys.setswitchinterval``; Python's own is 5 ms).
+waiting for the interpreter makes it let go (``sys.setswitchinterval``; Python's own is 5 ms);
+``GUNICORN_ACTIVE_REQUESTS`` sets how many requests a process runs at once, the others waiting their
+turn in arrival order (core/admission.py; ``auto``: one where there are at least as many processes as
+cores, else no limit; 0: no limit), and ``GUNICORN_ACTIVE_WAIT_MS`` how long a request waits for its
+turn before it runs anyway.
 """
 
+import os
 import sys
 import time
+
+from django.core.exceptions import ImproperlyConfigured
 
 from config.env import Env
 from core.startup import freeze_start_up_objects
@@ -55,9 +62,35 @@ def switch_interval() -> float:
     return Env().float("GUNICORN_SWITCH_INTERVAL_MS", default=SWITCH_INTERVAL_MS, minimum=1, maximum=1000) / 1000
 
 
+#: ``GUNICORN_ACTIVE_WAIT_MS`` by default (docs/OPERATIONS.md, "Requests of a process run in turn").
+ACTIVE_WAIT_MS = 100.0
+
+
+def active_requests(*, workers: int, threads: int, cores: int | None) -> int:
+    """How many requests a web process runs at once (0: as many as its threads), from
+    ``GUNICORN_ACTIVE_REQUESTS``: a whole number, or ``auto`` (the default): one where the server has
+    at least as many processes as cores (while one request of a process waits on the database the
+    other processes keep the cores busy), no limit where it has fewer (one process on SQLite, say) or a
+    process has one thread."""
+    env = Env()
+    if env.str("GUNICORN_ACTIVE_REQUESTS", default="auto").lower() == "auto":
+        return 1 if threads > 1 and workers >= (cores or 1) else 0
+    try:
+        return env.int("GUNICORN_ACTIVE_REQUESTS", default=0, minimum=0, maximum=10000)
+    except ImproperlyConfigured as error:
+        raise ImproperlyConfigured(f"{error} (GUNICORN_ACTIVE_REQUESTS: a whole number from 0, or auto)") from None
+
+
+def active_wait() -> float:
+    """Seconds a request waits for its turn before it runs anyway: ``GUNICORN_ACTIVE_WAIT_MS``."""
+    return Env().float("GUNICORN_ACTIVE_WAIT_MS", default=ACTIVE_WAIT_MS, minimum=1, maximum=60000) / 1000
+
+
 worker_class = "core.gunicorn_worker.BalancedThreadWorker" if balanced_accepts() else "gthread"
 keepalive_linger()  # a bad value stops gunicorn as it reads this file, not each process as it starts
 switch_interval()
+active_requests(workers=1, threads=1, cores=1)
+active_wait()
 
 
 def post_worker_init(worker):
@@ -84,9 +117,29 @@ def post_worker_init(worker):
         worker.log.info("Worker %s: switch interval %s ms", worker.pid, f"{sys.getswitchinterval() * 1000:g}")
     if getattr(worker, "tpool", None) is not None and warm_threads_enabled():
         _warm(worker)
+    _admit(worker)
     frozen = freeze_start_up_objects(urlconf=True)
     if frozen is not None:
         worker.log.info("Worker %s: %s start-up objects frozen out of the garbage collector", worker.pid, frozen)
+
+
+def _admit(worker):
+    from core.admission import AdmissionGate, admitted
+
+    application, cfg = getattr(worker, "wsgi", None), getattr(worker, "cfg", None)
+    if application is None or cfg is None or getattr(application, "admission_gate", None) is not None:
+        return  # no application loaded, or admitted already
+    slots = active_requests(workers=cfg.workers, threads=cfg.threads, cores=os.cpu_count())
+    if not slots:
+        return
+    gate = AdmissionGate(slots, wait=active_wait())
+    worker.wsgi = admitted(application, gate)
+    worker.log.info(
+        "Worker %s runs %s request(s) at a time, the others in turn (each waits at most %s ms)",
+        worker.pid,
+        slots,
+        f"{gate.wait * 1000:g}",
+    )
 
 
 def _warm(worker):

@@ -30,6 +30,7 @@ from conversations.services import (
     conversation_upsert_counting_sql,
     message_preview,
 )
+from core.admission import waiting_outside
 from core.database import DATABASE_UNAVAILABLE
 from core.errors import Conflict, IdempotencyKeyReused, ValidationFailed
 from core.exceptions import validation_summary
@@ -150,7 +151,8 @@ def _idempotent_replay(*, existing: Message, fingerprint: str) -> SendOutcome:
     # rather than answer with a state that is about to change.
     deadline = time.monotonic() + settings.IDEMPOTENCY_WAIT_SECONDS
     while _first_attempt_in_flight(existing) and time.monotonic() < deadline:
-        time.sleep(0.05)
+        with waiting_outside():  # the original may be a request of this process, waiting for its turn
+            time.sleep(0.05)
         existing.refresh_from_db()
     if _first_attempt_in_flight(existing):
         raise Conflict(

@@ -39,6 +39,7 @@ from urllib.parse import urlencode
 import httpx
 from django.conf import settings
 
+from core.admission import waiting_outside
 from core.sockets import IdleCheck
 from providers.base import ProviderError, ProviderTimeout
 
@@ -613,7 +614,13 @@ def _basic_auth(username: str | bytes, password: str | bytes) -> bytes:
 def http_post(*, provider: str, call: HttpCall) -> ProviderAnswer:
     """POSTs ``call``; any answer (2xx or not) is returned, transport failures raise ``ProviderError``.
     A call that no proxy applies to goes on the direct path (``_ProviderClient.post_direct``); any
-    other (a proxy, a client a test swapped in) through httpx's client."""
+    other (a proxy, a client a test swapped in) through httpx's client. The web process's next request
+    runs meanwhile (core/admission.py)."""
+    with waiting_outside():
+        return _http_post(provider=provider, call=call)
+
+
+def _http_post(*, provider: str, call: HttpCall) -> ProviderAnswer:
     try:
         client = client_for(provider)
         url = _parsed_url(call.url)

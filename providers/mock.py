@@ -19,6 +19,7 @@ from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
 
+from core.admission import waiting_outside
 from core.redis_cache import LuaScript
 from providers.base import OutboundMessage, Provider, ProviderError, ProviderTimeout, SendResult
 from providers.http import http_mode
@@ -222,10 +223,12 @@ class MockProvider(Provider):
         seconds = random.uniform(low, high) / 1000 if high else 0.0
         timeout = settings.PROVIDER_TIMEOUT_SECONDS
         if seconds > timeout:
-            time.sleep(timeout)
+            with waiting_outside():
+                time.sleep(timeout)
             raise ProviderTimeout(provider=self.name, seconds=timeout)
         if seconds:
-            time.sleep(seconds)
+            with waiting_outside():  # as a real provider's answer: the process's next request runs meanwhile
+                time.sleep(seconds)
 
     @abc.abstractmethod
     def request_for(self, message: OutboundMessage) -> dict[str, Any]:

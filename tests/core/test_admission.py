@@ -1,0 +1,459 @@
+"""A web process's requests run their application code a few at a time, the others waiting their turn
+in arrival order (core/admission.py): turns are handed over in order, a request never waits longer
+than its bound, a request waiting on something outside the service (a provider's answer, another
+request's outcome) lends its turn unless it is inside a transaction, and gunicorn's processes get the
+gate from config/gunicorn.py."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent import futures
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.db import transaction
+from django.utils import timezone
+
+from config import gunicorn as gunicorn_config
+from core import admission
+from core.admission import AdmissionGate, admitted, waiting_outside
+from messaging.models import Message
+from tests import payloads
+from tests.ports import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _no_slot_left_behind():
+    """A slot a test's thread took is this thread's (thread-local) until given back: never into the
+    next test."""
+    yield
+    admission._held.gate = None
+
+
+def _eventually(condition: Callable[[], bool], *, within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "not within the time allowed"
+        time.sleep(0.002)
+
+
+def _started(target: Callable[[], object]) -> threading.Thread:
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_turns_are_handed_over_in_the_order_they_were_asked_for():
+    gate = AdmissionGate(1, wait=5)
+    assert gate.take()
+    order: list[str] = []
+    waiting = []
+    for name in "BCD":
+
+        def run(name: str = name) -> None:
+            assert gate.take()
+            order.append(name)
+            gate.give_back()
+
+        waiting.append(_started(run))
+        asked: int = len(waiting)
+        _eventually(lambda asked=asked: len(gate._waiting) == asked)  # type: ignore[misc]  # B asks before C, C before D
+
+    assert order == []  # nobody runs while the slot is held
+    gate.give_back()
+    for thread in waiting:
+        thread.join(5)
+    assert order == ["B", "C", "D"]
+    assert gate.take()  # every turn given back: free at once again
+
+
+def test_as_many_run_at_once_as_there_are_slots():
+    gate = AdmissionGate(2, wait=5)
+    assert gate.take()
+    assert _in_another_thread(gate.take, within=1) is True  # the second slot, at once
+    third: list[bool] = []
+    thread = _started(lambda: third.append(gate.take()))
+    _eventually(lambda: len(gate._waiting) == 1)
+    assert third == []
+    gate.give_back()
+    thread.join(5)
+    assert third == [True]
+
+
+def _in_another_thread(call: Callable[[], Any], *, within: float) -> Any:
+    with futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(call).result(timeout=within)
+
+
+def test_a_request_that_waited_its_bound_runs_without_a_slot_and_gives_none_back():
+    gate = AdmissionGate(1, wait=0.05)
+    assert gate.take()
+
+    def late() -> tuple[bool, float]:
+        started = time.monotonic()
+        took = gate.take()
+        gate.give_back()  # holds none: changes nothing
+        return took, time.monotonic() - started
+
+    took, waited = _in_another_thread(late, within=5)
+    assert took is False
+    assert waited >= 0.05
+    assert gate.overflows == 1
+    assert not gate._waiting
+    # The slot is still this thread's: another request waits for it, and gets it when it is given back.
+    third: list[bool] = []
+    gate.wait = 5
+    thread = _started(lambda: third.append(gate.take()))
+    _eventually(lambda: len(gate._waiting) == 1)
+    gate.give_back()
+    thread.join(5)
+    assert third == [True]
+
+
+def test_a_turn_handed_over_just_as_the_wait_ran_out_is_kept(monkeypatch):
+    gate = AdmissionGate(1, wait=0.01)
+    assert gate.take()
+    handed = threading.Event()
+
+    class Turn:
+        """A turn whose wait ends (timed out) only after give_back has handed it over."""
+
+        def acquire(self, timeout: float = -1) -> bool:
+            if timeout == -1:
+                return True  # take() marks it taken before it waits
+            handed.wait(5)
+            return False
+
+        def release(self) -> None:
+            handed.set()
+
+    monkeypatch.setattr(gate, "_new_turn", Turn)
+    outcome: list[tuple[bool, bool]] = []
+    thread = _started(lambda: outcome.append((gate.take(), gate.holds())))
+    _eventually(lambda: len(gate._waiting) == 1)
+    gate.give_back()
+    thread.join(5)
+    assert outcome == [(True, True)]
+    assert gate.overflows == 0
+
+
+def test_the_application_runs_with_a_slot_and_gives_it_back_before_its_answer_is_written():
+    gate = AdmissionGate(1, wait=5)
+    let_go = threading.Event()
+    calls: list[str] = []
+    seen_while_written: list[bool] = []
+
+    def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        calls.append(environ["PATH_INFO"])
+        assert gate.holds()
+        if environ["PATH_INFO"] == "/first":
+            let_go.wait(5)
+        if environ["PATH_INFO"] == "/fails":
+            raise RuntimeError("the application failed")
+
+        def answer() -> Any:  # iterated by the server after the call returned, as a streamed answer is
+            seen_while_written.append(gate.holds())
+            yield b"ok"
+
+        return answer()
+
+    gated = admitted(application, gate)
+    assert gated.admission_gate is gate  # type: ignore[attr-defined]
+    first = _started(lambda: list(gated({"PATH_INFO": "/first"}, lambda *args: None)))
+    _eventually(lambda: calls == ["/first"])
+    second = _started(lambda: list(gated({"PATH_INFO": "/second"}, lambda *args: None)))
+    _eventually(lambda: len(gate._waiting) == 1)
+    assert calls == ["/first"]  # the second waits for its turn
+    let_go.set()
+    first.join(5)
+    second.join(5)
+    assert calls == ["/first", "/second"]
+    assert seen_while_written == [False, False]
+
+    with pytest.raises(RuntimeError):
+        gated({"PATH_INFO": "/fails"}, lambda *args: None)
+    assert not gate.holds()
+    assert _in_another_thread(gate.take, within=1) is True  # the failed request gave its slot back
+
+
+def test_requests_that_ran_without_their_turn_are_reported_at_most_once_a_minute(caplog):
+    gate = AdmissionGate(1, wait=0.01)
+    gated = admitted(lambda environ, start_response: [b"ok"], gate)
+    assert gate.take()
+    caplog.set_level(logging.WARNING, logger="core.admission")
+    for _ in range(3):
+        assert _in_another_thread(lambda: gated({}, lambda *args: None), within=5) == [b"ok"]
+    gate.give_back()
+    assert gate.overflows == 3
+    assert [record.getMessage() for record in caplog.records] == [
+        "1 request(s) waited 10 ms for their turn and ran without one (GUNICORN_ACTIVE_WAIT_MS)"
+    ]
+
+
+def test_a_wait_outside_the_service_lends_the_turn_to_the_next_request():
+    gate = AdmissionGate(1, wait=5)
+    assert gate.take()
+    order: list[str] = []
+    next_request_done = threading.Event()
+
+    def next_request() -> None:
+        assert gate.take()
+        order.append("next request ran")
+        time.sleep(0.02)
+        gate.give_back()
+        next_request_done.set()
+
+    with waiting_outside():
+        assert not gate.holds()
+        thread = _started(next_request)
+        _eventually(lambda: order == ["next request ran"])  # during the wait, not after it
+    order.append("took its turn again")
+    assert gate.holds()
+    assert next_request_done.is_set()  # it waited for the request it let in to finish
+    thread.join(5)
+    assert order == ["next request ran", "took its turn again"]
+
+
+def test_a_thread_without_a_slot_waits_outside_as_it_would_without_a_gate():
+    gate = AdmissionGate(1, wait=5)
+    with waiting_outside():  # no slot held: nothing to lend
+        pass
+    assert not gate.holds()
+    assert gate.take()  # and none was taken on the way out of the block: the slot is still free
+
+
+@pytest.mark.django_db(transaction=True)
+def test_inside_a_transaction_the_turn_is_kept():
+    gate = AdmissionGate(1, wait=0.05)
+    assert gate.take()
+
+    def another_request() -> bool:
+        took = gate.take()
+        gate.give_back()
+        return took
+
+    with transaction.atomic(), waiting_outside():
+        # Another request of the process could be waiting for this transaction's locks.
+        assert gate.holds()
+        assert _in_another_thread(another_request, within=5) is False  # it waited its bound
+    assert gate.holds()
+    with waiting_outside():
+        assert not gate.holds()
+        assert _in_another_thread(another_request, within=5) is True
+    assert gate.holds()
+
+
+@pytest.fixture
+def slot_held(monkeypatch):
+    """This thread holds a slot of a one-slot gate, and the code under test is not inside a transaction
+    of its own (pytest-django's test transaction would otherwise keep the slot)."""
+    monkeypatch.setattr(admission, "_in_transaction", lambda: False)
+    gate = AdmissionGate(1, wait=5)
+    assert gate.take()
+    return gate
+
+
+def test_a_provider_call_over_http_lends_the_turn(slot_held, monkeypatch):
+    from providers import http
+
+    during: list[bool] = []
+
+    def call(**kwargs: object) -> str:
+        during.append(slot_held.holds())
+        return "answer"
+
+    monkeypatch.setattr(http, "_http_post", call)
+    assert http.http_post(provider="twilio", call=object()) == "answer"  # type: ignore[arg-type]
+    assert during == [False]
+    assert slot_held.holds()
+
+
+def test_the_mock_providers_latency_lends_the_turn(slot_held, monkeypatch, settings):
+    from providers import mock
+    from providers.base import OutboundMessage
+    from providers.twilio import TwilioProvider
+
+    settings.MOCK_PROVIDER_LATENCY_MS = (1, 1)
+    during: list[bool] = []
+    recorded = SimpleNamespace(sleep=lambda seconds: during.append(slot_held.holds()), monotonic=time.monotonic)
+    monkeypatch.setattr(mock, "time", recorded)
+    sent = TwilioProvider().send(
+        OutboundMessage(
+            channel="sms",
+            type="sms",
+            from_address="+12016661234",
+            to_address="+18045551234",
+            body="hello",
+            attachments=[],
+            idempotency_token=f"admission-{os.getpid()}-{time.monotonic_ns()}",
+        )
+    )
+    assert sent.status == "queued"
+    assert during == [False]
+    assert slot_held.holds()
+
+
+@pytest.mark.django_db
+def test_a_repeat_waiting_for_the_originals_outcome_lends_the_turn(slot_held, monkeypatch, settings, api):
+    from messaging import services
+
+    settings.IDEMPOTENCY_WAIT_SECONDS = 0.2
+    body = payloads.sms(client_message_id="waits-outside")
+    first = api.post("/api/messages/sms", body, format="json").json()
+    Message.objects.filter(pk=first["id"]).update(status="pending", first_outcome="", next_attempt_at=timezone.now())
+    during: list[bool] = []
+
+    def sleep(seconds: float) -> None:
+        during.append(slot_held.holds())
+        time.sleep(seconds)
+
+    monkeypatch.setattr(services, "time", SimpleNamespace(sleep=sleep, monotonic=time.monotonic))
+    response = api.post("/api/messages/sms", body, format="json")
+    assert response.status_code == 409
+    assert during
+    assert set(during) == {False}
+    assert slot_held.holds()
+
+
+def _config_worker(*, workers: int, threads: int) -> Any:
+    lines: list[str] = []
+    return SimpleNamespace(
+        pid=1,
+        lines=lines,
+        log=SimpleNamespace(info=lambda message, *args: lines.append(message % args)),
+        cfg=SimpleNamespace(workers=workers, threads=threads),
+        wsgi=lambda environ, start_response: [b"ok"],
+    )
+
+
+def test_a_process_runs_one_request_at_a_time_where_processes_are_at_least_the_cores(monkeypatch):
+    monkeypatch.delenv("GUNICORN_ACTIVE_REQUESTS", raising=False)
+    assert gunicorn_config.active_requests(workers=5, threads=8, cores=2) == 1
+    assert gunicorn_config.active_requests(workers=2, threads=8, cores=2) == 1
+    assert gunicorn_config.active_requests(workers=1, threads=8, cores=2) == 0  # idle cores otherwise
+    assert gunicorn_config.active_requests(workers=5, threads=1, cores=2) == 0  # nothing to order
+    monkeypatch.setenv("GUNICORN_ACTIVE_REQUESTS", "AUTO")
+    assert gunicorn_config.active_requests(workers=5, threads=8, cores=2) == 1
+    monkeypatch.setenv("GUNICORN_ACTIVE_REQUESTS", "3")
+    assert gunicorn_config.active_requests(workers=1, threads=8, cores=2) == 3
+    monkeypatch.setenv("GUNICORN_ACTIVE_REQUESTS", "0")
+    assert gunicorn_config.active_requests(workers=5, threads=8, cores=2) == 0
+    for wrong in ("-1", "some", "1.5"):
+        monkeypatch.setenv("GUNICORN_ACTIVE_REQUESTS", wrong)
+        with pytest.raises(ImproperlyConfigured, match="GUNICORN_ACTIVE_REQUESTS"):
+            gunicorn_config.active_requests(workers=5, threads=8, cores=2)
+    assert gunicorn_config.active_wait() == 0.1
+    for wrong in ("0", "100000", "long"):
+        monkeypatch.setenv("GUNICORN_ACTIVE_WAIT_MS", wrong)
+        with pytest.raises(ImproperlyConfigured, match="GUNICORN_ACTIVE_WAIT_MS"):
+            gunicorn_config.active_wait()
+
+
+def test_post_worker_init_puts_the_gate_before_the_application_once(monkeypatch):
+    monkeypatch.setenv("GC_FREEZE", "false")
+    monkeypatch.setenv("GUNICORN_WARM_THREADS", "false")
+    monkeypatch.setenv("GUNICORN_ACTIVE_REQUESTS", "2")
+    monkeypatch.setenv("GUNICORN_ACTIVE_WAIT_MS", "40")
+    monkeypatch.setenv("GUNICORN_SWITCH_INTERVAL_MS", f"{sys.getswitchinterval() * 1000:g}")
+    started = _config_worker(workers=5, threads=8)
+    application = started.wsgi
+    gunicorn_config.post_worker_init(started)
+    gate = started.wsgi.admission_gate
+    assert (gate.slots, gate.wait) == (2, 0.04)
+    assert started.wsgi.__wrapped__ is application
+    assert started.wsgi({}, None) == [b"ok"]
+    assert started.lines == ["Worker 1 runs 2 request(s) at a time, the others in turn (each waits at most 40 ms)"]
+    gated = started.wsgi
+    gunicorn_config.post_worker_init(started)  # a second call (a hook run twice) wraps nothing more
+    assert started.wsgi is gated
+
+    monkeypatch.setenv("GUNICORN_ACTIVE_REQUESTS", "0")
+    unlimited = _config_worker(workers=5, threads=8)
+    application = unlimited.wsgi
+    gunicorn_config.post_worker_init(unlimited)
+    assert unlimited.wsgi is application
+    assert unlimited.lines == []
+
+
+def _get(port: int, path: str) -> int:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(f"GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := connection.recv(4096):
+            answer += chunk
+    head, body = answer.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    return int(body)
+
+
+@pytest.fixture
+def turns_server(tmp_path):
+    """gunicorn from the project's root (it reads gunicorn.conf.py), one process of four threads,
+    serving tests/core/gunicorn_turns_app.py."""
+    started: list[subprocess.Popen] = []
+
+    def start(*, active: str) -> int:
+        port = free_port()
+        log = tmp_path / f"gunicorn-{port}.log"
+        process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "gunicorn", "tests.core.gunicorn_turns_app:application"),
+                *("--bind", f"127.0.0.1:{port}", "--no-control-socket", "--log-level", "info"),
+                *("--worker-class", "gthread", "--workers", "1", "--threads", "4"),
+            ],
+            cwd=ROOT,
+            env={
+                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                "GUNICORN_ACTIVE_REQUESTS": active,
+                "GUNICORN_ACTIVE_WAIT_MS": "5000",  # four 50 ms requests in turn: none waits its bound
+                "GUNICORN_WARM_THREADS": "false",
+            },
+            stdout=subprocess.DEVNULL,
+            stderr=log.open("w"),
+        )
+        started.append(process)
+        deadline = time.monotonic() + 30
+        while "Booting worker" not in log.read_text():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"gunicorn did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.05)
+        time.sleep(0.5)  # past post_worker_init, polling the socket
+        assert ("runs 1 request(s) at a time" in log.read_text()) is (active == "1")
+        return port
+
+    yield start
+    for process in started:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _most_at_once(port: int, path: str) -> int:
+    """Four requests at once; the most the application had inside at once."""
+    with futures.ThreadPoolExecutor(4) as pool:
+        return max(pool.map(lambda _: _get(port, path), range(4)))
+
+
+def test_a_gunicorn_process_runs_its_requests_in_turn_but_lets_waits_outside_overlap(turns_server):
+    port = turns_server(active="1")
+    assert _most_at_once(port, "/") == 1
+    assert _most_at_once(port, "/outside") > 1  # a wait outside the service gives the turn away
+
+
+def test_without_the_gate_a_gunicorn_process_runs_its_requests_at_once(turns_server):
+    port = turns_server(active="0")
+    assert _most_at_once(port, "/") > 1
