@@ -33,7 +33,7 @@ from pathlib import Path
 
 import psycopg
 
-from config.gunicorn import active_requests, active_wait, balanced_accepts, keepalive_linger, switch_interval
+from config.gunicorn import active_requests, active_wait, balanced_accepts, cores, keepalive_linger, switch_interval
 from core.startup import gc_freeze_enabled
 from providers.http import simulator_environment
 from providers.simulator.state import APIS as SIMULATED_APIS
@@ -851,7 +851,7 @@ class Bench:
 
 
 def _turns(workers: int, threads: int) -> str:
-    slots = active_requests(workers=workers, threads=threads, cores=os.cpu_count())
+    slots = active_requests(workers=workers, threads=threads, cores=cores())
     if not slots:
         return ", requests of a process at once"
     return f", {slots} request(s) of a process at a time, each waiting at most {active_wait() * 1000:g} ms"

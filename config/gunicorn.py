@@ -15,8 +15,8 @@ instead of before the process serves (core/startup.py, ``warm_database_connectio
 waiting for the interpreter makes it let go (``sys.setswitchinterval``; Python's own is 5 ms);
 ``GUNICORN_ACTIVE_REQUESTS`` sets how many requests a process runs at once, the others waiting their
 turn in arrival order (core/admission.py; ``auto``: one where there are at least as many processes as
-cores, else no limit; 0: no limit), and ``GUNICORN_ACTIVE_WAIT_MS`` how long a request waits for its
-turn before it runs anyway.
+cores and a process has more than one thread, else no limit; 0: no limit), and
+``GUNICORN_ACTIVE_WAIT_MS`` how long a request waits for its turn before it runs anyway.
 """
 
 import os
@@ -81,6 +81,14 @@ def active_requests(*, workers: int, threads: int, cores: int | None) -> int:
         raise ImproperlyConfigured(f"{error} (GUNICORN_ACTIVE_REQUESTS: a whole number from 0, or auto)") from None
 
 
+def cores() -> int | None:
+    """The cores this process may run on (its CPU affinity, as ``nproc`` counts them for bin/start.sh's
+    default number of processes), else the machine's."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count()
+
+
 def active_wait() -> float:
     """Seconds a request waits for its turn before it runs anyway: ``GUNICORN_ACTIVE_WAIT_MS``."""
     return Env().float("GUNICORN_ACTIVE_WAIT_MS", default=ACTIVE_WAIT_MS, minimum=1, maximum=60000) / 1000
@@ -129,11 +137,14 @@ def _admit(worker):
     application, cfg = getattr(worker, "wsgi", None), getattr(worker, "cfg", None)
     if application is None or cfg is None or getattr(application, "admission_gate", None) is not None:
         return  # no application loaded, or admitted already
-    slots = active_requests(workers=cfg.workers, threads=cfg.threads, cores=os.cpu_count())
+    slots = active_requests(workers=cfg.workers, threads=cfg.threads, cores=cores())
     if not slots:
+        worker.log.info("Worker %s runs its requests at once (GUNICORN_ACTIVE_REQUESTS)", worker.pid)
         return
     gate = AdmissionGate(slots, wait=active_wait())
-    worker.wsgi = admitted(application, gate)
+    # Bodies the service takes are read before the turn; a longer one is refused (413) anyway.
+    preread = Env().int("MAX_REQUEST_BODY_BYTES", default=1024 * 1024, minimum=1024)
+    worker.wsgi = admitted(application, gate, preread=preread)
     worker.log.info(
         "Worker %s runs %s request(s) at a time, the others in turn (each waits at most %s ms)",
         worker.pid,

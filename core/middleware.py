@@ -15,6 +15,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.module_loading import import_string
 from django.views.decorators.csrf import csrf_exempt
 
+from core.admission import WAIT_KEY
 from core.database import database_unavailable_response, is_database_unavailable
 from core.errors import error_body
 from core.headers import request_header
@@ -33,6 +34,13 @@ def _route(request: HttpRequest) -> str:
 def _api_key_prefix(request: HttpRequest) -> str | None:
     # Set by DRF on the Django request once a key authenticated; only its recognisable prefix.
     return getattr(getattr(request, "auth", None), "prefix", None)
+
+
+def _turn_wait(request: HttpRequest) -> dict[str, float]:
+    """How long the request waited for its process's turn before Django saw it (core/admission.py),
+    when the process runs its requests in turn."""
+    waited = request.META.get(WAIT_KEY)
+    return {} if waited is None else {"turn_wait_ms": round(waited * 1000, 1)}
 
 
 class RequestLogMiddleware:
@@ -67,6 +75,7 @@ class RequestLogMiddleware:
                     "status": response.status_code,
                     "duration_ms": round(seconds * 1000, 1),
                     "api_key_prefix": _api_key_prefix(request),
+                    **_turn_wait(request),
                 },
             )
         return response

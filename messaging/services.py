@@ -150,10 +150,10 @@ def _idempotent_replay(*, existing: Message, fingerprint: str) -> SendOutcome:
     # The original request may still be making its first provider attempt: wait for its outcome
     # rather than answer with a state that is about to change.
     deadline = time.monotonic() + settings.IDEMPOTENCY_WAIT_SECONDS
-    while _first_attempt_in_flight(existing) and time.monotonic() < deadline:
-        with waiting_outside():  # the original may be a request of this process, waiting for its turn
+    with waiting_outside():  # the original may be a request of this process, waiting for its turn
+        while _first_attempt_in_flight(existing) and time.monotonic() < deadline:
             time.sleep(0.05)
-        existing.refresh_from_db()
+            existing.refresh_from_db()
     if _first_attempt_in_flight(existing):
         raise Conflict(
             "A request with this idempotency key is still being processed; retry shortly.",

@@ -1,7 +1,8 @@
 """A WSGI application that reports how many requests were in it at once (tests/core/test_admission.py).
 
 ``/``: each request stays 50 ms; ``/outside``: the same 50 ms spent in ``waiting_outside()``, as a
-provider call is. Each answer is the most requests seen inside at once so far on that path."""
+provider call is. Each answer is the most requests seen inside at once so far on that path. A POST
+reads its body first, as Django does."""
 
 import threading
 import time
@@ -25,6 +26,8 @@ def _stay(path: str) -> None:
 
 
 def application(environ, start_response):
+    if environ["REQUEST_METHOD"] == "POST":
+        environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
     path = environ["PATH_INFO"] if environ["PATH_INFO"] in _inside else "/"
     if path == "/outside":
         with waiting_outside():

@@ -6,6 +6,7 @@ gate from config/gunicorn.py."""
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import socket
@@ -28,6 +29,7 @@ from config import gunicorn as gunicorn_config
 from core import admission
 from core.admission import AdmissionGate, admitted, waiting_outside
 from messaging.models import Message
+from providers.base import ProviderTimeout
 from tests import payloads
 from tests.ports import free_port
 
@@ -35,11 +37,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
-def _no_slot_left_behind():
+def _no_slot_left_behind(monkeypatch):
     """A slot a test's thread took is this thread's (thread-local) until given back: never into the
-    next test."""
+    next test. Each test hands back what it took; the environment's settings are not this test's."""
+    monkeypatch.delenv("GUNICORN_ACTIVE_REQUESTS", raising=False)
+    monkeypatch.delenv("GUNICORN_ACTIVE_WAIT_MS", raising=False)
     yield
+    held = getattr(admission._held, "gate", None)
     admission._held.gate = None
+    assert held is None, "the test's thread still holds a slot"
 
 
 def _eventually(condition: Callable[[], bool], *, within: float = 5.0) -> None:
@@ -77,6 +83,7 @@ def test_turns_are_handed_over_in_the_order_they_were_asked_for():
         thread.join(5)
     assert order == ["B", "C", "D"]
     assert gate.take()  # every turn given back: free at once again
+    gate.give_back()
 
 
 def test_as_many_run_at_once_as_there_are_slots():
@@ -120,6 +127,30 @@ def test_a_request_that_waited_its_bound_runs_without_a_slot_and_gives_none_back
     gate.give_back()
     thread.join(5)
     assert third == [True]
+
+
+def test_a_request_interrupted_while_waiting_leaves_the_queue_and_loses_no_slot(monkeypatch):
+    gate = AdmissionGate(1, wait=5)
+    assert gate.take()
+
+    class Interrupted:
+        """A waiting request's turn whose wait is interrupted (KeyboardInterrupt, SystemExit)."""
+
+        def acquire(self, timeout: float = -1) -> bool:
+            if timeout == -1:
+                return True
+            raise KeyboardInterrupt
+
+        def release(self) -> None:
+            raise AssertionError("an interrupted request was handed the turn")
+
+    monkeypatch.setattr(gate, "_new_turn", Interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _in_another_thread(gate.take, within=5)
+    assert not gate._waiting
+    gate.give_back()
+    assert gate.take()  # the slot came back: nobody was waiting
+    gate.give_back()
 
 
 def test_a_turn_handed_over_just_as_the_wait_ran_out_is_kept(monkeypatch):
@@ -169,7 +200,7 @@ def test_the_application_runs_with_a_slot_and_gives_it_back_before_its_answer_is
 
         return answer()
 
-    gated = admitted(application, gate)
+    gated = admitted(application, gate, preread=1024)
     assert gated.admission_gate is gate  # type: ignore[attr-defined]
     first = _started(lambda: list(gated({"PATH_INFO": "/first"}, lambda *args: None)))
     _eventually(lambda: calls == ["/first"])
@@ -188,9 +219,54 @@ def test_the_application_runs_with_a_slot_and_gives_it_back_before_its_answer_is
     assert _in_another_thread(gate.take, within=1) is True  # the failed request gave its slot back
 
 
+class _SlowBody:
+    """A request body as gunicorn hands it over: read from the client as it comes. Notes whether the
+    reader held a turn."""
+
+    def __init__(self, data: bytes, gate: AdmissionGate) -> None:
+        self._data = io.BytesIO(data)
+        self.gate = gate
+        self.read_holding: list[bool] = []
+
+    def read(self, size: int = -1) -> bytes:
+        self.read_holding.append(self.gate.holds())
+        return self._data.read(size)
+
+
+def _app_reading_its_body(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    return [environ["wsgi.input"].read(length) if length else environ["wsgi.input"].read()]
+
+
+def test_a_body_is_read_before_the_turn_is_taken_so_a_slow_client_holds_up_no_one():
+    gate = AdmissionGate(1, wait=5)
+    gated = admitted(_app_reading_its_body, gate, preread=1024)
+    body = _SlowBody(b'{"text": "hello"}', gate)
+    environ = {"CONTENT_LENGTH": "17", "wsgi.input": body}
+    assert gated(environ, lambda *args: None) == [b'{"text": "hello"}']
+    assert body.read_holding == [False]  # read whole before the turn; the application read memory
+    assert environ[admission.WAIT_KEY] >= 0
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"CONTENT_LENGTH": "2000"},  # over the bound: refused later (413) or read as it comes
+        {},  # no length (chunked): read as it comes
+        {"CONTENT_LENGTH": "many"},  # the application answers a malformed length as before
+    ],
+)
+def test_a_body_over_the_bound_or_without_a_length_is_left_to_the_application(environ):
+    gate = AdmissionGate(1, wait=5)
+    gated = admitted(lambda environ, start_response: [environ["wsgi.input"].read(5)], gate, preread=1024)
+    body = _SlowBody(b"x" * 2000, gate)
+    assert gated({**environ, "wsgi.input": body}, lambda *args: None) == [b"xxxxx"]
+    assert body.read_holding == [True]
+
+
 def test_requests_that_ran_without_their_turn_are_reported_at_most_once_a_minute(caplog):
     gate = AdmissionGate(1, wait=0.01)
-    gated = admitted(lambda environ, start_response: [b"ok"], gate)
+    gated = admitted(lambda environ, start_response: [b"ok"], gate, preread=1024)
     assert gate.take()
     caplog.set_level(logging.WARNING, logger="core.admission")
     for _ in range(3):
@@ -224,6 +300,62 @@ def test_a_wait_outside_the_service_lends_the_turn_to_the_next_request():
     assert next_request_done.is_set()  # it waited for the request it let in to finish
     thread.join(5)
     assert order == ["next request ran", "took its turn again"]
+    gate.give_back()
+
+
+def test_the_turn_is_taken_back_after_a_wait_outside_that_failed():
+    gate = AdmissionGate(1, wait=5)
+    assert gate.take()
+
+    def provider_call() -> None:
+        with waiting_outside():
+            assert not gate.holds()
+            raise ConnectionError("the provider hung up")
+
+    with pytest.raises(ConnectionError):
+        provider_call()
+    assert gate.holds()
+    gate.give_back()
+
+
+def test_a_turn_not_won_back_in_time_is_not_given_back_for_someone_else():
+    gate = AdmissionGate(1, wait=0.05)
+    assert gate.take()
+    let_go = threading.Event()
+
+    def slow_request() -> None:
+        assert gate.take()
+        let_go.wait(5)
+        gate.give_back()
+
+    with waiting_outside():
+        thread = _started(slow_request)
+        _eventually(lambda: gate._free == 0 and not gate._waiting)
+    assert not gate.holds()  # waited its bound: runs on without a turn
+    gate.give_back()  # as admitted() does when the request ends: the slow request's slot stays its own
+    waiting: list[bool] = []
+    third = _started(lambda: waiting.append(gate.take()))
+    _eventually(lambda: len(gate._waiting) == 1)
+    let_go.set()
+    thread.join(5)
+    third.join(5)
+    assert waiting == [True]  # the slot went from the slow request to the third, once
+
+
+def test_the_turn_is_taken_back_only_on_the_thread_that_gave_it():
+    gate = AdmissionGate(1, wait=5)
+    assert gate.take()
+
+    def suspended_inside():
+        with waiting_outside():
+            yield
+
+    paused = suspended_inside()
+    next(paused)
+    assert not gate.holds()
+    _in_another_thread(paused.close, within=5)  # closed on another thread: that thread takes nothing
+    assert gate.take()
+    gate.give_back()
 
 
 def test_a_thread_without_a_slot_waits_outside_as_it_would_without_a_gate():
@@ -232,6 +364,7 @@ def test_a_thread_without_a_slot_waits_outside_as_it_would_without_a_gate():
         pass
     assert not gate.holds()
     assert gate.take()  # and none was taken on the way out of the block: the slot is still free
+    gate.give_back()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -253,6 +386,7 @@ def test_inside_a_transaction_the_turn_is_kept():
         assert not gate.holds()
         assert _in_another_thread(another_request, within=5) is True
     assert gate.holds()
+    gate.give_back()
 
 
 @pytest.fixture
@@ -262,7 +396,8 @@ def slot_held(monkeypatch):
     monkeypatch.setattr(admission, "_in_transaction", lambda: False)
     gate = AdmissionGate(1, wait=5)
     assert gate.take()
-    return gate
+    yield gate
+    gate.give_back()
 
 
 def test_a_provider_call_over_http_lends_the_turn(slot_held, monkeypatch):
@@ -304,6 +439,23 @@ def test_the_mock_providers_latency_lends_the_turn(slot_held, monkeypatch, setti
     assert during == [False]
     assert slot_held.holds()
 
+    settings.MOCK_PROVIDER_LATENCY_MS = (300, 300)  # over the timeout: the wait for it lends the turn too
+    settings.PROVIDER_TIMEOUT_SECONDS = 0.1
+    with pytest.raises(ProviderTimeout):
+        TwilioProvider().send(
+            OutboundMessage(
+                channel="sms",
+                type="sms",
+                from_address="+12016661234",
+                to_address="+18045551234",
+                body="hello",
+                attachments=[],
+                idempotency_token=f"admission-{os.getpid()}-{time.monotonic_ns()}",
+            )
+        )
+    assert during == [False, False]
+    assert slot_held.holds()
+
 
 @pytest.mark.django_db
 def test_a_repeat_waiting_for_the_originals_outcome_lends_the_turn(slot_held, monkeypatch, settings, api):
@@ -325,6 +477,23 @@ def test_a_repeat_waiting_for_the_originals_outcome_lends_the_turn(slot_held, mo
     assert during
     assert set(during) == {False}
     assert slot_held.holds()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_inline_send_to_a_slow_provider_lends_the_turn_in_a_real_request(settings, api, monkeypatch):
+    from providers import mock
+
+    settings.MOCK_PROVIDER_LATENCY_MS = (1, 1)
+    gate = AdmissionGate(1, wait=5)
+    assert gate.take()
+    during: list[bool] = []
+    recorded = SimpleNamespace(sleep=lambda seconds: during.append(gate.holds()), monotonic=time.monotonic)
+    monkeypatch.setattr(mock, "time", recorded)
+    response = api.post("/api/messages/sms", payloads.sms(), format="json")
+    assert response.status_code == 201
+    assert during == [False]  # no transaction of the service's own around the provider call
+    assert gate.holds()
+    gate.give_back()
 
 
 def _config_worker(*, workers: int, threads: int) -> Any:
@@ -354,6 +523,7 @@ def test_a_process_runs_one_request_at_a_time_where_processes_are_at_least_the_c
         monkeypatch.setenv("GUNICORN_ACTIVE_REQUESTS", wrong)
         with pytest.raises(ImproperlyConfigured, match="GUNICORN_ACTIVE_REQUESTS"):
             gunicorn_config.active_requests(workers=5, threads=8, cores=2)
+    monkeypatch.delenv("GUNICORN_ACTIVE_WAIT_MS", raising=False)
     assert gunicorn_config.active_wait() == 0.1
     for wrong in ("0", "100000", "long"):
         monkeypatch.setenv("GUNICORN_ACTIVE_WAIT_MS", wrong)
@@ -384,7 +554,7 @@ def test_post_worker_init_puts_the_gate_before_the_application_once(monkeypatch)
     application = unlimited.wsgi
     gunicorn_config.post_worker_init(unlimited)
     assert unlimited.wsgi is application
-    assert unlimited.lines == []
+    assert unlimited.lines == ["Worker 1 runs its requests at once (GUNICORN_ACTIVE_REQUESTS)"]
 
 
 def _get(port: int, path: str) -> int:
@@ -452,6 +622,19 @@ def test_a_gunicorn_process_runs_its_requests_in_turn_but_lets_waits_outside_ove
     port = turns_server(active="1")
     assert _most_at_once(port, "/") == 1
     assert _most_at_once(port, "/outside") > 1  # a wait outside the service gives the turn away
+
+
+def test_a_client_sending_its_body_slowly_holds_up_no_other_request(turns_server):
+    port = turns_server(active="1")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as stalled:
+        stalled.sendall(b"POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 100\r\n\r\n" + b"x" * 10)
+        time.sleep(0.2)  # the process has the request and waits for the other 90 bytes
+        started = time.monotonic()
+        assert _get(port, "/") == 1
+        # Its turn would make this request wait its bound (5 s here) if the body were read in turn.
+        assert time.monotonic() - started < 2
+        stalled.sendall(b"x" * 90)
+        assert stalled.recv(4096).startswith(b"HTTP/1.1 200")
 
 
 def test_without_the_gate_a_gunicorn_process_runs_its_requests_at_once(turns_server):

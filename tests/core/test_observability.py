@@ -67,6 +67,16 @@ def test_each_request_is_one_json_line_with_id_route_status_duration_and_key_pre
     assert secret not in json.dumps(lines)
 
 
+def test_the_request_line_says_how_long_the_request_waited_for_its_turn(client, json_lines):
+    from core.admission import WAIT_KEY
+
+    client.get("/health", **{WAIT_KEY: 0.01234})  # as core.admission.admitted leaves it in the environ
+    client.get("/health")  # a process that runs its requests at once: no such field
+    waited, at_once = [line for line in json_lines() if line["logger"] == "requests"]
+    assert waited["turn_wait_ms"] == 12.3
+    assert "turn_wait_ms" not in at_once
+
+
 def test_every_line_logged_while_serving_a_request_carries_its_id(client, json_lines):
     # A transient provider failure is logged by the send service during the request.
     client.post(
