@@ -142,15 +142,26 @@ def _admit(worker):
         worker.log.info("Worker %s runs its requests at once (GUNICORN_ACTIVE_REQUESTS)", worker.pid)
         return
     gate = AdmissionGate(slots, wait=active_wait())
-    # Bodies the service takes are read before the turn; a longer one is refused (413) anyway.
-    preread = Env().int("MAX_REQUEST_BODY_BYTES", default=1024 * 1024, minimum=1024)
-    worker.wsgi = admitted(application, gate, preread=preread)
+    worker.wsgi = admitted(application, gate, preread=_body_limit())
     worker.log.info(
         "Worker %s runs %s request(s) at a time, the others in turn (each waits at most %s ms)",
         worker.pid,
         slots,
         f"{gate.wait * 1000:g}",
     )
+
+
+def _body_limit() -> int:
+    """The longest body read before a request's turn: the longest the API takes
+    (``MAX_REQUEST_BODY_BYTES``; it refuses a longer one with 413), Django's upload limit for another
+    application, 1 MiB without settings."""
+    from django.conf import settings
+
+    if settings.configured:
+        for name in ("MAX_REQUEST_BODY_BYTES", "DATA_UPLOAD_MAX_MEMORY_SIZE"):
+            if isinstance(getattr(settings, name, None), int):
+                return getattr(settings, name)
+    return 1024 * 1024
 
 
 def _warm(worker):

@@ -68,7 +68,10 @@ class AdmissionGate:
 
     def take(self) -> bool:
         """Takes a slot for this thread: at once if one is free and nobody is waiting, else after the
-        requests ahead. False when none came within ``wait`` seconds: the caller goes on without one."""
+        requests ahead. False when none came within ``wait`` seconds: the caller goes on without one.
+        A thread that holds one already keeps it and takes no second."""
+        if getattr(_held, "gate", None) is self:
+            return True
         with self._lock:
             if self._free and not self._waiting:
                 self._free -= 1
@@ -131,18 +134,18 @@ def admitted(application: WSGIApplication, gate: AdmissionGate, *, preread: int)
         _read_body_first(environ, preread)
         asked = time.monotonic()
         took = gate.take()
-        environ[WAIT_KEY] = time.monotonic() - asked
-        if not took:
-            with warning:
-                now = time.monotonic()
-                if now - warned[0] >= OVERFLOW_WARNING_INTERVAL:
-                    log.warning(
-                        "%s request(s) waited %g ms for their turn and ran without one (GUNICORN_ACTIVE_WAIT_MS)",
-                        gate.overflows - warned[1],
-                        gate.wait * 1000,
-                    )
-                    warned[:] = [now, gate.overflows]
         try:
+            environ[WAIT_KEY] = time.monotonic() - asked
+            if not took:
+                with warning:
+                    now = time.monotonic()
+                    if now - warned[0] >= OVERFLOW_WARNING_INTERVAL:
+                        log.warning(
+                            "%s request(s) waited %g ms for their turn and ran without one (GUNICORN_ACTIVE_WAIT_MS)",
+                            gate.overflows - warned[1],
+                            gate.wait * 1000,
+                        )
+                        warned[:] = [now, gate.overflows]
             return application(environ, start_response)
         finally:
             gate.give_back()
@@ -154,8 +157,10 @@ def admitted(application: WSGIApplication, gate: AdmissionGate, *, preread: int)
 
 def _read_body_first(environ: dict[str, Any], preread: int) -> None:
     """The body, when its ``Content-Length`` says at most ``preread`` bytes, read now into memory, so
-    the application reads it from there while holding its turn. A longer one, or one without a length
-    (chunked), is left to the application to read as it comes."""
+    the application reads it from there while holding its turn. A longer one is left to the
+    application to read as it comes (a body without a length, chunked, reads as empty in Django).
+    A client that declares a body and does not send it holds this thread, as one that stops halfway
+    through its headers does: a buffering proxy in front (deploy/nginx.conf) bounds both."""
     try:
         length = int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:

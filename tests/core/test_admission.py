@@ -153,6 +153,43 @@ def test_a_request_interrupted_while_waiting_leaves_the_queue_and_loses_no_slot(
     gate.give_back()
 
 
+def test_a_turn_handed_over_to_a_request_interrupted_in_that_instant_goes_to_the_next(monkeypatch):
+    gate = AdmissionGate(1, wait=5)
+    assert gate.take()
+    handed = threading.Event()
+
+    class HandedThenInterrupted:
+        def acquire(self, timeout: float = -1) -> bool:
+            if timeout == -1:
+                return True
+            handed.wait(5)
+            raise KeyboardInterrupt  # after give_back handed it the turn
+
+        def release(self) -> None:
+            handed.set()
+
+    monkeypatch.setattr(gate, "_new_turn", HandedThenInterrupted)
+    interrupted = futures.ThreadPoolExecutor(1)
+    waiting = interrupted.submit(gate.take)
+    _eventually(lambda: len(gate._waiting) == 1)
+    gate.give_back()
+    with pytest.raises(KeyboardInterrupt):
+        waiting.result(timeout=5)
+    interrupted.shutdown()
+    assert (gate._free, list(gate._waiting)) == (1, [])  # the turn came back rather than being lost
+    assert gate.take()
+    gate.give_back()
+
+
+def test_a_thread_holding_a_slot_takes_no_second():
+    gate = AdmissionGate(2, wait=5)
+    assert gate.take()
+    assert gate.take()
+    assert gate._free == 1
+    gate.give_back()
+    assert gate._free == 2
+
+
 def test_a_turn_handed_over_just_as_the_wait_ran_out_is_kept(monkeypatch):
     gate = AdmissionGate(1, wait=0.01)
     assert gate.take()
@@ -333,6 +370,7 @@ def test_a_turn_not_won_back_in_time_is_not_given_back_for_someone_else():
         _eventually(lambda: gate._free == 0 and not gate._waiting)
     assert not gate.holds()  # waited its bound: runs on without a turn
     gate.give_back()  # as admitted() does when the request ends: the slow request's slot stays its own
+    gate.wait = 5  # the third waits as long as it takes
     waiting: list[bool] = []
     third = _started(lambda: waiting.append(gate.take()))
     _eventually(lambda: len(gate._waiting) == 1)
@@ -525,6 +563,7 @@ def test_a_process_runs_one_request_at_a_time_where_processes_are_at_least_the_c
             gunicorn_config.active_requests(workers=5, threads=8, cores=2)
     monkeypatch.delenv("GUNICORN_ACTIVE_WAIT_MS", raising=False)
     assert gunicorn_config.active_wait() == 0.1
+    assert gunicorn_config.cores() == len(os.sched_getaffinity(0))  # as nproc counts them
     for wrong in ("0", "100000", "long"):
         monkeypatch.setenv("GUNICORN_ACTIVE_WAIT_MS", wrong)
         with pytest.raises(ImproperlyConfigured, match="GUNICORN_ACTIVE_WAIT_MS"):
@@ -542,6 +581,12 @@ def test_post_worker_init_puts_the_gate_before_the_application_once(monkeypatch)
     gunicorn_config.post_worker_init(started)
     gate = started.wsgi.admission_gate
     assert (gate.slots, gate.wait) == (2, 0.04)
+    from django.conf import settings
+
+    body = _SlowBody(b"x" * settings.MAX_REQUEST_BODY_BYTES, gate)  # the API's limit: read before the turn
+    environ = {"CONTENT_LENGTH": str(settings.MAX_REQUEST_BODY_BYTES), "wsgi.input": body}
+    assert started.wsgi(environ, None) == [b"ok"]
+    assert body.read_holding == [False]
     assert started.wsgi.__wrapped__ is application
     assert started.wsgi({}, None) == [b"ok"]
     assert started.lines == ["Worker 1 runs 2 request(s) at a time, the others in turn (each waits at most 40 ms)"]
