@@ -153,22 +153,32 @@ def test_a_request_interrupted_while_waiting_leaves_the_queue_and_loses_no_slot(
     gate.give_back()
 
 
+def _handed_then(ending: type[BaseException]) -> Callable[[], Any]:
+    """A waiting request's turn whose wait ends only after give_back has handed it over, and then as
+    if it had not: timed out (``TimeoutError``: the wait returns False) or interrupted (raised)."""
+
+    class Turn:
+        def __init__(self) -> None:
+            self.handed = threading.Event()
+
+        def acquire(self, timeout: float = -1) -> bool:
+            if timeout == -1:
+                return True  # take() marks it taken before it waits
+            self.handed.wait(5)
+            if ending is TimeoutError:
+                return False
+            raise ending
+
+        def release(self) -> None:
+            self.handed.set()
+
+    return Turn
+
+
 def test_a_turn_handed_over_to_a_request_interrupted_in_that_instant_goes_to_the_next(monkeypatch):
     gate = AdmissionGate(1, wait=5)
     assert gate.take()
-    handed = threading.Event()
-
-    class HandedThenInterrupted:
-        def acquire(self, timeout: float = -1) -> bool:
-            if timeout == -1:
-                return True
-            handed.wait(5)
-            raise KeyboardInterrupt  # after give_back handed it the turn
-
-        def release(self) -> None:
-            handed.set()
-
-    monkeypatch.setattr(gate, "_new_turn", HandedThenInterrupted)
+    monkeypatch.setattr(gate, "_new_turn", _handed_then(KeyboardInterrupt))
     interrupted = futures.ThreadPoolExecutor(1)
     waiting = interrupted.submit(gate.take)
     _eventually(lambda: len(gate._waiting) == 1)
@@ -193,21 +203,7 @@ def test_a_thread_holding_a_slot_takes_no_second():
 def test_a_turn_handed_over_just_as_the_wait_ran_out_is_kept(monkeypatch):
     gate = AdmissionGate(1, wait=0.01)
     assert gate.take()
-    handed = threading.Event()
-
-    class Turn:
-        """A turn whose wait ends (timed out) only after give_back has handed it over."""
-
-        def acquire(self, timeout: float = -1) -> bool:
-            if timeout == -1:
-                return True  # take() marks it taken before it waits
-            handed.wait(5)
-            return False
-
-        def release(self) -> None:
-            handed.set()
-
-    monkeypatch.setattr(gate, "_new_turn", Turn)
+    monkeypatch.setattr(gate, "_new_turn", _handed_then(TimeoutError))
     outcome: list[tuple[bool, bool]] = []
     thread = _started(lambda: outcome.append((gate.take(), gate.holds())))
     _eventually(lambda: len(gate._waiting) == 1)
@@ -279,7 +275,7 @@ def test_a_body_is_read_before_the_turn_is_taken_so_a_slow_client_holds_up_no_on
     gate = AdmissionGate(1, wait=5)
     gated = admitted(_app_reading_its_body, gate, preread=1024)
     body = _SlowBody(b'{"text": "hello"}', gate)
-    environ = {"CONTENT_LENGTH": "17", "wsgi.input": body}
+    environ: dict[str, Any] = {"CONTENT_LENGTH": "17", "wsgi.input": body}
     assert gated(environ, lambda *args: None) == [b'{"text": "hello"}']
     assert body.read_holding == [False]  # read whole before the turn; the application read memory
     assert environ[admission.WAIT_KEY] >= 0
@@ -289,7 +285,7 @@ def test_a_body_is_read_before_the_turn_is_taken_so_a_slow_client_holds_up_no_on
     "environ",
     [
         {"CONTENT_LENGTH": "2000"},  # over the bound: refused later (413) or read as it comes
-        {},  # no length (chunked): read as it comes
+        {},  # no length (chunked): left to the application
         {"CONTENT_LENGTH": "many"},  # the application answers a malformed length as before
     ],
 )
@@ -453,26 +449,29 @@ def test_a_provider_call_over_http_lends_the_turn(slot_held, monkeypatch):
     assert slot_held.holds()
 
 
+def _outbound() -> Any:
+    from providers.base import OutboundMessage
+
+    return OutboundMessage(
+        channel="sms",
+        type="sms",
+        from_address="+12016661234",
+        to_address="+18045551234",
+        body="hello",
+        attachments=[],
+        idempotency_token=f"admission-{os.getpid()}-{time.monotonic_ns()}",
+    )
+
+
 def test_the_mock_providers_latency_lends_the_turn(slot_held, monkeypatch, settings):
     from providers import mock
-    from providers.base import OutboundMessage
     from providers.twilio import TwilioProvider
 
     settings.MOCK_PROVIDER_LATENCY_MS = (1, 1)
     during: list[bool] = []
     recorded = SimpleNamespace(sleep=lambda seconds: during.append(slot_held.holds()), monotonic=time.monotonic)
     monkeypatch.setattr(mock, "time", recorded)
-    sent = TwilioProvider().send(
-        OutboundMessage(
-            channel="sms",
-            type="sms",
-            from_address="+12016661234",
-            to_address="+18045551234",
-            body="hello",
-            attachments=[],
-            idempotency_token=f"admission-{os.getpid()}-{time.monotonic_ns()}",
-        )
-    )
+    sent = TwilioProvider().send(_outbound())
     assert sent.status == "queued"
     assert during == [False]
     assert slot_held.holds()
@@ -480,17 +479,7 @@ def test_the_mock_providers_latency_lends_the_turn(slot_held, monkeypatch, setti
     settings.MOCK_PROVIDER_LATENCY_MS = (300, 300)  # over the timeout: the wait for it lends the turn too
     settings.PROVIDER_TIMEOUT_SECONDS = 0.1
     with pytest.raises(ProviderTimeout):
-        TwilioProvider().send(
-            OutboundMessage(
-                channel="sms",
-                type="sms",
-                from_address="+12016661234",
-                to_address="+18045551234",
-                body="hello",
-                attachments=[],
-                idempotency_token=f"admission-{os.getpid()}-{time.monotonic_ns()}",
-            )
-        )
+        TwilioProvider().send(_outbound())
     assert during == [False, False]
     assert slot_held.holds()
 
