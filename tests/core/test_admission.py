@@ -10,13 +10,11 @@ import io
 import logging
 import os
 import socket
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
 from concurrent import futures
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -31,9 +29,7 @@ from core.admission import AdmissionGate, admitted, waiting_outside
 from messaging.models import Message
 from providers.base import ProviderTimeout
 from tests import payloads
-from tests.ports import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.providers.simulator.conftest import wait_for
 
 
 @pytest.fixture(autouse=True)
@@ -46,13 +42,6 @@ def _no_slot_left_behind(monkeypatch):
     held = getattr(admission._held, "gate", None)
     admission._held.gate = None
     assert held is None, "the test's thread still holds a slot"
-
-
-def _eventually(condition: Callable[[], bool], *, within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "not within the time allowed"
-        time.sleep(0.002)
 
 
 def _started(target: Callable[[], object]) -> threading.Thread:
@@ -75,7 +64,7 @@ def test_turns_are_handed_over_in_the_order_they_were_asked_for():
 
         waiting.append(_started(run))
         asked: int = len(waiting)
-        _eventually(lambda asked=asked: len(gate._waiting) == asked)  # type: ignore[misc]  # B asks before C, C before D
+        wait_for(lambda asked=asked: len(gate._waiting) == asked, "its turn asked for")  # type: ignore[misc]  # B before C, C before D
 
     assert order == []  # nobody runs while the slot is held
     gate.give_back()
@@ -92,7 +81,7 @@ def test_as_many_run_at_once_as_there_are_slots():
     assert _in_another_thread(gate.take, within=1) is True  # the second slot, at once
     third: list[bool] = []
     thread = _started(lambda: third.append(gate.take()))
-    _eventually(lambda: len(gate._waiting) == 1)
+    wait_for(lambda: len(gate._waiting) == 1, "a request waiting for its turn")
     assert third == []
     gate.give_back()
     thread.join(5)
@@ -123,7 +112,7 @@ def test_a_request_that_waited_its_bound_runs_without_a_slot_and_gives_none_back
     third: list[bool] = []
     gate.wait = 5
     thread = _started(lambda: third.append(gate.take()))
-    _eventually(lambda: len(gate._waiting) == 1)
+    wait_for(lambda: len(gate._waiting) == 1, "a request waiting for its turn")
     gate.give_back()
     thread.join(5)
     assert third == [True]
@@ -181,7 +170,7 @@ def test_a_turn_handed_over_to_a_request_interrupted_in_that_instant_goes_to_the
     monkeypatch.setattr(gate, "_new_turn", _handed_then(KeyboardInterrupt))
     interrupted = futures.ThreadPoolExecutor(1)
     waiting = interrupted.submit(gate.take)
-    _eventually(lambda: len(gate._waiting) == 1)
+    wait_for(lambda: len(gate._waiting) == 1, "a request waiting for its turn")
     gate.give_back()
     with pytest.raises(KeyboardInterrupt):
         waiting.result(timeout=5)
@@ -206,7 +195,7 @@ def test_a_turn_handed_over_just_as_the_wait_ran_out_is_kept(monkeypatch):
     monkeypatch.setattr(gate, "_new_turn", _handed_then(TimeoutError))
     outcome: list[tuple[bool, bool]] = []
     thread = _started(lambda: outcome.append((gate.take(), gate.holds())))
-    _eventually(lambda: len(gate._waiting) == 1)
+    wait_for(lambda: len(gate._waiting) == 1, "a request waiting for its turn")
     gate.give_back()
     thread.join(5)
     assert outcome == [(True, True)]
@@ -236,9 +225,9 @@ def test_the_application_runs_with_a_slot_and_gives_it_back_before_its_answer_is
     gated = admitted(application, gate, preread=1024)
     assert gated.admission_gate is gate  # type: ignore[attr-defined]
     first = _started(lambda: list(gated({"PATH_INFO": "/first"}, lambda *args: None)))
-    _eventually(lambda: calls == ["/first"])
+    wait_for(lambda: calls == ["/first"], "the first request in the application")
     second = _started(lambda: list(gated({"PATH_INFO": "/second"}, lambda *args: None)))
-    _eventually(lambda: len(gate._waiting) == 1)
+    wait_for(lambda: len(gate._waiting) == 1, "a request waiting for its turn")
     assert calls == ["/first"]  # the second waits for its turn
     let_go.set()
     first.join(5)
@@ -327,7 +316,7 @@ def test_a_wait_outside_the_service_lends_the_turn_to_the_next_request():
     with waiting_outside():
         assert not gate.holds()
         thread = _started(next_request)
-        _eventually(lambda: order == ["next request ran"])  # during the wait, not after it
+        wait_for(lambda: order == ["next request ran"], "the next request")  # during the wait, not after it
     order.append("took its turn again")
     assert gate.holds()
     assert next_request_done.is_set()  # it waited for the request it let in to finish
@@ -363,13 +352,13 @@ def test_a_turn_not_won_back_in_time_is_not_given_back_for_someone_else():
 
     with waiting_outside():
         thread = _started(slow_request)
-        _eventually(lambda: gate._free == 0 and not gate._waiting)
+        wait_for(lambda: gate._free == 0 and not gate._waiting, "the slow request to take the turn")
     assert not gate.holds()  # waited its bound: runs on without a turn
     gate.give_back()  # as admitted() does when the request ends: the slow request's slot stays its own
     gate.wait = 5  # the third waits as long as it takes
     waiting: list[bool] = []
     third = _started(lambda: waiting.append(gate.take()))
-    _eventually(lambda: len(gate._waiting) == 1)
+    wait_for(lambda: len(gate._waiting) == 1, "a request waiting for its turn")
     let_go.set()
     thread.join(5)
     third.join(5)
@@ -603,47 +592,22 @@ def _get(port: int, path: str) -> int:
 
 
 @pytest.fixture
-def turns_server(tmp_path):
-    """gunicorn from the project's root (it reads gunicorn.conf.py), one process of four threads,
-    serving tests/core/gunicorn_turns_app.py."""
-    started: list[subprocess.Popen] = []
+def turns_server(gunicorn_server):
+    """gunicorn from the project's root (it reads gunicorn.conf.py; tests/core/conftest.py), one
+    process of four threads, serving tests/core/gunicorn_turns_app.py."""
 
     def start(*, active: str) -> int:
-        port = free_port()
-        log = tmp_path / f"gunicorn-{port}.log"
-        process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "gunicorn", "tests.core.gunicorn_turns_app:application"),
-                *("--bind", f"127.0.0.1:{port}", "--no-control-socket", "--log-level", "info"),
-                *("--worker-class", "gthread", "--workers", "1", "--threads", "4"),
-            ],
-            cwd=ROOT,
-            env={
-                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-                "GUNICORN_ACTIVE_REQUESTS": active,
-                "GUNICORN_ACTIVE_WAIT_MS": "5000",  # four 50 ms requests in turn: none waits its bound
-                "GUNICORN_WARM_THREADS": "false",
-            },
-            stdout=subprocess.DEVNULL,
-            stderr=log.open("w"),
-        )
-        started.append(process)
-        deadline = time.monotonic() + 30
-        while "Booting worker" not in log.read_text():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"gunicorn did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.05)
-        time.sleep(0.5)  # past post_worker_init, polling the socket
+        env = {
+            "GUNICORN_ACTIVE_REQUESTS": active,
+            "GUNICORN_ACTIVE_WAIT_MS": "5000",  # four 50 ms requests in turn: none waits its bound
+            "GUNICORN_WARM_THREADS": "false",
+        }
+        app = "tests.core.gunicorn_turns_app:application"
+        port, log = gunicorn_server(app, workers=1, threads=4, env=env)
         assert ("runs 1 request(s) at a time" in log.read_text()) is (active == "1")
         return port
 
-    yield start
-    for process in started:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    return start
 
 
 def _most_at_once(port: int, path: str) -> int:

@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import gc
 import io
-import os
 import re
 import socket
-import subprocess
 import sys
 import threading
 import time
 from collections import Counter, deque
 from concurrent import futures
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -30,9 +27,7 @@ from gunicorn.workers.gthread import ThreadWorker
 
 from config import gunicorn as gunicorn_config
 from core.gunicorn_worker import KEEPALIVE_LINGER, MAX_ACCEPT_PAUSE, BalancedThreadWorker, warm_threads
-from tests.ports import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 REQUEST = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n"
 
 
@@ -52,43 +47,16 @@ def _pid_of(connection: socket.socket) -> int:
 
 
 @pytest.fixture
-def serve(tmp_path):
-    """Starts gunicorn from the project's root as `make bench` does (``--worker-class gthread`` on
-    the command line, no ``--config``: gunicorn reads gunicorn.conf.py)."""
-    started: list[subprocess.Popen] = []
+def serve(gunicorn_server):
+    """Starts gunicorn from the project's root as `make bench` does (tests/core/conftest.py), serving
+    the id of the process that answers, with kept-alive connections held 30 s."""
 
     def start(*, workers: int, threads: int) -> int:
-        port = free_port()
-        log = tmp_path / f"gunicorn-{port}.log"
-        process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "gunicorn", "tests.core.gunicorn_pid_app:application"),
-                *("--bind", f"127.0.0.1:{port}", "--no-control-socket", "--log-level", "info"),
-                *("--worker-class", "gthread", "--workers", str(workers), "--threads", str(threads)),
-                "--keep-alive",
-                "30",
-            ],
-            cwd=ROOT,
-            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
-            stdout=subprocess.DEVNULL,
-            stderr=log.open("w"),
-        )
-        started.append(process)
-        deadline = time.monotonic() + 30
-        while log.read_text().count("Booting worker") < workers:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"gunicorn did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.05)
-        time.sleep(0.5)  # every process past its start-up, polling the socket
+        app = "tests.core.gunicorn_pid_app:application"
+        port, _ = gunicorn_server(app, workers=workers, threads=threads, args=("--keep-alive", "30"))
         return port
 
-    yield start
-    for process in started:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    return start
 
 
 def _connect(port: int, count: int) -> list[socket.socket]:
