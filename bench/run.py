@@ -33,7 +33,15 @@ from pathlib import Path
 
 import psycopg
 
-from config.gunicorn import active_requests, active_wait, balanced_accepts, cores, keepalive_linger, switch_interval
+from config.gunicorn import (
+    active_processes,
+    active_requests,
+    active_wait,
+    balanced_accepts,
+    cores,
+    keepalive_linger,
+    switch_interval,
+)
 from core.startup import gc_freeze_enabled
 from providers.http import simulator_environment
 from providers.simulator.state import APIS as SIMULATED_APIS
@@ -382,7 +390,7 @@ class Bench:
         if self.config.baseline_gunicorn == "plain":
             # config/gunicorn.py; 5 ms is Python's own switch interval
             env.update(GUNICORN_BALANCED_ACCEPT="false", GC_FREEZE="false", GUNICORN_SWITCH_INTERVAL_MS="5")
-            env.update(GUNICORN_ACTIVE_REQUESTS="0")
+            env.update(GUNICORN_ACTIVE_REQUESTS="0", GUNICORN_ACTIVE_PROCESSES="0")
         return env
 
     def manage(self, db: str, *args: str, latency: str = "0") -> str:
@@ -842,7 +850,8 @@ class Bench:
                 )  # gunicorn.conf.py
                 + (", start-up objects frozen" if gc_freeze_enabled() else ", no gc.freeze()")  # core/startup.py
                 + f", {switch_interval() * 1000:g} ms switch interval"
-                + _turns(self.config.workers, self.config.threads),  # core/admission.py
+                + _turns(self.config.workers, self.config.threads)  # core/admission.py
+                + _standby(self.config.workers, self.config.threads),  # core/gunicorn_worker.py
                 # The drains' workers take it from the environment (docs/OPERATIONS.md, "Delivery threads").
                 "worker_first_threads": os.environ.get("WORKER_FIRST_THREADS", "default"),
             },
@@ -855,6 +864,11 @@ def _turns(workers: int, threads: int) -> str:
     if not slots:
         return ", requests of a process at once"
     return f", {slots} request(s) of a process at a time, each waiting at most {active_wait() * 1000:g} ms"
+
+
+def _standby(workers: int, threads: int) -> str:
+    active = active_processes(workers=workers, threads=threads, cores=cores()) if balanced_accepts() else 0
+    return f", the {active} oldest processes take new connections first" if active else ""
 
 
 def _merge(runs: list[dict]) -> dict[int, int]:

@@ -16,7 +16,10 @@ waiting for the interpreter makes it let go (``sys.setswitchinterval``; Python's
 ``GUNICORN_ACTIVE_REQUESTS`` sets how many requests a process runs at once, the others waiting their
 turn in arrival order (core/admission.py; ``auto``: one where there are at least as many processes as
 cores and a process has more than one thread, else no limit; 0: no limit), and
-``GUNICORN_ACTIVE_WAIT_MS`` how long a request waits for its turn before it runs anyway.
+``GUNICORN_ACTIVE_WAIT_MS`` how long a request waits for its turn before it runs anyway;
+``GUNICORN_ACTIVE_PROCESSES`` how many processes take new connections at once, the others standing
+by for connections that wait (core/gunicorn_worker.py; ``auto``: one more than the cores where each
+process runs one request at a time and there are more processes than that, else all; 0: all).
 """
 
 import os
@@ -81,6 +84,23 @@ def active_requests(*, workers: int, threads: int, cores: int | None) -> int:
         raise ImproperlyConfigured(f"{error} (GUNICORN_ACTIVE_REQUESTS: a whole number from 0, or auto)") from None
 
 
+def active_processes(*, workers: int, threads: int, cores: int | None) -> int:
+    """How many of the server's processes take new connections at once (0: all of them), from
+    ``GUNICORN_ACTIVE_PROCESSES``: a whole number, or ``auto`` (the default): one more than the cores
+    where each process runs one request at a time (``active_requests``) and the server has more
+    processes than that, so that while one process waits on the database the others keep the cores
+    busy; all of them otherwise."""
+    env = Env()
+    if env.str("GUNICORN_ACTIVE_PROCESSES", default="auto").lower() == "auto":
+        enough = (cores or 1) + 1
+        one_at_a_time = active_requests(workers=workers, threads=threads, cores=cores) == 1
+        return enough if one_at_a_time and workers > enough else 0
+    try:
+        return env.int("GUNICORN_ACTIVE_PROCESSES", default=0, minimum=0, maximum=10000)
+    except ImproperlyConfigured as error:
+        raise ImproperlyConfigured(f"{error} (GUNICORN_ACTIVE_PROCESSES: a whole number from 0, or auto)") from None
+
+
 def cores() -> int | None:
     """The cores this process may run on (its CPU affinity, as ``nproc`` counts them for bin/start.sh's
     default number of processes), else the machine's."""
@@ -98,6 +118,7 @@ worker_class = "core.gunicorn_worker.BalancedThreadWorker" if balanced_accepts()
 keepalive_linger()  # a bad value stops gunicorn as it reads this file, not each process as it starts
 switch_interval()
 active_requests(workers=1, threads=1, cores=1)
+active_processes(workers=1, threads=1, cores=1)
 active_wait()
 
 
@@ -113,11 +134,18 @@ def post_worker_init(worker):
         worker.__class__ = BalancedThreadWorker
     if isinstance(worker, BalancedThreadWorker):
         worker.keepalive_linger = keepalive_linger()
+        cfg = getattr(worker, "cfg", None)
+        if cfg is not None:
+            worker.active_processes = active_processes(workers=cfg.workers, threads=cfg.threads, cores=cores())
         worker.log.info(
             "Worker %s accepts least-loaded first and waits %s ms for a kept-alive connection's next request"
-            " (core.gunicorn_worker.BalancedThreadWorker)",
+            " (core.gunicorn_worker.BalancedThreadWorker)%s",
             worker.pid,
             f"{worker.keepalive_linger * 1000:g}",
+            f"; the {worker.active_processes} oldest processes take new connections first, the others stand by"
+            " (GUNICORN_ACTIVE_PROCESSES)"
+            if worker.active_processes
+            else "",
         )
     before = sys.getswitchinterval()
     sys.setswitchinterval(switch_interval())

@@ -29,19 +29,34 @@ while another connection's request is queued for a thread goes back to the main 
 behind it, as it would have without the wait: no request is overtaken, and one that queues during a
 wait waits at most ``keepalive_linger`` longer than it would have.
 
+With ``active_processes`` set (N > 0), only the N oldest processes of the server take new connections
+at once, each up to one connection per thread; the others stand by. A standby process takes a
+connection only after it has waited ``STANDBY_DELAY`` in the listening socket's queue (every active
+process is full, or too busy to accept it), and then takes what is queued until the queue is empty.
+Where each process runs one request at a time (core/admission.py), every process that serves
+connections keeps its own code and data warm in the cores' caches and switches in and out at every
+database round trip; a few processes, enough to keep the cores busy while one waits on the database,
+do the same work with less of the cores' time (docs/PERFORMANCE.md, twenty-eighth round). A process
+looks at its rank among its siblings (the children of the same gunicorn, oldest first, from /proc)
+at most once a second, so when an active process exits, the oldest standby takes its place; where
+/proc cannot tell, a process counts as active.
+
 config/gunicorn.py makes every gthread worker of the service this class (also when the command line
 says ``--worker-class gthread``, unless ``GUNICORN_BALANCED_ACCEPT=false``) and sets
-``keepalive_linger`` from ``GUNICORN_KEEPALIVE_LINGER_MS`` (0 turns the waiting off).
+``keepalive_linger`` from ``GUNICORN_KEEPALIVE_LINGER_MS`` (0 turns the waiting off) and
+``active_processes`` from ``GUNICORN_ACTIVE_PROCESSES``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import select
 import threading
 import time
 from collections.abc import Callable
 from concurrent import futures
+from pathlib import Path
 
 from gunicorn.workers.gthread import ThreadWorker
 
@@ -56,11 +71,54 @@ MAX_ACCEPT_PAUSE = 0.025
 #: before handing it back to the main thread's poller. A client with its next request ready (a proxy's
 #: pooled connection under load, a load generator) sends it within a few milliseconds.
 KEEPALIVE_LINGER = 0.005
+#: Seconds a new connection waits in the listening socket's queue before a standby process takes it:
+#: an active process with room takes one within a few milliseconds, a busy one within
+#: ``MAX_ACCEPT_PAUSE``.
+STANDBY_DELAY = 0.1
+#: Seconds between two looks of a process at its rank among the server's processes.
+RANK_INTERVAL = 1.0
+
+
+def process_rank(pid: int, parent: int, proc: Path = Path("/proc")) -> int:
+    """How many of ``parent``'s other children started before ``pid`` (by start time, then id): 0 for
+    the oldest. 0 too where /proc cannot tell (not Linux, no such process), so such a process counts
+    as active."""
+    try:
+        children = (proc / str(parent) / "task" / str(parent) / "children").read_text().split()
+    except OSError:
+        return 0
+    started = {}
+    for child in children:
+        try:
+            fields = (proc / child / "stat").read_text().rsplit(")", 1)[1].split()
+            started[int(child)] = (int(fields[19]), int(child))  # field 22 of proc(5): the start time
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile, or unreadable: not counted
+    own = started.get(pid)
+    if own is None:
+        return 0
+    return sum(1 for key in started.values() if key < own)
 
 
 class BalancedThreadWorker(ThreadWorker):
     _last_accept = float("-inf")
     keepalive_linger = KEEPALIVE_LINGER
+    #: How many of the oldest processes take new connections at once (0: all of them).
+    active_processes = 0
+    _standby = False
+    _rank_read = float("-inf")
+    #: When a standby process first saw a connection waiting (None: it saw none, or took them all).
+    _waiting_since: float | None = None
+
+    def standing_by(self) -> bool:
+        """Whether this process takes new connections only once they have waited ``STANDBY_DELAY``."""
+        if self.active_processes <= 0:
+            return False
+        now = time.monotonic()
+        if now - self._rank_read >= RANK_INTERVAL:
+            self._rank_read = now
+            self._standby = process_rank(os.getpid(), self.ppid) >= self.active_processes
+        return self._standby
 
     def _serving(self) -> int:
         """Connections with a request in the thread pool: not idle kept-alive, not waiting for data."""
@@ -68,6 +126,14 @@ class BalancedThreadWorker(ThreadWorker):
 
     def _accept_pause(self) -> float:
         """Seconds left before this process may accept again (0 or less: it may now)."""
+        if self._waiting_since is not None:  # a standby process leaving a connection to the active ones
+            left = self._waiting_since + STANDBY_DELAY - time.monotonic()
+            if left > 0:
+                return left
+        if self.active_processes > 0 and self.nr_conns - len(self.keepalived_conns) >= self.cfg.threads:
+            # A connection for each thread (serving, or new and about to send its first request): a
+            # standby process takes the next. Each connection this process lets go wakes its run loop.
+            return MAX_ACCEPT_PAUSE
         beyond_first = self._serving() - 1
         if beyond_first <= 0:
             return 0.0
@@ -75,8 +141,20 @@ class BalancedThreadWorker(ThreadWorker):
         return self._last_accept + pause - time.monotonic()
 
     def accept(self, listener):
+        if self.standing_by():
+            now = time.monotonic()
+            if self._waiting_since is None:
+                self._waiting_since = now  # first seen: the active processes' to take, for a while
+            if now - self._waiting_since < STANDBY_DELAY:
+                self.set_accept_enabled(False)
+                return
+        if self._accept_pause() > 0:  # its connections became busy since it last listened (a thread each)
+            self.set_accept_enabled(False)
+            return
         held = self.nr_conns
         super().accept(listener)
+        if self._waiting_since is not None and not _readable(listener):
+            self._waiting_since = None  # the queue is empty: the next connection is the active processes' again
         if self.nr_conns == held:
             return  # another process took the connection (gunicorn ignores EAGAIN): no pause
         self._last_accept = time.monotonic()
@@ -87,6 +165,15 @@ class BalancedThreadWorker(ThreadWorker):
         # The run loop enables accepting whenever the process is below worker_connections.
         if enabled and self.alive and self._accept_pause() > 0:
             return
+        # A standby process's wait is over: if the active processes took what was queued, the next
+        # connection to come is theirs again.
+        if (
+            enabled
+            and not self._accepting
+            and self._waiting_since is not None
+            and not any(_readable(listener) for listener in self.sockets)
+        ):
+            self._waiting_since = None
         super().set_accept_enabled(enabled)
 
     def wait_for_and_dispatch_events(self, timeout):
@@ -130,6 +217,16 @@ class BalancedThreadWorker(ThreadWorker):
         # one then goes back to the main thread's poller, which queues it behind that request, as
         # gthread would have, rather than going ahead of it.
         return readable and self._serving() <= self.cfg.threads
+
+
+def _readable(listener) -> bool:
+    """Whether a connection waits in ``listener``'s queue, without waiting."""
+    try:
+        poller = select.poll()
+        poller.register(listener, select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):
+        return False
 
 
 def warm_threads(worker, warm: Callable[[], object], *, timeout: float = 10.0) -> list[BaseException | None]:

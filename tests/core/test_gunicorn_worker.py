@@ -26,7 +26,15 @@ from django.urls import clear_url_caches, get_resolver
 from gunicorn.workers.gthread import ThreadWorker
 
 from config import gunicorn as gunicorn_config
-from core.gunicorn_worker import KEEPALIVE_LINGER, MAX_ACCEPT_PAUSE, BalancedThreadWorker, warm_threads
+from core import gunicorn_worker
+from core.gunicorn_worker import (
+    KEEPALIVE_LINGER,
+    MAX_ACCEPT_PAUSE,
+    RANK_INTERVAL,
+    STANDBY_DELAY,
+    BalancedThreadWorker,
+    warm_threads,
+)
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n"
 
@@ -51,9 +59,9 @@ def serve(gunicorn_server):
     """Starts gunicorn from the project's root as `make bench` does (tests/core/conftest.py), serving
     the id of the process that answers, with kept-alive connections held 30 s."""
 
-    def start(*, workers: int, threads: int) -> int:
+    def start(*, workers: int, threads: int, env: dict[str, str] | None = None) -> int:
         app = "tests.core.gunicorn_pid_app:application"
-        port, _ = gunicorn_server(app, workers=workers, threads=threads, args=("--keep-alive", "30"))
+        port, _ = gunicorn_server(app, workers=workers, threads=threads, env=env, args=("--keep-alive", "30"))
         return port
 
     return start
@@ -65,7 +73,7 @@ def _connect(port: int, count: int) -> list[socket.socket]:
 
 
 def test_bursts_of_connections_are_shared_by_the_processes(serve):
-    port = serve(workers=3, threads=8)
+    port = serve(workers=3, threads=8, env={"GUNICORN_ACTIVE_PROCESSES": "0"})  # every process takes them
     busiest = []
     for _ in range(3):
         connections = _connect(port, 12)
@@ -118,6 +126,58 @@ def test_kept_alive_connections_are_answered_whether_the_next_request_comes_at_o
         assert len(pids) == 1
         # 36 answers with 6 pauses of 20 ms: nothing waited for a thread lingering on another connection.
         assert time.monotonic() - started < 5
+    finally:
+        for connection in connections:
+            connection.close()
+
+
+def _ask(connection: socket.socket, path: str) -> None:
+    connection.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: test\r\n\r\n")
+
+
+def _answered_by(connection: socket.socket) -> int:
+    answer = b""
+    while b"\r\n\r\n" not in answer or not answer.split(b"\r\n\r\n", 1)[1]:
+        chunk = connection.recv(4096)
+        if not chunk:
+            raise AssertionError(f"the server closed the connection: {answer!r}")
+        answer += chunk
+    return int(answer.split(b"\r\n\r\n", 1)[1])
+
+
+def test_the_oldest_processes_take_new_connections_and_the_others_stand_by(serve):
+    port = serve(workers=4, threads=3, env={"GUNICORN_ACTIVE_PROCESSES": "2"})
+    active: set[int] = set()
+    for _ in range(3):
+        connections = _connect(port, 6)
+        try:
+            per_process = Counter(_pid_of(connection) for connection in connections)
+        finally:
+            for connection in connections:
+                connection.close()
+        assert len(per_process) == 2, per_process
+        active = active or set(per_process)
+        assert set(per_process) == active, per_process  # the same two each time: the oldest
+
+
+def test_a_standby_process_takes_a_connection_that_waited_while_the_active_ones_are_full(serve):
+    port = serve(workers=3, threads=3, env={"GUNICORN_ACTIVE_PROCESSES": "1"})
+    connections = _connect(port, 3)
+    try:
+        per_process = Counter(_pid_of(connection) for connection in connections)
+        assert len(per_process) == 1, per_process  # the active process, a connection for each thread
+        for connection in connections:
+            _ask(connection, "/?slow")  # every thread of the active process busy for a while
+        time.sleep(0.1)
+        late = socket.create_connection(("127.0.0.1", port), timeout=10)
+        connections.append(late)
+        asked = time.monotonic()
+        standby = _pid_of(late)
+        waited = time.monotonic() - asked
+        assert standby not in per_process
+        assert waited >= 0.08, waited  # it waited STANDBY_DELAY (0.1 s) for a standby process
+        assert waited < 0.45, waited  # not for a thread of the active process (0.5 s and more)
+        assert Counter(_answered_by(connection) for connection in connections[:3]) == per_process
     finally:
         for connection in connections:
             connection.close()
@@ -183,6 +243,126 @@ def test_a_paused_process_wakes_when_its_pause_ends(worker, monkeypatch):
     worker.accept(None)  # serving 3: paused for 10 ms
     worker.wait_for_and_dispatch_events(1.0)  # the run loop's poll timeout
     assert 0 < timeouts[0] <= 0.010
+
+
+@pytest.fixture
+def ranked(worker, monkeypatch):
+    """The pause's worker, one of a server's processes whose oldest two take new connections at once;
+    ``rank`` is its place among them (0: the oldest), ``queued`` whether connections wait in the
+    listening socket's queue."""
+    worker.active_processes = 2
+    worker.ppid = 1
+    worker.cfg = SimpleNamespace(threads=8)
+    worker.sockets = [None]
+    worker.rank = 3
+    worker.queued = True
+    monkeypatch.setattr(gunicorn_worker, "process_rank", lambda pid, parent: worker.rank)
+    monkeypatch.setattr(gunicorn_worker, "_readable", lambda listener: worker.queued)
+    return worker
+
+
+def test_a_standby_process_leaves_a_new_connection_to_the_active_ones_for_a_while(ranked):
+    ranked.accept(None)
+    assert ranked.nr_conns == 0
+    assert ranked.switches == [False]
+    assert ranked._accept_pause() == pytest.approx(STANDBY_DELAY, abs=0.01)
+    ranked.set_accept_enabled(True)  # the run loop, while the wait lasts
+    assert ranked.switches == [False]
+
+
+def test_a_standby_process_takes_what_still_waits_after_the_delay_until_the_queue_is_empty(ranked):
+    ranked.accept(None)
+    ranked._waiting_since -= STANDBY_DELAY  # the delay is over; the connection still waits
+    ranked.set_accept_enabled(True)
+    assert ranked._accepting
+    ranked.accept(None)
+    assert ranked.nr_conns == 1
+    ranked.accept(None)  # more were queued: taken at once
+    assert ranked.nr_conns == 2
+    ranked._last_accept = float("-inf")  # the balanced pause over
+    ranked.queued = False  # that one was the last
+    ranked.accept(None)
+    assert ranked.nr_conns == 3
+    assert ranked._waiting_since is None  # the next connection is the active processes' again
+    ranked.queued = True
+    ranked.accept(None)
+    assert ranked.nr_conns == 3
+
+
+def test_a_standby_process_taking_what_waits_still_takes_one_per_thread_and_pauses(ranked):
+    ranked.accept(None)
+    ranked._waiting_since -= STANDBY_DELAY
+    ranked.set_accept_enabled(True)
+    ranked.nr_conns = 2
+    ranked.accept(None)  # serving 3: the balanced pause, so the other standby processes share the queue
+    assert ranked.switches[-1] is False
+    assert 0 < ranked._accept_pause() <= 0.010
+    ranked.nr_conns = 8
+    ranked._last_accept = float("-inf")
+    assert ranked._accept_pause() == MAX_ACCEPT_PAUSE  # a connection per thread: no more
+
+
+def test_a_standby_process_whose_connection_an_active_one_took_waits_again_for_the_next(ranked):
+    ranked.accept(None)
+    ranked._waiting_since -= STANDBY_DELAY
+    ranked.queued = False  # an active process took it meanwhile
+    ranked.set_accept_enabled(True)
+    assert ranked._accepting
+    assert ranked._waiting_since is None
+    ranked.queued = True
+    ranked.accept(None)  # a new connection: the active processes' first
+    assert ranked.nr_conns == 0
+
+
+def test_an_active_process_takes_new_connections_at_once_up_to_one_per_thread(ranked):
+    ranked.rank = 1
+    ranked.accept(None)
+    assert ranked.nr_conns == 1
+    assert ranked.switches == []
+    ranked.nr_conns = 7
+    ranked._last_accept = float("-inf")  # its pause over
+    ranked.accept(None)  # the eighth: every thread has one
+    assert ranked.switches == [False]
+    assert ranked._accept_pause() > 0
+    ranked._last_accept = float("-inf")
+    ranked.set_accept_enabled(True)
+    assert not ranked._accepting  # until it lets one go
+    ranked.keepalived_conns.append("idle")
+    ranked.set_accept_enabled(True)
+    assert ranked._accepting
+    ranked.keepalived_conns.clear()  # that connection's next request came: every thread has one again
+    ranked.accept(None)  # a new connection, seen before the process stopped listening
+    assert ranked.nr_conns == 8
+    assert not ranked._accepting
+
+
+def test_a_process_looks_at_its_rank_again_after_a_while(ranked):
+    assert ranked.standing_by()
+    ranked.rank = 1  # an active process exited: this one is among the oldest two now
+    assert ranked.standing_by()  # looked at less than RANK_INTERVAL ago
+    ranked._rank_read -= RANK_INTERVAL
+    assert not ranked.standing_by()
+    ranked.active_processes = 0
+    ranked.rank = 9
+    assert not ranked.standing_by()
+
+
+def test_a_process_rank_is_its_place_among_its_siblings_oldest_first(tmp_path):
+    def child(pid: int, started: int, name: str = "gunicorn: worker") -> None:
+        (tmp_path / str(pid)).mkdir()
+        # proc(5): pid (comm) state ppid ... field 22 is the start time; a name may hold ") ".
+        fields = ["S", "1"] + ["0"] * 17 + [str(started)] + ["0"] * 5
+        (tmp_path / str(pid) / "stat").write_text(f"{pid} ({name}) {' '.join(fields)}\n")
+
+    (tmp_path / "1" / "task" / "1").mkdir(parents=True)
+    (tmp_path / "1" / "task" / "1" / "children").write_text("30 10 20 40 ")
+    child(10, 500)
+    child(20, 500, name="odd) name")  # the same start time: the lower id first
+    child(30, 100)  # respawned pids are not in order of age
+    # 40 exited after the parent listed it: not counted
+    assert [gunicorn_worker.process_rank(pid, 1, tmp_path) for pid in (30, 10, 20)] == [0, 1, 2]
+    assert gunicorn_worker.process_rank(40, 1, tmp_path) == 0  # not found: counts as active
+    assert gunicorn_worker.process_rank(10, 2, tmp_path) == 0  # no such parent
 
 
 def test_losing_the_race_for_a_connection_does_not_pause(worker):
@@ -387,6 +567,38 @@ def _started_worker(process: object | None = None) -> Any:
     return started
 
 
+def test_the_processes_that_take_new_connections_first_are_one_more_than_the_cores(monkeypatch):
+    monkeypatch.delenv("GUNICORN_ACTIVE_PROCESSES", raising=False)
+    monkeypatch.delenv("GUNICORN_ACTIVE_REQUESTS", raising=False)
+    assert gunicorn_config.active_processes(workers=5, threads=8, cores=2) == 3
+    assert gunicorn_config.active_processes(workers=9, threads=8, cores=4) == 5
+    assert gunicorn_config.active_processes(workers=3, threads=8, cores=2) == 0  # no more processes than that
+    assert gunicorn_config.active_processes(workers=5, threads=1, cores=2) == 0  # requests not run in turn
+    monkeypatch.setenv("GUNICORN_ACTIVE_REQUESTS", "0")
+    assert gunicorn_config.active_processes(workers=5, threads=8, cores=2) == 0
+    monkeypatch.delenv("GUNICORN_ACTIVE_REQUESTS")
+    monkeypatch.setenv("GUNICORN_ACTIVE_PROCESSES", "2")
+    assert gunicorn_config.active_processes(workers=5, threads=8, cores=2) == 2
+    monkeypatch.setenv("GUNICORN_ACTIVE_PROCESSES", "0")
+    assert gunicorn_config.active_processes(workers=5, threads=8, cores=2) == 0
+    for wrong in ("-1", "some", "1.5"):
+        monkeypatch.setenv("GUNICORN_ACTIVE_PROCESSES", wrong)
+        with pytest.raises(ImproperlyConfigured, match="GUNICORN_ACTIVE_PROCESSES"):
+            gunicorn_config.active_processes(workers=5, threads=8, cores=2)
+
+
+def test_a_balanced_process_gets_its_active_processes_from_the_settings(monkeypatch):
+    monkeypatch.setenv("GC_FREEZE", "false")
+    monkeypatch.setenv("GUNICORN_WARM_THREADS", "false")
+    monkeypatch.setenv("GUNICORN_ACTIVE_REQUESTS", "0")  # no gate on this stand-in process
+    monkeypatch.setenv("GUNICORN_ACTIVE_PROCESSES", "2")
+    process = _started_worker(BalancedThreadWorker.__new__(BalancedThreadWorker))
+    process.cfg = SimpleNamespace(workers=5, threads=8)
+    gunicorn_config.post_worker_init(process)
+    assert process.active_processes == 2
+    assert any("the 2 oldest processes take new connections first" in line for line in process.lines)
+
+
 def test_a_plain_gthread_process_is_made_balanced_unless_turned_off(monkeypatch):
     monkeypatch.setenv("GC_FREEZE", "false")  # this test's process is pytest's
 
@@ -464,7 +676,7 @@ def test_the_wait_for_a_next_request_is_set_from_the_environment(monkeypatch):
 def _pool_worker(threads: int) -> Any:
     """A started gthread worker as post_worker_init sees it: its thread pool made, no thread yet."""
     started = _started_worker(ThreadWorker.__new__(ThreadWorker))
-    started.cfg = SimpleNamespace(threads=threads)
+    started.cfg = SimpleNamespace(workers=1, threads=threads)
     started.tpool = futures.ThreadPoolExecutor(max_workers=threads)
     started.log.warning = lambda message, *args: started.lines.append(message % args)
     return started
