@@ -868,7 +868,7 @@ def _turns(workers: int, threads: int) -> str:
 
 def _standby(workers: int, threads: int) -> str:
     active = active_processes(workers=workers, threads=threads, cores=cores()) if balanced_accepts() else 0
-    return f", the {active} oldest processes take new connections first" if active else ""
+    return f", the {active} youngest processes take new connections first" if active else ""
 
 
 def _merge(runs: list[dict]) -> dict[int, int]:

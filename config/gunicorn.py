@@ -128,7 +128,7 @@ def post_worker_init(worker):
     # thread answers a kept-alive connection, nothing it holds).
     from gunicorn.workers.gthread import ThreadWorker
 
-    from core.gunicorn_worker import BalancedThreadWorker
+    from core.gunicorn_worker import BalancedThreadWorker, process_rank
 
     if type(worker) is ThreadWorker and balanced_accepts():
         worker.__class__ = BalancedThreadWorker
@@ -137,12 +137,15 @@ def post_worker_init(worker):
         cfg = getattr(worker, "cfg", None)
         if cfg is not None:
             worker.active_processes = active_processes(workers=cfg.workers, threads=cfg.threads, cores=cores())
+        if worker.active_processes and process_rank(os.getpid(), os.getppid()) is None:
+            worker.log.info("Worker %s cannot read its rank in /proc: every process takes new connections", worker.pid)
+            worker.active_processes = 0
         worker.log.info(
             "Worker %s accepts least-loaded first and waits %s ms for a kept-alive connection's next request"
             " (core.gunicorn_worker.BalancedThreadWorker)%s",
             worker.pid,
             f"{worker.keepalive_linger * 1000:g}",
-            f"; the {worker.active_processes} oldest processes take new connections first, the others stand by"
+            f"; the {worker.active_processes} youngest processes take new connections first, the others stand by"
             " (GUNICORN_ACTIVE_PROCESSES)"
             if worker.active_processes
             else "",

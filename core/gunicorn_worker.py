@@ -29,17 +29,20 @@ while another connection's request is queued for a thread goes back to the main 
 behind it, as it would have without the wait: no request is overtaken, and one that queues during a
 wait waits at most ``keepalive_linger`` longer than it would have.
 
-With ``active_processes`` set (N > 0), only the N oldest processes of the server take new connections
-at once, each up to one connection per thread; the others stand by. A standby process takes a
-connection only after it has waited ``STANDBY_DELAY`` in the listening socket's queue (every active
-process is full, or too busy to accept it), and then takes what is queued until the queue is empty.
+With ``active_processes`` set (N > 0), only the N youngest processes of the server take new
+connections at once, each up to one connection in hand per thread; the others stand by. A standby
+process takes a connection only once it has seen the listening socket's queue hold connections for
+``STANDBY_DELAY`` (every active process is full, or too busy to accept), and then takes what is
+queued until the queue is empty.
 Where each process runs one request at a time (core/admission.py), every process that serves
 connections keeps its own code and data warm in the cores' caches and switches in and out at every
 database round trip; a few processes, enough to keep the cores busy while one waits on the database,
 do the same work with less of the cores' time (docs/PERFORMANCE.md, twenty-eighth round). A process
-looks at its rank among its siblings (the children of the same gunicorn, oldest first, from /proc)
-at most once a second, so when an active process exits, the oldest standby takes its place; where
-/proc cannot tell, a process counts as active.
+looks at its rank among its siblings (the children of the same gunicorn, youngest first, from /proc)
+at most once a second. The youngest, because a process gunicorn starts is a new one: the process that
+replaces one that exited, or the new processes of a reload (HUP) while the old ones finish their
+requests, take new connections at once. Where /proc cannot tell (config/gunicorn.py checks before a
+process serves), every process is active.
 
 config/gunicorn.py makes every gthread worker of the service this class (also when the command line
 says ``--worker-class gthread``, unless ``GUNICORN_BALANCED_ACCEPT=false``) and sets
@@ -79,14 +82,13 @@ STANDBY_DELAY = 0.1
 RANK_INTERVAL = 1.0
 
 
-def process_rank(pid: int, parent: int, proc: Path = Path("/proc")) -> int:
-    """How many of ``parent``'s other children started before ``pid`` (by start time, then id): 0 for
-    the oldest. 0 too where /proc cannot tell (not Linux, no such process), so such a process counts
-    as active."""
+def process_rank(pid: int, parent: int, proc: Path = Path("/proc")) -> int | None:
+    """How many of ``parent``'s other children started after ``pid`` (by start time, then id): 0 for
+    the youngest. None where /proc cannot tell (not Linux, no such process)."""
     try:
         children = (proc / str(parent) / "task" / str(parent) / "children").read_text().split()
     except OSError:
-        return 0
+        return None
     started = {}
     for child in children:
         try:
@@ -96,14 +98,14 @@ def process_rank(pid: int, parent: int, proc: Path = Path("/proc")) -> int:
             continue  # gone meanwhile, or unreadable: not counted
     own = started.get(pid)
     if own is None:
-        return 0
-    return sum(1 for key in started.values() if key < own)
+        return None
+    return sum(1 for key in started.values() if key > own)
 
 
 class BalancedThreadWorker(ThreadWorker):
     _last_accept = float("-inf")
     keepalive_linger = KEEPALIVE_LINGER
-    #: How many of the oldest processes take new connections at once (0: all of them).
+    #: How many of the youngest processes take new connections at once (0: all of them).
     active_processes = 0
     _standby = False
     _rank_read = float("-inf")
@@ -117,7 +119,8 @@ class BalancedThreadWorker(ThreadWorker):
         now = time.monotonic()
         if now - self._rank_read >= RANK_INTERVAL:
             self._rank_read = now
-            self._standby = process_rank(os.getpid(), self.ppid) >= self.active_processes
+            rank = process_rank(os.getpid(), self.ppid)
+            self._standby = rank is not None and rank >= self.active_processes
         return self._standby
 
     def _serving(self) -> int:
@@ -130,9 +133,9 @@ class BalancedThreadWorker(ThreadWorker):
             left = self._waiting_since + STANDBY_DELAY - time.monotonic()
             if left > 0:
                 return left
-        if self.active_processes > 0 and self.nr_conns - len(self.keepalived_conns) >= self.cfg.threads:
-            # A connection for each thread (serving, or new and about to send its first request): a
-            # standby process takes the next. Each connection this process lets go wakes its run loop.
+        if self.active_processes > 0 and self._serving() >= self.cfg.threads:
+            # A request in hand for each thread: a standby process takes the next connection. Each
+            # connection this process lets go wakes its run loop, which looks again.
             return MAX_ACCEPT_PAUSE
         beyond_first = self._serving() - 1
         if beyond_first <= 0:
@@ -143,8 +146,10 @@ class BalancedThreadWorker(ThreadWorker):
     def accept(self, listener):
         if self.standing_by():
             now = time.monotonic()
-            if self._waiting_since is None:
-                self._waiting_since = now  # first seen: the active processes' to take, for a while
+            if self._waiting_since is None or now - self._waiting_since > 2 * STANDBY_DELAY:
+                # First seen, or seen long ago and taken by an active process since: the active
+                # processes' to take, for a while.
+                self._waiting_since = now
             if now - self._waiting_since < STANDBY_DELAY:
                 self.set_accept_enabled(False)
                 return
@@ -153,8 +158,11 @@ class BalancedThreadWorker(ThreadWorker):
             return
         held = self.nr_conns
         super().accept(listener)
-        if self._waiting_since is not None and not _readable(listener):
-            self._waiting_since = None  # the queue is empty: the next connection is the active processes' again
+        if self._waiting_since is not None:
+            if any(_readable(each) for each in self.sockets):
+                self._waiting_since = time.monotonic() - STANDBY_DELAY  # more waited: taken as they come
+            else:
+                self._waiting_since = None  # the queue is empty: the next connection is the active ones' again
         if self.nr_conns == held:
             return  # another process took the connection (gunicorn ignores EAGAIN): no pause
         self._last_accept = time.monotonic()

@@ -145,19 +145,21 @@ def _answered_by(connection: socket.socket) -> int:
     return int(answer.split(b"\r\n\r\n", 1)[1])
 
 
-def test_the_oldest_processes_take_new_connections_and_the_others_stand_by(serve):
-    port = serve(workers=4, threads=3, env={"GUNICORN_ACTIVE_PROCESSES": "2"})
-    active: set[int] = set()
+def test_the_youngest_processes_take_new_connections_and_the_others_stand_by(gunicorn_server):
+    app = "tests.core.gunicorn_pid_app:application"
+    env = {"GUNICORN_ACTIVE_PROCESSES": "2"}
+    port, log = gunicorn_server(app, workers=4, threads=3, env=env, args=("--keep-alive", "30"))
+    booted = [int(pid) for pid in re.findall(r"Booting worker with pid: (\d+)", log.read_text())]
     for _ in range(3):
         connections = _connect(port, 6)
         try:
-            per_process = Counter(_pid_of(connection) for connection in connections)
+            for connection in connections:
+                _ask(connection, "/")  # as a client does: its request at once
+            per_process = Counter(_answered_by(connection) for connection in connections)
         finally:
             for connection in connections:
                 connection.close()
-        assert len(per_process) == 2, per_process
-        active = active or set(per_process)
-        assert set(per_process) == active, per_process  # the same two each time: the oldest
+        assert set(per_process) == set(booted[-2:]), (per_process, booted)  # the two started last
 
 
 def test_a_standby_process_takes_a_connection_that_waited_while_the_active_ones_are_full(serve):
@@ -247,8 +249,8 @@ def test_a_paused_process_wakes_when_its_pause_ends(worker, monkeypatch):
 
 @pytest.fixture
 def ranked(worker, monkeypatch):
-    """The pause's worker, one of a server's processes whose oldest two take new connections at once;
-    ``rank`` is its place among them (0: the oldest), ``queued`` whether connections wait in the
+    """The pause's worker, one of a server's processes whose youngest two take new connections at once;
+    ``rank`` is its place among them (0: the youngest), ``queued`` whether connections wait in the
     listening socket's queue."""
     worker.active_processes = 2
     worker.ppid = 1
@@ -338,7 +340,7 @@ def test_an_active_process_takes_new_connections_at_once_up_to_one_per_thread(ra
 
 def test_a_process_looks_at_its_rank_again_after_a_while(ranked):
     assert ranked.standing_by()
-    ranked.rank = 1  # an active process exited: this one is among the oldest two now
+    ranked.rank = 1  # a younger process exited: this one is among the youngest two now
     assert ranked.standing_by()  # looked at less than RANK_INTERVAL ago
     ranked._rank_read -= RANK_INTERVAL
     assert not ranked.standing_by()
@@ -347,7 +349,7 @@ def test_a_process_looks_at_its_rank_again_after_a_while(ranked):
     assert not ranked.standing_by()
 
 
-def test_a_process_rank_is_its_place_among_its_siblings_oldest_first(tmp_path):
+def test_a_process_rank_is_its_place_among_its_siblings_youngest_first(tmp_path):
     def child(pid: int, started: int, name: str = "gunicorn: worker") -> None:
         (tmp_path / str(pid)).mkdir()
         # proc(5): pid (comm) state ppid ... field 22 is the start time; a name may hold ") ".
@@ -357,12 +359,62 @@ def test_a_process_rank_is_its_place_among_its_siblings_oldest_first(tmp_path):
     (tmp_path / "1" / "task" / "1").mkdir(parents=True)
     (tmp_path / "1" / "task" / "1" / "children").write_text("30 10 20 40 ")
     child(10, 500)
-    child(20, 500, name="odd) name")  # the same start time: the lower id first
+    child(20, 500, name="odd) name")  # the same start time: the higher id is the younger
     child(30, 100)  # respawned pids are not in order of age
     # 40 exited after the parent listed it: not counted
-    assert [gunicorn_worker.process_rank(pid, 1, tmp_path) for pid in (30, 10, 20)] == [0, 1, 2]
-    assert gunicorn_worker.process_rank(40, 1, tmp_path) == 0  # not found: counts as active
-    assert gunicorn_worker.process_rank(10, 2, tmp_path) == 0  # no such parent
+    assert [gunicorn_worker.process_rank(pid, 1, tmp_path) for pid in (20, 10, 30)] == [0, 1, 2]
+    assert gunicorn_worker.process_rank(40, 1, tmp_path) is None  # not found: cannot tell
+    assert gunicorn_worker.process_rank(10, 2, tmp_path) is None  # no such parent
+
+
+def test_a_standby_process_that_saw_a_connection_long_ago_waits_again(ranked):
+    ranked.accept(None)
+    ranked._waiting_since -= STANDBY_DELAY
+    ranked.set_accept_enabled(True)  # still queued then: listening again
+    # An active process took it before this one's poll said so; much later, a new connection:
+    ranked._waiting_since -= 10
+    ranked.accept(None)
+    assert ranked.nr_conns == 0
+    assert ranked._accept_pause() == pytest.approx(STANDBY_DELAY, abs=0.01)
+
+
+def test_a_standby_process_with_several_listeners_waits_once(ranked, monkeypatch):
+    ranked.sockets = ["first", "second"]
+    ranked.queued = {"first", "second"}
+    monkeypatch.setattr(gunicorn_worker, "_readable", lambda listener: listener in ranked.queued)
+    ranked.accept("first")
+    ranked._waiting_since -= STANDBY_DELAY
+    ranked.set_accept_enabled(True)
+    ranked.queued = {"second"}  # taken from the first: the second still holds one
+    ranked.accept("first")
+    assert ranked.nr_conns == 1
+    ranked._last_accept = float("-inf")
+    ranked.queued = set()
+    ranked.accept("second")  # at once: it waited as long as the first
+    assert ranked.nr_conns == 2
+    assert ranked._waiting_since is None
+
+
+def test_new_connections_without_a_request_do_not_fill_an_active_process(ranked):
+    ranked.rank = 0
+    ranked.nr_conns = 8
+    ranked.pending_conns.extend(range(8))  # connected, nothing sent yet: no thread holds them
+    ranked.accept(None)
+    assert ranked.nr_conns == 9
+
+
+def test_a_process_that_cannot_read_its_rank_is_active_and_says_so(monkeypatch):
+    monkeypatch.setenv("GC_FREEZE", "false")
+    monkeypatch.setenv("GUNICORN_WARM_THREADS", "false")
+    monkeypatch.setenv("GUNICORN_ACTIVE_REQUESTS", "0")
+    monkeypatch.setenv("GUNICORN_ACTIVE_PROCESSES", "2")
+    monkeypatch.setattr(gunicorn_worker, "process_rank", lambda pid, parent: None)
+    process = _started_worker(BalancedThreadWorker.__new__(BalancedThreadWorker))
+    process.cfg = SimpleNamespace(workers=5, threads=8)
+    gunicorn_config.post_worker_init(process)
+    assert process.active_processes == 0
+    assert any("cannot read its rank in /proc" in line for line in process.lines)
+    assert not any("youngest processes" in line for line in process.lines)
 
 
 def test_losing_the_race_for_a_connection_does_not_pause(worker):
@@ -596,7 +648,7 @@ def test_a_balanced_process_gets_its_active_processes_from_the_settings(monkeypa
     process.cfg = SimpleNamespace(workers=5, threads=8)
     gunicorn_config.post_worker_init(process)
     assert process.active_processes == 2
-    assert any("the 2 oldest processes take new connections first" in line for line in process.lines)
+    assert any("the 2 youngest processes take new connections first" in line for line in process.lines)
 
 
 def test_a_plain_gthread_process_is_made_balanced_unless_turned_off(monkeypatch):
