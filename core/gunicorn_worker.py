@@ -34,6 +34,7 @@ connections at once, each up to one connection in hand per thread; the others st
 process takes a connection only once it has seen the listening socket's queue hold connections for
 ``STANDBY_DELAY`` (every active process is full, or too busy to accept), and then takes what is
 queued until the queue is empty.
+
 Where each process runs one request at a time (core/admission.py), every process that serves
 connections keeps its own code and data warm in the cores' caches and switches in and out at every
 database round trip; a few processes, enough to keep the cores busy while one waits on the database,
@@ -76,7 +77,9 @@ MAX_ACCEPT_PAUSE = 0.025
 KEEPALIVE_LINGER = 0.005
 #: Seconds a new connection waits in the listening socket's queue before a standby process takes it:
 #: an active process with room takes one within a few milliseconds, a busy one within
-#: ``MAX_ACCEPT_PAUSE``.
+#: ``MAX_ACCEPT_PAUSE``, unless its main thread is itself waiting for the interpreter (up to the switch
+#: interval, 100 ms by default: a standby process then now and then takes a connection an active one
+#: would have).
 STANDBY_DELAY = 0.1
 #: Seconds between two looks of a process at its rank among the server's processes.
 RANK_INTERVAL = 1.0

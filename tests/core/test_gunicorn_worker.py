@@ -36,12 +36,14 @@ from core.gunicorn_worker import (
     warm_threads,
 )
 
-REQUEST = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n"
+
+def _ask(connection: socket.socket, path: str = "/") -> None:
+    """Sends one request for ``path`` on a kept-alive connection."""
+    connection.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: test\r\n\r\n")
 
 
-def _pid_of(connection: socket.socket) -> int:
-    """Sends one request on a kept-alive connection; the answer is the serving process's id."""
-    connection.sendall(REQUEST)
+def _answered_by(connection: socket.socket) -> int:
+    """Reads the next answer on ``connection``: the id of the process that served it."""
     answer = b""
     while b"\r\n\r\n" not in answer or not answer.split(b"\r\n\r\n", 1)[1]:
         chunk = connection.recv(4096)
@@ -52,6 +54,12 @@ def _pid_of(connection: socket.socket) -> int:
     assert head.startswith(b"HTTP/1.1 200"), head
     assert b"connection: close" not in head.lower(), head
     return int(body)
+
+
+def _pid_of(connection: socket.socket) -> int:
+    """Sends one request on a kept-alive connection; the answer is the serving process's id."""
+    _ask(connection)
+    return _answered_by(connection)
 
 
 @pytest.fixture
@@ -129,20 +137,6 @@ def test_kept_alive_connections_are_answered_whether_the_next_request_comes_at_o
     finally:
         for connection in connections:
             connection.close()
-
-
-def _ask(connection: socket.socket, path: str) -> None:
-    connection.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: test\r\n\r\n")
-
-
-def _answered_by(connection: socket.socket) -> int:
-    answer = b""
-    while b"\r\n\r\n" not in answer or not answer.split(b"\r\n\r\n", 1)[1]:
-        chunk = connection.recv(4096)
-        if not chunk:
-            raise AssertionError(f"the server closed the connection: {answer!r}")
-        answer += chunk
-    return int(answer.split(b"\r\n\r\n", 1)[1])
 
 
 def test_the_youngest_processes_take_new_connections_and_the_others_stand_by(gunicorn_server):
