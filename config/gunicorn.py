@@ -25,6 +25,7 @@ process runs one request at a time and there are more processes than that, else 
 import os
 import sys
 import time
+from collections.abc import Callable
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -75,13 +76,7 @@ def active_requests(*, workers: int, threads: int, cores: int | None) -> int:
     at least as many processes as cores (while one request of a process waits on the database the
     other processes keep the cores busy), no limit where it has fewer (one process on SQLite, say) or a
     process has one thread."""
-    env = Env()
-    if env.str("GUNICORN_ACTIVE_REQUESTS", default="auto").lower() == "auto":
-        return 1 if threads > 1 and workers >= (cores or 1) else 0
-    try:
-        return env.int("GUNICORN_ACTIVE_REQUESTS", default=0, minimum=0, maximum=10000)
-    except ImproperlyConfigured as error:
-        raise ImproperlyConfigured(f"{error} (GUNICORN_ACTIVE_REQUESTS: a whole number from 0, or auto)") from None
+    return _count_or_auto("GUNICORN_ACTIVE_REQUESTS", lambda: 1 if threads > 1 and workers >= (cores or 1) else 0)
 
 
 def active_processes(*, workers: int, threads: int, cores: int | None) -> int:
@@ -90,15 +85,25 @@ def active_processes(*, workers: int, threads: int, cores: int | None) -> int:
     where each process runs one request at a time (``active_requests``) and the server has more
     processes than that, so that while one process waits on the database the others keep the cores
     busy; all of them otherwise."""
-    env = Env()
-    if env.str("GUNICORN_ACTIVE_PROCESSES", default="auto").lower() == "auto":
+
+    def auto() -> int:
         enough = (cores or 1) + 1
         one_at_a_time = active_requests(workers=workers, threads=threads, cores=cores) == 1
         return enough if one_at_a_time and workers > enough else 0
+
+    return _count_or_auto("GUNICORN_ACTIVE_PROCESSES", auto)
+
+
+def _count_or_auto(name: str, auto: Callable[[], int]) -> int:
+    """The environment's ``name``: a whole number from 0, or ``auto`` (the default), which ``auto()``
+    works out."""
+    env = Env()
+    if env.str(name, default="auto").lower() == "auto":
+        return auto()
     try:
-        return env.int("GUNICORN_ACTIVE_PROCESSES", default=0, minimum=0, maximum=10000)
+        return env.int(name, default=0, minimum=0, maximum=10000)
     except ImproperlyConfigured as error:
-        raise ImproperlyConfigured(f"{error} (GUNICORN_ACTIVE_PROCESSES: a whole number from 0, or auto)") from None
+        raise ImproperlyConfigured(f"{error} ({name}: a whole number from 0, or auto)") from None
 
 
 def cores() -> int | None:

@@ -222,13 +222,11 @@ class MockProvider(Provider):
         low, high = settings.MOCK_PROVIDER_LATENCY_MS
         seconds = random.uniform(low, high) / 1000 if high else 0.0
         timeout = settings.PROVIDER_TIMEOUT_SECONDS
-        if seconds > timeout:
-            with waiting_outside():
-                time.sleep(timeout)
-            raise ProviderTimeout(provider=self.name, seconds=timeout)
         if seconds:
             with waiting_outside():  # as a real provider's answer: the process's next request runs meanwhile
-                time.sleep(seconds)
+                time.sleep(min(seconds, timeout))
+        if seconds > timeout:
+            raise ProviderTimeout(provider=self.name, seconds=timeout)
 
     @abc.abstractmethod
     def request_for(self, message: OutboundMessage) -> dict[str, Any]:

@@ -627,10 +627,20 @@ def test_the_processes_that_take_new_connections_first_are_one_more_than_the_cor
     assert gunicorn_config.active_processes(workers=5, threads=8, cores=2) == 2
     monkeypatch.setenv("GUNICORN_ACTIVE_PROCESSES", "0")
     assert gunicorn_config.active_processes(workers=5, threads=8, cores=2) == 0
-    for wrong in ("-1", "some", "1.5"):
-        monkeypatch.setenv("GUNICORN_ACTIVE_PROCESSES", wrong)
-        with pytest.raises(ImproperlyConfigured, match="GUNICORN_ACTIVE_PROCESSES"):
-            gunicorn_config.active_processes(workers=5, threads=8, cores=2)
+
+
+@pytest.mark.parametrize("wrong", ["-1", "some", "1.5"])
+@pytest.mark.parametrize(
+    ("name", "setting"),
+    [
+        ("GUNICORN_ACTIVE_REQUESTS", gunicorn_config.active_requests),
+        ("GUNICORN_ACTIVE_PROCESSES", gunicorn_config.active_processes),
+    ],
+)
+def test_a_count_setting_that_does_not_parse_stops_gunicorn(monkeypatch, name, setting, wrong):
+    monkeypatch.setenv(name, wrong)
+    with pytest.raises(ImproperlyConfigured, match=name):
+        setting(workers=5, threads=8, cores=2)
 
 
 def test_a_balanced_process_gets_its_active_processes_from_the_settings(monkeypatch):
