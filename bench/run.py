@@ -979,14 +979,16 @@ def main() -> int:
         except NothingToPlot as exc:
             log(f"no plot ({exc})")
         log(f"results: {path.relative_to(ROOT)} (raw wrk output and logs in {bench.work.relative_to(ROOT)})")
-        failed = [
-            f"{name}/{kind}"
+        failed = {
+            f"{name}/{kind}": figures["checks"]
             for name, targets in report["results"].items()
             for kind, figures in targets.items()
             if isinstance(figures, dict) and "checks" in figures and not figures["checks"].get("ok", True)
-        ]
+        }
         if failed:
             log(f"CHECKS FAILED: {', '.join(failed)}")
+            for name, checks in failed.items():  # what each check read, so the reason shows here
+                log(f"  {name}: {json.dumps(checks)}")
             return 1
         return 0
     finally:
