@@ -126,6 +126,10 @@ class BalancedThreadWorker(ThreadWorker):
             self._standby = rank is not None and rank >= self.active_processes
         return self._standby
 
+    def _connections_queued(self) -> bool:
+        """Whether a new connection waits in any of the listening sockets' queues."""
+        return any(_readable(listener) for listener in self.sockets)
+
     def _serving(self) -> int:
         """Connections with a request in the thread pool: not idle kept-alive, not waiting for data."""
         return self.nr_conns - len(self.keepalived_conns) - len(self.pending_conns)
@@ -162,7 +166,7 @@ class BalancedThreadWorker(ThreadWorker):
         held = self.nr_conns
         super().accept(listener)
         if self._waiting_since is not None:
-            if any(_readable(each) for each in self.sockets):
+            if self._connections_queued():
                 self._waiting_since = time.monotonic() - STANDBY_DELAY  # more waited: taken as they come
             else:
                 self._waiting_since = None  # the queue is empty: the next connection is the active ones' again
@@ -178,12 +182,7 @@ class BalancedThreadWorker(ThreadWorker):
             return
         # A standby process's wait is over: if the active processes took what was queued, the next
         # connection to come is theirs again.
-        if (
-            enabled
-            and not self._accepting
-            and self._waiting_since is not None
-            and not any(_readable(listener) for listener in self.sockets)
-        ):
+        if enabled and not self._accepting and self._waiting_since is not None and not self._connections_queued():
             self._waiting_since = None
         super().set_accept_enabled(enabled)
 
@@ -217,10 +216,8 @@ class BalancedThreadWorker(ThreadWorker):
         if pending is not None and pending():
             return True
         try:
-            poller = select.poll()
-            poller.register(conn.sock, select.POLLIN)
             # Readable also when the client closed the connection: the next handle() sees the end and closes it.
-            readable = bool(poller.poll(self.keepalive_linger * 1000))
+            readable = _poll_in(conn.sock, self.keepalive_linger)
         except (OSError, ValueError):
             self.log.debug("Waiting for a kept-alive connection's next request failed", exc_info=True)
             return False  # gthread's own path takes the connection over, and meets whatever is wrong with it
@@ -230,12 +227,17 @@ class BalancedThreadWorker(ThreadWorker):
         return readable and self._serving() <= self.cfg.threads
 
 
+def _poll_in(sock, seconds: float) -> bool:
+    """Whether ``sock`` is readable within ``seconds`` (raises what poll() raises)."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(seconds * 1000))
+
+
 def _readable(listener) -> bool:
     """Whether a connection waits in ``listener``'s queue, without waiting."""
     try:
-        poller = select.poll()
-        poller.register(listener, select.POLLIN)
-        return bool(poller.poll(0))
+        return _poll_in(listener, 0)
     except (OSError, ValueError):
         return False
 
