@@ -18,8 +18,9 @@ turn in arrival order (core/admission.py; ``auto``: one where there are at least
 cores and a process has more than one thread, else no limit; 0: no limit), and
 ``GUNICORN_ACTIVE_WAIT_MS`` how long a request waits for its turn before it runs anyway;
 ``GUNICORN_ACTIVE_PROCESSES`` how many processes take new connections at once, the others standing
-by for connections that wait (core/gunicorn_worker.py; ``auto``: one more than the cores where each
-process runs one request at a time and there are more processes than that, else all; 0: all).
+by for connections that wait (core/gunicorn_worker.py; 0, the default: all; ``auto``: one more than
+the cores where each process runs one request at a time and there are more processes than that,
+else all).
 """
 
 import os
@@ -81,24 +82,26 @@ def active_requests(*, workers: int, threads: int, cores: int | None) -> int:
 
 def active_processes(*, workers: int, threads: int, cores: int | None) -> int:
     """How many of the server's processes take new connections at once (0: all of them), from
-    ``GUNICORN_ACTIVE_PROCESSES``: a whole number, or ``auto`` (the default): one more than the cores
-    where each process runs one request at a time (``active_requests``) and the server has more
-    processes than that, so that while one process waits on the database the others keep the cores
-    busy; all of them otherwise."""
+    ``GUNICORN_ACTIVE_PROCESSES``: a whole number (0, all of them, by default), or ``auto``: one more
+    than the cores where each process runs one request at a time (``active_requests``) and the server
+    has more processes than that, so that while one process waits on the database the others keep
+    the cores busy; all of them otherwise. ``auto`` was the default in the twenty-eighth and
+    twenty-ninth rounds: it served more on one machine and less on another (docs/PERFORMANCE.md,
+    thirtieth round)."""
 
     def auto() -> int:
         enough = (cores or 1) + 1
         one_at_a_time = active_requests(workers=workers, threads=threads, cores=cores) == 1
         return enough if one_at_a_time and workers > enough else 0
 
-    return _count_or_auto("GUNICORN_ACTIVE_PROCESSES", auto)
+    return _count_or_auto("GUNICORN_ACTIVE_PROCESSES", auto, default="0")
 
 
-def _count_or_auto(name: str, auto: Callable[[], int]) -> int:
-    """The environment's ``name``: a whole number from 0, or ``auto`` (the default), which ``auto()``
-    works out."""
+def _count_or_auto(name: str, auto: Callable[[], int], *, default: str = "auto") -> int:
+    """The environment's ``name`` (else ``default``): a whole number from 0, or ``auto``, which
+    ``auto()`` works out."""
     env = Env()
-    if env.str(name, default="auto").lower() == "auto":
+    if env.str(name, default=default).lower() == "auto":
         return auto()
     try:
         return env.int(name, default=0, minimum=0, maximum=10000)

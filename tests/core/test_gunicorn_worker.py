@@ -613,8 +613,15 @@ def _started_worker(process: object | None = None) -> Any:
     return started
 
 
-def test_the_processes_that_take_new_connections_first_are_one_more_than_the_cores(monkeypatch):
+def test_every_process_takes_new_connections_at_once_by_default(monkeypatch):
     monkeypatch.delenv("GUNICORN_ACTIVE_PROCESSES", raising=False)
+    monkeypatch.delenv("GUNICORN_ACTIVE_REQUESTS", raising=False)
+    assert gunicorn_config.active_processes(workers=5, threads=8, cores=2) == 0
+    assert gunicorn_config.active_processes(workers=9, threads=8, cores=4) == 0
+
+
+def test_auto_has_one_more_process_than_the_cores_take_new_connections_first(monkeypatch):
+    monkeypatch.setenv("GUNICORN_ACTIVE_PROCESSES", "auto")
     monkeypatch.delenv("GUNICORN_ACTIVE_REQUESTS", raising=False)
     assert gunicorn_config.active_processes(workers=5, threads=8, cores=2) == 3
     assert gunicorn_config.active_processes(workers=9, threads=8, cores=4) == 5
@@ -623,6 +630,8 @@ def test_the_processes_that_take_new_connections_first_are_one_more_than_the_cor
     monkeypatch.setenv("GUNICORN_ACTIVE_REQUESTS", "0")
     assert gunicorn_config.active_processes(workers=5, threads=8, cores=2) == 0
     monkeypatch.delenv("GUNICORN_ACTIVE_REQUESTS")
+    monkeypatch.setenv("GUNICORN_ACTIVE_PROCESSES", "AUTO")
+    assert gunicorn_config.active_processes(workers=5, threads=8, cores=2) == 3
     monkeypatch.setenv("GUNICORN_ACTIVE_PROCESSES", "2")
     assert gunicorn_config.active_processes(workers=5, threads=8, cores=2) == 2
     monkeypatch.setenv("GUNICORN_ACTIVE_PROCESSES", "0")
