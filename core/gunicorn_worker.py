@@ -39,11 +39,11 @@ Where each process runs one request at a time (core/admission.py), every process
 connections keeps its own code and data warm in the cores' caches and switches in and out at every
 database round trip; a few processes, enough to keep the cores busy while one waits on the database,
 did the same work with less of the cores' time on one machine (docs/PERFORMANCE.md, twenty-eighth
-round), and served less than every process on another (thirtieth round): it is off by default. A process
-looks at its rank among its siblings (the children of the same gunicorn, youngest first, from /proc)
-at most once a second. The youngest, because a process gunicorn starts is a new one: the process that
-replaces one that exited, or the new processes of a reload (HUP) while the old ones finish their
-requests, take new connections at once. Where /proc cannot tell (config/gunicorn.py checks before a
+round), and served less than every process on another (thirtieth round): it is off by default. A
+process looks at its rank among its siblings (the children of the same gunicorn, youngest first,
+from /proc) at most once a second. The youngest, because a process gunicorn starts is a new one: the
+process that replaces one that exited, or the new processes of a reload (HUP) while the old ones
+finish their requests, take new connections at once. Where /proc cannot tell (config/gunicorn.py checks before a
 process serves), every process is active.
 
 config/gunicorn.py makes every gthread worker of the service this class (also when the command line
