@@ -15,18 +15,33 @@ totals divided by 200: start-up, imports and warm-up cancel out. Only the Python
 is counted (not PostgreSQL or Redis). Each scenario makes 400 requests, whose rows stay in the
 database; the Redis database takes the rate-limit counters and the mock provider's ledger.
 docs/PERFORMANCE.md has the figures of each round that used it.
+
+With ``--served`` it counts a gunicorn process instead, serving the requests over HTTP as `make
+bench` serves them (gunicorn.conf.py's settings, one process of 8 threads, started under callgrind
+with its instrumentation off): the harness makes 50 requests to warm it up, turns the process's
+instrumentation on (``callgrind_control -i on``), makes 50 requests and dumps the count, then 250
+more and dumps again, and prints the difference divided by 200. That count holds gunicorn's own
+Python for each request (reading it, answering it) and the process's run loop, which the in-process
+count leaves out; the harness's own requests are not counted. Scenarios ``health`` (``GET
+/health``, the least a request does) and those above:
+
+    DATABASE_URL=... REDIS_URL=... .venv/bin/python -m bench.instructions --served [--scenarios health,ingest]
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import io
 import json
 import os
 import re
 import secrets
+import socket
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -137,9 +152,131 @@ def _requests() -> dict[str, Callable[[], None]]:
     }
 
 
+def _http_requests(port: int, env: dict[str, str]) -> dict[str, Callable[[], None]]:
+    """One callable per scenario (``health`` too), each making one request over a kept-alive HTTP
+    connection to ``port``, as the in-process ones do through the WSGI handler."""
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    from apikeys.services import api_key_create
+    from bench.profile import inbound_body, send_body
+
+    _, key = api_key_create(name=f"bench-instructions-{os.getpid()}")
+    run = secrets.token_hex(4)
+    numbers = iter(range(secrets.randbelow(9 * 10**6), 10**9))
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    forwarded = {"Host": "127.0.0.1", "X-Forwarded-Proto": "https"}  # as the TLS-terminating proxy sets it
+
+    def ask(method: str, path: str, body: dict | None = None, *, authorised: bool = False) -> None:
+        headers = dict(forwarded)
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        if authorised:
+            headers["Authorization"] = f"Bearer {key}"
+        connection.request(method, path, json.dumps(body) if body is not None else None, headers)
+        answer = connection.getresponse()
+        text = answer.read()
+        if not 200 <= answer.status < 300:
+            raise SystemExit(f"bench.instructions: {method} {path} answered {answer.status}: {text[:300]!r}")
+
+    def new_inbound() -> None:
+        n = next(numbers)
+        ask("POST", "/api/webhooks/sms", inbound_body(n, f"instructions-{run}-{n}"))
+
+    return {
+        "health": lambda: ask("GET", "/health"),
+        "ingest": new_inbound,
+        "duplicate": lambda: ask("POST", "/api/webhooks/sms", inbound_body(7, f"instructions-{run}-duplicate")),
+        "send": lambda: ask("POST", "/api/messages/sms", send_body(next(numbers)), authorised=True),
+    }
+
+
+def _served(scenarios: list[str], env: dict[str, str]) -> dict[str, int]:
+    """Instructions per request of one gunicorn process serving each scenario (``--served``)."""
+    from bench.run import GUNICORN
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    report = {}
+    with tempfile.TemporaryDirectory(prefix="bench-instructions-") as out:
+        command = [
+            *("valgrind", "--tool=callgrind", "--trace-children=yes", "--instr-atstart=no"),
+            f"--callgrind-out-file={out}/callgrind.%p",
+            *(GUNICORN, "config.wsgi:application", "--bind", f"127.0.0.1:{port}", "--no-control-socket"),
+            *("--worker-class", "gthread", "--workers", "1", "--threads", "8", "--timeout", "300"),
+        ]
+        log = Path(out, "gunicorn.log")
+        with log.open("w") as written:
+            server = subprocess.Popen(command, env=env, cwd=ROOT, stdout=written, stderr=subprocess.STDOUT)
+        try:
+            worker = _served_worker(server, port, log)
+            requests = _http_requests(port, env)
+            for scenario in scenarios:
+                request = requests[scenario]
+                for _ in range(WARM_UP):
+                    request()
+                totals = []
+                for count in (FEWER, MORE):
+                    _callgrind_control("--instr=on", worker)
+                    for _ in range(count):
+                        request()
+                    _callgrind_control("--instr=off", worker)
+                    totals.append(_dumped(worker, Path(out)))
+                report[scenario] = round((totals[1] - totals[0]) / (MORE - FEWER))
+                print(f"{scenario}: {report[scenario]:,} instructions per request (served)", file=sys.stderr)
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                server.kill()
+    return report
+
+
+def _served_worker(server: subprocess.Popen, port: int, log: Path) -> int:
+    """The process id of the gunicorn worker once it answers (under callgrind, a minute or two)."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"bench.instructions: gunicorn exited:\n{log.read_text()[-3000:]}")
+        try:
+            probe = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            probe.request("GET", "/health")
+            answered = probe.getresponse().status == 200
+            probe.close()
+        except OSError:
+            answered = False
+        if answered:
+            return int(Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()[0])
+        time.sleep(1)
+    raise SystemExit(f"bench.instructions: gunicorn did not start within 300 s:\n{log.read_text()[-3000:]}")
+
+
+def _callgrind_control(option: str, pid: int) -> None:
+    subprocess.run(["callgrind_control", option, str(pid)], check=True, capture_output=True)
+
+
+def _dumped(pid: int, out: Path) -> int:
+    """Dumps ``pid``'s count (which zeroes it) and returns it."""
+    before = set(out.glob(f"callgrind.{pid}.*"))
+    _callgrind_control("--dump", pid)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        new = set(out.glob(f"callgrind.{pid}.*")) - before
+        for path in new:
+            totals = re.search(r"^totals: (\d+)", path.read_text(), re.MULTILINE)
+            if totals:
+                return int(totals[1])
+        time.sleep(0.2)
+    raise SystemExit(f"bench.instructions: no dump of process {pid} within 60 s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--served", action="store_true", help="count a gunicorn process serving over HTTP")
     parser.add_argument("--run", choices=SCENARIOS, help=argparse.SUPPRESS)  # one counted process
     parser.add_argument("--requests", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -153,6 +290,13 @@ def main() -> None:
             request()
         return
     env = _environment()
+    if args.served:
+        scenarios = args.scenarios.split(",")
+        unknown = [scenario for scenario in scenarios if scenario not in ("health", *SCENARIOS)]
+        if unknown:
+            raise SystemExit(f"bench.instructions: unknown scenario {unknown[0]!r} (health, {', '.join(SCENARIOS)})")
+        print(json.dumps(_served(scenarios, env)))
+        return
     report = {}
     for scenario in args.scenarios.split(","):
         if scenario not in SCENARIOS:

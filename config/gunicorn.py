@@ -2,7 +2,8 @@
 connections over the processes and answers a kept-alive connection's next request on the thread that
 answered the last (core/gunicorn_worker.py), each thread's database connection opened and start-up
 objects kept out of the garbage collector's full passes before a process serves (core/startup.py),
-and Prometheus multi-process clean-up.
+gunicorn's own settings read once and its ``Date`` header formatted once a second (``settle``,
+core/gunicorn_worker.py), and Prometheus multi-process clean-up.
 
 gunicorn reads them with ``--config python:config.gunicorn`` (bin/start.sh) and, when it is started
 from the project's root without ``--config``, through ``gunicorn.conf.py``, which imports this module.
@@ -136,7 +137,7 @@ def post_worker_init(worker):
     # thread answers a kept-alive connection, nothing it holds).
     from gunicorn.workers.gthread import ThreadWorker
 
-    from core.gunicorn_worker import BalancedThreadWorker, process_rank
+    from core.gunicorn_worker import BalancedThreadWorker, process_rank, settle
 
     if type(worker) is ThreadWorker and balanced_accepts():
         worker.__class__ = BalancedThreadWorker
@@ -158,6 +159,7 @@ def post_worker_init(worker):
             if worker.active_processes
             else "",
         )
+    settle(worker)
     before = sys.getswitchinterval()
     sys.setswitchinterval(switch_interval())
     if sys.getswitchinterval() != before:  # as Python keeps it: whole microseconds

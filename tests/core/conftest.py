@@ -10,11 +10,20 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+import gunicorn.util
 import pytest
 
 from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _gunicorns_own_http_date(monkeypatch):
+    """Each test starts with gunicorn's own ``util.http_date`` and leaves it so, whether or not it runs
+    ``post_worker_init`` in pytest's process (which wraps it: core/gunicorn_worker.py, ``settle``)."""
+    own = getattr(gunicorn.util.http_date, "__wrapped__", gunicorn.util.http_date)
+    monkeypatch.setattr(gunicorn.util, "http_date", own)
 
 
 @pytest.fixture

@@ -4,10 +4,12 @@ processes share a burst of kept-alive connections instead of one process taking 
 answers a kept-alive connection's next request when it comes within a few milliseconds (and the
 connection goes back to the main thread's poller otherwise), and each process opens each thread's
 database connection and freezes its start-up objects out of the garbage collector before it serves
-(core/startup.py)."""
+(core/startup.py), and reads each of gunicorn's settings once and formats the ``Date`` header once a
+second."""
 
 from __future__ import annotations
 
+import email.utils
 import gc
 import io
 import re
@@ -20,9 +22,11 @@ from concurrent import futures
 from types import SimpleNamespace
 from typing import Any
 
+import gunicorn.util
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.urls import clear_url_caches, get_resolver
+from gunicorn.config import Config
 from gunicorn.workers.gthread import ThreadWorker
 
 from config import gunicorn as gunicorn_config
@@ -33,6 +37,8 @@ from core.gunicorn_worker import (
     RANK_INTERVAL,
     STANDBY_DELAY,
     BalancedThreadWorker,
+    SettledConfig,
+    http_date_once_a_second,
     warm_threads,
 )
 
@@ -44,6 +50,11 @@ def _ask(connection: socket.socket, path: str = "/") -> None:
 
 def _answered_by(connection: socket.socket) -> int:
     """Reads the next answer on ``connection``: the id of the process that served it."""
+    return int(_answer(connection)[1])
+
+
+def _answer(connection: socket.socket) -> tuple[bytes, bytes]:
+    """Reads the next answer on ``connection``, a 200 that keeps the connection: its head and body."""
     answer = b""
     while b"\r\n\r\n" not in answer or not answer.split(b"\r\n\r\n", 1)[1]:
         chunk = connection.recv(4096)
@@ -53,7 +64,7 @@ def _answered_by(connection: socket.socket) -> int:
     head, body = answer.split(b"\r\n\r\n", 1)
     assert head.startswith(b"HTTP/1.1 200"), head
     assert b"connection: close" not in head.lower(), head
-    return int(body)
+    return head, body
 
 
 def _pid_of(connection: socket.socket) -> int:
@@ -829,3 +840,88 @@ def test_threads_are_left_to_connect_on_their_first_requests_when_turned_off_or_
     finally:
         _on_every_thread(started, lambda: connection.close())
         started.tpool.shutdown()
+
+
+def test_a_served_answer_is_dated_to_the_second_it_was_sent(serve):
+    port = serve(workers=1, threads=2)
+    (connection,) = _connect(port, 1)
+
+    def dated() -> float:
+        _ask(connection)
+        head, _ = _answer(connection)
+        (date,) = re.findall(rb"\r\nDate: ([^\r]+)", head)
+        return email.utils.parsedate_to_datetime(date.decode()).timestamp()
+
+    first = dated()
+    assert time.time() - 2 <= first <= time.time()
+    time.sleep(1.1)
+    assert dated() >= first + 1  # formatted again in a later second, not kept from the first
+
+
+def test_a_settled_configuration_reads_each_setting_once_and_answers_as_gunicorns_own(monkeypatch):
+    plain, settled = Config(), Config()
+    for cfg in (plain, settled):
+        cfg.set("threads", 8)
+        cfg.set("forwarded_allow_ips", "10.0.0.1,10.0.0.2")
+    settled.__class__ = SettledConfig
+    for name in plain.settings:
+        assert getattr(settled, name) == getattr(plain, name), name
+    assert settled.is_ssl is plain.is_ssl  # properties
+    assert settled.worker_class_str == plain.worker_class_str
+
+    counted = Config()
+    counted.__class__ = SettledConfig
+    reads = []
+    monkeypatch.setattr(counted.settings["keepalive"], "get", lambda: reads.append(1) or 7)
+    assert [counted.keepalive for _ in range(3)] == [7, 7, 7]
+    assert len(reads) == 1  # read once, then kept
+
+    settled.set("threads", 3)
+    assert settled.threads == 3  # set() forgets the kept value
+    with pytest.raises(AttributeError):
+        settled.no_such_setting  # noqa: B018
+
+
+def test_the_date_header_is_formatted_once_a_second(monkeypatch):
+    formatted = []
+
+    def format_date(timestamp):
+        formatted.append(timestamp)
+        return f"at {timestamp}"
+
+    now = [100.2]
+    monkeypatch.setattr(gunicorn_worker.time, "time", lambda: now[0])
+    http_date = http_date_once_a_second(format_date)
+    assert http_date() == "at 100"
+    now[0] = 100.9
+    assert http_date() == "at 100"
+    assert formatted == [100]
+    now[0] = 101.0
+    assert http_date() == "at 101"
+    assert http_date(5.5) == "at 5.5"  # a time asked for is formatted as asked
+    assert formatted == [100, 101, 5.5]
+
+
+def test_the_date_header_reads_as_gunicorns_own():
+    http_date = http_date_once_a_second(gunicorn.util.http_date)
+    for _ in range(3):  # a second may turn between the two calls
+        second = int(time.time())
+        ours = http_date()
+        if int(time.time()) == second:
+            break
+    assert ours == gunicorn.util.http_date(second)
+    assert http_date(1_000_000_000.7) == gunicorn.util.http_date(1_000_000_000.7)
+
+
+def test_a_process_settles_its_gunicorn_configuration_and_dates_before_it_serves(monkeypatch):
+    monkeypatch.setenv("GC_FREEZE", "false")  # this test's process is pytest's
+    monkeypatch.setenv("GUNICORN_WARM_THREADS", "false")
+    original = gunicorn.util.http_date
+    process = _started_worker()
+    process.cfg = Config()
+    gunicorn_config.post_worker_init(process)
+    assert type(process.cfg) is SettledConfig
+    assert gunicorn.util.http_date.__wrapped__ is original
+    wrapped = gunicorn.util.http_date
+    gunicorn_config.post_worker_init(_started_worker())  # no configuration of gunicorn's: left as it is
+    assert gunicorn.util.http_date is wrapped  # not wrapped twice
