@@ -845,6 +845,8 @@ def test_threads_are_left_to_connect_on_their_first_requests_when_turned_off_or_
 def test_a_served_answer_is_dated_to_the_second_it_was_sent(serve):
     port = serve(workers=1, threads=2)
     (connection,) = _connect(port, 1)
+    _ask(connection, "/?http_date")
+    assert _answer(connection)[1] == b"formatted once a second"  # the serving process's own http_date
 
     def dated() -> float:
         _ask(connection)
@@ -866,7 +868,7 @@ def test_a_settled_configuration_reads_each_setting_once_and_answers_as_gunicorn
     settled.__class__ = SettledConfig
     for name in plain.settings:
         assert getattr(settled, name) == getattr(plain, name), name
-    assert settled.is_ssl is plain.is_ssl  # properties
+    assert settled.address == plain.address  # properties
     assert settled.worker_class_str == plain.worker_class_str
 
     counted = Config()
@@ -880,6 +882,18 @@ def test_a_settled_configuration_reads_each_setting_once_and_answers_as_gunicorn
     assert settled.threads == 3  # set() forgets the kept value
     with pytest.raises(AttributeError):
         settled.no_such_setting  # noqa: B018
+
+
+def test_a_property_that_fails_is_asked_again_not_kept():
+    class Odd(SettledConfig):
+        @property
+        def threads(self):
+            raise AttributeError("not yet")  # Python then asks __getattr__, which reads the setting
+
+    odd = Config()
+    odd.__class__ = Odd
+    assert odd.threads == 1
+    assert "threads" not in vars(odd)
 
 
 def test_the_date_header_is_formatted_once_a_second(monkeypatch):
@@ -902,14 +916,14 @@ def test_the_date_header_is_formatted_once_a_second(monkeypatch):
     assert formatted == [100, 101, 5.5]
 
 
-def test_the_date_header_reads_as_gunicorns_own():
+@pytest.mark.parametrize("part", [0.0, 0.5, 0.999998, 0.9999994, 0.9999996, 0.99999999])
+def test_the_date_header_reads_as_gunicorns_own_at_any_time_of_a_second(monkeypatch, part):
     http_date = http_date_once_a_second(gunicorn.util.http_date)
-    for _ in range(3):  # a second may turn between the two calls
-        second = int(time.time())
-        ours = http_date()
-        if int(time.time()) == second:
-            break
-    assert ours == gunicorn.util.http_date(second)
+    now = [1_764_558_000 + part]
+    monkeypatch.setattr(time, "time", lambda: now[0])  # read by gunicorn's util and by the wrapper
+    assert http_date() == gunicorn.util.http_date()
+    now[0] = 1_764_558_000.25  # the second's text as kept, whichever time of the second formatted it
+    assert http_date() == gunicorn.util.http_date()
     assert http_date(1_000_000_000.7) == gunicorn.util.http_date(1_000_000_000.7)
 
 
@@ -923,5 +937,8 @@ def test_a_process_settles_its_gunicorn_configuration_and_dates_before_it_serves
     assert type(process.cfg) is SettledConfig
     assert gunicorn.util.http_date.__wrapped__ is original
     wrapped = gunicorn.util.http_date
-    gunicorn_config.post_worker_init(_started_worker())  # no configuration of gunicorn's: left as it is
+    stand_in = _started_worker()
+    stand_in.cfg = SimpleNamespace(workers=1, threads=1)
+    gunicorn_config.post_worker_init(stand_in)
+    assert type(stand_in.cfg) is SimpleNamespace  # no configuration of gunicorn's: left as it is
     assert gunicorn.util.http_date is wrapped  # not wrapped twice
