@@ -2,6 +2,7 @@
 connections over the processes and answers a kept-alive connection's next request on the thread that
 answered the last (core/gunicorn_worker.py), each thread's database connection opened and start-up
 objects kept out of the garbage collector's full passes before a process serves (core/startup.py),
+two of Django's per-request receivers that do nothing with DEBUG off disconnected (core/startup.py),
 gunicorn's own settings read once and its ``Date`` header formatted once a second (``settle``,
 core/gunicorn_worker.py), and Prometheus multi-process clean-up.
 
@@ -32,7 +33,7 @@ from collections.abc import Callable
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import Env
-from core.startup import freeze_start_up_objects
+from core.startup import drop_idle_request_receivers, freeze_start_up_objects
 
 
 def balanced_accepts() -> bool:
@@ -167,6 +168,7 @@ def post_worker_init(worker):
     if getattr(worker, "tpool", None) is not None and warm_threads_enabled():
         _warm(worker)
     _admit(worker)
+    drop_idle_request_receivers()
     frozen = freeze_start_up_objects(urlconf=True)
     if frozen is not None:
         worker.log.info("Worker %s: %s start-up objects frozen out of the garbage collector", worker.pid, frozen)

@@ -26,6 +26,19 @@ def _gunicorns_own_http_date(monkeypatch):
     monkeypatch.setattr(gunicorn.util, "http_date", own)
 
 
+@pytest.fixture(autouse=True)
+def _djangos_request_receivers():
+    """Each test leaves Django's per-request receivers connected, whether or not it runs
+    ``post_worker_init`` in pytest's process (which disconnects two: core/startup.py)."""
+    yield
+    from django.core.handlers.base import reset_urlconf
+    from django.core.signals import request_finished, request_started
+    from django.db import reset_queries
+
+    request_started.connect(reset_queries)  # connecting a connected receiver again does nothing
+    request_finished.connect(reset_urlconf)
+
+
 @pytest.fixture
 def gunicorn_server(tmp_path):
     """Starts gunicorn from the project's root (``--worker-class gthread`` on the command line, no

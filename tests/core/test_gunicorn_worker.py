@@ -30,7 +30,7 @@ from gunicorn.config import Config
 from gunicorn.workers.gthread import ThreadWorker
 
 from config import gunicorn as gunicorn_config
-from core import gunicorn_worker
+from core import gunicorn_worker, startup
 from core.gunicorn_worker import (
     KEEPALIVE_LINGER,
     MAX_ACCEPT_PAUSE,
@@ -728,6 +728,45 @@ def test_freezing_can_be_turned_off(unfrozen, monkeypatch):
     gunicorn_config.post_worker_init(started)
     assert gc.get_freeze_count() == 0
     assert started.lines == []
+
+
+def _receivers(signal) -> set[str]:
+    return {receiver.__name__ for receiver in signal._live_receivers(sender=None)[0]}
+
+
+def test_a_web_process_with_debug_off_drops_two_receivers_that_do_nothing_there(monkeypatch, settings):
+    from django.core.signals import request_finished, request_started
+
+    monkeypatch.setenv("GC_FREEZE", "false")  # this test's process is pytest's
+    monkeypatch.setenv("GUNICORN_WARM_THREADS", "false")
+    settings.DEBUG = False
+    process = _started_worker()
+    gunicorn_config.post_worker_init(process)
+    assert "reset_queries" not in _receivers(request_started)
+    assert "reset_urlconf" not in _receivers(request_finished)
+    assert "close_old_connections" in _receivers(request_started) & _receivers(request_finished)
+    assert startup.drop_idle_request_receivers() == []  # gone already: nothing more to drop
+
+
+def test_with_debug_on_the_receivers_stay(settings):
+    from django.core.signals import request_finished, request_started
+
+    settings.DEBUG = True
+    assert startup.drop_idle_request_receivers() == []
+    assert "reset_queries" in _receivers(request_started)
+    assert "reset_urlconf" in _receivers(request_finished)
+
+
+@pytest.mark.django_db
+def test_requests_resolve_and_log_no_queries_without_the_receivers(client, settings):
+    from django.db import connection
+
+    settings.DEBUG = False
+    startup.drop_idle_request_receivers()
+    for _ in range(2):  # the second request after one that finished without reset_urlconf
+        assert client.get("/health").status_code == 200
+        assert client.get("/health/ready").status_code == 200
+    assert len(connection.queries_log) == 0
 
 
 def test_the_wait_for_a_next_request_is_set_from_the_environment(monkeypatch):
