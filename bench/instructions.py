@@ -90,22 +90,45 @@ def _counted(scenario: str, requests: int, env: dict[str, str]) -> int:
     return int(collected[1])
 
 
-def _requests() -> dict[str, Callable[[], None]]:
-    """One callable per scenario, each making one request through the WSGI handler."""
+def _api_key() -> str:
+    """A new API key for the send scenario (Django set up first: the harness's own process)."""
     import django
 
     django.setup()
-    from django.core.handlers.wsgi import WSGIHandler
-
     from apikeys.services import api_key_create
+
+    _, key = api_key_create(name=f"bench-instructions-{os.getpid()}")
+    return key
+
+
+def _scenario_requests(post: Callable[[str, dict, bool], None]) -> dict[str, Callable[[], None]]:
+    """One callable per scenario, each making its request with ``post(path, body, authorised)``: an
+    inbound message from a new sender with a new id, the same duplicate each time, a send from a new
+    sender."""
     from bench.profile import inbound_body, send_body
 
-    application = WSGIHandler()
-    _, key = api_key_create(name=f"bench-instructions-{os.getpid()}")
     run = secrets.token_hex(4)
     numbers = iter(range(secrets.randbelow(9 * 10**6), 10**9))  # new senders, whatever ran before
 
-    def post(path: str, body: dict, *, authorised: bool) -> None:
+    def new_inbound() -> None:
+        n = next(numbers)
+        post("/api/webhooks/sms", inbound_body(n, f"instructions-{run}-{n}"), False)
+
+    return {
+        "ingest": new_inbound,
+        "duplicate": lambda: post("/api/webhooks/sms", inbound_body(7, f"instructions-{run}-duplicate"), False),
+        "send": lambda: post("/api/messages/sms", send_body(next(numbers)), True),
+    }
+
+
+def _requests() -> dict[str, Callable[[], None]]:
+    """One callable per scenario, each making one request through the WSGI handler."""
+    key = _api_key()
+    from django.core.handlers.wsgi import WSGIHandler
+
+    application = WSGIHandler()
+
+    def post(path: str, body: dict, authorised: bool) -> None:
         data = json.dumps(body).encode()
         environ = {
             "REQUEST_METHOD": "POST",
@@ -138,40 +161,18 @@ def _requests() -> dict[str, Callable[[], None]]:
         if not statuses[0].startswith("2"):
             raise SystemExit(f"bench.instructions: {path} answered {statuses[0]}: {answer[:300]!r}")
 
-    def inbound(n: int, event_id: str) -> None:
-        post("/api/webhooks/sms", inbound_body(n, event_id), authorised=False)
-
-    def new_inbound() -> None:
-        n = next(numbers)
-        inbound(n, f"instructions-{run}-{n}")
-
-    def send() -> None:
-        post("/api/messages/sms", send_body(next(numbers)), authorised=True)
-
-    return {
-        "ingest": new_inbound,
-        "duplicate": lambda: inbound(7, f"instructions-{run}-duplicate"),
-        "send": send,
-    }
+    return _scenario_requests(post)
 
 
 def _http_requests(port: int, env: dict[str, str]) -> dict[str, Callable[[], None]]:
-    """One callable per scenario (``health`` too), each making one request over a kept-alive HTTP
-    connection to ``port``, as the in-process ones do through the WSGI handler."""
+    """The same scenarios (and ``health``), each making one request over a kept-alive HTTP connection
+    to ``port``."""
     os.environ.update(env)
-    import django
-
-    django.setup()
-    from apikeys.services import api_key_create
-    from bench.profile import inbound_body, send_body
-
-    _, key = api_key_create(name=f"bench-instructions-{os.getpid()}")
-    run = secrets.token_hex(4)
-    numbers = iter(range(secrets.randbelow(9 * 10**6), 10**9))
+    key = _api_key()
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     forwarded = {"Host": "127.0.0.1", "X-Forwarded-Proto": "https"}  # as the TLS-terminating proxy sets it
 
-    def ask(method: str, path: str, body: dict | None = None, *, authorised: bool = False) -> None:
+    def ask(method: str, path: str, body: dict | None = None, authorised: bool = False) -> None:
         headers = dict(forwarded)
         if body is not None:
             headers["Content-Type"] = "application/json"
@@ -183,16 +184,10 @@ def _http_requests(port: int, env: dict[str, str]) -> dict[str, Callable[[], Non
         if not 200 <= answer.status < 300:
             raise SystemExit(f"bench.instructions: {method} {path} answered {answer.status}: {text[:300]!r}")
 
-    def new_inbound() -> None:
-        n = next(numbers)
-        ask("POST", "/api/webhooks/sms", inbound_body(n, f"instructions-{run}-{n}"))
+    def post(path: str, body: dict, authorised: bool) -> None:
+        ask("POST", path, body, authorised)
 
-    return {
-        "health": lambda: ask("GET", "/health"),
-        "ingest": new_inbound,
-        "duplicate": lambda: ask("POST", "/api/webhooks/sms", inbound_body(7, f"instructions-{run}-duplicate")),
-        "send": lambda: ask("POST", "/api/messages/sms", send_body(next(numbers)), authorised=True),
-    }
+    return {"health": lambda: ask("GET", "/health"), **_scenario_requests(post)}
 
 
 def _served(scenarios: list[str], env: dict[str, str]) -> dict[str, int]:

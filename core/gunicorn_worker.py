@@ -43,8 +43,8 @@ round), and served less than every process on another (thirtieth round): it is o
 process looks at its rank among its siblings (the children of the same gunicorn, youngest first,
 from /proc) at most once a second. The youngest, because a process gunicorn starts is a new one: the
 process that replaces one that exited, or the new processes of a reload (HUP) while the old ones
-finish their requests, take new connections at once. Where /proc cannot tell (config/gunicorn.py checks before a
-process serves), every process is active.
+finish their requests, take new connections at once. Where /proc cannot tell (config/gunicorn.py
+checks before a process serves), every process is active.
 
 Two things gunicorn does for every request cost more Python than they need to, and a process that
 serves drops them (``settle``): ``SettledConfig`` keeps each setting gunicorn reads (its parser's

@@ -19,17 +19,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
-def _gunicorns_own_http_date(monkeypatch):
-    """Each test starts with gunicorn's own ``util.http_date`` and leaves it so, whether or not it runs
-    ``post_worker_init`` in pytest's process (which wraps it: core/gunicorn_worker.py, ``settle``)."""
+def _post_worker_init_undone(monkeypatch):
+    """Each test starts and ends with what ``post_worker_init`` changes process-wide as it was, whether
+    or not the test runs it in pytest's process: gunicorn's own ``util.http_date`` (``settle`` wraps
+    it: core/gunicorn_worker.py) and Django's per-request receivers (it disconnects two:
+    core/startup.py)."""
     own = getattr(gunicorn.util.http_date, "__wrapped__", gunicorn.util.http_date)
     monkeypatch.setattr(gunicorn.util, "http_date", own)
-
-
-@pytest.fixture(autouse=True)
-def _djangos_request_receivers():
-    """Each test leaves Django's per-request receivers connected, whether or not it runs
-    ``post_worker_init`` in pytest's process (which disconnects two: core/startup.py)."""
     yield
     from django.core.handlers.base import reset_urlconf
     from django.core.signals import request_finished, request_started
