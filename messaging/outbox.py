@@ -16,7 +16,8 @@ script remembering the token and counting the send): the circuit breaker's clean
 a moment per process (providers/breaker.py), and the process's threads share its Redis connections
 (core/redis_cache.py; the scripts run on lean connections of their own). A few delivery threads
 serve a provider that answers at once; a thread per call in flight serves one that makes each call
-wait (``_DeliveryPool``).
+wait; and a provider that queues the calls, so that the slowest near the timeout, is given fewer at
+once (``_DeliveryPool``).
 
 Logging: one INFO line per recorded batch (its outcomes and slowest call), one per failed or skipped
 attempt (from the services, with the message id and attempt); the line per attempt is at DEBUG.
@@ -33,7 +34,7 @@ import logging
 import queue
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -71,6 +72,16 @@ _GAIN = 1.3
 _TRIAL_SECONDS = 0.2
 _TRIAL_CALLS = 32
 _STUCK_SECONDS = 0.05
+#: How many calls a pool gives its provider at once, its window (``_DeliveryPool``): all it holds to
+#: start with. When the calls' mean duration (each finished call weighing ``_LATENCY_WEIGHT``) passes
+#: ``_SLOW_SHARE`` of ``PROVIDER_TIMEOUT_SECONDS``, the provider is queueing them: the window is
+#: halved, not below ``_LEAST_WINDOW``, at most once per mean call. It grows again by one per window's
+#: worth of calls while the mean is over half of that share, by one a call below.
+_LEAST_WINDOW = 8
+_SLOW_SHARE = 0.25
+_LATENCY_WEIGHT = 1 / 16
+#: Seconds between two warnings of a cut (the cuts between are logged at DEBUG).
+_SAY_EVERY_SECONDS = 60.0
 
 
 def _pending():
@@ -234,11 +245,10 @@ class OutboxWorker:
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
-    @property
-    def _claim_threshold(self) -> int:
+    def _claim_threshold(self, pool: _DeliveryPool) -> int:
         # Claim once a quarter of the slots (or of a batch) is free, not for every slot that frees up:
         # one statement leases many rows.
-        return max(1, min(self.batch_size, self.concurrency) // 4)
+        return max(1, min(self.batch_size, pool.capacity) // 4)
 
     def run(self) -> WorkerReport:
         horizon = timezone.now() + timedelta(seconds=self.due_within)
@@ -247,9 +257,8 @@ class OutboxWorker:
             try:
                 while not self.stopping:
                     _recycle_connection()
-                    free = self.concurrency - pool.in_flight
-                    wanted = min(free, self.batch_size)
-                    if pool.in_flight and wanted < self._claim_threshold:
+                    wanted = min(pool.room, self.batch_size)
+                    if pool.in_flight and wanted < self._claim_threshold(pool):
                         wanted = 0
                     try:
                         claimed = outbox_claim(limit=wanted) if wanted else []
@@ -268,7 +277,7 @@ class OutboxWorker:
                         if self.once and not pool.in_flight and not self._due_before(horizon):
                             break
                         timeout = self._until_next_due()
-                    elif wanted and self.concurrency - pool.in_flight >= self._claim_threshold:
+                    elif wanted and pool.room >= self._claim_threshold(pool):
                         timeout = 0.0  # a full batch and slots still free: claim again at once
                     else:
                         timeout = self.poll_interval  # slots busy: claim again when some free up
@@ -400,7 +409,19 @@ class _DeliveryPool:
     while that raises the rate by ``_GAIN``, and stops for good at the first doubling that does not
     (the calls then wait for this process's CPU, not for the provider). When every thread has been in
     its call for ``stuck_after`` seconds, the provider is slow: the pool starts a thread for each call
-    in flight at once, up to ``size``, as calls that block for a provider's round trip need."""
+    in flight at once, up to ``size``, as calls that block for a provider's round trip need.
+
+    How many calls the provider gets at once is the pool's window, which follows their latency as
+    TCP's congestion window follows lost packets. It starts at ``size`` (a window that started small
+    and doubled each round trip cost the drains 10-20% at 100-500 ms: docs/PERFORMANCE.md), and is
+    halved when the calls' mean duration passes ``slow_after`` seconds (a quarter of
+    ``PROVIDER_TIMEOUT_SECONDS``): a provider that makes calls wait longer the more it is given is
+    queueing them, and more calls only bring its slowest ones to the timeout, whose retry would send
+    the message twice where the provider does not replay by token. After a cut it grows by one per
+    window's worth of calls while the mean is over half of ``slow_after`` (about one a round trip),
+    and by one a call below that (the queue is gone: a passing slow spell must not cost the rest of
+    the run). The pool holds up to twice its window (``capacity``): after a cut, a leased message
+    waits about one call's time for its turn."""
 
     def __init__(
         self,
@@ -409,11 +430,20 @@ class _DeliveryPool:
         call: Callable[[Message], _Finished],
         first_threads: int,
         stuck_after: float | None = None,
+        slow_after: float | None = None,
     ) -> None:
         self._size = size
         self._call = call
         self._todo: queue.SimpleQueue[Message | None] = queue.SimpleQueue()
-        self._done: queue.SimpleQueue[_Finished] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[tuple[_Finished, float]] = queue.SimpleQueue()  # and the call's seconds
+        self._backlog: deque[Message] = deque()  # taken, waiting for the window
+        self._handed = 0  # given to the threads (waiting for one, or in a call), not collected yet
+        self._window = float(size)
+        self._least_window = float(min(size, _LEAST_WINDOW))
+        self._cut_at = float("-inf")
+        self._slow_after = settings.PROVIDER_TIMEOUT_SECONDS * _SLOW_SHARE if slow_after is None else slow_after
+        self._mean_seconds: float | None = None
+        self._said_at = float("-inf")
         self._threads: list[threading.Thread] = []
         self._thread_limit = size  # lowered to the threads running if the process cannot start more
         self._grow_to = max(1, min(size, first_threads))  # the threads the calls may have now
@@ -434,14 +464,32 @@ class _DeliveryPool:
         for thread in self._threads:
             thread.join()
 
+    @property
+    def capacity(self) -> int:
+        """How many calls the pool holds at most now (in flight, and waiting for the window)."""
+        return min(self._size, 2 * int(self._window))
+
+    @property
+    def room(self) -> int:
+        """How many more calls the pool takes now."""
+        return max(0, self.capacity - self.in_flight)
+
     def submit(self, message: Message) -> None:
         if self._size == 1:
-            self._done.put(self._run(message))
+            started = time.monotonic()
+            self._done.put((self._run(message), time.monotonic() - started))
         else:
-            if len(self._threads) < min(self._grow_to, self.in_flight + 1):
-                self._start_thread()
-            self._todo.put(message)
+            self._backlog.append(message)
+            self._hand_over()
         self.in_flight += 1  # counted once it is sure to be collected
+
+    def _hand_over(self) -> None:
+        """Gives the threads the calls waiting for the window, while it has room."""
+        while self._backlog and self._handed < self._window:
+            if len(self._threads) < min(self._grow_to, self._handed + 1):
+                self._start_thread()
+            self._todo.put(self._backlog.popleft())
+            self._handed += 1
 
     def finished(self, *, timeout: float | None) -> list[_Finished]:
         """The calls finished so far, waiting up to ``timeout`` seconds (None: for ever) for the first.
@@ -466,9 +514,45 @@ class _DeliveryPool:
             except queue.Empty:
                 break
         self.in_flight -= len(done)
+        if self._size > 1:
+            self._handed -= len(done)
+            self._follow_latency([seconds for _, seconds in done])
+            self._hand_over()
         self._collected += len(done)
         self._adapt()
-        return done
+        return [finished for finished, _ in done]
+
+    def _follow_latency(self, durations: list[float]) -> None:
+        """On the main thread: the window after these calls (their seconds each)."""
+        mean = durations[0] if self._mean_seconds is None else self._mean_seconds  # the first call, as it came
+        for seconds in durations:
+            mean += (seconds - mean) * _LATENCY_WEIGHT
+        self._mean_seconds = mean
+        if mean > self._slow_after:
+            now = time.monotonic()
+            # Once per mean call: the calls in flight at a cut come back as slow as they started.
+            if now - self._cut_at >= mean and self._window > self._least_window:
+                at_provider = min(self._window, self._handed + len(durations), len(self._threads))
+                window = max(self._least_window, at_provider / 2)
+                said = now - self._said_at >= _SAY_EVERY_SECONDS  # a provider that stays busy: once a minute
+                logger.log(
+                    logging.WARNING if said else logging.DEBUG,
+                    "Outbox: provider calls take %.0f ms on average, over %.0f ms: the provider is queueing "
+                    "them; %d calls at once from now, not %d",
+                    mean * 1000,
+                    self._slow_after * 1000,
+                    window,
+                    self._window,
+                )
+                if said:
+                    self._said_at = now
+                self._window, self._cut_at = window, now
+            return
+        if self._backlog and self._window < self._size:  # grows only while it holds calls back
+            # By one a call (doubling each round trip) while the calls take under half the slow mean;
+            # nearer it, by one a window's worth of calls.
+            step = len(durations) if mean < self._slow_after / 2 else len(durations) / self._window
+            self._window = min(float(self._size), self._window + step)
 
     def _adapt(self) -> None:
         """On the main thread: more threads when the calls waiting for one wait on the provider."""
@@ -551,10 +635,10 @@ class _DeliveryPool:
     def _work(self, index: int) -> None:
         busy_since = self._busy_since
         while (message := self._todo.get()) is not None:
-            busy_since[index] = time.monotonic()
+            busy_since[index] = started = time.monotonic()
             finished = self._run(message)
             busy_since[index] = 0.0
-            self._done.put(finished)
+            self._done.put((finished, time.monotonic() - started))
 
     def _run(self, message: Message) -> _Finished:
         try:

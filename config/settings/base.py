@@ -421,8 +421,9 @@ if OUTBOX_LEASE_SECONDS <= PROVIDER_TIMEOUT_SECONDS:
     )
 #: A pending message due for longer than this is overdue: /metrics and the admin flag it.
 OUTBOX_OVERDUE_SECONDS = env.float("OUTBOX_OVERDUE_SECONDS", 60.0, minimum=1.0)
-# Provider calls in flight per worker process (threads that never touch the database; outcomes are
-# recorded from the worker's one connection), and how many due messages one claim leases.
+# Provider calls in flight per worker process at most (threads that never touch the database; outcomes
+# are recorded from the worker's one connection; fewer while the provider queues them:
+# docs/OPERATIONS.md), and how many due messages one claim leases.
 WORKER_CONCURRENCY = env.int("WORKER_CONCURRENCY", 256, minimum=1, maximum=1024)
 # Delivery threads a worker starts with; it doubles them while that finishes calls faster, or starts
 # one per call in flight once every thread has waited 50 ms on its call (docs/OPERATIONS.md).

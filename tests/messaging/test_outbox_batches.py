@@ -487,3 +487,134 @@ def test_a_pool_that_stopped_doubling_still_gives_a_provider_turned_slow_a_threa
             pool.finished(timeout=None)
 
     assert peak == 12, "every slow call had a thread of its own"
+
+
+def drain(pool, calls: list, *, until: float = 10.0) -> None:
+    """Submits ``calls`` as a worker does (no more than the pool's room) and collects every outcome."""
+    waiting = list(calls)
+    deadline = time.monotonic() + until
+    while (waiting or pool.in_flight) and time.monotonic() < deadline:
+        for _ in range(min(pool.room, len(waiting))):
+            pool.submit(waiting.pop())
+        if pool.in_flight:
+            pool.finished(timeout=0.05)
+    assert not waiting, "every call was made in time"
+    assert not pool.in_flight, "every call was collected in time"
+
+
+class Provider:
+    """Notes how many calls are in it at once: ``peak`` over the whole run, ``late_peak`` over the
+    calls made after ``late_after`` had been made."""
+
+    def __init__(self, *, late_after: int) -> None:
+        self.lock = threading.Lock()
+        self.in_call = 0
+        self.made = 0
+        self.peak = 0
+        self.late_peak = 0
+        self.late_after = late_after
+
+    def call(self, work):
+        def made(message):
+            with self.lock:
+                self.in_call += 1
+                self.made += 1
+                self.peak = max(self.peak, self.in_call)
+                if self.made > self.late_after:
+                    self.late_peak = max(self.late_peak, self.in_call)
+            try:
+                work()
+            finally:
+                with self.lock:
+                    self.in_call -= 1
+            return message, None, time.monotonic()
+
+        return made
+
+
+def test_a_provider_that_queues_the_calls_is_given_fewer_at_once(caplog):
+    """A provider that answers one call at a time (5 ms each) makes a call wait longer the more it is
+    given: with all 64 its mean call passes the pool's 50 ms, and the pool halves what it gives it
+    until the calls come back in time, instead of keeping 64 in it and its slowest calls near the
+    timeout."""
+    provider = Provider(late_after=300)
+    one_at_a_time = threading.Lock()
+
+    def answer():
+        with one_at_a_time:
+            time.sleep(0.005)
+
+    with outbox._DeliveryPool(
+        size=64, call=provider.call(answer), first_threads=64, stuck_after=30.0, slow_after=0.05
+    ) as pool:
+        drain(pool, ["message"] * 600, until=30)
+
+    assert provider.late_peak <= 20, "after the cuts the provider had about as many calls as it answers in 50 ms"
+    said = [record for record in caplog.records if "calls at once from now" in record.getMessage()]
+    assert len(said) == 1, "the first cut is said, the next ones within a minute are not"
+    assert said[0].levelname == "WARNING"
+    assert "on average, over 50 ms: the provider is queueing them" in said[0].getMessage()
+
+
+def test_a_provider_that_answers_in_time_is_given_every_call_in_flight(caplog):
+    """Calls of 20 ms each, however many at once, against a pool that calls 1 s slow: the provider has
+    all 64 calls the pool holds at once, and the window is never cut."""
+    provider = Provider(late_after=0)
+
+    with outbox._DeliveryPool(
+        size=64, call=provider.call(lambda: time.sleep(0.02)), first_threads=64, stuck_after=30.0, slow_after=1.0
+    ) as pool:
+        drain(pool, ["message"] * 600, until=30)
+
+    assert provider.peak == 64
+    assert not [record for record in caplog.records if "calls at once from now" in record.getMessage()]
+
+
+def test_after_a_cut_a_provider_that_answers_well_in_time_soon_gets_every_call_again():
+    """Calls of 100 ms against a pool that calls 50 ms slow: the window is cut to its least, 8. Once
+    the calls take 5 ms (well under half of 50 ms) the window doubles each round trip again rather
+    than growing by one, and the provider soon has all 64 calls at once."""
+    provider = Provider(late_after=0)
+    slow = threading.Event()
+    slow.set()
+
+    def answer():
+        time.sleep(0.1 if slow.is_set() else 0.005)
+
+    with outbox._DeliveryPool(
+        size=64, call=provider.call(answer), first_threads=64, stuck_after=30.0, slow_after=0.05
+    ) as pool:
+        drain(pool, ["message"] * 200, until=30)
+        assert pool._window == 8
+
+        slow.clear()
+        provider.late_after = provider.made
+        provider.late_peak = 0
+        drain(pool, ["message"] * 400, until=30)
+
+    assert provider.late_peak == 64
+
+
+def test_the_default_slow_call_is_a_quarter_of_the_provider_timeout(settings):
+    settings.PROVIDER_TIMEOUT_SECONDS = 8.0
+
+    with outbox._DeliveryPool(size=64, call=lambda message: (message, None, 0.0), first_threads=4) as pool:
+        assert pool._slow_after == 2.0
+
+
+def test_after_a_cut_the_pool_holds_no_more_than_twice_what_its_provider_is_given():
+    """A worker leases what its pool has room for: with the window cut to 8, 16 calls (in flight and
+    waiting their turn), so a leased message waits about one call's time, never for its lease to end."""
+    with outbox._DeliveryPool(
+        size=64, call=Provider(late_after=0).call(lambda: time.sleep(0.1)), first_threads=64, slow_after=0.05
+    ) as pool:
+        assert pool.capacity == 64
+        drain(pool, ["message"] * 200, until=30)
+
+        assert pool._window == 8
+        assert pool.capacity == 16
+        for _ in range(pool.room):
+            pool.submit("message")
+        assert pool.room == 0
+        while pool.in_flight:
+            pool.finished(timeout=None)

@@ -31,8 +31,9 @@ class Command(BaseCommand):
             type=int_between(1, 1024),
             default=settings.WORKER_CONCURRENCY,
             help=(
-                "Provider calls in flight at once, 1-1024, on threads that never touch the database: "
-                "WORKER_FIRST_THREADS to start with, more while more finish calls faster. "
+                "Provider calls in flight at once at most, 1-1024, on threads that never touch the database: "
+                "WORKER_FIRST_THREADS to start with, more while more finish calls faster; fewer while the "
+                "provider queues them. "
                 "Default: WORKER_CONCURRENCY (%(default)s)."
             ),
         )
