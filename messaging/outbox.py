@@ -16,8 +16,8 @@ script remembering the token and counting the send): the circuit breaker's clean
 a moment per process (providers/breaker.py), and the process's threads share its Redis connections
 (core/redis_cache.py; the scripts run on lean connections of their own). A few delivery threads
 serve a provider that answers at once; a thread per call in flight serves one that makes each call
-wait; and a provider that queues the calls, so that the slowest near the timeout, is given fewer at
-once (``_DeliveryPool``).
+wait; and a provider that queues the calls, so that the slowest come near the timeout, is given fewer
+at once (``_DeliveryPool``).
 
 Logging: one INFO line per recorded batch (its outcomes and slowest call), one per failed or skipped
 attempt (from the services, with the message id and attempt); the line per attempt is at DEBUG.
@@ -75,8 +75,8 @@ _STUCK_SECONDS = 0.05
 #: How many calls a pool gives its provider at once, its window (``_DeliveryPool``): all it holds to
 #: start with. When the calls' mean duration (each finished call weighing ``_LATENCY_WEIGHT``) passes
 #: ``_SLOW_SHARE`` of ``PROVIDER_TIMEOUT_SECONDS``, the provider is queueing them: the window is
-#: halved, not below ``_LEAST_WINDOW``, at most once per mean call. It grows again by one per window's
-#: worth of calls while the mean is over half of that share, by one a call below.
+#: halved, not below ``_LEAST_WINDOW``, at most once per mean call. It grows again by one a call while
+#: the mean is under half of that share, by one per window's worth of calls between half and the share.
 _LEAST_WINDOW = 8
 _SLOW_SHARE = 0.25
 _LATENCY_WEIGHT = 1 / 16
@@ -211,7 +211,7 @@ class WorkerReport:
 
 class OutboxWorker:
     """Claims due messages in batches while there are free delivery slots, makes the provider calls on
-    a thread pool (``concurrency`` calls in flight; the threads never touch the database), and records
+    a thread pool (up to ``concurrency`` calls in flight; the threads never touch the database), and records
     the outcomes from the main thread in batches (accepted sends in one UPDATE). The pool starts with
     ``first_threads`` threads and adds more while more finish the calls faster (``_DeliveryPool``).
 
@@ -246,8 +246,8 @@ class OutboxWorker:
         return self._stopping.is_set()
 
     def _claim_threshold(self, pool: _DeliveryPool) -> int:
-        # Claim once a quarter of the slots (or of a batch) is free, not for every slot that frees up:
-        # one statement leases many rows.
+        # Claim once a quarter of the pool's capacity (or of a batch) is free, not for every call that
+        # ends: one statement leases many rows.
         return max(1, min(self.batch_size, pool.capacity) // 4)
 
     def run(self) -> WorkerReport:
@@ -288,6 +288,7 @@ class OutboxWorker:
             finally:
                 if pool.in_flight:
                     logger.info("Outbox worker stopping: finishing %s delivery(ies) in flight", pool.in_flight)
+                    pool.hand_over_everything()
                     while pool.in_flight:
                         self._record(pool.finished(timeout=None))
         _recycle_connection()
@@ -417,11 +418,14 @@ class _DeliveryPool:
     halved when the calls' mean duration passes ``slow_after`` seconds (a quarter of
     ``PROVIDER_TIMEOUT_SECONDS``): a provider that makes calls wait longer the more it is given is
     queueing them, and more calls only bring its slowest ones to the timeout, whose retry would send
-    the message twice where the provider does not replay by token. After a cut it grows by one per
-    window's worth of calls while the mean is over half of ``slow_after`` (about one a round trip),
-    and by one a call below that (the queue is gone: a passing slow spell must not cost the rest of
-    the run). The pool holds up to twice its window (``capacity``): after a cut, a leased message
-    waits about one call's time for its turn."""
+    the message twice where the provider does not replay by token. While calls wait for it, it grows
+    by one a call while the mean is under half of ``slow_after`` (the queue is gone: a passing slow
+    spell must not cost the rest of the run), by one per window's worth of calls between half and
+    ``slow_after`` (about one a round trip), not at all above. The pool holds up to twice its window
+    (``capacity``), so after a cut a leased message waits about a call's time for its turn, a few
+    across successive cuts, and never longer than ``max_wait`` (its lease less two provider
+    timeouts): then it is handed over whatever the window. One window serves every provider of the
+    worker."""
 
     def __init__(
         self,
@@ -431,12 +435,20 @@ class _DeliveryPool:
         first_threads: int,
         stuck_after: float | None = None,
         slow_after: float | None = None,
+        max_wait: float | None = None,
     ) -> None:
         self._size = size
         self._call = call
         self._todo: queue.SimpleQueue[Message | None] = queue.SimpleQueue()
         self._done: queue.SimpleQueue[tuple[_Finished, float]] = queue.SimpleQueue()  # and the call's seconds
-        self._backlog: deque[Message] = deque()  # taken, waiting for the window
+        self._backlog: deque[tuple[Message, float]] = deque()  # taken (and when), waiting for the window
+        # A message taken this long ago is handed over whatever the window: its call must still fit in
+        # its lease, and may run to a timeout or two (a failover's second provider).
+        self._max_wait = (
+            max(0.0, settings.OUTBOX_LEASE_SECONDS - 2 * settings.PROVIDER_TIMEOUT_SECONDS)
+            if max_wait is None
+            else max_wait
+        )
         self._handed = 0  # given to the threads (waiting for one, or in a call), not collected yet
         self._window = float(size)
         self._least_window = float(min(size, _LEAST_WINDOW))
@@ -479,17 +491,34 @@ class _DeliveryPool:
             started = time.monotonic()
             self._done.put((self._run(message), time.monotonic() - started))
         else:
-            self._backlog.append(message)
+            self._backlog.append((message, time.monotonic()))
             self._hand_over()
         self.in_flight += 1  # counted once it is sure to be collected
 
-    def _hand_over(self) -> None:
-        """Gives the threads the calls waiting for the window, while it has room."""
-        while self._backlog and self._handed < self._window:
+    def _hand_over(self, *, everything: bool = False) -> None:
+        """Gives the threads the calls waiting for the window while it has room, and those that have
+        waited ``max_wait`` whatever the window (all of them with ``everything``: a worker stopping)."""
+        now = time.monotonic()
+        while self._backlog:
+            message, taken_at = self._backlog[0]
+            if self._handed >= self._window and not everything and now - taken_at < self._max_wait:
+                break
+            self._backlog.popleft()
             if len(self._threads) < min(self._grow_to, self._handed + 1):
                 self._start_thread()
-            self._todo.put(self._backlog.popleft())
+            self._todo.put(message)
             self._handed += 1
+
+    def hand_over_everything(self) -> None:
+        """The calls still waiting for the window go to the threads now (a worker stopping finishes
+        what it has taken, as fast as its threads allow)."""
+        self._hand_over(everything=True)
+
+    def _until_overdue(self) -> float | None:
+        """Seconds before the oldest call waiting for the window is handed over whatever the window."""
+        if not self._backlog:
+            return None
+        return max(0.01, self._backlog[0][1] + self._max_wait - time.monotonic())
 
     def finished(self, *, timeout: float | None) -> list[_Finished]:
         """The calls finished so far, waiting up to ``timeout`` seconds (None: for ever) for the first.
@@ -500,9 +529,13 @@ class _DeliveryPool:
             wait = None if deadline is None else max(0.0, deadline - time.monotonic())
             if self._may_grow():
                 wait = self._stuck_after if wait is None else min(wait, self._stuck_after)
+            overdue = self._until_overdue()
+            if overdue is not None:
+                wait = overdue if wait is None else min(wait, overdue)
             try:
                 done = [self._done.get(timeout=wait)]
             except queue.Empty:
+                self._hand_over()
                 self._adapt()
                 if deadline is not None and time.monotonic() >= deadline:
                     return []

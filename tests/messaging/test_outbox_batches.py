@@ -2,6 +2,7 @@
 the provider calls run on threads that never touch the database."""
 
 import json
+import logging
 import re
 import threading
 import time
@@ -550,8 +551,12 @@ def test_a_provider_that_queues_the_calls_is_given_fewer_at_once(caplog):
         drain(pool, ["message"] * 600, until=30)
 
     assert provider.late_peak <= 20, "after the cuts the provider had about as many calls as it answers in 50 ms"
-    said = [record for record in caplog.records if "calls at once from now" in record.getMessage()]
-    assert len(said) == 1, "the first cut is said, the next ones within a minute are not"
+    said = [
+        record
+        for record in caplog.records
+        if "calls at once from now" in record.getMessage() and record.levelno >= logging.WARNING
+    ]
+    assert len(said) == 1, "the first cut is said, the next ones within a minute only at DEBUG"
     assert said[0].levelname == "WARNING"
     assert "on average, over 50 ms: the provider is queueing them" in said[0].getMessage()
 
@@ -618,3 +623,78 @@ def test_after_a_cut_the_pool_holds_no_more_than_twice_what_its_provider_is_give
         assert pool.room == 0
         while pool.in_flight:
             pool.finished(timeout=None)
+
+
+def test_a_taken_message_waits_for_the_window_no_longer_than_its_lease_allows():
+    """Calls of 100 ms against a pool that calls 50 ms slow, 256 at most: the window is cut from 256
+    to 128, 64 and on, one mean call apart, while messages taken before a cut wait for the smaller
+    window after it. None waits longer than ``max_wait`` (here 0.25 s; by default the lease less two
+    provider timeouts): then it is handed over whatever the window."""
+    taken: dict[int, float] = {}
+    waited: list[float] = []
+
+    def call(message):
+        waited.append(time.monotonic() - taken[message])
+        time.sleep(0.1)
+        return message, None, time.monotonic()
+
+    with outbox._DeliveryPool(
+        size=256, call=call, first_threads=256, stuck_after=30.0, slow_after=0.05, max_wait=0.25
+    ) as pool:
+        waiting = list(range(1500))
+        deadline = time.monotonic() + 30
+        while (waiting or pool.in_flight) and time.monotonic() < deadline:
+            for _ in range(min(pool.room, len(waiting))):
+                message = waiting.pop()
+                taken[message] = time.monotonic()
+                pool.submit(message)
+            pool.finished(timeout=0.05)
+        assert pool._window == 8
+
+    assert len(waited) == 1500
+    assert max(waited) < 0.25 + 0.15, "handed over once it had waited max_wait, give or take a look"
+
+
+def test_the_default_longest_wait_is_the_lease_less_two_provider_timeouts(settings):
+    settings.OUTBOX_LEASE_SECONDS = 30.0
+    settings.PROVIDER_TIMEOUT_SECONDS = 5.0
+
+    with outbox._DeliveryPool(size=64, call=lambda message: (message, None, 0.0), first_threads=4) as pool:
+        assert pool._max_wait == 20.0
+
+
+def test_a_stopping_worker_hands_every_taken_call_to_the_threads_at_once():
+    """After a cut to 8 the pool holds 16 calls, 8 of them waiting for the window; a worker that stops
+    finishes what it has taken as fast as its threads allow, not 8 at a time."""
+    provider = Provider(late_after=0)
+    slow = threading.Event()
+    slow.set()
+    release = threading.Event()
+
+    def answer():
+        if slow.is_set():
+            time.sleep(0.1)
+        else:
+            release.wait(timeout=5)
+
+    with outbox._DeliveryPool(
+        size=64, call=provider.call(answer), first_threads=64, stuck_after=30.0, slow_after=0.05
+    ) as pool:
+        drain(pool, ["message"] * 200, until=30)
+        assert pool._window == 8
+        slow.clear()
+        provider.late_after = provider.made
+        for _ in range(pool.room):
+            pool.submit("message")
+        assert pool.in_flight == 16
+
+        pool.hand_over_everything()
+        deadline = time.monotonic() + 2
+        while provider.in_call < 16 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        in_call = provider.in_call
+        release.set()
+        while pool.in_flight:
+            pool.finished(timeout=None)
+
+    assert in_call == 16
