@@ -414,7 +414,7 @@ class _DeliveryPool:
 
     How many calls the provider gets at once is the pool's window, which follows their latency as
     TCP's congestion window follows lost packets. It starts at ``size`` (a window that started small
-    and doubled each round trip cost the drains 10-20% at 100-500 ms: docs/PERFORMANCE.md), and is
+    and doubled each round trip cost the drains about a fifth at 100-500 ms: docs/PERFORMANCE.md), and is
     halved when the calls' mean duration passes ``slow_after`` seconds (a quarter of
     ``PROVIDER_TIMEOUT_SECONDS``): a provider that makes calls wait longer the more it is given is
     queueing them, and more calls only bring its slowest ones to the timeout, whose retry would send
