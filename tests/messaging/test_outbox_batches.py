@@ -490,17 +490,35 @@ def test_a_pool_that_stopped_doubling_still_gives_a_provider_turned_slow_a_threa
     assert peak == 12, "every slow call had a thread of its own"
 
 
-def drain(pool, calls: list, *, until: float = 10.0) -> None:
-    """Submits ``calls`` as a worker does (no more than the pool's room) and collects every outcome."""
+def drain(pool, calls: list, *, until: float = 30.0, taken: dict | None = None) -> None:
+    """Submits ``calls`` as a worker does (no more than the pool's room), noting in ``taken`` when each
+    was submitted, and collects every outcome."""
     waiting = list(calls)
     deadline = time.monotonic() + until
     while (waiting or pool.in_flight) and time.monotonic() < deadline:
         for _ in range(min(pool.room, len(waiting))):
-            pool.submit(waiting.pop())
+            call = waiting.pop()
+            if taken is not None:
+                taken[call] = time.monotonic()
+            pool.submit(call)
         if pool.in_flight:
             pool.finished(timeout=0.05)
     assert not waiting, "every call was made in time"
     assert not pool.in_flight, "every call was collected in time"
+
+
+def windowed_pool(call, *, size: int = 64, **options):
+    """A pool with every thread it may need from the start (only its window holds calls back), that
+    calls a call's 50 ms slow unless ``options`` say otherwise."""
+    return outbox._DeliveryPool(
+        size=size, call=call, first_threads=size, stuck_after=30.0, **{"slow_after": 0.05, **options}
+    )
+
+
+def cut_to_the_least_window(pool) -> None:
+    """200 calls of a provider slower than the pool's slow call (the caller's): the window ends at 8."""
+    drain(pool, ["message"] * 200)
+    assert pool._window == 8
 
 
 class Provider:
@@ -545,10 +563,8 @@ def test_a_provider_that_queues_the_calls_is_given_fewer_at_once(caplog):
         with one_at_a_time:
             time.sleep(0.005)
 
-    with outbox._DeliveryPool(
-        size=64, call=provider.call(answer), first_threads=64, stuck_after=30.0, slow_after=0.05
-    ) as pool:
-        drain(pool, ["message"] * 600, until=30)
+    with windowed_pool(provider.call(answer)) as pool:
+        drain(pool, ["message"] * 600)
 
     assert provider.late_peak <= 20, "after the cuts the provider had about as many calls as it answers in 50 ms"
     said = [
@@ -566,10 +582,8 @@ def test_a_provider_that_answers_in_time_is_given_every_call_in_flight(caplog):
     all 64 calls the pool holds at once, and the window is never cut."""
     provider = Provider(late_after=0)
 
-    with outbox._DeliveryPool(
-        size=64, call=provider.call(lambda: time.sleep(0.02)), first_threads=64, stuck_after=30.0, slow_after=1.0
-    ) as pool:
-        drain(pool, ["message"] * 600, until=30)
+    with windowed_pool(provider.call(lambda: time.sleep(0.02)), slow_after=1.0) as pool:
+        drain(pool, ["message"] * 600)
 
     assert provider.peak == 64
     assert not [record for record in caplog.records if "calls at once from now" in record.getMessage()]
@@ -586,16 +600,13 @@ def test_after_a_cut_a_provider_that_answers_well_in_time_soon_gets_every_call_a
     def answer():
         time.sleep(0.1 if slow.is_set() else 0.005)
 
-    with outbox._DeliveryPool(
-        size=64, call=provider.call(answer), first_threads=64, stuck_after=30.0, slow_after=0.05
-    ) as pool:
-        drain(pool, ["message"] * 200, until=30)
-        assert pool._window == 8
+    with windowed_pool(provider.call(answer)) as pool:
+        cut_to_the_least_window(pool)
 
         slow.clear()
         provider.late_after = provider.made
         provider.late_peak = 0
-        drain(pool, ["message"] * 400, until=30)
+        drain(pool, ["message"] * 400)
 
     assert provider.late_peak == 64
 
@@ -610,13 +621,10 @@ def test_the_default_slow_call_is_a_quarter_of_the_provider_timeout(settings):
 def test_after_a_cut_the_pool_holds_no_more_than_twice_what_its_provider_is_given():
     """A worker leases what its pool has room for: with the window cut to 8, 16 calls (in flight and
     waiting their turn), so a leased message waits about one call's time, never for its lease to end."""
-    with outbox._DeliveryPool(
-        size=64, call=Provider(late_after=0).call(lambda: time.sleep(0.1)), first_threads=64, slow_after=0.05
-    ) as pool:
+    with windowed_pool(Provider(late_after=0).call(lambda: time.sleep(0.1))) as pool:
         assert pool.capacity == 64
-        drain(pool, ["message"] * 200, until=30)
+        cut_to_the_least_window(pool)
 
-        assert pool._window == 8
         assert pool.capacity == 16
         for _ in range(pool.room):
             pool.submit("message")
@@ -638,17 +646,8 @@ def test_a_taken_message_waits_for_the_window_no_longer_than_its_lease_allows():
         time.sleep(0.1)
         return message, None, time.monotonic()
 
-    with outbox._DeliveryPool(
-        size=256, call=call, first_threads=256, stuck_after=30.0, slow_after=0.05, max_wait=0.25
-    ) as pool:
-        waiting = list(range(1500))
-        deadline = time.monotonic() + 30
-        while (waiting or pool.in_flight) and time.monotonic() < deadline:
-            for _ in range(min(pool.room, len(waiting))):
-                message = waiting.pop()
-                taken[message] = time.monotonic()
-                pool.submit(message)
-            pool.finished(timeout=0.05)
+    with windowed_pool(call, size=256, max_wait=0.25) as pool:
+        drain(pool, list(range(1500)), taken=taken)
         assert pool._window == 8
 
     assert len(waited) == 1500
@@ -677,13 +676,9 @@ def test_a_stopping_worker_hands_every_taken_call_to_the_threads_at_once():
         else:
             release.wait(timeout=5)
 
-    with outbox._DeliveryPool(
-        size=64, call=provider.call(answer), first_threads=64, stuck_after=30.0, slow_after=0.05
-    ) as pool:
-        drain(pool, ["message"] * 200, until=30)
-        assert pool._window == 8
+    with windowed_pool(provider.call(answer)) as pool:
+        cut_to_the_least_window(pool)
         slow.clear()
-        provider.late_after = provider.made
         for _ in range(pool.room):
             pool.submit("message")
         assert pool.in_flight == 16
