@@ -40,7 +40,7 @@ from core.prepared import prepared_cursor
 from messaging.backoff import attempts_used_up, next_attempt_at
 from messaging.models import Direction, Message, MessageStatus
 from messaging.rules import content_check
-from messaging.signals import ProviderIdAssignment, provider_message_ids_assigned
+from messaging.signals import ProviderIdAssignment, assignment_lookup, provider_message_ids_assigned
 from providers.base import ForcedError, InboundMessage, OutboundMessage, Provider, ProviderError, SendResult
 from providers.breaker import breaker_permit, breaker_record_failure, breaker_record_success, breaker_release_probe
 from providers.registry import provider_get, provider_names_for_channel
@@ -346,10 +346,11 @@ def message_record_attempts(*, attempts: list[tuple[Message, AttemptOutcome]]) -
     time. Status callbacks that arrived before a provider id was recorded are then applied."""
     accepted = [(message, outcome) for message, outcome in attempts if outcome.result is not None]
     assigned: list[Message] = []
+    looked_up: dict[int, bool] = {}
     if accepted and connection.vendor == "postgresql":
         try:
             with _savepoint_if_nested():
-                assigned = _record_successes(accepted)
+                assigned = _record_successes(accepted, looked_up=looked_up)
         except IntegrityError:
             one_by_one = {message.pk for message, _ in accepted}  # a provider id already stored: which?
         except DATABASE_UNAVAILABLE as exc:
@@ -388,6 +389,7 @@ def message_record_attempts(*, attempts: list[tuple[Message, AttemptOutcome]]) -
                 for message in assigned
                 if message.provider_message_id
             ],
+            looked_up=looked_up,
         )
 
 
@@ -427,7 +429,7 @@ def _apply_in_memory(message: Message, fields: Mapping[str, object]) -> None:
         setattr(message, name, value)
 
 
-def _record_successes(accepted: list[tuple[Message, AttemptOutcome]]) -> list[Message]:
+def _record_successes(accepted: list[tuple[Message, AttemptOutcome]], *, looked_up: dict[int, bool]) -> list[Message]:
     """The accepted sends of a batch in one UPDATE ... FROM jsonb_to_recordset(the batch as one JSON
     document), with the guard of ``_record_success`` (still ``pending``): one prepared statement
     whatever the batch's size (over one, below), and one parameter to send (text arrays would be
@@ -447,7 +449,11 @@ def _record_successes(accepted: list[tuple[Message, AttemptOutcome]]) -> list[Me
     a table that was new or small then, that plan is a hash join over a sequential scan (the batch is
     estimated at 100 rows): in 6,000 inline sends on a new database, each UPDATE read the whole
     table, 18 M rows in all. Batches of more than one come from the outbox worker, whose connections
-    plan each run instead (``core.prepared.custom_plans``)."""
+    plan each run instead (``core.prepared.custom_plans``).
+
+    One accepted send's UPDATE also returns what the receivers of ``provider_message_ids_assigned``
+    would look up for it (``assignment_lookup``: whether status events came before its provider id),
+    into ``looked_up`` under the message's id: one statement where there were two."""
     rows: list[dict[str, object]] = []
     fields_of: dict[int, dict[str, object]] = {}
     for message, outcome in accepted:
@@ -466,17 +472,32 @@ def _record_successes(accepted: list[tuple[Message, AttemptOutcome]]) -> list[Me
     now = timezone.now()
     params: list[Any]
     asynchronous = _outcome_commits_asynchronously(accepted)
+    looking: ProviderIdAssignment | None = None
     if len(rows) == 1:
         [row] = rows
-        sql = _record_success_by_key_sql(asynchronous)
+        [(message, outcome)] = accepted
+        lookup = assignment_lookup()
+        lookup_sql = ""
+        lookup_params: list[Any] = []
+        if lookup is not None and outcome.result is not None and outcome.result.provider_message_id:
+            looking = ProviderIdAssignment(
+                message_id=message.pk,
+                provider=outcome.result.provider,
+                provider_message_id=outcome.result.provider_message_id,
+            )
+            lookup_sql, lookup_params = lookup(looking)
+        sql = _record_success_by_key_sql(asynchronous, lookup_sql)
         params = [MessageStatus.SENT, row["provider"], row["provider_message_id"], json.dumps(row["metadata"])]
-        params += [now, MessageStatus.SENT, row["id"], MessageStatus.PENDING]
+        params += [now, MessageStatus.SENT, row["id"], MessageStatus.PENDING, *lookup_params]
     else:
         sql = _record_successes_sql(asynchronous)
         params = [json.dumps(rows), MessageStatus.SENT, now, MessageStatus.SENT]
     with prepared_cursor() as cursor:
         cursor.execute(sql, params)
-        updated = {row[0] for row in cursor.fetchall()}
+        answered = cursor.fetchall()
+    updated = {each[0] for each in answered}
+    if looking is not None:
+        looked_up.update((each[0], bool(each[1])) for each in answered)
     recorded = []
     for message, _ in accepted:
         if message.pk in updated:
@@ -536,16 +557,20 @@ _ASYNCHRONOUS_COMMIT = "(SELECT set_config('synchronous_commit', 'off', true)) A
 
 
 @functools.cache
-def _record_success_by_key_sql(asynchronous: bool = False) -> str:
+def _record_success_by_key_sql(asynchronous: bool = False, lookup: str = "") -> str:
     """``_record_successes_sql`` for one message, which a generic plan finds by primary key on any table
     over a couple of pages, and on a new one (PostgreSQL takes a table never vacuumed or analyzed for
     ten pages); the batch statement's reads the whole table below about a thousand rows. The guard is
     ``status || '' = 'pending'``, an expression no index covers: written ``status = $n``, a generic
-    plan on a new table read the status index for 'pending' with the key as a filter."""
+    plan on a new table read the status index for 'pending' with the key as a filter. ``lookup``, a
+    boolean expression (``assignment_lookup``), is returned after the id, its parameters last."""
     table = connection.ops.quote_name(Message._meta.db_table)
     assignments = _success_assignments("%s", "%s", "%s::jsonb")
     joined = f" FROM {_ASYNCHRONOUS_COMMIT}" if asynchronous else ""
-    return f"UPDATE {table} AS m SET {assignments}{joined} WHERE m.id = %s AND m.status || '' = %s RETURNING m.id"
+    returning = f"m.id, {lookup}" if lookup else "m.id"
+    return (
+        f"UPDATE {table} AS m SET {assignments}{joined} WHERE m.id = %s AND m.status || '' = %s RETURNING {returning}"
+    )
 
 
 @functools.cache

@@ -1,6 +1,8 @@
 """Signals other apps listen to, so that messaging never imports them."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from django.dispatch import Signal
 
@@ -13,5 +15,25 @@ class ProviderIdAssignment:
 
 
 #: Sent after sends' provider ids are committed, with ``assignments`` (a list of
-#: ``ProviderIdAssignment``). Webhooks apply the status events that arrived before them (orphans).
+#: ``ProviderIdAssignment``) and ``looked_up`` (below). Webhooks apply the status events that arrived
+#: before them (orphans).
 provider_message_ids_assigned = Signal()
+
+#: What a receiver of ``provider_message_ids_assigned`` would look up for an assignment, as a boolean
+#: SQL expression with ``%s`` placeholders and their values. The sender evaluates it in the statement
+#: that records the assignment (an inline send's outcome UPDATE, on PostgreSQL; the receiver's app
+#: makes it see what concurrent transactions commit) and sends the answers as ``looked_up``, by
+#: message id. An assignment missing there was not looked up (a batch of the outbox's).
+AssignmentLookup = Callable[[ProviderIdAssignment], tuple[str, list[Any]]]
+
+_assignment_lookup: AssignmentLookup | None = None
+
+
+def register_assignment_lookup(lookup: AssignmentLookup | None) -> None:
+    """Sets the lookup made for each assignment (the webhooks app's: whether orphans wait for it)."""
+    global _assignment_lookup
+    _assignment_lookup = lookup
+
+
+def assignment_lookup() -> AssignmentLookup | None:
+    return _assignment_lookup

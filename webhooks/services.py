@@ -664,6 +664,16 @@ _ORPHAN_EXISTS = (
 )
 
 
+def orphans_lookup(assignment: ProviderIdAssignment) -> tuple[str, list[str]]:
+    """Whether orphans wait for a new assignment, for messaging to ask in the statement that records it
+    (messaging.signals.register_assignment_lookup): ``webhook_orphans_waiting()`` takes the lock that
+    every orphan's write takes (migration webhooks 0006), then looks with a snapshot of its own, so an
+    orphan committing meanwhile is either seen or waits for the assignment's commit, after which its
+    callback's look again finds the message."""
+    canonical = provider_by_stored_name(assignment.provider).canonical_message_id(assignment.provider_message_id)
+    return "webhook_orphans_waiting(%s, %s)", [assignment.provider, canonical]
+
+
 def _has_orphans(*, provider: str, provider_message_id: str) -> bool:
     with prepared_cursor() as cursor:
         cursor.execute(_ORPHAN_EXISTS, [provider, provider_message_id])

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from urllib.parse import urlencode
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
+from django.db import connection, connections, transaction
 from django.test import Client
 
 from messaging.models import Message
@@ -198,3 +199,163 @@ def test_a_status_whose_sid_equals_an_inbound_messages_id_touches_only_the_outbo
     inbound.refresh_from_db()
     outbound.refresh_from_db()
     assert (inbound.status, outbound.status) == ("received", "delivered")
+
+
+def _one_claimed_send_with_its_outcome():
+    from messaging.outbox import outbox_claim
+    from messaging.services import message_call_providers
+
+    OutboxMessageFactory(provider="twilio")
+    [claimed] = outbox_claim(limit=1)
+    return claimed, message_call_providers(message=claimed)
+
+
+@pytest.mark.parametrize(
+    "in_transaction",
+    [
+        pytest.param(False, marks=pytest.mark.django_db(transaction=True), id="autocommit: sent with the outcome"),
+        pytest.param(True, marks=pytest.mark.django_db, id="in a transaction: after the outcome"),
+    ],
+)
+def test_a_status_event_that_came_before_a_sends_outcome_is_applied_when_it_is_recorded(in_transaction):
+    from messaging.services import message_record_attempts
+
+    message, outcome = _one_claimed_send_with_its_outcome()
+    twilio_status(outcome.result.provider_message_id, "delivered")  # no message has the sid yet: an orphan
+    assert WebhookEvent.objects.get(kind="status").outcome == "orphan"
+
+    message_record_attempts(attempts=[(message, outcome)])
+
+    message.refresh_from_db()
+    event = WebhookEvent.objects.get(kind="status")
+    assert (message.status, event.outcome, event.message_id) == ("delivered", "processed", message.pk)
+
+
+postgresql_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="the orphan lock is PostgreSQL's")
+
+
+@pytest.mark.django_db(transaction=True)
+@postgresql_only
+def test_an_inline_sends_orphan_lookup_is_part_of_its_outcome_statement(monkeypatch):
+    """One statement records the outcome and answers whether orphans wait; the receiver, told none
+    do, makes no lookup of its own."""
+    from django.test.utils import CaptureQueriesContext
+
+    from messaging.services import message_record_attempts
+
+    looked_again = []
+    monkeypatch.setattr(services, "_has_orphans", lambda **kwargs: looked_again.append(kwargs) or False)
+    message, outcome = _one_claimed_send_with_its_outcome()
+
+    with CaptureQueriesContext(connection) as queries:
+        message_record_attempts(attempts=[(message, outcome)])
+
+    assert [query["sql"].split()[0] for query in queries] == ["UPDATE"]
+    assert "webhook_orphans_waiting(" in queries[0]["sql"]
+    assert looked_again == []
+    message.refresh_from_db()
+    assert (message.status, message.provider_message_id) == ("sent", outcome.result.provider_message_id)
+
+
+def _waiting_for_an_advisory_lock() -> bool:
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+        return cursor.fetchone()[0] > 0
+
+
+def _until(condition, seconds=10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+@pytest.mark.django_db(transaction=True)
+@postgresql_only
+def test_an_orphan_committing_while_the_outcome_is_recorded_is_seen_by_the_send():
+    """The orphan's transaction holds the lock; the outcome's statement waits for it, then sees the
+    orphan (a snapshot taken before the wait would not). Nothing else looks again here: only the
+    send can apply it."""
+    message, outcome = _one_claimed_send_with_its_outcome()
+    sid = outcome.result.provider_message_id
+    stored, release = threading.Event(), threading.Event()
+
+    def orphan_committing_late():
+        try:
+            with transaction.atomic():
+                WebhookEvent.objects.create(
+                    provider="twilio",
+                    kind="status",
+                    event_id=f"{sid}:delivered",
+                    event_type="delivered",
+                    provider_message_id=sid,
+                    outcome="orphan",
+                    content_type="application/x-www-form-urlencoded",
+                    body=urlencode({"MessageSid": sid, "MessageStatus": "delivered"}),
+                )
+                stored.set()
+                release.wait(timeout=30)
+        finally:
+            connection.close()
+
+    orphan = threading.Thread(target=orphan_committing_late)
+    orphan.start()
+    assert stored.wait(timeout=10)
+    recording = threading.Thread(target=_record_and_close, args=(message, outcome))
+    recording.start()
+    _until(_waiting_for_an_advisory_lock)  # the outcome's statement waits for the orphan's commit
+    release.set()
+    orphan.join(timeout=30)
+    recording.join(timeout=30)
+
+    message.refresh_from_db()
+    event = WebhookEvent.objects.get(kind="status")
+    assert (message.status, event.outcome, event.message_id) == ("delivered", "processed", message.pk)
+
+
+def _record_and_close(message, outcome, *, hold=None):
+    from messaging.services import message_record_attempts
+
+    try:
+        if hold is None:
+            message_record_attempts(attempts=[(message, outcome)])
+            return
+        entered, release = hold
+        with transaction.atomic():  # the outcome's transaction, kept open: it holds the lock
+            message_record_attempts(attempts=[(message, outcome)])
+            entered.set()
+            release.wait(timeout=30)
+    finally:
+        connection.close()
+
+
+@pytest.mark.django_db(transaction=True)
+@postgresql_only
+def test_a_callback_whose_orphan_meets_an_outcome_being_recorded_waits_and_then_finds_the_message():
+    """The outcome's transaction holds the lock and has looked (no orphan then); the callback misses
+    the message, and its orphan's write waits for the outcome's commit, so its look after its own
+    commit finds the message."""
+    message, outcome = _one_claimed_send_with_its_outcome()
+    entered, release = threading.Event(), threading.Event()
+    recording = threading.Thread(target=_record_and_close, args=(message, outcome), kwargs={"hold": (entered, release)})
+    recording.start()
+    assert entered.wait(timeout=10)
+    answers = []
+
+    def callback_then_close():
+        try:
+            answers.append(twilio_status(outcome.result.provider_message_id, "delivered"))
+        finally:
+            connection.close()
+
+    callback = threading.Thread(target=callback_then_close)
+    callback.start()
+    _until(_waiting_for_an_advisory_lock)  # the orphan's write waits for the outcome's commit
+    release.set()
+    recording.join(timeout=30)
+    callback.join(timeout=30)
+
+    assert answers[0].json()["status"] == "processed"
+    message.refresh_from_db()
+    event = WebhookEvent.objects.get(kind="status")
+    assert (message.status, event.outcome, event.message_id) == ("delivered", "processed", message.pk)
