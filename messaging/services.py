@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, ProgrammingError, connection, transaction
 from django.utils import timezone
 
 from conversations.channels import CHANNELS
@@ -485,7 +485,10 @@ def _record_successes(accepted: list[tuple[Message, AttemptOutcome]], *, looked_
                 provider=outcome.result.provider,
                 provider_message_id=outcome.result.provider_message_id,
             )
-            lookup_sql, lookup_params = lookup(looking)
+            try:
+                lookup_sql, lookup_params = lookup(looking)
+            except Exception:  # the receivers look after the commit instead, and report what fails
+                looking = None
         sql = _record_success_by_key_sql(asynchronous, lookup_sql)
         params = [MessageStatus.SENT, row["provider"], row["provider_message_id"], json.dumps(row["metadata"])]
         params += [now, MessageStatus.SENT, row["id"], MessageStatus.PENDING, *lookup_params]
@@ -493,11 +496,21 @@ def _record_successes(accepted: list[tuple[Message, AttemptOutcome]], *, looked_
         sql = _record_successes_sql(asynchronous)
         params = [json.dumps(rows), MessageStatus.SENT, now, MessageStatus.SENT]
     with prepared_cursor() as cursor:
-        cursor.execute(sql, params)
+        try:
+            with _savepoint_if_nested():
+                cursor.execute(sql, params)
+        except ProgrammingError:
+            if not lookup_sql:
+                raise
+            # The lookup's function is missing (this code running ahead of its migration): the
+            # outcome is recorded without it, and the receivers look after the commit.
+            logger.warning("Message %s: outcome recorded without its lookup", accepted[0][0].pk, exc_info=True)
+            looking = None
+            cursor.execute(_record_success_by_key_sql(asynchronous), params[: len(params) - len(lookup_params)])
         answered = cursor.fetchall()
     updated = {each[0] for each in answered}
-    if looking is not None:
-        looked_up.update((each[0], bool(each[1])) for each in answered)
+    if looking is not None:  # None: not looked up (another transaction held the lookup's lock)
+        looked_up.update((each[0], each[1]) for each in answered if each[1] is not None)
     recorded = []
     for message, _ in accepted:
         if message.pk in updated:

@@ -21,9 +21,10 @@ provider_message_ids_assigned = Signal()
 
 #: What a receiver of ``provider_message_ids_assigned`` would look up for an assignment, as a boolean
 #: SQL expression with ``%s`` placeholders and their values. The sender evaluates it in the statement
-#: that records the assignment (an inline send's outcome UPDATE, on PostgreSQL; the receiver's app
-#: makes it see what concurrent transactions commit) and sends the answers as ``looked_up``, by
-#: message id. An assignment missing there was not looked up (a batch of the outbox's).
+#: that records the assignment (the outcome UPDATE of a single accepted send, on PostgreSQL; the
+#: receiver's app makes it safe against concurrent transactions) and sends the answers as
+#: ``looked_up``, by message id. An assignment missing there was not looked up (a batch of several
+#: sends, or the expression answered NULL or could not run): its receivers look after the commit.
 AssignmentLookup = Callable[[ProviderIdAssignment], tuple[str, list[Any]]]
 
 _assignment_lookup: AssignmentLookup | None = None

@@ -6,10 +6,11 @@ makes exclusive. A concurrent duplicate's write waits for the first transaction 
 exactly one delivery has an effect; the others are stored as ``duplicate``.
 
 Status events can arrive before the send that produced their provider id has committed. Such an
-event is stored as ``orphan``. Both sides write first and look second, each in its own committed
-step: the event is committed, then the message is looked up again; the provider id is committed,
-then orphans are looked up (``webhook_apply_orphans``). Whichever commits last sees the other, and
-claiming an orphan is a guarded UPDATE, so it is applied exactly once.
+event is stored as ``orphan``. Both sides write first and look second: the event is committed, then
+the message is looked up again; a batch of sends' provider ids is committed, then orphans are looked
+up (``webhook_apply_orphans``). A single send looks in the statement that records its id, under a lock
+that the callback's look again waits for (``orphans_lookup``, migration 0006). Either way one side
+sees the other, and claiming an orphan is a guarded UPDATE, so it is applied exactly once.
 """
 
 from __future__ import annotations
@@ -346,6 +347,7 @@ def _look_again_for_orphans(events: list[WebhookEvent], items: list[WebhookItem]
     ]
     if not orphans:
         return
+    _wait_for_assignments([event for event, _ in orphans])
     found = message_find_outbound_many(
         provider=orphans[0][1].provider, provider_message_ids=[status.provider_message_id for _, status in orphans]
     )
@@ -598,6 +600,7 @@ def _process_status(event: WebhookEvent, status: StatusEvent) -> WebhookResult:
         raise
     if event.outcome == WebhookOutcome.ORPHAN:
         # The event is committed; if the send committed its provider id meanwhile, apply it now.
+        _wait_for_assignments([event])
         message = message_find_outbound(provider=status.provider, provider_message_id=status.provider_message_id)
         if message is not None:
             _adopt_orphan(event, message, status)
@@ -638,7 +641,7 @@ def webhook_apply_orphans(*, provider: str, provider_message_id: str, message_id
     adapter = provider_by_stored_name(provider)
     canonical = adapter.canonical_message_id(provider_message_id)
     if not _has_orphans(provider=provider, provider_message_id=canonical):
-        return 0  # the usual case (every inline send): one lookup on the partial orphan index, nothing else
+        return 0  # the usual case: one lookup on the partial orphan index, nothing else
     orphans = list(
         WebhookEvent.objects.filter(
             provider=provider,
@@ -666,12 +669,25 @@ _ORPHAN_EXISTS = (
 
 def orphans_lookup(assignment: ProviderIdAssignment) -> tuple[str, list[str]]:
     """Whether orphans wait for a new assignment, for messaging to ask in the statement that records it
-    (messaging.signals.register_assignment_lookup): ``webhook_orphans_waiting()`` takes the lock that
-    every orphan's write takes (migration webhooks 0006), then looks with a snapshot of its own, so an
-    orphan committing meanwhile is either seen or waits for the assignment's commit, after which its
-    callback's look again finds the message."""
+    (messaging.signals.register_assignment_lookup). ``webhook_orphans_waiting()`` (migration 0006)
+    tries the lock that a callback's look again waits for (``_wait_for_assignments``) and reads with a
+    snapshot of its own: true or false, held until the assignment commits; NULL, when a callback
+    holds it, so the sender's receivers look after the commit."""
     canonical = provider_by_stored_name(assignment.provider).canonical_message_id(assignment.provider_message_id)
     return "webhook_orphans_waiting(%s, %s)", [assignment.provider, canonical]
+
+
+def _wait_for_assignments(orphans: list[WebhookEvent]) -> None:
+    """Before a committed orphan's look again: waits for any send that holds its id's lock, having
+    found no orphan in the statement that records that id, to commit (migration 0006), so the look
+    sees it. Nothing to wait for on other databases, where sends look after their commit."""
+    if connection.vendor != "postgresql":
+        return
+    with prepared_cursor() as cursor:
+        cursor.execute(
+            "SELECT webhook_wait_for_assignments(%s::varchar[], %s::varchar[])",
+            [[event.provider for event in orphans], [event.provider_message_id for event in orphans]],
+        )
 
 
 def _has_orphans(*, provider: str, provider_message_id: str) -> bool:

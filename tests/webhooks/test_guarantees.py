@@ -257,9 +257,16 @@ def test_an_inline_sends_orphan_lookup_is_part_of_its_outcome_statement(monkeypa
     assert (message.status, message.provider_message_id) == ("sent", outcome.result.provider_message_id)
 
 
-def _waiting_for_an_advisory_lock() -> bool:
+ORPHAN_LOCK_CLASS = 1869770856  # migration webhooks 0006
+
+
+def _a_callback_waiting_for_an_assignment() -> bool:
     with connections["default"].cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+        cursor.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s AND NOT granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            [ORPHAN_LOCK_CLASS],
+        )
         return cursor.fetchone()[0] > 0
 
 
@@ -270,57 +277,10 @@ def _until(condition, seconds=10.0) -> None:
         time.sleep(0.01)
 
 
-@pytest.mark.django_db(transaction=True)
-@postgresql_only
-def test_an_orphan_committing_while_the_outcome_is_recorded_is_seen_by_the_send():
-    """The orphan's transaction holds the lock; the outcome's statement waits for it, then sees the
-    orphan (a snapshot taken before the wait would not). Nothing else looks again here: only the
-    send can apply it."""
-    message, outcome = _one_claimed_send_with_its_outcome()
-    sid = outcome.result.provider_message_id
-    stored, release = threading.Event(), threading.Event()
-
-    def orphan_committing_late():
-        try:
-            with transaction.atomic():
-                WebhookEvent.objects.create(
-                    provider="twilio",
-                    kind="status",
-                    event_id=f"{sid}:delivered",
-                    event_type="delivered",
-                    provider_message_id=sid,
-                    outcome="orphan",
-                    content_type="application/x-www-form-urlencoded",
-                    body=urlencode({"MessageSid": sid, "MessageStatus": "delivered"}),
-                )
-                stored.set()
-                release.wait(timeout=30)
-        finally:
-            connection.close()
-
-    orphan = threading.Thread(target=orphan_committing_late)
-    orphan.start()
-    assert stored.wait(timeout=10)
-    recording = threading.Thread(target=_record_and_close, args=(message, outcome))
-    recording.start()
-    _until(_waiting_for_an_advisory_lock)  # the outcome's statement waits for the orphan's commit
-    release.set()
-    orphan.join(timeout=30)
-    recording.join(timeout=30)
-
-    message.refresh_from_db()
-    event = WebhookEvent.objects.get(kind="status")
-    assert (message.status, event.outcome, event.message_id) == ("delivered", "processed", message.pk)
-
-
-def _record_and_close(message, outcome, *, hold=None):
+def _record_and_close(message, outcome, entered, release):
     from messaging.services import message_record_attempts
 
     try:
-        if hold is None:
-            message_record_attempts(attempts=[(message, outcome)])
-            return
-        entered, release = hold
         with transaction.atomic():  # the outcome's transaction, kept open: it holds the lock
             message_record_attempts(attempts=[(message, outcome)])
             entered.set()
@@ -331,15 +291,14 @@ def _record_and_close(message, outcome, *, hold=None):
 
 @pytest.mark.django_db(transaction=True)
 @postgresql_only
-def test_a_callback_whose_orphan_meets_an_outcome_being_recorded_waits_and_then_finds_the_message():
-    """The outcome's transaction holds the lock and has looked (no orphan then); the callback misses
-    the message, and its orphan's write waits for the outcome's commit, so its look after its own
-    commit finds the message."""
+def test_a_callbacks_look_again_waits_for_an_outcome_that_found_no_orphan_to_commit():
+    """The outcome's statement took the lock and found no orphan (none was stored yet); the callback
+    misses the message, commits its orphan, and its look again waits for the outcome's commit, so it
+    finds the message (without the wait it would look before the commit, and the orphan would stay)."""
     message, outcome = _one_claimed_send_with_its_outcome()
     entered, release = threading.Event(), threading.Event()
-    recording = threading.Thread(target=_record_and_close, args=(message, outcome), kwargs={"hold": (entered, release)})
+    recording = threading.Thread(target=_record_and_close, args=(message, outcome, entered, release))
     recording.start()
-    assert entered.wait(timeout=10)
     answers = []
 
     def callback_then_close():
@@ -348,10 +307,13 @@ def test_a_callback_whose_orphan_meets_an_outcome_being_recorded_waits_and_then_
         finally:
             connection.close()
 
-    callback = threading.Thread(target=callback_then_close)
-    callback.start()
-    _until(_waiting_for_an_advisory_lock)  # the orphan's write waits for the outcome's commit
-    release.set()
+    try:
+        assert entered.wait(timeout=10)
+        callback = threading.Thread(target=callback_then_close)
+        callback.start()
+        _until(_a_callback_waiting_for_an_assignment)
+    finally:
+        release.set()
     recording.join(timeout=30)
     callback.join(timeout=30)
 
@@ -359,3 +321,141 @@ def test_a_callback_whose_orphan_meets_an_outcome_being_recorded_waits_and_then_
     message.refresh_from_db()
     event = WebhookEvent.objects.get(kind="status")
     assert (message.status, event.outcome, event.message_id) == ("delivered", "processed", message.pk)
+
+
+@pytest.fixture
+def looked_up():
+    """The ``looked_up`` of each ``provider_message_ids_assigned`` sent."""
+    from messaging.signals import provider_message_ids_assigned
+
+    sent = []
+
+    def receiver(sender, **kwargs):
+        sent.append(kwargs.get("looked_up"))
+
+    provider_message_ids_assigned.connect(receiver, dispatch_uid="test.looked_up")
+    yield sent
+    provider_message_ids_assigned.disconnect(dispatch_uid="test.looked_up")
+
+
+def _orphan(sid: str) -> WebhookEvent:
+    return WebhookEvent.objects.create(
+        provider="twilio",
+        kind="status",
+        event_id=f"{sid}:delivered",
+        event_type="delivered",
+        provider_message_id=sid,
+        outcome="orphan",
+        content_type="application/x-www-form-urlencoded",
+        body=urlencode({"MessageSid": sid, "MessageStatus": "delivered"}),
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+@postgresql_only
+@pytest.mark.parametrize("lock_held", [False, True], ids=["lock free: answered", "lock held: left to the receivers"])
+def test_the_outcomes_statement_answers_whether_orphans_wait_unless_a_callback_holds_the_lock(looked_up, lock_held):
+    """With the lock free the statement answers (true here: an orphan is committed); while a callback
+    holds it, the statement answers nothing rather than wait, and the receivers look after the commit."""
+    from messaging.services import message_record_attempts
+
+    message, outcome = _one_claimed_send_with_its_outcome()
+    sid = outcome.result.provider_message_id
+    _orphan(sid)
+    holder = connections.create_connection("default")
+    try:
+        if lock_held:
+            with holder.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_advisory_lock(%s, webhook_assignment_lock_key(%s, %s))",
+                    [ORPHAN_LOCK_CLASS, "twilio", sid],
+                )
+        message_record_attempts(attempts=[(message, outcome)])
+    finally:
+        holder.close()
+
+    assert looked_up == [{} if lock_held else {message.pk: True}]
+    message.refresh_from_db()
+    assert message.status == "delivered", "applied either way"
+
+
+@pytest.mark.django_db(transaction=True)
+@postgresql_only
+def test_waiting_for_a_batchs_assignments_holds_no_lock_after_it():
+    """A batch of thousands of orphans waits for their ids' locks one at a time and keeps none (each
+    held lock takes a slot of PostgreSQL's shared lock table)."""
+    ids = [f"SM{number:032x}" for number in range(5000)]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT webhook_wait_for_assignments(%s::varchar[], %s::varchar[])", [["twilio"] * 5000, ids])
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()")
+        assert cursor.fetchone() == (0,)
+
+
+@pytest.mark.django_db(transaction=True)
+@postgresql_only
+def test_an_orphan_committed_after_the_outcomes_statement_began_is_seen_by_it():
+    """The outcome's UPDATE waits for its row (another transaction holds it), so its statement began
+    before a callback stored an orphan, looked again (no message yet) and answered; the lookup reads
+    with a snapshot of its own, taken after its lock, so it still sees the orphan."""
+    message, outcome = _one_claimed_send_with_its_outcome()
+    holder = connections.create_connection("default")
+    holder.set_autocommit(False)
+    recording = None
+    try:
+        with holder.cursor() as cursor:
+            cursor.execute("SELECT id FROM messaging_message WHERE id = %s FOR UPDATE", [message.pk])
+        entered, release = threading.Event(), threading.Event()
+        release.set()  # the outcome's transaction commits as soon as its statement is done
+        recording = threading.Thread(target=_record_and_close, args=(message, outcome, entered, release))
+        recording.start()
+        _until(lambda: _waiting_for_a_row(message.pk))
+
+        answer = twilio_status(outcome.result.provider_message_id, "delivered")
+        assert answer.json()["status"] == "orphan", "the callback found no message: only the send can apply it"
+    finally:
+        holder.rollback()
+        holder.close()
+        if recording is not None:
+            recording.join(timeout=30)
+
+    message.refresh_from_db()
+    event = WebhookEvent.objects.get(kind="status")
+    assert (message.status, event.outcome, event.message_id) == ("delivered", "processed", message.pk)
+
+
+def _waiting_for_a_row(message_id: int) -> bool:
+    with connections["default"].cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s"
+            " AND datname = current_database()",
+            ["UPDATE %messaging_message%"],
+        )
+        return cursor.fetchone()[0] > 0
+
+
+@pytest.mark.parametrize(
+    "in_transaction",
+    [
+        pytest.param(False, marks=pytest.mark.django_db(transaction=True), id="autocommit"),
+        pytest.param(True, marks=pytest.mark.django_db, id="in a transaction"),
+    ],
+)
+@postgresql_only
+def test_an_outcome_is_recorded_when_the_lookups_function_is_missing(in_transaction, caplog):
+    """Code running ahead of migration webhooks 0006: the outcome is recorded without the lookup and
+    the receivers look after the commit, rather than a send the provider took left unrecorded."""
+    from messaging.services import message_record_attempts
+    from messaging.signals import assignment_lookup, register_assignment_lookup
+
+    message, outcome = _one_claimed_send_with_its_outcome()
+    _orphan(outcome.result.provider_message_id)
+    registered = assignment_lookup()
+    register_assignment_lookup(lambda assignment: ("webhook_no_such_function(%s)", [assignment.provider]))
+    try:
+        message_record_attempts(attempts=[(message, outcome)])
+    finally:
+        register_assignment_lookup(registered)
+
+    message.refresh_from_db()
+    assert message.status == "delivered"
+    assert "outcome recorded without its lookup" in caplog.text

@@ -1,20 +1,24 @@
-"""Orphans and the sends they wait for meet under one lock per provider id, so a send can look for them in
-the statement that records its provider id.
+"""A send looks for orphans in the statement that records its provider id; a callback's look again
+waits for that statement's commit.
 
 A status callback that finds no message for its provider id stores the event as an orphan, and the
 send that later records that id applies it. One of the two must see the other whatever their timing.
-The callback looks for the message again after its orphan has committed. The send used to look for
-orphans in a statement of its own after its outcome had committed; it now looks in the outcome's own
-statement (messaging.services, ``webhook_orphans_waiting`` in its RETURNING), before that commits, so
-the two meet under a transaction-scoped advisory lock on (provider, provider message id):
+Both used to commit their write and only then look for the other. An inline send now looks in its
+outcome's own statement (messaging.services, ``webhook_orphans_waiting`` in its RETURNING), before
+that commits, so the two meet at a transaction-scoped advisory lock on (provider, provider message
+id) (``webhook_assignment_lock_key``):
 
-- this trigger takes it for every event written as an orphan, held until the orphan commits;
-- ``webhook_orphans_waiting()`` takes it, then reads with a snapshot of its own (a VOLATILE PL/pgSQL
-  function's statement takes a new one in READ COMMITTED), held until the send's outcome commits.
+- ``webhook_orphans_waiting()`` tries the lock without waiting. Taken, it reads with a snapshot of its
+  own (a VOLATILE PL/pgSQL function's statement takes a new one in READ COMMITTED) and keeps the lock
+  until the send's outcome commits. Not taken (a callback is at the step below for that id), it
+  answers NULL and the send looks after its commit, as before.
+- A callback whose orphan has committed calls ``webhook_wait_for_assignments()`` before it looks for
+  the message again: it takes and at once lets go of each id's lock (at session level, one at a time,
+  so a batch of thousands holds one lock at most), which waits for a send that holds it to commit.
 
-If the callback takes the lock first, the send waits for the orphan's commit and then sees it. If the
-send takes it first, the orphan waits for the outcome's commit, and the callback's look after its own
-commit sees the message. A batch of the outbox's still looks in a statement after its commit.
+So either the callback's orphan committed before the send tried the lock, and the send's read sees
+it, or the send holds the lock and the callback's look again comes after the send's commit. A send
+never waits for the lock; a callback waits at most for one statement's commit.
 
 On other databases (SQLite, development) nothing is made: the send looks after its commit there."""
 
@@ -22,15 +26,17 @@ from django.db import migrations
 
 #: The lock's first key: "orph" in ASCII; the second is a hash of the provider and its message id.
 CREATE = """
-CREATE FUNCTION webhook_orphan_lock(p_provider varchar, p_provider_message_id varchar)
-RETURNS void LANGUAGE sql VOLATILE AS $$
-    SELECT pg_advisory_xact_lock(1869770856, hashtext(p_provider || ' ' || p_provider_message_id));
+CREATE FUNCTION webhook_assignment_lock_key(p_provider varchar, p_provider_message_id varchar)
+RETURNS integer LANGUAGE sql IMMUTABLE AS $$
+    SELECT hashtext(p_provider || ' ' || p_provider_message_id);
 $$;
 
 CREATE FUNCTION webhook_orphans_waiting(p_provider varchar, p_provider_message_id varchar)
 RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
-    PERFORM webhook_orphan_lock(p_provider, p_provider_message_id);
+    IF NOT pg_try_advisory_xact_lock(1869770856, webhook_assignment_lock_key(p_provider, p_provider_message_id)) THEN
+        RETURN NULL;
+    END IF;
     RETURN EXISTS (
         SELECT FROM webhooks_webhookevent
         WHERE outcome = 'orphan' AND kind = 'status'
@@ -39,24 +45,27 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION webhook_event_orphan_lock() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION webhook_wait_for_assignments(p_providers varchar[], p_provider_message_ids varchar[])
+RETURNS void LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    key integer;
 BEGIN
-    PERFORM webhook_orphan_lock(NEW.provider, NEW.provider_message_id);
-    RETURN NEW;
+    FOR key IN
+        SELECT DISTINCT webhook_assignment_lock_key(provider, provider_message_id)
+        FROM unnest(p_providers, p_provider_message_ids) AS pairs(provider, provider_message_id)
+        ORDER BY 1
+    LOOP
+        PERFORM pg_advisory_lock(1869770856, key);
+        PERFORM pg_advisory_unlock(1869770856, key);
+    END LOOP;
 END
 $$;
-
-CREATE TRIGGER webhook_event_orphan_lock
-BEFORE INSERT OR UPDATE OF outcome ON webhooks_webhookevent
-FOR EACH ROW WHEN (NEW.outcome = 'orphan' AND NEW.kind = 'status')
-EXECUTE FUNCTION webhook_event_orphan_lock();
 """
 
 DROP = """
-DROP TRIGGER IF EXISTS webhook_event_orphan_lock ON webhooks_webhookevent;
-DROP FUNCTION IF EXISTS webhook_event_orphan_lock();
+DROP FUNCTION IF EXISTS webhook_wait_for_assignments(varchar[], varchar[]);
 DROP FUNCTION IF EXISTS webhook_orphans_waiting(varchar, varchar);
-DROP FUNCTION IF EXISTS webhook_orphan_lock(varchar, varchar);
+DROP FUNCTION IF EXISTS webhook_assignment_lock_key(varchar, varchar);
 """
 
 
