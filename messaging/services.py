@@ -473,12 +473,12 @@ def _record_successes(accepted: list[tuple[Message, AttemptOutcome]], *, looked_
     params: list[Any]
     asynchronous = _outcome_commits_asynchronously(accepted)
     looking: ProviderIdAssignment | None = None
+    lookup_sql = ""
+    lookup_params: list[Any] = []
     if len(rows) == 1:
         [row] = rows
         [(message, outcome)] = accepted
         lookup = assignment_lookup()
-        lookup_sql = ""
-        lookup_params: list[Any] = []
         if lookup is not None and outcome.result is not None and outcome.result.provider_message_id:
             looking = ProviderIdAssignment(
                 message_id=message.pk,
@@ -509,7 +509,7 @@ def _record_successes(accepted: list[tuple[Message, AttemptOutcome]], *, looked_
             cursor.execute(_record_success_by_key_sql(asynchronous), params[: len(params) - len(lookup_params)])
         answered = cursor.fetchall()
     updated = {each[0] for each in answered}
-    if looking is not None:  # None: not looked up (another transaction held the lookup's lock)
+    if looking is not None:  # NULL: the lookup could not answer (its lock was held), and is left out
         looked_up.update((each[0], each[1]) for each in answered if each[1] is not None)
     recorded = []
     for message, _ in accepted:

@@ -677,13 +677,27 @@ def orphans_lookup(assignment: ProviderIdAssignment) -> tuple[str, list[str]]:
     return "webhook_orphans_waiting(%s, %s)", [assignment.provider, canonical]
 
 
+#: How long a callback's look again waits for the sends holding its ids' locks (each from its outcome's
+#: statement to that statement's commit): a bound for a stalled commit, far above the request's usual
+#: lock and statement timeouts, which would otherwise leave the orphan to whichever side fails last.
+ASSIGNMENT_WAIT_SECONDS = 30
+
+
 def _wait_for_assignments(orphans: list[WebhookEvent]) -> None:
     """Before a committed orphan's look again: waits for any send that holds its id's lock, having
     found no orphan in the statement that records that id, to commit (migration 0006), so the look
     sees it. Nothing to wait for on other databases, where sends look after their commit."""
     if connection.vendor != "postgresql":
         return
-    with prepared_cursor() as cursor:
+    connection.ensure_connection()
+    raw = connection.connection
+    bound = ASSIGNMENT_WAIT_SECONDS * 1000
+    client = raw.query_timeout_set(ASSIGNMENT_WAIT_SECONDS + 5) if hasattr(raw, "query_timeout_set") else None
+    with transaction.atomic(), client or contextlib.nullcontext(), prepared_cursor() as cursor:
+        cursor.execute(
+            "SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true)",
+            [f"{bound}ms", f"{bound}ms"],
+        )
         cursor.execute(
             "SELECT webhook_wait_for_assignments(%s::varchar[], %s::varchar[])",
             [[event.provider for event in orphans], [event.provider_message_id for event in orphans]],

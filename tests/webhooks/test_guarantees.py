@@ -459,3 +459,41 @@ def test_an_outcome_is_recorded_when_the_lookups_function_is_missing(in_transact
     message.refresh_from_db()
     assert message.status == "delivered"
     assert "outcome recorded without its lookup" in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+@postgresql_only
+def test_a_look_again_waits_for_a_send_past_the_requests_own_lock_timeout():
+    """The request's lock and statement timeouts (0.5 s and 1 s in production) would end the wait and
+    leave the orphan to nobody; the wait has a bound of its own (ASSIGNMENT_WAIT_SECONDS)."""
+    sid = "SM" + uuid.uuid4().hex
+    orphan = _orphan(sid)
+    held = threading.Event()
+
+    def a_send_holding_the_lock_for_a_while():
+        holder = connections.create_connection("default")
+        try:
+            with holder.cursor() as cursor:
+                key = "webhook_assignment_lock_key(%s, %s)"
+                cursor.execute(f"SELECT pg_advisory_lock(%s, {key})", [ORPHAN_LOCK_CLASS, "twilio", sid])
+            held.set()
+            time.sleep(0.3)
+        finally:
+            holder.close()  # the send commits: its lock goes
+
+    sending = threading.Thread(target=a_send_holding_the_lock_for_a_while)
+    sending.start()
+    assert held.wait(timeout=10)
+    with connection.cursor() as cursor:
+        cursor.execute("SET lock_timeout = '50ms'")
+        cursor.execute("SET statement_timeout = '100ms'")
+    try:
+        services._wait_for_assignments([orphan])
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
+            cursor.execute("RESET statement_timeout")
+        sending.join(timeout=30)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()")
+        assert cursor.fetchone() == (0,)

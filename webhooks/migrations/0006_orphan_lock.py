@@ -10,15 +10,19 @@ id) (``webhook_assignment_lock_key``):
 
 - ``webhook_orphans_waiting()`` tries the lock without waiting. Taken, it reads with a snapshot of its
   own (a VOLATILE PL/pgSQL function's statement takes a new one in READ COMMITTED) and keeps the lock
-  until the send's outcome commits. Not taken (a callback is at the step below for that id), it
-  answers NULL and the send looks after its commit, as before.
+  until the send's outcome commits. Not taken (a callback is at the step below for an id with the
+  same hash, or another send is), it answers NULL and the send looks after its commit, as before.
 - A callback whose orphan has committed calls ``webhook_wait_for_assignments()`` before it looks for
   the message again: it takes and at once lets go of each id's lock (at session level, one at a time,
-  so a batch of thousands holds one lock at most), which waits for a send that holds it to commit.
+  so a batch of thousands holds one lock at most, and released on an error too), which waits for a
+  send that holds it to commit.
 
 So either the callback's orphan committed before the send tried the lock, and the send's read sees
 it, or the send holds the lock and the callback's look again comes after the send's commit. A send
-never waits for the lock; a callback waits at most for one statement's commit.
+never waits for the lock; a callback waits for the commits of the sends holding its ids' locks, each
+held from the outcome's statement to its commit (webhooks.services bounds the wait at 30 s). Both
+sides must run in autocommit, as the service runs them: a look made before its own side's commit
+proves nothing.
 
 On other databases (SQLite, development) nothing is made: the send looks after its commit there."""
 
@@ -55,8 +59,14 @@ BEGIN
         FROM unnest(p_providers, p_provider_message_ids) AS pairs(provider, provider_message_id)
         ORDER BY 1
     LOOP
-        PERFORM pg_advisory_lock(1869770856, key);
-        PERFORM pg_advisory_unlock(1869770856, key);
+        BEGIN
+            PERFORM pg_advisory_lock(1869770856, key);
+            PERFORM pg_advisory_unlock(1869770856, key);
+        EXCEPTION WHEN query_canceled OR others THEN
+            -- A session lock outlives the statement: never keep one past a timeout or a cancel.
+            PERFORM pg_advisory_unlock(1869770856, key);
+            RAISE;
+        END;
     END LOOP;
 END
 $$;
