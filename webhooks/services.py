@@ -671,8 +671,9 @@ def orphans_lookup(assignment: ProviderIdAssignment) -> tuple[str, list[str]]:
     """Whether orphans wait for a new assignment, for messaging to ask in the statement that records it
     (messaging.signals.register_assignment_lookup). ``webhook_orphans_waiting()`` (migration 0006)
     tries the lock that a callback's look again waits for (``_wait_for_assignments``) and reads with a
-    snapshot of its own: true or false, held until the assignment commits; NULL, when a callback
-    holds it, so the sender's receivers look after the commit."""
+    snapshot of its own: true or false, held until the assignment commits; NULL when another
+    transaction holds it (a callback waiting, or a send whose pair hashes alike), so the sender's
+    receivers look after the commit. Its condition is ``_ORPHAN_EXISTS``'s, written in the migration."""
     canonical = provider_by_stored_name(assignment.provider).canonical_message_id(assignment.provider_message_id)
     return "webhook_orphans_waiting(%s, %s)", [assignment.provider, canonical]
 
