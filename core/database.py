@@ -8,10 +8,13 @@ connection, or a statement/lock/client timeout ends a wait (core.postgresql). Ot
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db.backends.utils import CursorWrapper
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.html import escape
 
@@ -20,6 +23,32 @@ from core.errors import error_body
 logger = logging.getLogger(__name__)
 
 DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
+
+#: How much longer than a statement's bound the client waits for one round trip inside
+#: ``longer_bounds``, so that the server's cancel, not the client's, ends a wait that runs over.
+_CLIENT_MARGIN_SECONDS = 5.0
+
+
+@contextlib.contextmanager
+def longer_bounds(*, statement: float | None, lock: float) -> Iterator[CursorWrapper]:
+    """A transaction, and a cursor in it, whose waits have bounds of their own instead of a request's
+    (``DB_STATEMENT_TIMEOUT``, ``DB_LOCK_TIMEOUT``, and the client's ``DB_QUERY_TIMEOUT`` on each
+    round trip): ``statement`` and ``lock`` seconds (``statement`` None: no bound, on the client's side
+    either). For the few waits that must outlast a request's bounds: an operator's command over every
+    row, a status callback waiting for a send's commit. Set for the transaction alone (``SET LOCAL``),
+    on PostgreSQL; elsewhere the block only runs in a transaction."""
+    with transaction.atomic():
+        connection.ensure_connection()
+        raw = connection.connection
+        client = None if statement is None else statement + _CLIENT_MARGIN_SECONDS
+        lifted = raw.query_timeout_set(client) if hasattr(raw, "query_timeout_set") else contextlib.nullcontext()
+        with lifted, connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute(
+                    "SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true)",
+                    [f"{round((statement or 0) * 1000)}ms", f"{round(lock * 1000)}ms"],
+                )
+            yield cursor
 
 
 def is_database_unavailable(exc: BaseException | None) -> bool:

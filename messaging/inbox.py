@@ -3,14 +3,14 @@ the back office through the same validation and ``message_send`` as the API."""
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
-from django.db import connection, transaction
+from django.db import connection
 from rest_framework.exceptions import ValidationError as DRFValidationError
 
 from conversations.models import Conversation, ConversationTally
 from conversations.selectors import conversation_get
+from core.database import longer_bounds
 from core.errors import ValidationFailed
 from core.pagination import LazyCount, PageRequest, page_total
 from messaging.models import Direction, Message
@@ -115,12 +115,10 @@ def conversation_recount() -> Recount:
     conversations = connection.ops.quote_name(Conversation._meta.db_table)
     messages = connection.ops.quote_name(Message._meta.db_table)
     tally = connection.ops.quote_name(ConversationTally._meta.db_table)
-    with transaction.atomic(), connection.cursor() as cursor, _unbounded_statements():
+    # An operator's command over every row: the request bounds do not apply; waiting for writers to
+    # finish is bounded at a minute.
+    with longer_bounds(statement=None, lock=60) as cursor:
         if connection.vendor == "postgresql":
-            # An operator's command over every row: the request bounds (DB_STATEMENT_TIMEOUT, a lock
-            # timeout) do not apply; waiting for writers to finish is bounded at a minute.
-            cursor.execute("SET LOCAL statement_timeout = 0")
-            cursor.execute("SET LOCAL lock_timeout = '60s'")
             cursor.execute(f"LOCK TABLE {conversations}, {messages} IN SHARE ROW EXCLUSIVE MODE")
         cursor.execute(
             f"UPDATE {conversations} AS c SET message_count = counted.n"
@@ -138,10 +136,3 @@ def conversation_recount() -> Recount:
             " GROUP BY channel, status, archived_at IS NOT NULL"
         )
     return Recount(message_counts_fixed=fixed, tally_rebuilt=True)
-
-
-def _unbounded_statements():
-    """Lifts the client-side bound on each round trip (DB_QUERY_TIMEOUT, core/postgresql) for the block."""
-    connection.ensure_connection()
-    raw = connection.connection
-    return raw.query_timeout_set(None) if hasattr(raw, "query_timeout_set") else contextlib.nullcontext()

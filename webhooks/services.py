@@ -27,6 +27,7 @@ from django.db import DatabaseError, IntegrityError, InterfaceError, Operational
 from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
+from core.database import longer_bounds
 from core.errors import ApplicationError
 from core.inserts import insert_parts, unsaved
 from core.prepared import prepared_cursor
@@ -690,15 +691,7 @@ def _wait_for_assignments(orphans: list[WebhookEvent]) -> None:
     sees it. Nothing to wait for on other databases, where sends look after their commit."""
     if connection.vendor != "postgresql":
         return
-    connection.ensure_connection()
-    raw = connection.connection
-    bound = ASSIGNMENT_WAIT_SECONDS * 1000
-    client = raw.query_timeout_set(ASSIGNMENT_WAIT_SECONDS + 5) if hasattr(raw, "query_timeout_set") else None
-    with transaction.atomic(), client or contextlib.nullcontext(), prepared_cursor() as cursor:
-        cursor.execute(
-            "SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true)",
-            [f"{bound}ms", f"{bound}ms"],
-        )
+    with longer_bounds(statement=ASSIGNMENT_WAIT_SECONDS, lock=ASSIGNMENT_WAIT_SECONDS) as cursor:
         cursor.execute(
             "SELECT webhook_wait_for_assignments(%s::varchar[], %s::varchar[])",
             [[event.provider for event in orphans], [event.provider_message_id for event in orphans]],

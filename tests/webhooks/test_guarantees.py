@@ -14,11 +14,14 @@ import pytest
 from django.core.management import call_command
 from django.db import connection, connections, transaction
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from messaging.models import Message
-from messaging.services import message_attempt_delivery
+from messaging.outbox import outbox_claim
+from messaging.services import message_attempt_delivery, message_call_providers, message_record_attempts
+from messaging.signals import assignment_lookup, provider_message_ids_assigned, register_assignment_lookup
 from providers.base import StatusEvent
-from tests.factories import MessageFactory, OutboxMessageFactory
+from tests.factories import ConversationFactory, MessageFactory, OutboxMessageFactory
 from webhooks import services
 from webhooks.models import WebhookEvent
 
@@ -201,11 +204,8 @@ def test_a_status_whose_sid_equals_an_inbound_messages_id_touches_only_the_outbo
     assert (inbound.status, outbound.status) == ("received", "delivered")
 
 
-def _one_claimed_send_with_its_outcome():
-    from messaging.outbox import outbox_claim
-    from messaging.services import message_call_providers
-
-    OutboxMessageFactory(provider="twilio")
+def _one_claimed_send_with_its_outcome(**fields):
+    OutboxMessageFactory(**{"provider": "twilio", **fields})
     [claimed] = outbox_claim(limit=1)
     return claimed, message_call_providers(message=claimed)
 
@@ -218,8 +218,6 @@ def _one_claimed_send_with_its_outcome():
     ],
 )
 def test_a_status_event_that_came_before_a_sends_outcome_is_applied_when_it_is_recorded(in_transaction):
-    from messaging.services import message_record_attempts
-
     message, outcome = _one_claimed_send_with_its_outcome()
     twilio_status(outcome.result.provider_message_id, "delivered")  # no message has the sid yet: an orphan
     assert WebhookEvent.objects.get(kind="status").outcome == "orphan"
@@ -239,10 +237,6 @@ postgresql_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="
 def test_an_inline_sends_orphan_lookup_is_part_of_its_outcome_statement(monkeypatch):
     """One statement records the outcome and answers whether orphans wait; the receiver, told none
     do, makes no lookup of its own."""
-    from django.test.utils import CaptureQueriesContext
-
-    from messaging.services import message_record_attempts
-
     looked_again = []
     monkeypatch.setattr(services, "_has_orphans", lambda **kwargs: looked_again.append(kwargs) or False)
     message, outcome = _one_claimed_send_with_its_outcome()
@@ -270,6 +264,19 @@ def _a_callback_waiting_for_an_assignment() -> bool:
         return cursor.fetchone()[0] > 0
 
 
+def _hold_the_lock(cursor, sid: str) -> None:
+    """What a callback waiting for ``sid``'s assignment, or a send recording it, holds (migration 0006)."""
+    cursor.execute(
+        "SELECT pg_advisory_lock(%s, webhook_assignment_lock_key(%s, %s))", [ORPHAN_LOCK_CLASS, "twilio", sid]
+    )
+
+
+def _advisory_locks_held() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
 def _until(condition, seconds=10.0) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
@@ -278,8 +285,6 @@ def _until(condition, seconds=10.0) -> None:
 
 
 def _record_and_close(message, outcome, entered, release):
-    from messaging.services import message_record_attempts
-
     try:
         with transaction.atomic():  # the outcome's transaction, kept open: it holds the lock
             message_record_attempts(attempts=[(message, outcome)])
@@ -289,6 +294,34 @@ def _record_and_close(message, outcome, entered, release):
         connection.close()
 
 
+def _answer_while_the_outcome_is_held(message, outcome, request):
+    """``request``'s answer, made on a thread of its own while the outcome's transaction, which took
+    the lock and found no orphan, is held open; the outcome commits once the request waits for it."""
+    entered, release = threading.Event(), threading.Event()
+    recording = threading.Thread(target=_record_and_close, args=(message, outcome, entered, release))
+    recording.start()
+    answers = []
+
+    def request_then_close():
+        try:
+            answers.append(request())
+        finally:
+            connection.close()
+
+    requesting = threading.Thread(target=request_then_close)
+    try:
+        assert entered.wait(timeout=10)
+        requesting.start()
+        _until(_a_callback_waiting_for_an_assignment)
+    finally:
+        release.set()
+        recording.join(timeout=30)
+        if requesting.is_alive():
+            requesting.join(timeout=30)
+    [answer] = answers
+    return answer
+
+
 @pytest.mark.django_db(transaction=True)
 @postgresql_only
 def test_a_callbacks_look_again_waits_for_an_outcome_that_found_no_orphan_to_commit():
@@ -296,29 +329,12 @@ def test_a_callbacks_look_again_waits_for_an_outcome_that_found_no_orphan_to_com
     misses the message, commits its orphan, and its look again waits for the outcome's commit, so it
     finds the message (without the wait it would look before the commit, and the orphan would stay)."""
     message, outcome = _one_claimed_send_with_its_outcome()
-    entered, release = threading.Event(), threading.Event()
-    recording = threading.Thread(target=_record_and_close, args=(message, outcome, entered, release))
-    recording.start()
-    answers = []
 
-    def callback_then_close():
-        try:
-            answers.append(twilio_status(outcome.result.provider_message_id, "delivered"))
-        finally:
-            connection.close()
+    answer = _answer_while_the_outcome_is_held(
+        message, outcome, lambda: twilio_status(outcome.result.provider_message_id, "delivered")
+    )
 
-    callback = threading.Thread(target=callback_then_close)
-    try:
-        assert entered.wait(timeout=10)
-        callback.start()
-        _until(_a_callback_waiting_for_an_assignment)
-    finally:
-        release.set()
-        recording.join(timeout=30)
-        if callback.is_alive():
-            callback.join(timeout=30)
-
-    assert [answer.json()["status"] for answer in answers] == ["processed"]
+    assert answer.json()["status"] == "processed"
     message.refresh_from_db()
     event = WebhookEvent.objects.get(kind="status")
     assert (message.status, event.outcome, event.message_id) == ("delivered", "processed", message.pk)
@@ -327,8 +343,6 @@ def test_a_callbacks_look_again_waits_for_an_outcome_that_found_no_orphan_to_com
 @pytest.fixture
 def looked_up():
     """The ``looked_up`` of each ``provider_message_ids_assigned`` sent."""
-    from messaging.signals import provider_message_ids_assigned
-
     sent = []
 
     def receiver(sender, **kwargs):
@@ -358,8 +372,6 @@ def _orphan(sid: str) -> WebhookEvent:
 def test_the_outcomes_statement_answers_whether_orphans_wait_unless_a_callback_holds_the_lock(looked_up, lock_held):
     """With the lock free the statement answers (true here: an orphan is committed); while a callback
     holds it, the statement answers nothing rather than wait, and the receivers look after the commit."""
-    from messaging.services import message_record_attempts
-
     message, outcome = _one_claimed_send_with_its_outcome()
     sid = outcome.result.provider_message_id
     _orphan(sid)
@@ -367,10 +379,7 @@ def test_the_outcomes_statement_answers_whether_orphans_wait_unless_a_callback_h
     try:
         if lock_held:
             with holder.cursor() as cursor:
-                cursor.execute(
-                    "SELECT pg_advisory_lock(%s, webhook_assignment_lock_key(%s, %s))",
-                    [ORPHAN_LOCK_CLASS, "twilio", sid],
-                )
+                _hold_the_lock(cursor, sid)
         message_record_attempts(attempts=[(message, outcome)])
     finally:
         holder.close()
@@ -388,8 +397,7 @@ def test_waiting_for_a_batchs_assignments_holds_no_lock_after_it():
     ids = [f"SM{number:032x}" for number in range(5000)]
     with connection.cursor() as cursor:
         cursor.execute("SELECT webhook_wait_for_assignments(%s::varchar[], %s::varchar[])", [["twilio"] * 5000, ids])
-        cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()")
-        assert cursor.fetchone() == (0,)
+    assert _advisory_locks_held() == 0
 
 
 @pytest.mark.django_db(transaction=True)
@@ -445,9 +453,6 @@ def _waiting_for_a_row(message_id: int) -> bool:
 def test_an_outcome_is_recorded_when_the_lookups_function_is_missing(in_transaction, caplog):
     """Code running ahead of migration webhooks 0006: the outcome is recorded without the lookup and
     the receivers look after the commit, rather than a send the provider took left unrecorded."""
-    from messaging.services import message_record_attempts
-    from messaging.signals import assignment_lookup, register_assignment_lookup
-
     message, outcome = _one_claimed_send_with_its_outcome()
     _orphan(outcome.result.provider_message_id)
     registered = assignment_lookup()
@@ -475,8 +480,7 @@ def test_a_look_again_waits_for_a_send_past_the_requests_own_lock_timeout():
         holder = connections.create_connection("default")
         try:
             with holder.cursor() as cursor:
-                key = "webhook_assignment_lock_key(%s, %s)"
-                cursor.execute(f"SELECT pg_advisory_lock(%s, {key})", [ORPHAN_LOCK_CLASS, "twilio", sid])
+                _hold_the_lock(cursor, sid)
             held.set()
             time.sleep(0.3)
         finally:
@@ -495,9 +499,7 @@ def test_a_look_again_waits_for_a_send_past_the_requests_own_lock_timeout():
             cursor.execute("RESET lock_timeout")
             cursor.execute("RESET statement_timeout")
         sending.join(timeout=30)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()")
-        assert cursor.fetchone() == (0,)
+    assert _advisory_locks_held() == 0
 
 
 @pytest.mark.django_db(transaction=True)
@@ -505,42 +507,19 @@ def test_a_look_again_waits_for_a_send_past_the_requests_own_lock_timeout():
 def test_a_batchs_look_again_waits_for_an_outcome_that_found_no_orphan_to_commit():
     """As for a single callback, through a SendGrid batch: its orphans' look again, after the batch's
     commit, waits for the outcome's commit and finds the message."""
-    from messaging.outbox import outbox_claim
-    from messaging.services import message_call_providers
-    from tests.factories import ConversationFactory
-
     thread = ConversationFactory(channel="email", participant_a="someone@example.com", participant_b="us@example.com")
-    OutboxMessageFactory(conversation=thread, type="email", provider="sendgrid")
-    [message] = outbox_claim(limit=1)
-    outcome = message_call_providers(message=message)
-    entered, release = threading.Event(), threading.Event()
-    recording = threading.Thread(target=_record_and_close, args=(message, outcome, entered, release))
-    recording.start()
-    answers = []
+    message, outcome = _one_claimed_send_with_its_outcome(conversation=thread, type="email", provider="sendgrid")
     events = [
         {"event": "delivered", "sg_event_id": "e-ours", "sg_message_id": outcome.result.provider_message_id},
         {"event": "delivered", "sg_event_id": "e-other", "sg_message_id": "c" * 16 + ".filter001.1.0"},
     ]
 
-    def batch_then_close():
-        try:
-            answers.append(
-                Client().post("/api/webhooks/email/events", data=json.dumps(events), content_type="application/json")
-            )
-        finally:
-            connection.close()
+    answer = _answer_while_the_outcome_is_held(
+        message,
+        outcome,
+        lambda: Client().post("/api/webhooks/email/events", data=json.dumps(events), content_type="application/json"),
+    )
 
-    batch = threading.Thread(target=batch_then_close)
-    try:
-        assert entered.wait(timeout=10)
-        batch.start()
-        _until(_a_callback_waiting_for_an_assignment)
-    finally:
-        release.set()
-        recording.join(timeout=30)
-        if batch.is_alive():
-            batch.join(timeout=30)
-
-    assert [event["status"] for event in answers[0].json()["events"]] == ["processed", "orphan"]
+    assert [event["status"] for event in answer.json()["events"]] == ["processed", "orphan"]
     message.refresh_from_db()
     assert message.status == "delivered"
