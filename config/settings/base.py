@@ -2,6 +2,7 @@
 
 import re
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -362,10 +363,15 @@ def _redis_url() -> str | None:
     return url
 
 
-def _caches(redis_url: str | None, timeout: float) -> dict:
+def _caches(redis_url: str | None, timeout: float, mock_timeout: float = 2.0) -> dict:
     """Rate-limit counters live in the "ratelimit" cache and the mock providers' memory of idempotency
     tokens in "mock_providers": Redis, shared by every process, when REDIS_URL is set; otherwise this
-    process's memory, right only for a single development process."""
+    process's memory, right only for a single development process.
+
+    ``timeout`` bounds the rate limit's and the circuit breakers' round trips, which go on without
+    Redis when it is slow. ``mock_timeout`` bounds the mocks' memory: it stands for a provider's own
+    record of what it sent, which a provider does not lose because it was slow to write it, and a mock
+    going on without it neither counts the send nor knows its token when a retry brings it again."""
     local = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     if redis_url is None:
         # The mocks' memory must outlive a process (the inline attempt runs in gunicorn, its retry in
@@ -381,7 +387,7 @@ def _caches(redis_url: str | None, timeout: float) -> dict:
             # Circuit breakers per process without Redis (docs/PROVIDERS.md).
             PROVIDER_BREAKER_CACHE: {**local, "LOCATION": "provider-breakers"},
         }
-    redis = {
+    redis: dict[str, Any] = {
         "BACKEND": "core.redis_cache.RedisCache",
         "LOCATION": redis_url,
         "KEY_PREFIX": "messaging",
@@ -398,14 +404,19 @@ def _caches(redis_url: str | None, timeout: float) -> dict:
             "timeout": 2.0,
         },
     }
-    return {"default": local, "ratelimit": redis, MOCK_PROVIDER_CACHE: redis, PROVIDER_BREAKER_CACHE: redis}
+    mock_redis = {
+        **redis,
+        "OPTIONS": {**redis["OPTIONS"], "socket_connect_timeout": mock_timeout, "socket_timeout": mock_timeout},
+    }
+    return {"default": local, "ratelimit": redis, MOCK_PROVIDER_CACHE: mock_redis, PROVIDER_BREAKER_CACHE: redis}
 
 
 MOCK_PROVIDER_CACHE = "mock_providers"
 PROVIDER_BREAKER_CACHE = "provider_breakers"
 REDIS_URL = _redis_url()
 REDIS_TIMEOUT_SECONDS = env.float("REDIS_TIMEOUT_SECONDS", 0.25, minimum=0.01, maximum=10.0)
-CACHES = _caches(REDIS_URL, REDIS_TIMEOUT_SECONDS)
+MOCK_PROVIDER_REDIS_TIMEOUT_SECONDS = env.float("MOCK_PROVIDER_REDIS_TIMEOUT_SECONDS", 2.0, minimum=0.01, maximum=10.0)
+CACHES = _caches(REDIS_URL, REDIS_TIMEOUT_SECONDS, MOCK_PROVIDER_REDIS_TIMEOUT_SECONDS)
 
 # Retries of transient provider failures (the outbox worker acts on next_attempt_at).
 RETRY_BASE_DELAY_SECONDS = env.float("RETRY_BASE_DELAY_SECONDS", 2.0, minimum=0.0)

@@ -1,6 +1,8 @@
 import os
 import re
+import threading
 import uuid
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -12,6 +14,7 @@ from providers.meta import MetaProvider
 from providers.segments import sms_segments
 from providers.sendgrid import SendGridProvider as MockSendGridProvider
 from providers.twilio import TwilioProvider as MockTwilioProvider
+from tests.fault_proxy import FREEZE, PASS, FaultProxy
 
 
 def outbound(**overrides):
@@ -192,3 +195,52 @@ class TestLedgerInRedis:
         assert again.replayed is True
         assert again.provider_message_id == first.provider_message_id
         assert provider.counts() == {"sends": 1, "replays": 1}
+
+
+class TestLedgerWhenRedisIsSlow:
+    """Production's caches (config.settings.base._caches): the rate limit gives up on a slow Redis after
+    REDIS_TIMEOUT_SECONDS and goes on without it, but the mocks' memory stands for a provider's own record
+    of what it sent, and waits longer (MOCK_PROVIDER_REDIS_TIMEOUT_SECONDS) rather than forget a send.
+    Under an outbox drain of thousands of calls in flight, Redis answered late enough that a mock with
+    the rate limit's bound lost a send from its count (docs/PERFORMANCE.md, thirty-fourth round)."""
+
+    @pytest.fixture
+    def slow_redis(self, settings):
+        from config.settings.base import _caches
+
+        target = urlsplit(os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
+        proxy = FaultProxy(target=(target.hostname or "127.0.0.1", target.port or 6379)).start()
+        through_proxy = f"redis://127.0.0.1:{proxy.port}{target.path}"
+        configured = _caches(through_proxy, 0.25, settings.MOCK_PROVIDER_REDIS_TIMEOUT_SECONDS)
+        prefix = f"mock-ledger-slow-test-{uuid.uuid4().hex}"
+        settings.CACHES = {
+            **settings.CACHES,
+            "ratelimit": {**configured["ratelimit"], "KEY_PREFIX": prefix},
+            settings.MOCK_PROVIDER_CACHE: {**configured[settings.MOCK_PROVIDER_CACHE], "KEY_PREFIX": prefix},
+        }
+        yield proxy
+        proxy.close()
+        client = redis.Redis.from_url(target.geturl())
+        client.delete(*client.keys(f"{prefix}:*") or ["-"])
+
+    @staticmethod
+    def _freeze_for(proxy, seconds):
+        proxy.set_mode(FREEZE)
+        thaw = threading.Timer(seconds, proxy.set_mode, [PASS])
+        thaw.start()
+        return thaw
+
+    def test_a_send_is_remembered_and_counted_though_redis_answers_late(self, slow_redis, settings):
+        thaw = self._freeze_for(slow_redis, 0.6)
+        with pytest.raises(redis.exceptions.TimeoutError):  # the rate limit's bound: not waited for
+            caches["ratelimit"].get("anything")
+        thaw.join()
+        provider = MockTwilioProvider()
+
+        self._freeze_for(slow_redis, 0.6)
+        first = provider.send(outbound(idempotency_token="tok-late"))
+        again = provider.send(outbound(idempotency_token="tok-late"))
+
+        assert provider.counts() == {"sends": 1, "replays": 1}
+        assert again.replayed is True
+        assert again.provider_message_id == first.provider_message_id
