@@ -340,23 +340,54 @@ def _claim_statuses(items: list[WebhookItem]) -> list[WebhookEvent]:
 
 
 def _look_again_for_orphans(events: list[WebhookEvent], items: list[WebhookItem]) -> None:
-    """The orphans are committed; a send that committed its provider id meanwhile is found now."""
-    orphans = [
-        (event, item.parsed)
-        for event, item in zip(events, items, strict=True)
-        if event.outcome == WebhookOutcome.ORPHAN and isinstance(item.parsed, StatusEvent)
-    ]
+    """The batch is committed; a send that committed its provider id meanwhile is found now for the
+    orphans it stored, and for the orphans stored earlier whose event it brought again (a retry of an
+    event whose first delivery may have failed between committing it and looking again)."""
+    orphans: dict[int, tuple[WebhookEvent, StatusEvent]] = {}
+    retried: list[tuple[WebhookEvent, StatusEvent]] = []
+    for event, item in zip(events, items, strict=True):
+        if not isinstance(item.parsed, StatusEvent):
+            continue
+        if event.outcome == WebhookOutcome.ORPHAN:
+            orphans[event.pk] = (event, item.parsed)
+        elif event.outcome == WebhookOutcome.DUPLICATE and event.message_id is None:
+            retried.append((event, item.parsed))
+    claims: list[WebhookEvent] = []
+    if retried:
+        claims = list(
+            WebhookEvent.objects.filter(
+                provider=retried[0][0].provider,
+                kind=WebhookKind.STATUS,
+                outcome=WebhookOutcome.ORPHAN,
+                event_id__in=[event.event_id for event, _ in retried],
+            )
+        )
+        statuses = {event.event_id: status for event, status in retried}
+        for claim in claims:
+            orphans.setdefault(claim.pk, (claim, statuses[claim.event_id]))
     if not orphans:
         return
-    _wait_for_assignments([event for event, _ in orphans])
+    _wait_for_assignments([event for event, _ in orphans.values()])
     found = message_find_outbound_many(
-        provider=orphans[0][1].provider, provider_message_ids=[status.provider_message_id for _, status in orphans]
+        provider=next(iter(orphans.values()))[1].provider,
+        provider_message_ids=[status.provider_message_id for _, status in orphans.values()],
     )
-    for event, status in orphans:
+    for event, status in orphans.values():
         message_id = found.get(status.provider_message_id)
         if message_id is not None:
             _adopt_orphan(event, Message.objects.get(pk=message_id), status)
             event.refresh_from_db()
+    _name_adopted([event for event, _ in retried], [orphans[claim.pk][0] for claim in claims])
+
+
+def _name_adopted(duplicates: list[WebhookEvent], claims: list[WebhookEvent]) -> None:
+    """Duplicates that named no message name the one their claim was adopted by since."""
+    adopted = {claim.event_id: claim.message_id for claim in claims if claim.message_id is not None}
+    for duplicate in duplicates:
+        message_id = adopted.get(duplicate.event_id)
+        if message_id is not None and duplicate.message_id is None:
+            WebhookEvent.objects.filter(pk=duplicate.pk, message__isnull=True).update(message_id=message_id)
+            duplicate.refresh_from_db()
 
 
 # Inbound messages ---------------------------------------------------------------------------------
@@ -594,19 +625,30 @@ def _process_status(event: WebhookEvent, status: StatusEvent) -> WebhookResult:
         if claim is None:
             _save_error(event, exc)
             raise
-        return WebhookResult(event=_save_duplicate(event, original=claim.message), message=claim.message)
+        duplicate = _save_duplicate(event, original=claim.message)
+        if claim.outcome == WebhookOutcome.ORPHAN:
+            # A retry of an event kept as an orphan: its first delivery may have failed between
+            # committing the orphan and looking again, so the retry looks in its place.
+            _look_again(claim, status)
+            _name_adopted([duplicate], [claim])
+        return WebhookResult(event=duplicate, message=duplicate.message)
     except Exception as exc:
         event.message = None
         _save_error(event, exc)
         raise
     if event.outcome == WebhookOutcome.ORPHAN:
         # The event is committed; if the send committed its provider id meanwhile, apply it now.
-        _wait_for_assignments([event])
-        message = message_find_outbound(provider=status.provider, provider_message_id=status.provider_message_id)
-        if message is not None:
-            _adopt_orphan(event, message, status)
-            event.refresh_from_db()
+        _look_again(event, status)
     return WebhookResult(event=event, message=event.message)
+
+
+def _look_again(orphan: WebhookEvent, status: StatusEvent) -> None:
+    """A committed orphan's look again for its message (``_look_again_for_orphans`` for one)."""
+    _wait_for_assignments([orphan])
+    message = message_find_outbound(provider=status.provider, provider_message_id=status.provider_message_id)
+    if message is not None:
+        _adopt_orphan(orphan, message, status)
+        orphan.refresh_from_db()
 
 
 def _apply(status: StatusEvent, message: Message) -> str:

@@ -523,3 +523,67 @@ def test_a_batchs_look_again_waits_for_an_outcome_that_found_no_orphan_to_commit
     assert [event["status"] for event in answer.json()["events"]] == ["processed", "orphan"]
     message.refresh_from_db()
     assert message.status == "delivered"
+
+
+# A provider's retry of an orphan looks again ----------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_retry_of_an_orphan_whose_look_again_never_ran_applies_it():
+    """The first delivery committed its orphan and failed before its look again, and the send had
+    looked before the orphan committed: nothing applied it. The provider's retry, a duplicate, looks in
+    the first delivery's place."""
+    sid = "SM" + uuid.uuid4().hex
+    assert twilio_status(sid, "delivered").json()["status"] == "orphan"
+    message = sent_sms(provider_message_id=sid)  # stored without finding the orphan, which was not committed
+
+    retry = twilio_status(sid, "delivered")
+
+    assert retry.status_code == 200
+    assert (retry.json()["status"], retry.json()["message_id"]) == ("duplicate", message.pk)
+    message.refresh_from_db()
+    assert message.status == "delivered"
+    orphan = WebhookEvent.objects.get(kind="status", outcome="processed")
+    assert (orphan.message_id, orphan.note) == (message.pk, "status -> delivered (arrived before the message)")
+    assert WebhookEvent.objects.get(kind="status", outcome="duplicate").message_id == message.pk
+
+
+@pytest.mark.django_db
+def test_a_retry_of_an_orphan_whose_message_is_still_unknown_stays_a_duplicate_of_it():
+    sid = "SM" + uuid.uuid4().hex
+    twilio_status(sid, "delivered")
+
+    retry = twilio_status(sid, "delivered")
+
+    assert (retry.status_code, retry.json()["status"], retry.json()["message_id"]) == (200, "duplicate", None)
+    assert sorted(WebhookEvent.objects.filter(kind="status").values_list("outcome", flat=True)) == [
+        "duplicate",
+        "orphan",
+    ]
+
+
+@pytest.mark.django_db
+def test_a_batch_bringing_an_orphan_again_applies_it_once_its_message_exists():
+    thread = ConversationFactory(channel="email", participant_a="someone@example.com", participant_b="us@example.com")
+    ours, other = "a" * 16 + ".filter001.1.0", "b" * 16 + ".filter001.1.0"
+    first = [{"event": "delivered", "sg_event_id": "e-ours", "sg_message_id": ours}]
+    post = lambda events: Client().post(  # noqa: E731
+        "/api/webhooks/email/events", data=json.dumps(events), content_type="application/json"
+    )
+    assert [event["status"] for event in post(first).json()["events"]] == ["orphan"]
+    message = MessageFactory(
+        conversation=thread,
+        direction="outbound",
+        status="sent",
+        type="email",
+        provider="sendgrid",
+        provider_message_id=ours,
+    )
+
+    again = [*first, {"event": "delivered", "sg_event_id": "e-other", "sg_message_id": other}]
+    answer = post(again).json()["events"]
+
+    assert [(event["status"], event["message_id"]) for event in answer] == [("duplicate", message.pk), ("orphan", None)]
+    message.refresh_from_db()
+    assert message.status == "delivered"
+    assert WebhookEvent.objects.get(event_id="e-ours", outcome="processed").message_id == message.pk
