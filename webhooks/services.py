@@ -3,7 +3,8 @@
 Deduplication is the database's job: the first delivery of an event id saves a row with a claiming
 outcome (``processed`` or ``orphan``), which a partial unique index on (provider, kind, event_id)
 makes exclusive. A concurrent duplicate's write waits for the first transaction and then fails, so
-exactly one delivery has an effect; the others are stored as ``duplicate``.
+exactly one delivery has an effect; the others are stored as ``duplicate`` (a repeat of an event kept
+as an orphan also looks for its message again, in case its first delivery failed before it could).
 
 Status events can arrive before the send that produced their provider id has committed. Such an
 event is stored as ``orphan``. Both sides write first and look second: the event is committed, then
@@ -341,53 +342,117 @@ def _claim_statuses(items: list[WebhookItem]) -> list[WebhookEvent]:
 
 def _look_again_for_orphans(events: list[WebhookEvent], items: list[WebhookItem]) -> None:
     """The batch is committed; a send that committed its provider id meanwhile is found now for the
-    orphans it stored, and for the orphans stored earlier whose event it brought again (a retry of an
-    event whose first delivery may have failed between committing it and looking again)."""
-    orphans: dict[int, tuple[WebhookEvent, StatusEvent]] = {}
-    retried: list[tuple[WebhookEvent, StatusEvent]] = []
+    orphans the batch stored, and for the orphans stored earlier whose events it brought again: a
+    retry of a batch whose first delivery may have failed between its commit and its look again.
+    Those earlier orphans are applied as they were stored (a retry's payload is not theirs to
+    change), and the failure of their look alone never fails the retry: they stay for
+    ``replay_webhooks``, as before a retry looked."""
+    own: list[tuple[WebhookEvent, StatusEvent]] = []
+    retried: list[WebhookEvent] = []
     for event, item in zip(events, items, strict=True):
         if not isinstance(item.parsed, StatusEvent):
             continue
         if event.outcome == WebhookOutcome.ORPHAN:
-            orphans[event.pk] = (event, item.parsed)
+            own.append((event, item.parsed))
         elif event.outcome == WebhookOutcome.DUPLICATE and event.message_id is None:
-            retried.append((event, item.parsed))
+            retried.append(event)
     claims: list[WebhookEvent] = []
+    earlier: list[tuple[WebhookEvent, StatusEvent]] = []
     if retried:
-        claims = list(
-            WebhookEvent.objects.filter(
-                provider=retried[0][0].provider,
-                kind=WebhookKind.STATUS,
-                outcome=WebhookOutcome.ORPHAN,
-                event_id__in=[event.event_id for event, _ in retried],
-            )
+        try:
+            claims, earlier = _earlier_orphans(retried, own={event.pk for event, _ in own})
+        except Exception:
+            logger.warning("Could not look again for the orphans a batch brought again", exc_info=True)
+    if own or earlier:
+        try:
+            _adopt_found([*own, *earlier])
+        except Exception:
+            if own:
+                raise  # the provider delivers the batch again, and its retry looks again
+            logger.warning("Could not look again for the orphans a batch brought again", exc_info=True)
+            return
+    _name_adopted(retried, [*claims, *(event for event, _ in own)])
+
+
+def _earlier_orphans(
+    duplicates: list[WebhookEvent], *, own: set[int]
+) -> tuple[list[WebhookEvent], list[tuple[WebhookEvent, StatusEvent]]]:
+    """The claims of these duplicates (one query), and those still orphans that this batch did not
+    store itself, each with its status as it was stored."""
+    provider = duplicates[0].provider
+    claims = list(
+        WebhookEvent.objects.filter(
+            provider=provider,
+            kind=WebhookKind.STATUS,
+            outcome__in=CLAIMING_OUTCOMES,
+            event_id__in=[event.event_id for event in duplicates],
         )
-        statuses = {event.event_id: status for event, status in retried}
-        for claim in claims:
-            orphans.setdefault(claim.pk, (claim, statuses[claim.event_id]))
-    if not orphans:
-        return
-    _wait_for_assignments([event for event, _ in orphans.values()])
-    found = message_find_outbound_many(
-        provider=next(iter(orphans.values()))[1].provider,
-        provider_message_ids=[status.provider_message_id for _, status in orphans.values()],
     )
-    for event, status in orphans.values():
-        message_id = found.get(status.provider_message_id)
-        if message_id is not None:
-            _adopt_orphan(event, Message.objects.get(pk=message_id), status)
-            event.refresh_from_db()
-    _name_adopted([event for event, _ in retried], [orphans[claim.pk][0] for claim in claims])
+    adapter = provider_by_stored_name(provider)
+    orphans = [
+        (claim, _stored_status(adapter, claim))
+        for claim in claims
+        if claim.outcome == WebhookOutcome.ORPHAN and claim.pk not in own
+    ]
+    return claims, orphans
+
+
+def _adopt_found(orphans: list[tuple[WebhookEvent, StatusEvent]]) -> None:
+    """Waits for the sends holding these orphans' ids (``_wait_for_assignments``), finds their messages
+    in one query and adopts those found, in arrival order, in one transaction: the orphans claimed
+    under a lock (a concurrent adopter then finds them claimed), their statuses applied with
+    ``message_apply_statuses``, the events written in one statement. The events are updated in
+    memory."""
+    _wait_for_assignments([event for event, _ in orphans])
+    found = message_find_outbound_many(
+        provider=orphans[0][1].provider,
+        provider_message_ids=[status.provider_message_id for _, status in orphans],
+    )
+    matched = sorted(
+        (
+            (event, found[status.provider_message_id], status)
+            for event, status in orphans
+            if status.provider_message_id in found
+        ),
+        key=lambda each: each[0].pk,
+    )
+    if not matched:
+        return
+    with transaction.atomic():
+        still_orphans = set(
+            WebhookEvent.objects.select_for_update()
+            .filter(pk__in=[event.pk for event, _, _ in matched], outcome=WebhookOutcome.ORPHAN)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        adopting = [each for each in matched if each[0].pk in still_orphans]
+        changes = [
+            (message_id, status.meaning, status.error)
+            for _, message_id, status in adopting
+            if status.meaning in STATUS_CHANGES
+        ]
+        notes = iter(message_apply_statuses(changes=changes)) if changes else iter(())
+        now = timezone.now()
+        for event, message_id, status in adopting:
+            note = next(notes) if status.meaning in STATUS_CHANGES else _note_without_change(status, message_id)
+            event.outcome, event.message_id, event.processed_at = WebhookOutcome.PROCESSED, message_id, now
+            event.note = f"{note} (arrived before the message)"[:255]
+        WebhookEvent.objects.bulk_update(
+            [event for event, _, _ in adopting], ["outcome", "message", "processed_at", "note"], batch_size=1000
+        )
+    for event, _, _ in matched:
+        if event.pk not in still_orphans:
+            event.refresh_from_db()  # adopted meanwhile by its send
 
 
 def _name_adopted(duplicates: list[WebhookEvent], claims: list[WebhookEvent]) -> None:
-    """Duplicates that named no message name the one their claim was adopted by since."""
+    """Duplicates that named no message name the one their claim names now (one statement)."""
     adopted = {claim.event_id: claim.message_id for claim in claims if claim.message_id is not None}
-    for duplicate in duplicates:
-        message_id = adopted.get(duplicate.event_id)
-        if message_id is not None and duplicate.message_id is None:
-            WebhookEvent.objects.filter(pk=duplicate.pk, message__isnull=True).update(message_id=message_id)
-            duplicate.refresh_from_db()
+    naming = [duplicate for duplicate in duplicates if duplicate.message_id is None and duplicate.event_id in adopted]
+    for duplicate in naming:
+        duplicate.message_id = adopted[duplicate.event_id]
+    if naming:
+        WebhookEvent.objects.bulk_update(naming, ["message"], batch_size=1000)
 
 
 # Inbound messages ---------------------------------------------------------------------------------
@@ -627,10 +692,7 @@ def _process_status(event: WebhookEvent, status: StatusEvent) -> WebhookResult:
             raise
         duplicate = _save_duplicate(event, original=claim.message)
         if claim.outcome == WebhookOutcome.ORPHAN:
-            # A retry of an event kept as an orphan: its first delivery may have failed between
-            # committing the orphan and looking again, so the retry looks in its place.
-            _look_again(claim, status)
-            _name_adopted([duplicate], [claim])
+            _look_again_for_earlier(claim, duplicate)
         return WebhookResult(event=duplicate, message=duplicate.message)
     except Exception as exc:
         event.message = None
@@ -643,12 +705,28 @@ def _process_status(event: WebhookEvent, status: StatusEvent) -> WebhookResult:
 
 
 def _look_again(orphan: WebhookEvent, status: StatusEvent) -> None:
-    """A committed orphan's look again for its message (``_look_again_for_orphans`` for one)."""
+    """A committed orphan's look again for its message."""
     _wait_for_assignments([orphan])
     message = message_find_outbound(provider=status.provider, provider_message_id=status.provider_message_id)
     if message is not None:
         _adopt_orphan(orphan, message, status)
         orphan.refresh_from_db()
+
+
+def _look_again_for_earlier(claim: WebhookEvent, duplicate: WebhookEvent) -> None:
+    """A retry of an event kept as an orphan: its first delivery may have failed between committing
+    the orphan and looking again, so the retry looks in its place, for the orphan as it was stored
+    (not as the retry tells it), and its duplicate names the message found. A failure here never
+    fails the retry, which is stored: the orphan stays for ``replay_webhooks``, as before."""
+    try:
+        _look_again(claim, _stored_status(provider_by_stored_name(claim.provider), claim))
+    except Exception:
+        logger.warning(
+            "Could not look again for orphan %s brought again by event %s", claim.pk, duplicate.pk, exc_info=True
+        )
+        return
+    _name_adopted([duplicate], [claim])
+    duplicate.message = claim.message
 
 
 def _apply(status: StatusEvent, message: Message) -> str:

@@ -562,28 +562,124 @@ def test_a_retry_of_an_orphan_whose_message_is_still_unknown_stays_a_duplicate_o
     ]
 
 
-@pytest.mark.django_db
-def test_a_batch_bringing_an_orphan_again_applies_it_once_its_message_exists():
-    thread = ConversationFactory(channel="email", participant_a="someone@example.com", participant_b="us@example.com")
-    ours, other = "a" * 16 + ".filter001.1.0", "b" * 16 + ".filter001.1.0"
-    first = [{"event": "delivered", "sg_event_id": "e-ours", "sg_message_id": ours}]
-    post = lambda events: Client().post(  # noqa: E731
-        "/api/webhooks/email/events", data=json.dumps(events), content_type="application/json"
+def _post_events(events):
+    return Client().post("/api/webhooks/email/events", data=json.dumps(events), content_type="application/json")
+
+
+def _sent_email(sg_message_id: str) -> Message:
+    thread = ConversationFactory(
+        channel="email", participant_a=f"{sg_message_id[:8]}@example.com", participant_b="us@example.com"
     )
-    assert [event["status"] for event in post(first).json()["events"]] == ["orphan"]
-    message = MessageFactory(
+    return MessageFactory(
         conversation=thread,
         direction="outbound",
         status="sent",
         type="email",
         provider="sendgrid",
-        provider_message_id=ours,
+        provider_message_id=sg_message_id,
     )
 
+
+@pytest.mark.django_db
+def test_a_batch_bringing_an_orphan_again_applies_it_once_its_message_exists():
+    ours, other = "a" * 16 + ".filter001.1.0", "b" * 16 + ".filter001.1.0"
+    first = [{"event": "delivered", "sg_event_id": "e-ours", "sg_message_id": ours}]
+    assert [event["status"] for event in _post_events(first).json()["events"]] == ["orphan"]
+    message = _sent_email(ours)
+
     again = [*first, {"event": "delivered", "sg_event_id": "e-other", "sg_message_id": other}]
-    answer = post(again).json()["events"]
+    answer = _post_events(again).json()["events"]
 
     assert [(event["status"], event["message_id"]) for event in answer] == [("duplicate", message.pk), ("orphan", None)]
     message.refresh_from_db()
     assert message.status == "delivered"
     assert WebhookEvent.objects.get(event_id="e-ours", outcome="processed").message_id == message.pk
+
+
+@pytest.mark.django_db
+def test_a_batch_adopts_earlier_and_new_orphans_in_arrival_order(monkeypatch):
+    """An earlier orphan brought again and a new one for the same message, whose send commits while
+    the batch is claimed: applied in the order they came (delivered, then a bounce that changes
+    nothing), not in the order the batch found them."""
+    ours = "c" * 16 + ".filter001.1.0"
+    _post_events([{"event": "delivered", "sg_event_id": "e-1", "sg_message_id": ours}])
+    message_appears = services._wait_for_assignments
+    created = []
+
+    def the_send_commits_meanwhile(orphans):
+        if not created:
+            created.append(_sent_email(ours))
+        return message_appears(orphans)
+
+    monkeypatch.setattr(services, "_wait_for_assignments", the_send_commits_meanwhile)
+
+    answer = _post_events(
+        [
+            {"event": "delivered", "sg_event_id": "e-1", "sg_message_id": ours},
+            {"event": "bounce", "sg_event_id": "e-2", "sg_message_id": ours, "reason": "550"},
+        ]
+    ).json()["events"]
+
+    [message] = created
+    assert [(event["status"], event["message_id"]) for event in answer] == [
+        ("duplicate", message.pk),
+        ("processed", message.pk),
+    ]
+    message.refresh_from_db()
+    assert message.status == "delivered"
+    notes = dict(WebhookEvent.objects.filter(outcome="processed").values_list("event_id", "note"))
+    assert notes == {
+        "e-1": "status -> delivered (arrived before the message)",
+        "e-2": "kept: already delivered (arrived before the message)",
+    }
+
+
+@pytest.mark.django_db
+def test_a_retry_applies_the_orphan_as_it_was_stored_not_as_the_retry_tells_it():
+    """SendGrid's event id does not name the message: a repeat of an orphan's id carrying another
+    message and event changes neither; the orphan is applied to its own message, with its own event."""
+    ours, another = "d" * 16 + ".filter001.1.0", "e" * 16 + ".filter001.1.0"
+    _post_events([{"event": "delivered", "sg_event_id": "e-1", "sg_message_id": ours}])
+    message, bystander = _sent_email(ours), _sent_email(another)
+
+    answer = _post_events([{"event": "bounce", "sg_event_id": "e-1", "sg_message_id": another}]).json()["events"]
+
+    assert [(event["status"], event["message_id"]) for event in answer] == [("duplicate", message.pk)]
+    message.refresh_from_db()
+    bystander.refresh_from_db()
+    assert (message.status, bystander.status) == ("delivered", "sent")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("batch", [False, True], ids=["single", "batch"])
+def test_a_retry_whose_look_again_fails_is_still_answered_and_leaves_the_orphan(monkeypatch, batch):
+    """The retry was stored; a failure of its look again (the wait for a stalled send running out) must
+    not turn its 200 into an error for the provider to retry without end: the orphan stays for
+    replay_webhooks, as it did before a retry looked."""
+    from django.db import OperationalError
+
+    if batch:
+        sg_id = "f" * 16 + ".filter001.1.0"
+        deliver = lambda: _post_events([{"event": "delivered", "sg_event_id": "e-1", "sg_message_id": sg_id}])  # noqa: E731
+        assert deliver().json()["events"][0]["status"] == "orphan"
+        _sent_email(sg_id)
+    else:
+        sid = "SM" + uuid.uuid4().hex
+        deliver = lambda: twilio_status(sid, "delivered")  # noqa: E731
+        assert deliver().json()["status"] == "orphan"
+        sent_sms(provider_message_id=sid)
+
+    def stalled(orphans):
+        raise OperationalError("canceling statement due to lock timeout")
+
+    monkeypatch.setattr(services, "_wait_for_assignments", stalled)
+
+    retry = deliver()
+
+    assert retry.status_code == 200
+    outcome = retry.json()["events"][0]["status"] if batch else retry.json()["status"]
+    assert outcome == "duplicate"
+    assert sorted(WebhookEvent.objects.filter(kind="status").values_list("outcome", flat=True)) == [
+        "duplicate",
+        "orphan",
+    ]
