@@ -363,7 +363,7 @@ def _redis_url() -> str | None:
     return url
 
 
-def _caches(redis_url: str | None, timeout: float, mock_timeout: float = 2.0) -> dict:
+def _caches(redis_url: str | None, timeout: float, mock_timeout: float) -> dict:
     """Rate-limit counters live in the "ratelimit" cache and the mock providers' memory of idempotency
     tokens in "mock_providers": Redis, shared by every process, when REDIS_URL is set; otherwise this
     process's memory, right only for a single development process.
@@ -415,7 +415,17 @@ MOCK_PROVIDER_CACHE = "mock_providers"
 PROVIDER_BREAKER_CACHE = "provider_breakers"
 REDIS_URL = _redis_url()
 REDIS_TIMEOUT_SECONDS = env.float("REDIS_TIMEOUT_SECONDS", 0.25, minimum=0.01, maximum=10.0)
-MOCK_PROVIDER_REDIS_TIMEOUT_SECONDS = env.float("MOCK_PROVIDER_REDIS_TIMEOUT_SECONDS", 2.0, minimum=0.01, maximum=10.0)
+# A send's round trip to the mocks' memory waits up to three times this (connect, select, script), on
+# top of a simulated latency of up to PROVIDER_TIMEOUT_SECONDS: a quarter of that timeout keeps the
+# whole call inside an inline send's lease (twice the timeout).
+MOCK_PROVIDER_REDIS_TIMEOUT_SECONDS = env.float(
+    "MOCK_PROVIDER_REDIS_TIMEOUT_SECONDS", min(2.0, PROVIDER_TIMEOUT_SECONDS / 4), minimum=0.01
+)
+if MOCK_PROVIDER_REDIS_TIMEOUT_SECONDS > PROVIDER_TIMEOUT_SECONDS / 4:
+    raise ImproperlyConfigured(
+        f"MOCK_PROVIDER_REDIS_TIMEOUT_SECONDS ({MOCK_PROVIDER_REDIS_TIMEOUT_SECONDS:g}) must be at most a quarter of "
+        f"PROVIDER_TIMEOUT_SECONDS ({PROVIDER_TIMEOUT_SECONDS:g}), or a mock's send could outlast its lease."
+    )
 CACHES = _caches(REDIS_URL, REDIS_TIMEOUT_SECONDS, MOCK_PROVIDER_REDIS_TIMEOUT_SECONDS)
 
 # Retries of transient provider failures (the outbox worker acts on next_attempt_at).

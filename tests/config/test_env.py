@@ -90,6 +90,18 @@ def test_a_lease_no_longer_than_the_provider_timeout_stops_start_up():
     assert "OUTBOX_LEASE_SECONDS (10) must be longer than PROVIDER_TIMEOUT_SECONDS (10)" in result.stderr
 
 
+def test_a_mock_memory_wait_that_could_outlast_a_sends_lease_stops_start_up():
+    env = {"DJANGO_SECRET_KEY": "x" * 60 + "abcdef", "ALLOWED_HOSTS": "h", "PROVIDER_TIMEOUT_SECONDS": "4"}
+    assert _check_production({**env, "MOCK_PROVIDER_REDIS_TIMEOUT_SECONDS": "1"}).returncode == 0
+
+    result = _check_production({**env, "MOCK_PROVIDER_REDIS_TIMEOUT_SECONDS": "1.5"})
+
+    assert result.returncode != 0
+    assert "MOCK_PROVIDER_REDIS_TIMEOUT_SECONDS (1.5) must be at most a quarter of PROVIDER_TIMEOUT_SECONDS (4)" in (
+        result.stderr
+    )
+
+
 def test_production_settings_pass_the_deployment_checklist():
     result = run_with_settings(
         "config.settings.production", PRODUCTION_ENV, "manage.py", "check", "--deploy", "--fail-level", "WARNING"
