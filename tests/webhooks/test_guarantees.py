@@ -568,7 +568,7 @@ def _post_events(events):
 
 def _sent_email(sg_message_id: str) -> Message:
     thread = ConversationFactory(
-        channel="email", participant_a=f"{sg_message_id[:8]}@example.com", participant_b="us@example.com"
+        channel="email", participant_a=f"{uuid.uuid4().hex[:12]}@example.com", participant_b="us@example.com"
     )
     return MessageFactory(
         conversation=thread,
@@ -683,3 +683,24 @@ def test_a_retry_whose_look_again_fails_is_still_answered_and_leaves_the_orphan(
         "duplicate",
         "orphan",
     ]
+
+
+@pytest.mark.django_db
+def test_a_batchs_look_again_costs_the_same_statements_for_five_orphans_as_for_twenty():
+    """Found orphans are adopted together (one claim, one status pass, one write), not one by one."""
+
+    def statements_for(count: int, tag: str) -> int:
+        ids = [f"{tag}{index:015d}.filter001.1.0" for index in range(count)]
+        events = [
+            {"event": "delivered", "sg_event_id": f"{tag}-{index}", "sg_message_id": sg} for index, sg in enumerate(ids)
+        ]
+        _post_events(events)  # every one an orphan
+        for sg_id in ids:
+            _sent_email(sg_id)
+        with CaptureQueriesContext(connection) as queries:
+            answer = _post_events(events).json()
+        assert answer["duplicate"] == count
+        assert Message.objects.filter(provider_message_id__in=ids, status="delivered").count() == count
+        return len(queries)
+
+    assert statements_for(5, "p") == statements_for(20, "q")
