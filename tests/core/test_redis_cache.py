@@ -93,7 +93,7 @@ def test_the_caches_as_configured_for_production_run_scripts_on_lean_connections
     production caches back to redis-py's client for the scripts."""
     from config.settings.base import _caches
 
-    configured = _caches(REDIS_URL, 0.25)
+    configured = _caches(REDIS_URL, 0.25, 1.25)
     for name in ("ratelimit", "mock_providers"):
         backend = RedisCache(configured[name]["LOCATION"], {"OPTIONS": configured[name]["OPTIONS"]})
         pool = backend._cache.get_client(write=True).connection_pool
