@@ -22,6 +22,8 @@ from messaging.services import message_attempt_delivery, message_call_providers,
 from messaging.signals import assignment_lookup, provider_message_ids_assigned, register_assignment_lookup
 from providers.base import StatusEvent
 from tests.factories import ConversationFactory, MessageFactory, OutboxMessageFactory
+from tests.webhooks.test_status_batches import post as post_events
+from tests.webhooks.test_status_batches import sent_email
 from webhooks import services
 from webhooks.models import WebhookEvent
 
@@ -562,33 +564,15 @@ def test_a_retry_of_an_orphan_whose_message_is_still_unknown_stays_a_duplicate_o
     ]
 
 
-def _post_events(events):
-    return Client().post("/api/webhooks/email/events", data=json.dumps(events), content_type="application/json")
-
-
-def _sent_email(sg_message_id: str) -> Message:
-    thread = ConversationFactory(
-        channel="email", participant_a=f"{uuid.uuid4().hex[:12]}@example.com", participant_b="us@example.com"
-    )
-    return MessageFactory(
-        conversation=thread,
-        direction="outbound",
-        status="sent",
-        type="email",
-        provider="sendgrid",
-        provider_message_id=sg_message_id,
-    )
-
-
 @pytest.mark.django_db
 def test_a_batch_bringing_an_orphan_again_applies_it_once_its_message_exists():
     ours, other = "a" * 16 + ".filter001.1.0", "b" * 16 + ".filter001.1.0"
     first = [{"event": "delivered", "sg_event_id": "e-ours", "sg_message_id": ours}]
-    assert [event["status"] for event in _post_events(first).json()["events"]] == ["orphan"]
-    message = _sent_email(ours)
+    assert [event["status"] for event in post_events(first).json()["events"]] == ["orphan"]
+    message = sent_email(ours)
 
     again = [*first, {"event": "delivered", "sg_event_id": "e-other", "sg_message_id": other}]
-    answer = _post_events(again).json()["events"]
+    answer = post_events(again).json()["events"]
 
     assert [(event["status"], event["message_id"]) for event in answer] == [("duplicate", message.pk), ("orphan", None)]
     message.refresh_from_db()
@@ -602,18 +586,18 @@ def test_a_batch_adopts_earlier_and_new_orphans_in_arrival_order(monkeypatch):
     the batch is claimed: applied in the order they came (delivered, then a bounce that changes
     nothing), not in the order the batch found them."""
     ours = "c" * 16 + ".filter001.1.0"
-    _post_events([{"event": "delivered", "sg_event_id": "e-1", "sg_message_id": ours}])
+    post_events([{"event": "delivered", "sg_event_id": "e-1", "sg_message_id": ours}])
     message_appears = services._wait_for_assignments
     created = []
 
     def the_send_commits_meanwhile(orphans):
         if not created:
-            created.append(_sent_email(ours))
+            created.append(sent_email(ours))
         return message_appears(orphans)
 
     monkeypatch.setattr(services, "_wait_for_assignments", the_send_commits_meanwhile)
 
-    answer = _post_events(
+    answer = post_events(
         [
             {"event": "delivered", "sg_event_id": "e-1", "sg_message_id": ours},
             {"event": "bounce", "sg_event_id": "e-2", "sg_message_id": ours, "reason": "550"},
@@ -639,10 +623,10 @@ def test_a_retry_applies_the_orphan_as_it_was_stored_not_as_the_retry_tells_it()
     """SendGrid's event id does not name the message: a repeat of an orphan's id carrying another
     message and event changes neither; the orphan is applied to its own message, with its own event."""
     ours, another = "d" * 16 + ".filter001.1.0", "e" * 16 + ".filter001.1.0"
-    _post_events([{"event": "delivered", "sg_event_id": "e-1", "sg_message_id": ours}])
-    message, bystander = _sent_email(ours), _sent_email(another)
+    post_events([{"event": "delivered", "sg_event_id": "e-1", "sg_message_id": ours}])
+    message, bystander = sent_email(ours), sent_email(another)
 
-    answer = _post_events([{"event": "bounce", "sg_event_id": "e-1", "sg_message_id": another}]).json()["events"]
+    answer = post_events([{"event": "bounce", "sg_event_id": "e-1", "sg_message_id": another}]).json()["events"]
 
     assert [(event["status"], event["message_id"]) for event in answer] == [("duplicate", message.pk)]
     message.refresh_from_db()
@@ -660,9 +644,9 @@ def test_a_retry_whose_look_again_fails_is_still_answered_and_leaves_the_orphan(
 
     if batch:
         sg_id = "f" * 16 + ".filter001.1.0"
-        deliver = lambda: _post_events([{"event": "delivered", "sg_event_id": "e-1", "sg_message_id": sg_id}])  # noqa: E731
+        deliver = lambda: post_events([{"event": "delivered", "sg_event_id": "e-1", "sg_message_id": sg_id}])  # noqa: E731
         assert deliver().json()["events"][0]["status"] == "orphan"
-        _sent_email(sg_id)
+        sent_email(sg_id)
     else:
         sid = "SM" + uuid.uuid4().hex
         deliver = lambda: twilio_status(sid, "delivered")  # noqa: E731
@@ -694,11 +678,11 @@ def test_a_batchs_look_again_costs_the_same_statements_for_five_orphans_as_for_t
         events = [
             {"event": "delivered", "sg_event_id": f"{tag}-{index}", "sg_message_id": sg} for index, sg in enumerate(ids)
         ]
-        _post_events(events)  # every one an orphan
+        post_events(events)  # every one an orphan
         for sg_id in ids:
-            _sent_email(sg_id)
+            sent_email(sg_id)
         with CaptureQueriesContext(connection) as queries:
-            answer = _post_events(events).json()
+            answer = post_events(events).json()
         assert answer["duplicate"] == count
         assert Message.objects.filter(provider_message_id__in=ids, status="delivered").count() == count
         return len(queries)
