@@ -771,11 +771,19 @@ def message_apply_status(*, message_id: int, status: str, error: dict | None = N
 
 def message_apply_statuses(*, changes: list[tuple[int, str, dict | None]]) -> list[str]:
     """``message_apply_status`` for many events at once, in the caller's transaction: the messages are
-    locked (in id order, so concurrent batches cannot deadlock), each ``(message id, status, error)``
-    is applied in turn with the same forward-only rules, and every changed message is written once.
-    Returns one note per change, in order."""
+    locked in id order, each ``(message id, status, error)`` is applied in turn with the same
+    forward-only rules, and every changed message is written once. Returns one note per change, in
+    order.
+
+    The lock is ``FOR NO KEY UPDATE``, the one the status UPDATE takes anyway: it leaves the key share
+    that storing a row which names a message takes (a webhook event's foreign key) free. ``FOR UPDATE``
+    blocked it, so a batch holding one message and waiting for the next, and another holding that next
+    one and storing an event naming the first (an event that changes nothing), waited for each other
+    until PostgreSQL's deadlock check aborted one."""
     locked = (
-        Message.objects.select_for_update().filter(pk__in={message_id for message_id, _, _ in changes}).order_by("pk")
+        Message.objects.select_for_update(no_key=True)
+        .filter(pk__in={message_id for message_id, _, _ in changes})
+        .order_by("pk")
     )
     current: dict[int, str] = dict(locked.values_list("pk", "status"))
     errors: dict[int, dict | None] = {}

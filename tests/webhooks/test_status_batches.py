@@ -8,10 +8,11 @@ import threading
 import uuid
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 
 from messaging.models import Message
+from messaging.services import message_apply_statuses
 from tests.factories import MessageFactory
 from webhooks import services
 from webhooks.models import WebhookEvent
@@ -139,3 +140,38 @@ def test_a_message_id_with_like_wildcards_matches_only_itself():
     other.refresh_from_db()
     mine.refresh_from_db()
     assert (mine.status, other.status) == ("delivered", "sent")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row lock modes are PostgreSQL's")
+def test_a_batch_applying_statuses_leaves_storing_an_event_that_names_its_message_free():
+    """A batch's status pass locks its messages; another batch storing an event that names one of them
+    (an `open`, which changes nothing) must not wait for it: with one message each held the other way
+    round, the two waited for each other until PostgreSQL aborted one as a deadlock."""
+    message = sent_email("0" * 16)
+    holding, release = threading.Event(), threading.Event()
+
+    def apply_and_hold():
+        try:
+            with transaction.atomic():
+                message_apply_statuses(changes=[(message.pk, "delivered", None)])
+                holding.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=apply_and_hold)
+    thread.start()
+    try:
+        assert holding.wait(10)
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '2s'")
+            WebhookEvent.objects.create(
+                provider="sendgrid", kind="status", event_id="evt-open", outcome="processed", message=message, body="{}"
+            )
+    finally:
+        release.set()
+        thread.join(10)
+    message.refresh_from_db()
+    assert message.status == "delivered"
