@@ -345,7 +345,9 @@ def _look_again_for_orphans(events: list[WebhookEvent], items: list[WebhookItem]
     orphans the batch stored, and for the orphans stored earlier whose events it brought again: a
     retry of a batch whose first delivery may have failed between its commit and its look again.
     Those earlier orphans are applied as they were stored (a retry's payload is not theirs to
-    change), and the failure of their look alone never fails the retry: they stay for
+    change), all of them in arrival order with the batch's own. A failed look fails the batch only
+    when it stored orphans of its own, as a first delivery's does (the provider delivers it again,
+    and that retry looks again); a retry's alone never does: its earlier orphans stay for
     ``replay_webhooks``, as before a retry looked."""
     own: list[tuple[WebhookEvent, StatusEvent]] = []
     retried: list[WebhookEvent] = []
@@ -374,6 +376,20 @@ def _look_again_for_orphans(events: list[WebhookEvent], items: list[WebhookItem]
     _name_adopted(retried, [*claims, *(event for event, _ in own)])
 
 
+def _readable_orphans(claims: list[WebhookEvent]) -> list[tuple[WebhookEvent, StatusEvent]]:
+    """Orphans with their statuses as stored; one whose stored body is not exact, or does not read
+    (as ``webhook_replay`` would refuse it), is left to the operator."""
+    readable = []
+    for claim in claims:
+        if not claim.body_exact:
+            continue
+        try:
+            readable.append((claim, _stored_status(provider_by_stored_name(claim.provider), claim)))
+        except Exception:
+            logger.warning("Orphan %s does not read as stored; left for replay_webhooks", claim.pk, exc_info=True)
+    return readable
+
+
 def _earlier_orphans(
     duplicates: list[WebhookEvent], *, own: set[int]
 ) -> tuple[list[WebhookEvent], list[tuple[WebhookEvent, StatusEvent]]]:
@@ -388,12 +404,9 @@ def _earlier_orphans(
             event_id__in=[event.event_id for event in duplicates],
         )
     )
-    adapter = provider_by_stored_name(provider)
-    orphans = [
-        (claim, _stored_status(adapter, claim))
-        for claim in claims
-        if claim.outcome == WebhookOutcome.ORPHAN and claim.pk not in own
-    ]
+    orphans = _readable_orphans(
+        [claim for claim in claims if claim.outcome == WebhookOutcome.ORPHAN and claim.pk not in own]
+    )
     return claims, orphans
 
 
@@ -446,13 +459,20 @@ def _adopt_found(orphans: list[tuple[WebhookEvent, StatusEvent]]) -> None:
 
 
 def _name_adopted(duplicates: list[WebhookEvent], claims: list[WebhookEvent]) -> None:
-    """Duplicates that named no message name the one their claim names now (one statement)."""
+    """Duplicates that named no message name the one their claim names now (one statement). Only a
+    record's detail: a failure is logged, and the duplicates stay as stored."""
     adopted = {claim.event_id: claim.message_id for claim in claims if claim.message_id is not None}
     naming = [duplicate for duplicate in duplicates if duplicate.message_id is None and duplicate.event_id in adopted]
+    if not naming:
+        return
     for duplicate in naming:
         duplicate.message_id = adopted[duplicate.event_id]
-    if naming:
+    try:
         WebhookEvent.objects.bulk_update(naming, ["message"], batch_size=1000)
+    except Exception:
+        logger.warning("Could not name the messages of %s duplicate(s)", len(naming), exc_info=True)
+        for duplicate in naming:
+            duplicate.message_id = None
 
 
 # Inbound messages ---------------------------------------------------------------------------------
@@ -718,15 +738,18 @@ def _look_again_for_earlier(claim: WebhookEvent, duplicate: WebhookEvent) -> Non
     the orphan and looking again, so the retry looks in its place, for the orphan as it was stored
     (not as the retry tells it), and its duplicate names the message found. A failure here never
     fails the retry, which is stored: the orphan stays for ``replay_webhooks``, as before."""
+    readable = _readable_orphans([claim])
+    if not readable:
+        return
     try:
-        _look_again(claim, _stored_status(provider_by_stored_name(claim.provider), claim))
+        _look_again(*readable[0])
     except Exception:
         logger.warning(
             "Could not look again for orphan %s brought again by event %s", claim.pk, duplicate.pk, exc_info=True
         )
         return
     _name_adopted([duplicate], [claim])
-    duplicate.message = claim.message
+    duplicate.message = claim.message if duplicate.message_id is not None else None
 
 
 def _apply(status: StatusEvent, message: Message) -> str:

@@ -688,3 +688,115 @@ def test_a_batchs_look_again_costs_the_same_statements_for_five_orphans_as_for_t
         return len(queries)
 
     assert statements_for(5, "p") == statements_for(20, "q")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_orphan_its_send_adopts_during_the_batchs_look_again_is_answered_processed_and_applied_once(monkeypatch):
+    """The send commits its id and adopts the orphan between the batch's lookup and its claim: the
+    batch finds it claimed, answers it as the send left it, and applies nothing again."""
+    sg_id = "g" * 16 + ".filter001.1.0"
+    message = sent_email(sg_id)
+    original = services.message_find_outbound_many
+
+    def the_send_adopts_it_meanwhile(**kwargs):
+        found = original(**kwargs)
+
+        def send_side():
+            try:
+                services.webhook_apply_orphans(provider="sendgrid", provider_message_id=sg_id, message_id=message.pk)
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=send_side)
+        thread.start()
+        thread.join(30)
+        return found
+
+    monkeypatch.setattr(services, "message_find_outbound_many", lambda **kwargs: {})  # claim and look miss it
+    answer = post_events([{"event": "delivered", "sg_event_id": "e-1", "sg_message_id": sg_id}]).json()
+    assert answer["orphan"] == 1  # stored as an orphan; its look again found nothing yet
+
+    monkeypatch.setattr(services, "message_find_outbound_many", the_send_adopts_it_meanwhile)
+    orphan = WebhookEvent.objects.get(event_id="e-1")
+    services._adopt_found([(orphan, _stored_delivered(sg_id))])
+
+    assert (orphan.outcome, orphan.message_id) == ("processed", message.pk)  # what the batch answers
+    event = WebhookEvent.objects.get(event_id="e-1")
+    assert (event.outcome, event.message_id) == ("processed", message.pk)
+    assert event.note == "status -> delivered (arrived before the message)"  # the send's, not overwritten
+    message.refresh_from_db()
+    assert message.status == "delivered"
+
+
+def _stored_delivered(sg_id: str) -> StatusEvent:
+    return StatusEvent(
+        provider="sendgrid", event_id="e-1", provider_message_id=sg_id, event_type="delivered", meaning="delivered"
+    )
+
+
+@pytest.mark.django_db
+def test_a_batch_bringing_its_own_new_orphan_twice_names_the_message_in_both_answers(monkeypatch):
+    sg_id = "h" * 16 + ".filter001.1.0"
+    created = []
+    waits = services._wait_for_assignments
+
+    def the_send_commits_meanwhile(orphans):
+        created.append(created or sent_email(sg_id))
+        return waits(orphans)
+
+    monkeypatch.setattr(services, "_wait_for_assignments", the_send_commits_meanwhile)
+    event = {"event": "delivered", "sg_event_id": "e-1", "sg_message_id": sg_id}
+
+    answer = post_events([event, event]).json()["events"]
+
+    message = created[0]
+    assert [(each["status"], each["message_id"]) for each in answer] == [
+        ("processed", message.pk),
+        ("duplicate", message.pk),
+    ]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("batch", [False, True], ids=["single", "batch"])
+def test_a_first_deliverys_failed_look_again_fails_its_request_so_the_provider_delivers_it_again(monkeypatch, batch):
+    from django.db import OperationalError
+
+    def stalled(orphans):
+        raise OperationalError("canceling statement due to lock timeout")
+
+    monkeypatch.setattr(services, "_wait_for_assignments", stalled)
+    if batch:
+        answer = post_events([{"event": "delivered", "sg_event_id": "e-1", "sg_message_id": "i" * 16}])
+    else:
+        answer = twilio_status("SM" + uuid.uuid4().hex, "delivered")
+
+    assert answer.status_code == 503
+    assert list(WebhookEvent.objects.filter(kind="status").values_list("outcome", flat=True)) == ["orphan"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("batch", [False, True], ids=["single", "batch"])
+@pytest.mark.parametrize("stored", ["inexact", "unreadable"])
+def test_an_earlier_orphan_that_does_not_read_as_stored_is_left_to_the_operator(monkeypatch, batch, stored):
+    """As ``replay_webhooks`` refuses them: a body kept inexact, or one that no longer parses."""
+    if batch:
+        sg_id = "j" * 16 + ".filter001.1.0"
+        deliver = lambda: post_events([{"event": "delivered", "sg_event_id": "e-1", "sg_message_id": sg_id}])  # noqa: E731
+        deliver()
+        message = sent_email(sg_id)
+    else:
+        sid = "SM" + uuid.uuid4().hex
+        deliver = lambda: twilio_status(sid, "delivered")  # noqa: E731
+        deliver()
+        message = sent_sms(provider_message_id=sid)
+    if stored == "inexact":
+        WebhookEvent.objects.filter(outcome="orphan").update(body_exact=False)
+    else:
+        WebhookEvent.objects.filter(outcome="orphan").update(body="not what the provider sends")
+
+    retry = deliver()
+
+    assert retry.status_code == 200
+    assert WebhookEvent.objects.filter(outcome="orphan").count() == 1
+    message.refresh_from_db()
+    assert message.status == "sent"
