@@ -415,9 +415,10 @@ MOCK_PROVIDER_CACHE = "mock_providers"
 PROVIDER_BREAKER_CACHE = "provider_breakers"
 REDIS_URL = _redis_url()
 REDIS_TIMEOUT_SECONDS = env.float("REDIS_TIMEOUT_SECONDS", 0.25, minimum=0.01, maximum=10.0)
-# A send's round trip to the mocks' memory waits up to three times this (connect, select, script), on
-# top of a simulated latency of up to PROVIDER_TIMEOUT_SECONDS: a quarter of that timeout keeps the
-# whole call inside an inline send's lease (twice the timeout).
+# A send's usual round trip to the mocks' memory waits on Redis three times at most (connect, select,
+# the script; a replay makes more), on top of a simulated latency of up to PROVIDER_TIMEOUT_SECONDS: a
+# quarter of that timeout keeps such a call inside an inline send's lease (twice the timeout). One that
+# runs over is taken over by the outbox, as any attempt whose outcome is not known in time.
 MOCK_PROVIDER_REDIS_TIMEOUT_SECONDS = env.float(
     "MOCK_PROVIDER_REDIS_TIMEOUT_SECONDS", min(2.0, PROVIDER_TIMEOUT_SECONDS / 4), minimum=0.01
 )
