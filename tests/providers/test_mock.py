@@ -201,7 +201,7 @@ class TestLedgerWhenRedisIsSlow:
     """Production's caches (config.settings.base._caches): the rate limit gives up on a slow Redis after
     REDIS_TIMEOUT_SECONDS and goes on without it, but the mocks' memory stands for a provider's own record
     of what it sent, and waits longer (MOCK_PROVIDER_REDIS_TIMEOUT_SECONDS) rather than forget a send.
-    Under an outbox drain of thousands of calls in flight, Redis answered late enough that a mock with
+    Under an outbox drain of hundreds of calls in flight, Redis answered late enough that a mock with
     the rate limit's bound lost a send from its count (docs/PERFORMANCE.md, thirty-fourth round)."""
 
     @pytest.fixture
