@@ -800,3 +800,46 @@ def test_an_earlier_orphan_that_does_not_read_as_stored_is_left_to_the_operator(
     assert WebhookEvent.objects.filter(outcome="orphan").count() == 1
     message.refresh_from_db()
     assert message.status == "sent"
+
+
+@pytest.mark.django_db(transaction=True)
+@postgresql_only
+def test_a_batchs_adoption_waits_for_a_send_adopting_the_same_orphan_and_applies_nothing_again():
+    """The send has claimed the orphan and applied its status, not yet committed, when a batch's look
+    again finds the orphan too: the batch's claim waits for the send's commit and then finds it taken."""
+    sg_id = "k" * 16 + ".filter001.1.0"
+    message = sent_email(sg_id)
+    orphan = WebhookEvent.objects.create(
+        provider="sendgrid", kind="status", event_id="e-1", outcome="orphan", provider_message_id=sg_id, body="{}"
+    )
+    status = _stored_delivered(sg_id)
+    adopted, release = threading.Event(), threading.Event()
+
+    def the_send_adopts_and_holds():
+        try:
+            with transaction.atomic():
+                services._adopt_orphan(WebhookEvent.objects.get(pk=orphan.pk), message, status)
+                adopted.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    def the_batch_looks_again():
+        try:
+            services._adopt_found([(orphan, status)])
+        finally:
+            connection.close()
+
+    send = threading.Thread(target=the_send_adopts_and_holds)
+    send.start()
+    assert adopted.wait(10)
+    batch = threading.Thread(target=the_batch_looks_again)
+    batch.start()
+    time.sleep(0.3)  # the batch reaches its claim and waits there
+    release.set()
+    send.join(10)
+    batch.join(10)
+
+    assert (orphan.outcome, orphan.message_id) == ("processed", message.pk)
+    event = WebhookEvent.objects.get(pk=orphan.pk)
+    assert event.note == "status -> delivered (arrived before the message)"  # the send's, not overwritten
