@@ -1,6 +1,7 @@
 """Guarantees whose key line a test must notice when it is deleted: orphan adoption under both
 interleavings of a callback and the send's commit, the adoption guard, a failing event isolated in
-its batch, replays of errored and rejected status events, and Twilio's less common statuses."""
+its batch, replays of errored and rejected status events, Twilio's less common statuses, and a
+provider's retry of an orphan looking for its message again."""
 
 from __future__ import annotations
 
