@@ -11,7 +11,8 @@ event is stored as ``orphan``. Both sides write first and look second: the event
 the message is looked up again; a batch of sends' provider ids is committed, then orphans are looked
 up (``webhook_apply_orphans``). A single send looks in the statement that records its id, under a lock
 that the callback's look again waits for (``orphans_lookup``, migration 0006). Either way one side
-sees the other, and claiming an orphan is a guarded UPDATE, so it is applied exactly once.
+sees the other, and an orphan is claimed under a lock only while it is still one (``_adopt``), so it is
+applied exactly once.
 """
 
 from __future__ import annotations
@@ -412,25 +413,33 @@ def _earlier_orphans(
 
 def _adopt_found(orphans: list[tuple[WebhookEvent, StatusEvent]]) -> None:
     """Waits for the sends holding these orphans' ids (``_wait_for_assignments``), finds their messages
-    in one query and adopts those found, in arrival order, in one transaction: the orphans claimed
-    under a lock (a concurrent adopter then finds them claimed), their statuses applied with
-    ``message_apply_statuses``, the events written in one statement. The events are updated in
-    memory."""
+    in one query and adopts those found (``_adopt``). The events are updated in memory, those a send
+    adopted meanwhile read again."""
     _wait_for_assignments([event for event, _ in orphans])
     found = message_find_outbound_many(
         provider=orphans[0][1].provider,
         provider_message_ids=[status.provider_message_id for _, status in orphans],
     )
-    matched = sorted(
-        (
-            (event, found[status.provider_message_id], status)
-            for event, status in orphans
-            if status.provider_message_id in found
-        ),
-        key=lambda each: each[0].pk,
-    )
+    matched = [
+        (event, found[status.provider_message_id], status)
+        for event, status in orphans
+        if status.provider_message_id in found
+    ]
+    adopted = _adopt(matched)
+    for event, _, _ in matched:
+        if event.pk not in adopted:
+            event.refresh_from_db()  # adopted meanwhile by its send
+
+
+def _adopt(matched: list[tuple[WebhookEvent, int, StatusEvent]]) -> set[int]:
+    """Applies orphans to the messages that have now appeared (event, message id, status as stored), in
+    arrival order and in one transaction, unless someone else already did: the events still orphans
+    claimed under a lock (a concurrent adopter waits, then finds them claimed), their statuses applied
+    with ``message_apply_statuses``, the events written in one statement. Returns the ids of the events
+    adopted here, which are updated in memory."""
     if not matched:
-        return
+        return set()
+    matched = sorted(matched, key=lambda each: each[0].pk)
     with transaction.atomic():
         still_orphans = set(
             WebhookEvent.objects.select_for_update()
@@ -453,9 +462,7 @@ def _adopt_found(orphans: list[tuple[WebhookEvent, StatusEvent]]) -> None:
         WebhookEvent.objects.bulk_update(
             [event for event, _, _ in adopting], ["outcome", "message", "processed_at", "note"], batch_size=1000
         )
-    for event, _, _ in matched:
-        if event.pk not in still_orphans:
-            event.refresh_from_db()  # adopted meanwhile by its send
+    return still_orphans
 
 
 def _name_adopted(duplicates: list[WebhookEvent], claims: list[WebhookEvent]) -> None:
@@ -768,16 +775,8 @@ def _note_without_change(status: StatusEvent, message_id: int) -> str:
 
 
 def _adopt_orphan(event: WebhookEvent, message: Message, status: StatusEvent) -> bool:
-    """Applies an orphan to the message that has now appeared, unless someone else already did."""
-    with transaction.atomic():
-        claimed = WebhookEvent.objects.filter(pk=event.pk, outcome=WebhookOutcome.ORPHAN).update(
-            outcome=WebhookOutcome.PROCESSED, message=message, processed_at=timezone.now()
-        )
-        if not claimed:
-            return False
-        note = _apply(status, message)
-        WebhookEvent.objects.filter(pk=event.pk).update(note=f"{note} (arrived before the message)"[:255])
-    return True
+    """``_adopt`` for one orphan: whether it was adopted here."""
+    return bool(_adopt([(event, message.pk, status)]))
 
 
 def webhook_apply_orphans(*, provider: str, provider_message_id: str, message_id: int) -> int:
@@ -794,10 +793,7 @@ def webhook_apply_orphans(*, provider: str, provider_message_id: str, message_id
             provider_message_id=canonical,
         ).order_by("id")
     )
-    message = Message.objects.get(pk=message_id)
-    applied = 0
-    for orphan in orphans:
-        applied += _adopt_orphan(orphan, message, _stored_status(adapter, orphan))
+    applied = len(_adopt([(orphan, message_id, _stored_status(adapter, orphan)) for orphan in orphans]))
     if applied:
         logger.info("Applied %s early status event(s) to message %s", applied, message_id)
     return applied
