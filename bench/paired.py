@@ -26,6 +26,16 @@ part of the schema measured by taking it away (for reading the cost, not for dep
     .venv/bin/python -m bench.paired --modes ingest_unique,send \\
         --sql "lean=DROP INDEX message_body_search_idx" full: lean:
 
+``baseline`` alone, as the first variant, is the one-file baseline of `make bench` (bench/baseline.py,
+served as ``BENCH_BASELINE_GUNICORN`` says), so the service's ratios to it, which issue 12's targets
+are, are read round by round rather than from one run of each minutes apart. The baseline has no send
+path: beside each of the service's sends it serves inbound messages, and the send's ratio is to those,
+as `make bench`'s ``ratio*`` is. With ``ingest_unique`` among the modes, every mode's ratio to the
+baseline's inbound messages of the same round is reported too (``/ ingest_unique``):
+
+    .venv/bin/python -m bench.paired --rounds 10 --seconds 8 --modes ingest_unique,ingest_dup,send \\
+        baseline service:
+
 Modes are bench/load.lua's: ``ingest_unique``, ``ingest_dup``, ``send``. The ``BENCH_*`` settings of
 docs/PERFORMANCE.md that apply (connections, wrk threads, gunicorn layout, PostgreSQL and Redis) apply
 here too. No correctness checks run (`make bench` has them). It writes
@@ -46,6 +56,8 @@ from pathlib import Path
 from bench.run import BENCH, ROOT, Bench, Config, cleanup, gunicorn, log
 
 MODES = ("ingest_unique", "ingest_dup", "send")
+#: The variant that is the one-file baseline (bench/baseline.py), not the service.
+BASELINE = "baseline"
 #: Each variant's senders come from an area code of their own, so neither spends the other's rate limits.
 SENDER_AREAS = ("203", "205")
 
@@ -66,10 +78,14 @@ def _describe(tree: Path) -> str:
 
 
 def _variant(text: str) -> tuple[str, dict[str, str], Path]:
+    if text == BASELINE:
+        return BASELINE, {}, ROOT
     label, _, assignments = text.partition(":")
     name, at, tree_text = label.partition("@")
     if not name or not _ or (at and not tree_text):
-        raise argparse.ArgumentTypeError(f"{text!r}: a variant is NAME[@TREE]:VAR=VALUE[,VAR=VALUE...]")
+        raise argparse.ArgumentTypeError(f"{text!r}: a variant is NAME[@TREE]:VAR=VALUE[,VAR=VALUE...] or {BASELINE}")
+    if name == BASELINE:
+        raise argparse.ArgumentTypeError(f"{text!r}: {BASELINE} is the one-file baseline's name; write it alone")
     tree = Path(tree_text).resolve() if at else ROOT
     if not (tree / "config" / "wsgi.py").is_file():
         raise argparse.ArgumentTypeError(f"{text!r}: {tree} is no checkout of this service (no config/wsgi.py)")
@@ -96,7 +112,7 @@ def _arguments() -> argparse.Namespace:
         metavar="NAME=STATEMENTS",
         help="SQL run on variant NAME's database before its server starts (repeatable)",
     )
-    parser.add_argument("a", type=_variant, help="the reference variant, NAME:VAR=VALUE[,...]")
+    parser.add_argument("a", type=_variant, help=f"the reference variant, NAME:VAR=VALUE[,...], or {BASELINE}")
     parser.add_argument("b", type=_variant, help="the variant compared with it")
     arguments = parser.parse_args()
     arguments.modes = [mode for mode in arguments.modes.split(",") if mode]
@@ -105,14 +121,16 @@ def _arguments() -> argparse.Namespace:
         parser.error(f"modes are {', '.join(MODES)}, not {unknown or 'none'}")
     if arguments.a[0] == arguments.b[0]:
         parser.error("the two variants need different names")
+    if arguments.b[0] == BASELINE:
+        parser.error(f"{BASELINE} is the reference: name it first")
     if arguments.rounds < 1 or arguments.seconds < 1:
         parser.error("--rounds and --seconds are at least 1")
     sql: dict[str, list[str]] = {}
     for text in arguments.sql:
         name, equals, statements = text.partition("=")
-        if not equals or not statements.strip() or name not in (arguments.a[0], arguments.b[0]):
-            names = f"{arguments.a[0]}, {arguments.b[0]}"
-            parser.error(f"--sql {text!r}: NAME=STATEMENTS, NAME one of the variants ({names})")
+        services = [variant[0] for variant in (arguments.a, arguments.b) if variant[0] != BASELINE]
+        if not equals or not statements.strip() or name not in services:
+            parser.error(f"--sql {text!r}: NAME=STATEMENTS, NAME one of the service's variants ({', '.join(services)})")
         sql.setdefault(name, []).append(statements)
     arguments.sql = sql
     return arguments
@@ -130,6 +148,21 @@ def _measure(bench: Bench, url: str, mode: str, *, seconds: int, tag: str, area:
     }
 
 
+def _served_mode(name: str, mode: str) -> str:
+    """What variant ``name`` serves in ``mode``'s turn: the baseline, which has no send path, serves
+    inbound messages beside the service's sends."""
+    return "ingest_unique" if name == BASELINE and mode == "send" else mode
+
+
+def _ratios(compared: list[dict], reference: list[dict]) -> list[float | None]:
+    return [round(b["rps"] / a["rps"], 3) if a["rps"] else None for a, b in zip(reference, compared, strict=True)]
+
+
+def _median(ratios: list[float | None]) -> float | None:
+    known = [ratio for ratio in ratios if ratio is not None]
+    return round(statistics.median(known), 3) if known else None
+
+
 def _summary(variants: list[str], modes: list[str], runs: dict[str, dict[str, list[dict]]]) -> dict:
     reference, compared = variants
     summary = {}
@@ -141,14 +174,14 @@ def _summary(variants: list[str], modes: list[str], runs: dict[str, dict[str, li
             }
             for name in variants
         }
-        ratios = [
-            round(b["rps"] / a["rps"], 3) if a["rps"] else None
-            for a, b in zip(runs[reference][mode], runs[compared][mode], strict=True)
-        ]
-        summary[mode] = figures | {
-            f"{compared}/{reference} per round": ratios,
-            "median ratio": round(statistics.median(r for r in ratios if r is not None), 3) if any(ratios) else None,
-        }
+        ratios = _ratios(runs[compared][mode], runs[reference][mode])
+        summary[mode] = figures | {f"{compared}/{reference} per round": ratios, "median ratio": _median(ratios)}
+        if reference == BASELINE:
+            summary[mode][f"{reference} served"] = _served_mode(reference, mode)
+            if "ingest_unique" in modes and mode != "ingest_unique":  # issue 12's: to the round's inbound messages
+                to_ingest = _ratios(runs[compared][mode], runs[reference]["ingest_unique"])
+                summary[mode][f"{compared}/{reference} ingest_unique per round"] = to_ingest
+                summary[mode]["median ratio to ingest_unique"] = _median(to_ingest)
     return summary
 
 
@@ -172,6 +205,20 @@ def main() -> int:
         with ExitStack() as servers:
             urls = {}
             for name, extra_env in variants.items():
+                if name == BASELINE:
+                    db = bench.fresh("baseline", "paired")
+                    log(f"variant {name}: bench/baseline.py, gunicorn {config.baseline_gunicorn}")
+                    server = servers.enter_context(
+                        gunicorn(
+                            config,
+                            app="bench.baseline:application",
+                            env=bench.baseline_env(db),
+                            log_path=bench.work / f"{name}.log",
+                            ready_path="/api/conversations",
+                        )
+                    )
+                    urls[name] = server.url
+                    continue
                 db = bench.fresh("service", f"paired_{name}")
                 for statements in arguments.sql.get(name, []):
                     log(f"variant {name}: on its database, {statements}")
@@ -199,14 +246,16 @@ def main() -> int:
                         figures = _measure(
                             bench,
                             urls[name],
-                            mode,
+                            _served_mode(name, mode),
                             seconds=arguments.seconds,
                             tag=f"{name}-{mode}-{round_number}",
                             area=SENDER_AREAS[names.index(name)],
                         )
                         runs[name][mode].append(figures)
+                        served = _served_mode(name, mode)
+                        served_note = f" ({served})" if served != mode else ""
                         print(
-                            f"round {round_number}  {mode:14} {name:10} {figures['rps']:8.1f} req/s"
+                            f"round {round_number}  {mode:14} {name:10} {figures['rps']:8.1f} req/s{served_note}"
                             f"  p99 {figures['p99_ms']:7.1f} ms  non-2xx {figures['non_2xx']}",
                             flush=True,
                         )
@@ -220,6 +269,7 @@ def main() -> int:
             "seconds": arguments.seconds,
             "connections": config.connections,
             "gunicorn": f"gthread {config.workers} x {config.threads}",
+            "baseline_gunicorn": config.baseline_gunicorn if BASELINE in variants else None,
             "runs": runs,
             "summary": summary,
         }
@@ -233,6 +283,10 @@ def main() -> int:
                 )
             ratios = figures[f"{names[1]}/{names[0]} per round"]
             print(f"{mode:14} {names[1]}/{names[0]} per round {ratios}, median {figures['median ratio']}")
+            to_ingest = figures.get(f"{names[1]}/{names[0]} ingest_unique per round")
+            if to_ingest is not None:
+                median = figures["median ratio to ingest_unique"]
+                print(f"{mode:14} {names[1]}/{names[0]} ingest_unique per round {to_ingest}, median {median}")
         log(f"results: {path.relative_to(BENCH.parent)}")
         return 0
     finally:
