@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from django.conf import settings
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
@@ -538,8 +539,12 @@ duplicate AS (
 ),
 {receive}
 SELECT claim.id, claim.message_id, false FROM claim
-UNION ALL SELECT duplicate.id, duplicate.message_id, true FROM duplicate
+UNION ALL SELECT duplicate.id, duplicate.message_id, {duplicate_flag} FROM duplicate
 """
+
+#: The duplicate's flag when its record may commit asynchronously: ``synchronous_commit`` off for the
+#: statement's own transaction (``set_config``'s ``is_local``), only when a duplicate was stored.
+_DUPLICATE_COMMITS_ASYNCHRONOUSLY = "set_config('synchronous_commit', 'off', true) IS NOT NULL"
 
 #: A duplicate whose claim names no message (the message was deleted): the message stored under the
 #: provider's id, if any, in a statement of its own.
@@ -560,10 +565,14 @@ def _literal(text: str) -> str:
 
 @functools.cache
 def _inbound_statement(
-    event_columns: tuple[str, ...], event_placeholders: tuple[str, ...], receive_sql: str
+    event_columns: tuple[str, ...],
+    event_placeholders: tuple[str, ...],
+    receive_sql: str,
+    asynchronous_duplicate: bool = False,
 ) -> tuple[str, Mapping[str, str]]:
     """``_INBOUND_STATEMENT`` for these columns and this message INSERT (the same few shapes on every
-    request), and the names ``_DUPLICATE_STATEMENT`` takes."""
+    request), and the names ``_DUPLICATE_STATEMENT`` takes. With ``asynchronous_duplicate``, a
+    duplicate's record commits without waiting for its WAL flush (``_duplicate_commits_asynchronously``)."""
     # $1 is the name of the messages' id sequence; the event's parameters follow, one per column (an event
     # holds plain values only, so insert_parts gives each column one %s).
     if event_placeholders != ("%s",) * len(event_columns):
@@ -583,6 +592,7 @@ def _inbound_statement(
         receive=receive_sql,
         event_param={name: numbers[quote(name)] for name in ("provider", "kind", "event_id")},
         duplicate_values=", ".join(duplicate_values[column] for column in event_columns),
+        duplicate_flag=_DUPLICATE_COMMITS_ASYNCHRONOUSLY if asynchronous_duplicate else "true",
         **tables,
     )
     return statement, MappingProxyType(tables)  # shared by every request: read-only
@@ -598,7 +608,9 @@ def _receive_inbound_in_one_statement(event: WebhookEvent, inbound: InboundMessa
     event.processed_at = timezone.now()
     event_columns, event_placeholders, event_params = insert_parts(event, exclude=frozenset({"message_id"}))
     receive_sql, receive_params = message_receive_sql(inbound=inbound, source="claim", message_id="claim.message_id")
-    statement, tables = _inbound_statement(tuple(event_columns), tuple(event_placeholders), receive_sql)
+    statement, tables = _inbound_statement(
+        tuple(event_columns), tuple(event_placeholders), receive_sql, _duplicate_commits_asynchronously()
+    )
     with prepared_cursor() as cursor:
         cursor.execute(statement, [_message_sequence(cursor), *event_params, *receive_params])
         stored = cursor.fetchone()
@@ -624,6 +636,21 @@ def _receive_inbound_in_one_statement(event: WebhookEvent, inbound: InboundMessa
         )
         event.pk, event.message_id = cursor.fetchone()
     return WebhookResult(event=event, message=None)
+
+
+def _duplicate_commits_asynchronously() -> bool:
+    """Whether an inbound statement that finds its event id claimed may commit its ``duplicate`` record
+    without waiting for PostgreSQL to flush its WAL (``DB_ASYNC_DUPLICATE_COMMIT``).
+
+    A database crash in the moment after (three ``wal_writer_delay`` at most, 600 ms by default) may
+    lose that record and nothing else: the message and the delivery that claimed its id committed
+    synchronously before the duplicate could see them (a synchronous commit is flushed before it
+    becomes visible), so the provider, answered ``duplicate``, has lost nothing, and its next repeat
+    is answered from the same claim. A statement that stores a new message never turns it off.
+
+    Only as a statement that is its own transaction, so the setting never reaches a caller's writes;
+    any later synchronous commit flushes the WAL up to itself, the records before it included."""
+    return settings.DB_ASYNC_DUPLICATE_COMMIT and connection.get_autocommit()
 
 
 def _message_sequence(cursor: CursorWrapper) -> str:

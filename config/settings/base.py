@@ -99,6 +99,11 @@ DB_PREPARED_STATEMENTS = env.bool("DB_PREPARED_STATEMENTS", True)
 #: reconciles through their idempotency tokens. The stored message itself always waits for its flush
 #: (docs/OPERATIONS.md#outcomes-committed-asynchronously).
 DB_ASYNC_OUTCOME_COMMIT = env.bool("DB_ASYNC_OUTCOME_COMMIT", True)
+#: A repeated inbound message's record (the ``duplicate`` event naming the message it repeats) commits
+#: without waiting for its WAL flush: a database crash may lose the last fraction of a second of such
+#: records, never a message, its first delivery or the claim that answers the next repeat
+#: (docs/OPERATIONS.md#duplicates-committed-asynchronously).
+DB_ASYNC_DUPLICATE_COMMIT = env.bool("DB_ASYNC_DUPLICATE_COMMIT", True)
 #: psycopg's ``prepare_threshold`` when they are on: no statement reaches it, so psycopg prepares only
 #: what core/prepared.py asks for (Django's own cursors bind on the client and never prepare).
 PREPARE_EXPLICIT_ONLY = 2**31 - 1
