@@ -5,7 +5,7 @@ worth, so comparing two `make bench` runs measures the machine. Here both varian
 the service with a few environment variables of its own (production settings and the mock provider
 at 0 ms, as `make bench` runs it; gunicorn 5 x 8; a fresh database copied from one template each),
 and wrk alternates between them: each round measures every mode on each variant in turn, after a
-one-second warm-up, with the variants' order flipped every other round. Only one is loaded at a
+one-second warm-up, with the variants' order and the modes' flipped every other round. Only one is loaded at a
 time. The report is each run, each variant's median, and the ratio B / A of each round: the
 per-round ratios say whether a difference holds up, where the medians alone would not.
 
@@ -240,8 +240,11 @@ def main() -> int:
                 )
                 urls[name] = server.url
             for round_number in range(arguments.rounds):
+                # Both the variants' and the modes' order flip every other round, so neither a variant nor
+                # a mode is always measured first (the ratios across modes compare positions in a round).
                 order = names if round_number % 2 == 0 else names[::-1]
-                for mode in arguments.modes:
+                modes = arguments.modes if round_number % 2 == 0 else arguments.modes[::-1]
+                for mode in modes:
                     for name in order:
                         figures = _measure(
                             bench,
@@ -251,8 +254,10 @@ def main() -> int:
                             tag=f"{name}-{mode}-{round_number}",
                             area=SENDER_AREAS[names.index(name)],
                         )
-                        runs[name][mode].append(figures)
                         served = _served_mode(name, mode)
+                        if served != mode:
+                            figures["served"] = served  # the baseline's inbound messages in a send's turn
+                        runs[name][mode].append(figures)
                         served_note = f" ({served})" if served != mode else ""
                         print(
                             f"round {round_number}  {mode:14} {name:10} {figures['rps']:8.1f} req/s{served_note}"

@@ -4,7 +4,7 @@ import argparse
 
 import pytest
 
-from bench.paired import BASELINE, _served_mode, _summary, _variant
+from bench.paired import BASELINE, _arguments, _served_mode, _summary, _variant
 
 
 def _runs(*rates: float) -> list[dict]:
@@ -50,3 +50,16 @@ def test_two_service_variants_get_no_baseline_figures():
 
     assert summary["send"]["after/before per round"] == [1.0, 1.0]
     assert set(summary["send"]) == {"before", "after", "after/before per round", "median ratio"}
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["service:", "baseline"],  # the baseline is the reference
+        ["--sql", "baseline=SELECT 1", "baseline", "service:"],  # its database is not the service's
+    ],
+)
+def test_the_baseline_is_only_ever_the_reference(monkeypatch, argv):
+    monkeypatch.setattr("sys.argv", ["bench.paired", *argv])
+    with pytest.raises(SystemExit):
+        _arguments()
