@@ -1,13 +1,14 @@
-"""Paired runs: two variants of the service side by side, for a change that a setting switches or one in the code.
+"""Paired runs: two variants of the service (or the service and the baseline) side by side, for a
+change that a setting switches or one in the code.
 
 Runs minutes apart on these shared machines differ by up to a quarter, more than most changes are
 worth, so comparing two `make bench` runs measures the machine. Here both variants run at once, each
 the service with a few environment variables of its own (production settings and the mock provider
 at 0 ms, as `make bench` runs it; gunicorn 5 x 8; a fresh database copied from one template each),
 and wrk alternates between them: each round measures every mode on each variant in turn, after a
-one-second warm-up, with the variants' order and the modes' flipped every other round. Only one is loaded at a
-time. The report is each run, each variant's median, and the ratio B / A of each round: the
-per-round ratios say whether a difference holds up, where the medians alone would not.
+one-second warm-up, with the variants' order and the modes' flipped every other round. Only one is
+loaded at a time. The report is each run, each variant's median, and the ratio B / A of each round:
+the per-round ratios say whether a difference holds up, where the medians alone would not.
 
     .venv/bin/python -m bench.paired --rounds 6 --seconds 6 --modes ingest_unique,send \\
         off:GUNICORN_KEEPALIVE_LINGER_MS=0 on:GUNICORN_KEEPALIVE_LINGER_MS=5

@@ -645,8 +645,9 @@ def _duplicate_commits_asynchronously() -> bool:
     A database crash in the moment after (three ``wal_writer_delay`` at most, 600 ms by default) may
     lose that record and nothing else: the message and the delivery that claimed its id committed
     synchronously before the duplicate could see them (a synchronous commit is flushed before it
-    becomes visible), so the provider, answered ``duplicate``, has lost nothing, and its next repeat
-    is answered from the same claim. A statement that stores a new message never turns it off.
+    becomes visible, on one server; a synchronous standby's case is in docs/OPERATIONS.md), so the
+    provider, answered ``duplicate``, has lost nothing, and its next repeat is answered from the same
+    claim. A statement that stores a new message never turns it off.
 
     Only as a statement that is its own transaction, so the setting never reaches a caller's writes;
     any later synchronous commit flushes the WAL up to itself, the records before it included."""
