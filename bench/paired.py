@@ -247,19 +247,20 @@ def main() -> int:
                 modes = arguments.modes if round_number % 2 == 0 else arguments.modes[::-1]
                 for mode in modes:
                     for name in order:
+                        served = _served_mode(name, mode)
                         figures = _measure(
                             bench,
                             urls[name],
-                            _served_mode(name, mode),
+                            served,
                             seconds=arguments.seconds,
                             tag=f"{name}-{mode}-{round_number}",
                             area=SENDER_AREAS[names.index(name)],
                         )
-                        served = _served_mode(name, mode)
-                        if served != mode:
-                            figures["served"] = served  # the baseline's inbound messages in a send's turn
+                        served_note = ""
+                        if served != mode:  # the baseline's inbound messages in a send's turn
+                            figures["served"] = served
+                            served_note = f" ({served})"
                         runs[name][mode].append(figures)
-                        served_note = f" ({served})" if served != mode else ""
                         print(
                             f"round {round_number}  {mode:14} {name:10} {figures['rps']:8.1f} req/s{served_note}"
                             f"  p99 {figures['p99_ms']:7.1f} ms  non-2xx {figures['non_2xx']}",

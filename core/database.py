@@ -29,6 +29,13 @@ DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
 _CLIENT_MARGIN_SECONDS = 5.0
 
 
+#: ``synchronous_commit`` off for the current transaction alone (``set_config``'s ``is_local``), as an
+#: expression a statement evaluates where it wants its own transaction to commit without waiting for
+#: the WAL flush: only in a statement that is its own transaction (autocommit), so the setting never
+#: reaches anyone else's writes (messaging's outcomes, webhooks' duplicates).
+ASYNCHRONOUS_COMMIT = "set_config('synchronous_commit', 'off', true)"
+
+
 @contextlib.contextmanager
 def longer_bounds(*, statement: float | None, lock: float) -> Iterator[CursorWrapper]:
     """A transaction, and a cursor in it, whose waits have bounds of their own instead of a request's

@@ -31,7 +31,7 @@ from conversations.services import (
     message_preview,
 )
 from core.admission import waiting_outside
-from core.database import DATABASE_UNAVAILABLE
+from core.database import ASYNCHRONOUS_COMMIT, DATABASE_UNAVAILABLE
 from core.errors import Conflict, IdempotencyKeyReused, ValidationFailed
 from core.exceptions import validation_summary
 from core.inserts import insert_parts, unsaved
@@ -566,7 +566,7 @@ _LEASE_MARGIN = timedelta(seconds=1)
 
 #: Joined to an outcome UPDATE that is its own transaction: ``synchronous_commit`` off for that
 #: transaction alone (``set_config``'s ``is_local``), in the statement's one round trip.
-_ASYNCHRONOUS_COMMIT = "(SELECT set_config('synchronous_commit', 'off', true)) AS asynchronous_commit"
+_ASYNCHRONOUS_COMMIT = f"(SELECT {ASYNCHRONOUS_COMMIT}) AS asynchronous_commit"
 
 
 @functools.cache

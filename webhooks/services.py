@@ -30,7 +30,7 @@ from django.db import DatabaseError, IntegrityError, InterfaceError, Operational
 from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
-from core.database import longer_bounds
+from core.database import ASYNCHRONOUS_COMMIT, longer_bounds
 from core.errors import ApplicationError
 from core.inserts import insert_parts, unsaved
 from core.prepared import prepared_cursor
@@ -542,9 +542,9 @@ SELECT claim.id, claim.message_id, false FROM claim
 UNION ALL SELECT duplicate.id, duplicate.message_id, {duplicate_flag} FROM duplicate
 """
 
-#: The duplicate's flag when its record may commit asynchronously: ``synchronous_commit`` off for the
-#: statement's own transaction (``set_config``'s ``is_local``), only when a duplicate was stored.
-_DUPLICATE_COMMITS_ASYNCHRONOUSLY = "set_config('synchronous_commit', 'off', true) IS NOT NULL"
+#: The duplicate's flag when its record may commit asynchronously: evaluated only when a duplicate was
+#: stored, so a new message's commit always waits for its flush.
+_DUPLICATE_COMMITS_ASYNCHRONOUSLY = f"{ASYNCHRONOUS_COMMIT} IS NOT NULL"
 
 #: A duplicate whose claim names no message (the message was deleted): the message stored under the
 #: provider's id, if any, in a statement of its own.

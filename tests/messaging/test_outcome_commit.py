@@ -14,6 +14,7 @@ from messaging.services import UNCONFIRMED_PROVIDER, AttemptOutcome, message_rec
 from providers.base import SendResult
 from providers.twilio import TwilioProvider
 from tests import payloads
+from tests.commit_settings import commit_settings_noted, synchronous_commit
 from tests.factories import OutboxMessageFactory
 
 BACKUP = "tests.providers.http.backup.BackupTwilio"  # a second Twilio account
@@ -29,36 +30,8 @@ pytestmark = [
 def commits():
     """The (status written, synchronous_commit in force) of each write to a message since the last
     call, in order."""
-    with connection.cursor() as cursor:
-        cursor.execute("CREATE TABLE test_message_writes (id serial PRIMARY KEY, status text, setting text)")
-        cursor.execute(
-            "CREATE FUNCTION test_note_message_write() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
-            " INSERT INTO test_message_writes (status, setting)"
-            " VALUES (NEW.status, current_setting('synchronous_commit')); RETURN NEW; END $$"
-        )
-        cursor.execute(
-            "CREATE TRIGGER test_note_message_write AFTER INSERT OR UPDATE ON messaging_message"
-            " FOR EACH ROW EXECUTE FUNCTION test_note_message_write()"
-        )
-
-    def seen() -> list[tuple[str, str]]:
-        with connection.cursor() as cursor:
-            cursor.execute("DELETE FROM test_message_writes RETURNING id, status, setting")
-            return [(status, setting) for _, status, setting in sorted(cursor.fetchall())]
-
-    try:
+    with commit_settings_noted(Message._meta.db_table, "status", on="INSERT OR UPDATE") as seen:
         yield seen
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("DROP TRIGGER test_note_message_write ON messaging_message")
-            cursor.execute("DROP FUNCTION test_note_message_write()")
-            cursor.execute("DROP TABLE test_message_writes")
-
-
-def _synchronous_commit() -> str:
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW synchronous_commit")
-        return cursor.fetchone()[0]
 
 
 def test_an_inline_send_stores_its_message_durably_and_its_outcome_asynchronously(api, commits):
@@ -66,7 +39,7 @@ def test_an_inline_send_stores_its_message_durably_and_its_outcome_asynchronousl
 
     assert response.status_code == 201, response.content
     assert commits() == [("pending", "on"), ("sent", "off")]
-    assert _synchronous_commit() == "on"  # for that one transaction only, not the connection
+    assert synchronous_commit() == "on"  # for that one transaction only, not the connection
 
 
 def test_with_the_setting_off_the_outcome_waits_for_its_flush_too(api, commits, settings):
@@ -192,7 +165,7 @@ def test_inside_a_callers_transaction_the_outcome_commits_with_it_as_configured(
 
     with transaction.atomic():
         message_record_attempts(attempts=[_accepted(message)])
-        assert _synchronous_commit() == "on"  # the caller's other writes keep their durability
+        assert synchronous_commit() == "on"  # the caller's other writes keep their durability
 
     assert commits()[-1] == ("sent", "on")
     assert Message.objects.get(pk=message.pk).status == "sent"
