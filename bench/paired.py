@@ -186,6 +186,119 @@ def _summary(variants: list[str], modes: list[str], runs: dict[str, dict[str, li
     return summary
 
 
+#: Issue 12's targets, read off paired rounds against the baseline: each mode's median ratio (the
+#: service's requests a second over the baseline's inbound messages of the same round) at least this.
+TARGET_RATIOS = {"ingest_unique": 1.0, "ingest_dup": 1.5, "send": 0.8}
+#: ... and the service's inbound messages' p99 (the median over the rounds) under this.
+TARGET_INGEST_P99_MS = 50.0
+
+
+def targets(summary: dict, compared: str) -> dict:
+    """Each of issue 12's targets in a paired summary (``_summary``) of variant ``compared`` against
+    the baseline: the figure, the bound and whether it was met; the modes it lacks are left out."""
+    found = {}
+    for mode, bound in TARGET_RATIOS.items():
+        figures = summary.get(mode)
+        if not figures:
+            continue
+        # A send's is the baseline's inbound messages served beside it; a duplicate's, those of the round.
+        key = "median ratio to ingest_unique" if mode == "ingest_dup" else "median ratio"
+        ratio = figures.get(key)
+        entry = {"ratio": ratio, "at_least": bound, "met": ratio is not None and ratio >= bound}
+        if mode == "ingest_unique":
+            p99 = figures[compared]["median_p99_ms"]
+            entry |= {"p99_ms": p99, "p99_under_ms": TARGET_INGEST_P99_MS}
+            entry["met"] = entry["met"] and p99 is not None and p99 < TARGET_INGEST_P99_MS
+        found[mode] = entry
+    return found
+
+
+def serve_baseline(bench: Bench, servers: ExitStack, name: str = BASELINE) -> str:
+    """Starts the one-file baseline on a fresh database of its own; its URL. Stopped with ``servers``."""
+    db = bench.fresh("baseline", "paired")
+    log(f"variant {name}: bench/baseline.py, gunicorn {bench.config.baseline_gunicorn}")
+    server = servers.enter_context(
+        gunicorn(
+            bench.config,
+            app="bench.baseline:application",
+            env=bench.baseline_env(db),
+            log_path=bench.work / f"{name}.log",
+            ready_path="/api/conversations",
+        )
+    )
+    return server.url
+
+
+def serve_service(
+    bench: Bench,
+    servers: ExitStack,
+    name: str,
+    *,
+    extra_env: dict[str, str] | None = None,
+    tree: Path = ROOT,
+    statements: list[str] | None = None,
+) -> str:
+    """Starts the service (``tree``'s code, ``extra_env`` over `make bench`'s settings) on a fresh
+    database of its own, after running ``statements`` there; its URL. Stopped with ``servers``."""
+    extra_env = extra_env or {}
+    db = bench.fresh("service", f"paired_{name}")
+    for sql in statements or []:
+        log(f"variant {name}: on its database, {sql}")
+        bench.dbs.execute(db, sql)
+    env = bench.service_env(db) | extra_env
+    if tree != ROOT:
+        env["PYTHONPATH"] = str(tree)  # bench.run.base_environment's is this checkout
+    settings = ", ".join(f"{k}={v}" for k, v in extra_env.items()) or "as configured"
+    log(f"variant {name}: {settings}" + (f" (the code of {tree})" if tree != ROOT else ""))
+    server = servers.enter_context(
+        gunicorn(
+            bench.config,
+            app="config.wsgi:application",
+            env=env,
+            log_path=bench.work / f"{name}.log",
+            ready_path="/healthz",
+            cwd=tree,
+        )
+    )
+    return server.url
+
+
+def measure_rounds(
+    bench: Bench, urls: dict[str, str], modes: list[str], *, rounds: int, seconds: int
+) -> dict[str, dict[str, list[dict]]]:
+    """``rounds`` rounds, each measuring every mode on every variant in turn (``urls``' order first),
+    one at a time; each variant's runs per mode, in round order."""
+    names = list(urls)
+    runs: dict[str, dict[str, list[dict]]] = {name: {mode: [] for mode in modes} for name in names}
+    for round_number in range(rounds):
+        # Both the variants' and the modes' order flip every other round, so neither a variant nor
+        # a mode is always measured first (the ratios across modes compare positions in a round).
+        order = names if round_number % 2 == 0 else names[::-1]
+        ordered_modes = modes if round_number % 2 == 0 else modes[::-1]
+        for mode in ordered_modes:
+            for name in order:
+                served = _served_mode(name, mode)
+                figures = _measure(
+                    bench,
+                    urls[name],
+                    served,
+                    seconds=seconds,
+                    tag=f"{name}-{mode}-{round_number}",
+                    area=SENDER_AREAS[names.index(name)],
+                )
+                served_note = ""
+                if served != mode:  # the baseline's inbound messages in a send's turn
+                    figures["served"] = served
+                    served_note = f" ({served})"
+                runs[name][mode].append(figures)
+                print(
+                    f"round {round_number}  {mode:14} {name:10} {figures['rps']:8.1f} req/s{served_note}"
+                    f"  p99 {figures['p99_ms']:7.1f} ms  non-2xx {figures['non_2xx']}",
+                    flush=True,
+                )
+    return runs
+
+
 def main() -> int:
     arguments = _arguments()
     config = Config()
@@ -198,7 +311,6 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, interrupted)
     signal.signal(signal.SIGINT, interrupted)
-    runs: dict[str, dict[str, list[dict]]] = {name: {mode: [] for mode in arguments.modes} for name in names}
     try:
         bench = Bench(config)
         bench.prepare()
@@ -207,65 +319,17 @@ def main() -> int:
             urls = {}
             for name, extra_env in variants.items():
                 if name == BASELINE:
-                    db = bench.fresh("baseline", "paired")
-                    log(f"variant {name}: bench/baseline.py, gunicorn {config.baseline_gunicorn}")
-                    server = servers.enter_context(
-                        gunicorn(
-                            config,
-                            app="bench.baseline:application",
-                            env=bench.baseline_env(db),
-                            log_path=bench.work / f"{name}.log",
-                            ready_path="/api/conversations",
-                        )
+                    urls[name] = serve_baseline(bench, servers)
+                else:
+                    urls[name] = serve_service(
+                        bench,
+                        servers,
+                        name,
+                        extra_env=extra_env,
+                        tree=trees[name],
+                        statements=arguments.sql.get(name, []),
                     )
-                    urls[name] = server.url
-                    continue
-                db = bench.fresh("service", f"paired_{name}")
-                for statements in arguments.sql.get(name, []):
-                    log(f"variant {name}: on its database, {statements}")
-                    bench.dbs.execute(db, statements)
-                env = bench.service_env(db) | extra_env
-                if trees[name] != ROOT:
-                    env["PYTHONPATH"] = str(trees[name])  # bench.run.base_environment's is this checkout
-                settings = ", ".join(f"{k}={v}" for k, v in extra_env.items()) or "as configured"
-                log(f"variant {name}: {settings}" + (f" (the code of {trees[name]})" if trees[name] != ROOT else ""))
-                server = servers.enter_context(
-                    gunicorn(
-                        config,
-                        app="config.wsgi:application",
-                        env=env,
-                        log_path=bench.work / f"{name}.log",
-                        ready_path="/healthz",
-                        cwd=trees[name],
-                    )
-                )
-                urls[name] = server.url
-            for round_number in range(arguments.rounds):
-                # Both the variants' and the modes' order flip every other round, so neither a variant nor
-                # a mode is always measured first (the ratios across modes compare positions in a round).
-                order = names if round_number % 2 == 0 else names[::-1]
-                modes = arguments.modes if round_number % 2 == 0 else arguments.modes[::-1]
-                for mode in modes:
-                    for name in order:
-                        served = _served_mode(name, mode)
-                        figures = _measure(
-                            bench,
-                            urls[name],
-                            served,
-                            seconds=arguments.seconds,
-                            tag=f"{name}-{mode}-{round_number}",
-                            area=SENDER_AREAS[names.index(name)],
-                        )
-                        served_note = ""
-                        if served != mode:  # the baseline's inbound messages in a send's turn
-                            figures["served"] = served
-                            served_note = f" ({served})"
-                        runs[name][mode].append(figures)
-                        print(
-                            f"round {round_number}  {mode:14} {name:10} {figures['rps']:8.1f} req/s{served_note}"
-                            f"  p99 {figures['p99_ms']:7.1f} ms  non-2xx {figures['non_2xx']}",
-                            flush=True,
-                        )
+            runs = measure_rounds(bench, urls, arguments.modes, rounds=arguments.rounds, seconds=arguments.seconds)
         summary = _summary(names, arguments.modes, runs)
         report = {
             "started": bench.started.isoformat(timespec="seconds"),

@@ -1,5 +1,6 @@
-"""The PNG of a `make bench` run: requests/s and p99 per scenario, service beside baseline, and the
-outbox drain rates. ``python -m bench.plot bench/results/<run>.json`` redraws one."""
+"""The PNG of a `make bench` run: requests/s and p99 per scenario, service beside baseline, the paired
+rounds' ratios against their targets, and the outbox drain rates.
+``python -m bench.plot bench/results/<run>.json`` redraws one."""
 
 from __future__ import annotations
 
@@ -19,9 +20,14 @@ class NothingToPlot(ValueError):
 
 def plot(report: dict, path: Path) -> Path:
     results = report["results"]
-    http = [name for name, t in results.items() if isinstance(t, dict) and any("rps" in f for f in t.values())]
+    http = [
+        name
+        for name, t in results.items()
+        if isinstance(t, dict) and any("rps" in t.get(kind, {}) for kind in ("baseline", "service"))
+    ]
     drains = [name for name, t in results.items() if isinstance(t, dict) and "rate" in t.get("service", {})]
-    panels = [p for p in (http and "rps", http and "p99", drains and "drain") if p]
+    paired = results.get("paired", {}).get("targets", {})
+    panels = [p for p in (http and "rps", http and "p99", paired and "paired", drains and "drain") if p]
     if not panels:
         raise NothingToPlot("nothing to plot")
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.8), squeeze=False)
@@ -35,6 +41,19 @@ def plot(report: dict, path: Path) -> Path:
             ax.set_title("outbox drain (run_worker --once)")
             for x, rate in enumerate(rates):
                 ax.annotate(f"{rate:g}", (x, rate), ha="center", va="bottom", fontsize=8)
+            continue
+        if panel == "paired":
+            modes = list(paired)
+            rounds = results["paired"]["rounds"]
+            for x, mode in enumerate(modes):
+                target = paired[mode]
+                ratio = target["ratio"] or 0
+                ax.bar(x, ratio, 0.6, color="tab:blue" if target["met"] else "tab:red")
+                ax.annotate(f"{ratio:g}", (x, ratio), ha="center", va="bottom", fontsize=8)
+                ax.hlines(target["at_least"], x - 0.4, x + 0.4, colors="black", linestyles="dashed")
+            ax.set_xticks(range(len(modes)), modes, rotation=30, ha="right")
+            ax.set_ylabel("service / baseline's inbound messages")
+            ax.set_title(f"paired: median of {rounds} rounds (dashed: target)")
             continue
         key = "rps" if panel == "rps" else "p99_ms"
         for offset, kind, color in ((-width / 2, "baseline", "tab:gray"), (width / 2, "service", "tab:blue")):

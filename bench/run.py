@@ -26,7 +26,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -87,6 +87,7 @@ SCENARIOS = [
     "send_0ms",
     "send_slow",
     "send_async",
+    "paired",
     "list",
     "thread",
     "drain_0ms_1p",
@@ -120,6 +121,8 @@ class Config:
     per_conversation: int = _env_int("BENCH_PER_CONVERSATION", 10)
     drain_fast: int = 0
     drain_slow: int = 0
+    paired_rounds: int = 0
+    paired_seconds: int = 0
     scenarios: list[str] = field(default_factory=list)
     pg_url: str = os.environ.get(
         "BENCH_PG_URL", "postgresql://messaging_user:messaging_password@127.0.0.1:5432"
@@ -138,6 +141,10 @@ class Config:
         self.conversations = _env_int("BENCH_CONVERSATIONS", 10_000 if self.quick else 100_000)
         self.drain_fast = _env_int("BENCH_DRAIN_MESSAGES", 300 if self.quick else 2000)
         self.drain_slow = _env_int("BENCH_DRAIN_SLOW_MESSAGES", 60 if self.quick else 300)
+        self.paired_rounds = _env_int("BENCH_PAIRED_ROUNDS", 2 if self.quick else 5)
+        self.paired_seconds = _env_int("BENCH_PAIRED_SECONDS", 2 if self.quick else 6)
+        if self.paired_rounds < 1 or self.paired_seconds < 1:
+            sys.exit("bench: BENCH_PAIRED_ROUNDS and BENCH_PAIRED_SECONDS are at least 1")
         wanted = os.environ.get("BENCH_SCENARIOS", "").replace(" ", "")
         self.scenarios = [s for s in wanted.split(",") if s] if wanted else list(SCENARIOS)
         unknown = sorted(set(self.scenarios) - set(SCENARIOS))
@@ -643,6 +650,29 @@ class Bench:
         self.results[name] = {"service": figures}
         self.dbs.drop(db)
 
+    def paired(self) -> None:
+        """Issue 12's ratios read round by round: the baseline and the service served at once, wrk
+        alternating between them (bench/paired.py), so both fall into the same spells of the machine."""
+        from bench.paired import BASELINE, MODES, _summary, measure_rounds, serve_baseline, serve_service, targets
+
+        rounds, seconds = self.config.paired_rounds, self.config.paired_seconds
+        log(f"paired: the baseline and the service, {rounds} rounds of {seconds} s per mode")
+        self.flush_redis()
+        modes = list(MODES)
+        with ExitStack() as servers:
+            urls = {BASELINE: serve_baseline(self, servers), "service": serve_service(self, servers, "service")}
+            runs = measure_rounds(self, urls, modes, rounds=rounds, seconds=seconds)
+        summary = _summary([BASELINE, "service"], modes, runs)
+        non_2xx = sum(run["non_2xx"] for variant in runs.values() for mode in variant.values() for run in mode)
+        self.results["paired"] = {
+            "rounds": rounds,
+            "seconds": seconds,
+            "summary": summary,
+            "targets": targets(summary, "service"),
+            "runs": runs,
+            "checks": {"non_2xx": non_2xx, "ok": non_2xx == 0},
+        }
+
     def reads(self, names: list[str]) -> None:
         for kind in ("baseline", "service"):
             db = self.fresh(kind, "reads")
@@ -819,6 +849,8 @@ class Bench:
                 )
             elif name == "profile":
                 self.profile()
+            elif name == "paired":
+                self.paired()
         reads = [name for name in ("list", "thread") if name in wanted]
         if reads:
             self.reads(reads)
@@ -936,6 +968,55 @@ def table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def paired_table(report: dict) -> str:
+    """The paired rounds (``paired``): each mode's medians, its ratio round by round, and its target."""
+    paired = report["results"].get("paired")
+    if not paired:
+        return ""
+    lines = [
+        f"paired: the baseline and the service at once, {paired['rounds']} rounds of {paired['seconds']} s per mode "
+        "(medians over the rounds)"
+    ]
+    for mode, figures in paired["summary"].items():
+        target = paired["targets"].get(mode, {})
+        key = "service/baseline ingest_unique per round" if mode == "ingest_dup" else "service/baseline per round"
+        ratios = ", ".join(f"{ratio:g}" for ratio in figures[key] if ratio is not None)
+        bound = f">= {target['at_least']:g}x" + (
+            f", p99 < {target['p99_under_ms']:g} ms" if "p99_under_ms" in target else ""
+        )
+        served = figures.get("baseline served", mode)
+        baseline = f"baseline {figures['baseline']['median_rps']:8.1f} req/s" + (
+            f" ({served})" if served != mode else ""
+        )
+        service = (
+            f"service {figures['service']['median_rps']:8.1f} req/s, p99 {figures['service']['median_p99_ms']:.1f} ms"
+        )
+        verdict = "met" if target.get("met") else "MISSED"
+        lines.append(
+            f"  {mode:<14} {baseline}, {service}; ratio {target.get('ratio')} (rounds: {ratios}); "
+            f"target {bound}: {verdict}"
+        )
+    lines.append(
+        "  ratio: the service's req/s over the baseline's inbound messages of the same round (beside each send, the"
+        " baseline serves inbound messages)"
+    )
+    return "\n".join(lines)
+
+
+def failed_checks(report: dict) -> dict[str, dict]:
+    """Every correctness check that failed, by scenario (and project), with what it read."""
+    failed = {}
+    for name, entry in report["results"].items():
+        if not isinstance(entry, dict):
+            continue
+        if not entry.get("checks", {}).get("ok", True):  # a scenario checked as a whole (paired)
+            failed[name] = entry["checks"]
+        for kind, figures in entry.items():
+            if isinstance(figures, dict) and "checks" in figures and not figures["checks"].get("ok", True):
+                failed[f"{name}/{kind}"] = figures["checks"]
+    return failed
+
+
 def pyspy_summary(report: dict) -> str:
     lines = ["py-spy (gunicorn workers under wrk, CPU samples):"]
     for name, targets in report["results"].items():
@@ -966,6 +1047,8 @@ def main() -> int:
         path = BENCH / "results" / f"{bench.stamp}.json"
         path.write_text(json.dumps(report, indent=2) + "\n")
         print(table(report))
+        if "paired" in report["results"]:
+            print(paired_table(report))
         if "profile" in report["results"]:
             print(report["results"]["profile"].get("summary", ""))
         print(pyspy_summary(report))
@@ -979,12 +1062,7 @@ def main() -> int:
         except NothingToPlot as exc:
             log(f"no plot ({exc})")
         log(f"results: {path.relative_to(ROOT)} (raw wrk output and logs in {bench.work.relative_to(ROOT)})")
-        failed = {
-            f"{name}/{kind}": figures["checks"]
-            for name, targets in report["results"].items()
-            for kind, figures in targets.items()
-            if isinstance(figures, dict) and "checks" in figures and not figures["checks"].get("ok", True)
-        }
+        failed = failed_checks(report)
         if failed:
             log(f"CHECKS FAILED: {', '.join(failed)}")
             for name, checks in failed.items():  # what each check read, so the reason shows here

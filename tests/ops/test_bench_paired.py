@@ -4,7 +4,7 @@ import argparse
 
 import pytest
 
-from bench.paired import BASELINE, _arguments, _served_mode, _summary, _variant
+from bench.paired import BASELINE, _arguments, _served_mode, _summary, _variant, targets
 
 
 def _runs(*rates: float) -> list[dict]:
@@ -63,3 +63,83 @@ def test_the_baseline_is_only_ever_the_reference(monkeypatch, argv):
     monkeypatch.setattr("sys.argv", ["bench.paired", *argv])
     with pytest.raises(SystemExit):
         _arguments()
+
+
+def _make_bench_summary(*, ingest: tuple, dup: tuple, send: tuple, p99: float = 30.0) -> dict:
+    """A paired summary as `make bench`'s paired scenario builds it: (baseline, service) rates per round."""
+    baseline_ingest, service_ingest = ingest
+    runs = {
+        BASELINE: {
+            "ingest_unique": _runs(*baseline_ingest),
+            "ingest_dup": _runs(*dup[0]),
+            "send": _runs(*send[0]),
+        },
+        "service": {
+            "ingest_unique": [{"rps": rate, "p99_ms": p99, "non_2xx": 0} for rate in service_ingest],
+            "ingest_dup": _runs(*dup[1]),
+            "send": _runs(*send[1]),
+        },
+    }
+    return _summary([BASELINE, "service"], ["ingest_unique", "ingest_dup", "send"], runs)
+
+
+def test_targets_are_read_off_the_round_by_round_medians():
+    summary = _make_bench_summary(
+        ingest=((500, 600, 700), (600, 720, 700)),  # 1.2, 1.2, 1.0
+        dup=((400, 400, 400), (800, 900, 1000)),  # of the round's inbound messages: 1.6, 1.5, 1.429
+        send=((500, 600, 700), (450, 420, 560)),  # beside the baseline's inbound messages: 0.9, 0.7, 0.8
+    )
+    found = targets(summary, "service")
+
+    assert found["ingest_unique"] == {
+        "ratio": 1.2,
+        "at_least": 1.0,
+        "met": True,
+        "p99_ms": 30.0,
+        "p99_under_ms": 50.0,
+    }
+    assert found["ingest_dup"] == {"ratio": 1.5, "at_least": 1.5, "met": True}
+    assert found["send"] == {"ratio": 0.8, "at_least": 0.8, "met": True}
+
+
+def test_a_target_is_missed_by_its_ratio_or_the_ingests_p99():
+    summary = _make_bench_summary(
+        ingest=((500, 500), (700, 700)),
+        dup=((400, 400), (700, 700)),  # 1.4 of the round's inbound messages, though 1.75 of the duplicates
+        send=((500, 500), (390, 390)),
+        p99=55.0,
+    )
+    found = targets(summary, "service")
+
+    assert found["ingest_unique"]["ratio"] == 1.4
+    assert found["ingest_unique"]["met"] is False  # p99 55 ms
+    assert found["ingest_dup"]["met"] is False
+    assert found["send"] == {"ratio": 0.78, "at_least": 0.8, "met": False}
+
+
+def test_make_bench_prints_the_paired_rounds_and_fails_on_a_non_2xx_answer():
+    from bench.run import failed_checks, paired_table
+
+    summary = _make_bench_summary(
+        ingest=((500, 600), (700, 780)), dup=((400, 400), (800, 900)), send=((500, 600), (450, 420))
+    )
+    paired = {
+        "rounds": 2,
+        "seconds": 6,
+        "summary": summary,
+        "targets": targets(summary, "service"),
+        "checks": {"non_2xx": 0, "ok": True},
+    }
+    report = {"results": {"paired": paired, "ingest_unique": {"service": {"checks": {"ok": True}}}}}
+
+    heading, *lines, _ = paired_table(report).splitlines()
+    assert "2 rounds of 6 s" in heading
+    by_mode = {line.split()[0]: line for line in lines}
+    assert "ratio 1.35 (rounds: 1.4, 1.3); target >= 1x, p99 < 50 ms: met" in by_mode["ingest_unique"]
+    assert "ratio 1.55 (rounds: 1.6, 1.5); target >= 1.5x: met" in by_mode["ingest_dup"]
+    assert "baseline    550.0 req/s (ingest_unique)" in by_mode["send"]  # served beside the sends
+    assert "ratio 0.8 (rounds: 0.9, 0.7); target >= 0.8x: met" in by_mode["send"]
+    assert failed_checks(report) == {}
+
+    paired["checks"] = {"non_2xx": 3, "ok": False}
+    assert failed_checks(report) == {"paired": {"non_2xx": 3, "ok": False}}
