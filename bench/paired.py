@@ -51,6 +51,7 @@ import signal
 import statistics
 import subprocess
 import sys
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -139,14 +140,26 @@ def _arguments() -> argparse.Namespace:
 
 def _measure(bench: Bench, url: str, mode: str, *, seconds: int, tag: str, area: str) -> dict[str, float]:
     extra = {"BENCH_AUTH": f"Bearer {bench.api_key}", "BENCH_SENDER_AREA": area}
-    bench.wrk(url, mode, seconds=1, tag=f"{tag}-w", extra=extra)
+    warm_up = bench.wrk(url, mode, seconds=1, tag=f"{tag}-w", extra=extra)
     run = bench.wrk(url, mode, seconds=seconds, tag=tag, extra=extra)
-    answered = sum(count for status, count in run["statuses"].items() if 200 <= int(status) < 300)
+    answered = _answered(run)
     return {
         "rps": round(answered / (run["duration_us"] / 1e6), 1),
         "p99_ms": round(run["latency_us"]["p99"] / 1000, 2),
-        "non_2xx": run["requests"] - answered,
+        # Every answer that was not 2xx and every socket error (connect, read, write, timeout), of the
+        # warm-up too: what `make bench`'s checks count as non-2xx.
+        "non_2xx": sum(
+            part["requests"] - _answered(part) + sum(part["socket_errors"].values()) for part in (warm_up, run)
+        ),
     }
+
+
+def _answered(run: dict) -> int:
+    return sum(count for status, count in run["statuses"].items() if 200 <= int(status) < 300)
+
+
+def _printed(line: str) -> None:
+    print(line, flush=True)
 
 
 def _served_mode(name: str, mode: str) -> str:
@@ -214,8 +227,10 @@ def targets(summary: dict, compared: str) -> dict:
 
 
 def serve_baseline(bench: Bench, servers: ExitStack, name: str = BASELINE) -> str:
-    """Starts the one-file baseline on a fresh database of its own; its URL. Stopped with ``servers``."""
+    """Starts the one-file baseline on a fresh database of its own; its URL. Stopped, and the database
+    dropped, with ``servers``."""
     db = bench.fresh("baseline", "paired")
+    servers.callback(bench.dbs.drop, db)  # once its server has stopped
     log(f"variant {name}: bench/baseline.py, gunicorn {bench.config.baseline_gunicorn}")
     server = servers.enter_context(
         gunicorn(
@@ -239,9 +254,11 @@ def serve_service(
     statements: list[str] | None = None,
 ) -> str:
     """Starts the service (``tree``'s code, ``extra_env`` over `make bench`'s settings) on a fresh
-    database of its own, after running ``statements`` there; its URL. Stopped with ``servers``."""
+    database of its own, after running ``statements`` there; its URL. Stopped, and the database
+    dropped, with ``servers``."""
     extra_env = extra_env or {}
     db = bench.fresh("service", f"paired_{name}")
+    servers.callback(bench.dbs.drop, db)  # once its server has stopped
     for sql in statements or []:
         log(f"variant {name}: on its database, {sql}")
         bench.dbs.execute(db, sql)
@@ -264,10 +281,16 @@ def serve_service(
 
 
 def measure_rounds(
-    bench: Bench, urls: dict[str, str], modes: list[str], *, rounds: int, seconds: int
+    bench: Bench,
+    urls: dict[str, str],
+    modes: list[str],
+    *,
+    rounds: int,
+    seconds: int,
+    report: Callable[[str], None] = _printed,
 ) -> dict[str, dict[str, list[dict]]]:
     """``rounds`` rounds, each measuring every mode on every variant in turn (``urls``' order first),
-    one at a time; each variant's runs per mode, in round order."""
+    one at a time; each variant's runs per mode, in round order. Each run's line goes to ``report``."""
     names = list(urls)
     runs: dict[str, dict[str, list[dict]]] = {name: {mode: [] for mode in modes} for name in names}
     for round_number in range(rounds):
@@ -291,10 +314,9 @@ def measure_rounds(
                     figures["served"] = served
                     served_note = f" ({served})"
                 runs[name][mode].append(figures)
-                print(
+                report(
                     f"round {round_number}  {mode:14} {name:10} {figures['rps']:8.1f} req/s{served_note}"
-                    f"  p99 {figures['p99_ms']:7.1f} ms  non-2xx {figures['non_2xx']}",
-                    flush=True,
+                    f"  p99 {figures['p99_ms']:7.1f} ms  non-2xx {figures['non_2xx']}"
                 )
     return runs
 

@@ -143,13 +143,13 @@ class Config:
         self.drain_slow = _env_int("BENCH_DRAIN_SLOW_MESSAGES", 60 if self.quick else 300)
         self.paired_rounds = _env_int("BENCH_PAIRED_ROUNDS", 2 if self.quick else 5)
         self.paired_seconds = _env_int("BENCH_PAIRED_SECONDS", 2 if self.quick else 6)
-        if self.paired_rounds < 1 or self.paired_seconds < 1:
-            sys.exit("bench: BENCH_PAIRED_ROUNDS and BENCH_PAIRED_SECONDS are at least 1")
         wanted = os.environ.get("BENCH_SCENARIOS", "").replace(" ", "")
         self.scenarios = [s for s in wanted.split(",") if s] if wanted else list(SCENARIOS)
         unknown = sorted(set(self.scenarios) - set(SCENARIOS))
         if unknown:
             sys.exit(f"bench: unknown scenario(s) {unknown}; choose from {SCENARIOS}")
+        if "paired" in self.scenarios and (self.paired_rounds < 1 or self.paired_seconds < 1):
+            sys.exit("bench: BENCH_PAIRED_ROUNDS and BENCH_PAIRED_SECONDS are at least 1")
         if self.baseline_gunicorn not in ("project", "plain"):
             sys.exit(f"bench: BENCH_BASELINE_GUNICORN is project or plain, not {self.baseline_gunicorn!r}")
 
@@ -661,7 +661,7 @@ class Bench:
         modes = list(MODES)
         with ExitStack() as servers:
             urls = {BASELINE: serve_baseline(self, servers), "service": serve_service(self, servers, "service")}
-            runs = measure_rounds(self, urls, modes, rounds=rounds, seconds=seconds)
+            runs = measure_rounds(self, urls, modes, rounds=rounds, seconds=seconds, report=log)
         summary = _summary([BASELINE, "service"], modes, runs)
         non_2xx = sum(run["non_2xx"] for variant in runs.values() for mode in variant.values() for run in mode)
         self.results["paired"] = {
@@ -996,6 +996,7 @@ def paired_table(report: dict) -> str:
             f"  {mode:<14} {baseline}, {service}; ratio {target.get('ratio')} (rounds: {ratios}); "
             f"target {bound}: {verdict}"
         )
+    lines.append(f"  non-2xx answers and socket errors in the paired rounds: {paired['checks']['non_2xx']}")
     lines.append(
         "  ratio: the service's req/s over the baseline's inbound messages of the same round (beside each send, the"
         " baseline serves inbound messages)"

@@ -87,7 +87,9 @@ def test_targets_are_read_off_the_round_by_round_medians():
     summary = _make_bench_summary(
         ingest=((500, 600, 700), (600, 720, 700)),  # 1.2, 1.2, 1.0
         dup=((400, 400, 400), (800, 900, 1000)),  # of the round's inbound messages: 1.6, 1.5, 1.429
-        send=((500, 600, 700), (450, 420, 560)),  # beside the baseline's inbound messages: 0.9, 0.7, 0.8
+        # Beside the baseline's inbound messages served in the send's turn: 0.8, 0.84, 1.0 (of those of
+        # the round's ingest_unique turn: 0.96, 0.7, 1.0).
+        send=((600, 500, 700), (480, 420, 700)),
     )
     found = targets(summary, "service")
 
@@ -99,14 +101,14 @@ def test_targets_are_read_off_the_round_by_round_medians():
         "p99_under_ms": 50.0,
     }
     assert found["ingest_dup"] == {"ratio": 1.5, "at_least": 1.5, "met": True}
-    assert found["send"] == {"ratio": 0.8, "at_least": 0.8, "met": True}
+    assert found["send"] == {"ratio": 0.84, "at_least": 0.8, "met": True}
 
 
 def test_a_target_is_missed_by_its_ratio_or_the_ingests_p99():
     summary = _make_bench_summary(
         ingest=((500, 500), (700, 700)),
         dup=((400, 400), (700, 700)),  # 1.4 of the round's inbound messages, though 1.75 of the duplicates
-        send=((500, 500), (390, 390)),
+        send=((520, 520), (390, 390)),  # 0.75 of the inbound messages beside them, 0.78 of the round's
         p99=55.0,
     )
     found = targets(summary, "service")
@@ -114,14 +116,14 @@ def test_a_target_is_missed_by_its_ratio_or_the_ingests_p99():
     assert found["ingest_unique"]["ratio"] == 1.4
     assert found["ingest_unique"]["met"] is False  # p99 55 ms
     assert found["ingest_dup"]["met"] is False
-    assert found["send"] == {"ratio": 0.78, "at_least": 0.8, "met": False}
+    assert found["send"] == {"ratio": 0.75, "at_least": 0.8, "met": False}
 
 
 def test_make_bench_prints_the_paired_rounds_and_fails_on_a_non_2xx_answer():
     from bench.run import failed_checks, paired_table
 
     summary = _make_bench_summary(
-        ingest=((500, 600), (700, 780)), dup=((400, 400), (800, 900)), send=((500, 600), (450, 420))
+        ingest=((500, 600), (700, 780)), dup=((400, 400), (800, 900)), send=((450, 700), (405, 490))
     )
     paired = {
         "rounds": 2,
@@ -137,9 +139,84 @@ def test_make_bench_prints_the_paired_rounds_and_fails_on_a_non_2xx_answer():
     by_mode = {line.split()[0]: line for line in lines}
     assert "ratio 1.35 (rounds: 1.4, 1.3); target >= 1x, p99 < 50 ms: met" in by_mode["ingest_unique"]
     assert "ratio 1.55 (rounds: 1.6, 1.5); target >= 1.5x: met" in by_mode["ingest_dup"]
-    assert "baseline    550.0 req/s (ingest_unique)" in by_mode["send"]  # served beside the sends
+    assert "baseline    575.0 req/s (ingest_unique)" in by_mode["send"]  # served beside the sends
     assert "ratio 0.8 (rounds: 0.9, 0.7); target >= 0.8x: met" in by_mode["send"]
     assert failed_checks(report) == {}
 
     paired["checks"] = {"non_2xx": 3, "ok": False}
     assert failed_checks(report) == {"paired": {"non_2xx": 3, "ok": False}}
+
+
+def test_make_bench_runs_the_paired_rounds_by_default_and_records_what_they_read(monkeypatch):
+    import bench.paired
+    from bench.run import SCENARIOS, Bench, Config
+
+    assert "paired" in SCENARIOS
+    monkeypatch.delenv("BENCH_SCENARIOS", raising=False)
+    for name in ("BENCH_PAIRED_ROUNDS", "BENCH_PAIRED_SECONDS"):
+        monkeypatch.delenv(name, raising=False)
+    assert "paired" in Config(quick=False).scenarios
+    assert (Config(quick=False).paired_rounds, Config(quick=False).paired_seconds) == (5, 6)
+    assert (Config(quick=True).paired_rounds, Config(quick=True).paired_seconds) == (2, 2)
+
+    events: list[str] = []
+    measured: dict = {}
+
+    def serve(name):
+        def start(bench, servers, *args, **kwargs):
+            events.append(f"{name} started")
+            servers.callback(events.append, f"{name} stopped")
+            return f"http://{name}"
+
+        return start
+
+    def measure(bench, urls, modes, *, rounds, seconds, report):
+        measured.update(urls=urls, modes=modes, rounds=rounds, seconds=seconds)
+        events.append("measured")
+        runs = {
+            BASELINE: {"ingest_unique": _runs(500), "ingest_dup": _runs(400), "send": _runs(500)},
+            "service": {"ingest_unique": _runs(700), "ingest_dup": _runs(800), "send": _runs(450)},
+        }
+        runs["service"]["send"][0]["non_2xx"] = 2
+        return runs
+
+    monkeypatch.setattr(bench.paired, "serve_baseline", serve("baseline"))
+    monkeypatch.setattr(bench.paired, "serve_service", serve("service"))
+    monkeypatch.setattr(bench.paired, "measure_rounds", measure)
+    harness = Bench.__new__(Bench)  # no databases or servers: the parts above stand in for them
+    harness.config = Config(quick=False)
+    harness.results = {}
+    monkeypatch.setattr(harness, "flush_redis", lambda: events.append("redis flushed"))
+
+    harness.paired()
+
+    assert events == [
+        "redis flushed",
+        "baseline started",
+        "service started",
+        "measured",
+        "service stopped",
+        "baseline stopped",
+    ]
+    assert measured == {
+        "urls": {BASELINE: "http://baseline", "service": "http://service"},
+        "modes": ["ingest_unique", "ingest_dup", "send"],
+        "rounds": 5,
+        "seconds": 6,
+    }
+    paired = harness.results["paired"]
+    assert (paired["rounds"], paired["seconds"]) == (5, 6)
+    assert paired["targets"]["ingest_dup"]["ratio"] == 1.6
+    assert paired["targets"]["send"] == {"ratio": 0.9, "at_least": 0.8, "met": True}
+    assert paired["checks"] == {"non_2xx": 2, "ok": False}
+
+
+def test_the_paired_rounds_settings_are_checked_only_when_they_run(monkeypatch):
+    from bench.run import Config
+
+    monkeypatch.setenv("BENCH_PAIRED_ROUNDS", "0")
+    monkeypatch.setenv("BENCH_SCENARIOS", "ingest_unique")
+    assert Config(quick=False).paired_rounds == 0  # bench.paired's own runs read no such setting
+    monkeypatch.setenv("BENCH_SCENARIOS", "ingest_unique,paired")
+    with pytest.raises(SystemExit, match="BENCH_PAIRED_ROUNDS"):
+        Config(quick=False)
