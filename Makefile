@@ -40,7 +40,7 @@ e2e-http: setup
 fuzz: setup
 	DATABASE_URL="$${DATABASE_URL:-$(TEST_DATABASE_URL)}" bin/fuzz.sh
 
-# Not part of `make test`: about 10 minutes, needs PostgreSQL, Redis and wrk (installed if missing).
+# Not part of `make test`: about 12-15 minutes, needs PostgreSQL, Redis and wrk (installed if missing).
 # BENCH_QUICK=1 for a smoke run; BENCH_SCENARIOS, BENCH_DURATION, BENCH_CONNECTIONS: docs/PERFORMANCE.md.
 bench:
 	bin/bench.sh

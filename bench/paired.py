@@ -177,7 +177,7 @@ def _median(ratios: list[float | None]) -> float | None:
     return round(statistics.median(known), 3) if known else None
 
 
-def _summary(variants: list[str], modes: list[str], runs: dict[str, dict[str, list[dict]]]) -> dict:
+def summarise(variants: list[str], modes: list[str], runs: dict[str, dict[str, list[dict]]]) -> dict:
     reference, compared = variants
     summary = {}
     for mode in modes:
@@ -207,7 +207,7 @@ TARGET_INGEST_P99_MS = 50.0
 
 
 def targets(summary: dict, compared: str) -> dict:
-    """Each of issue 12's targets in a paired summary (``_summary``) of variant ``compared`` against
+    """Each of issue 12's targets in a paired summary (``summarise``) of variant ``compared`` against
     the baseline: the figure, the bound and whether it was met; the modes it lacks are left out."""
     found = {}
     for mode, bound in TARGET_RATIOS.items():
@@ -352,7 +352,7 @@ def main() -> int:
                         statements=arguments.sql.get(name, []),
                     )
             runs = measure_rounds(bench, urls, arguments.modes, rounds=arguments.rounds, seconds=arguments.seconds)
-        summary = _summary(names, arguments.modes, runs)
+        summary = summarise(names, arguments.modes, runs)
         report = {
             "started": bench.started.isoformat(timespec="seconds"),
             "variants": variants,

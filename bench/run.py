@@ -653,7 +653,7 @@ class Bench:
     def paired(self) -> None:
         """Issue 12's ratios read round by round: the baseline and the service served at once, wrk
         alternating between them (bench/paired.py), so both fall into the same spells of the machine."""
-        from bench.paired import BASELINE, MODES, _summary, measure_rounds, serve_baseline, serve_service, targets
+        from bench.paired import BASELINE, MODES, measure_rounds, serve_baseline, serve_service, summarise, targets
 
         rounds, seconds = self.config.paired_rounds, self.config.paired_seconds
         log(f"paired: the baseline and the service, {rounds} rounds of {seconds} s per mode")
@@ -662,7 +662,7 @@ class Bench:
         with ExitStack() as servers:
             urls = {BASELINE: serve_baseline(self, servers), "service": serve_service(self, servers, "service")}
             runs = measure_rounds(self, urls, modes, rounds=rounds, seconds=seconds, report=log)
-        summary = _summary([BASELINE, "service"], modes, runs)
+        summary = summarise([BASELINE, "service"], modes, runs)
         non_2xx = sum(run["non_2xx"] for variant in runs.values() for mode in variant.values() for run in mode)
         self.results["paired"] = {
             "rounds": rounds,

@@ -15,6 +15,7 @@ from messaging.services import _outbound_for, message_attempt_delivery
 from providers.twilio import TwilioProvider as MockTwilioProvider
 from tests import payloads
 from tests.factories import MessageFactory, OutboxMessageFactory
+from tests.in_flight import with_original_in_flight
 from webhooks.models import WebhookEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -60,63 +61,26 @@ def test_a_duplicate_whose_original_commits_while_it_waits_names_the_original():
     """The duplicate's claim waits for the original's transaction; the original commits after the
     duplicate's statement began, so that statement's snapshot cannot see it: the claiming message is
     read with a snapshot of its own (webhook_claiming_message()), still in the one statement."""
-    from django.db import transaction
     from django.test.utils import CaptureQueriesContext
 
     body = payloads.inbound_sms(messaging_provider_id="in-flight")
-    original_stored, release = threading.Event(), threading.Event()
-    answers = {}
-
-    def original():
-        try:
-            with transaction.atomic():
-                answers["original"] = post_json(Client(), "/api/webhooks/sms", body)
-                original_stored.set()
-                assert release.wait(timeout=10)
-        finally:
-            connection.close()
 
     def duplicate():
-        try:
-            with CaptureQueriesContext(connection) as queries:
-                answers["duplicate"] = post_json(Client(), "/api/webhooks/sms", body)
-            answers["statements"] = [q["sql"] for q in queries.captured_queries if "webhookevent" in q["sql"]]
-        finally:
-            connection.close()
+        with CaptureQueriesContext(connection) as queries:
+            answer = post_json(Client(), "/api/webhooks/sms", body)
+        return answer, [q["sql"] for q in queries.captured_queries if "webhookevent" in q["sql"]]
 
-    first = threading.Thread(target=original)
-    first.start()
-    assert original_stored.wait(timeout=10)
-    second = threading.Thread(target=duplicate)
-    second.start()
-    _wait_until_a_backend_waits_on_a_transaction()
-    release.set()
-    first.join(timeout=10)
-    second.join(timeout=10)
+    original, (duplicate_answer, statements) = with_original_in_flight(
+        lambda: post_json(Client(), "/api/webhooks/sms", body), duplicate
+    )
 
     message = Message.objects.get()
-    assert answers["original"].json()["status"] == "processed"
-    assert answers["duplicate"].json() == {"status": "duplicate", "event_id": "in-flight", "message_id": message.pk}
-    assert len(answers["statements"]) == 1
+    assert original.json()["status"] == "processed"
+    assert duplicate_answer.json() == {"status": "duplicate", "event_id": "in-flight", "message_id": message.pk}
+    assert len(statements) == 1
     duplicate_event = WebhookEvent.objects.get(outcome="duplicate")
     assert (duplicate_event.message_id, duplicate_event.note) == (message.pk, "already received")
     assert Conversation.objects.get().message_count == 1
-
-
-def _wait_until_a_backend_waits_on_a_transaction():
-    import time
-
-    deadline = time.monotonic() + 10
-    with connection.cursor() as cursor:
-        while time.monotonic() < deadline:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                " AND wait_event = 'transactionid'"
-            )
-            if cursor.fetchone()[0]:
-                return
-            time.sleep(0.01)
-    raise AssertionError("the duplicate never waited for the original")
 
 
 def test_sixteen_simultaneous_first_messages_of_a_new_pair_make_one_conversation():

@@ -4,7 +4,7 @@ import argparse
 
 import pytest
 
-from bench.paired import BASELINE, _arguments, _served_mode, _summary, _variant, targets
+from bench.paired import BASELINE, _arguments, _served_mode, _variant, summarise, targets
 
 
 def _runs(*rates: float) -> list[dict]:
@@ -32,7 +32,7 @@ def test_each_mode_is_read_against_the_baselines_inbound_messages_of_its_round()
         },
         "service": {"ingest_unique": _runs(750, 1000), "ingest_dup": _runs(900, 1200), "send": _runs(400, 540)},
     }
-    summary = _summary([BASELINE, "service"], ["ingest_unique", "ingest_dup", "send"], runs)
+    summary = summarise([BASELINE, "service"], ["ingest_unique", "ingest_dup", "send"], runs)
 
     assert summary["ingest_unique"]["service/baseline per round"] == [1.5, 1.25]
     assert "service/baseline ingest_unique per round" not in summary["ingest_unique"]  # the same figures
@@ -46,7 +46,7 @@ def test_each_mode_is_read_against_the_baselines_inbound_messages_of_its_round()
 
 def test_two_service_variants_get_no_baseline_figures():
     runs = {name: {"send": _runs(400, 600)} for name in ("before", "after")}
-    summary = _summary(["before", "after"], ["send"], runs)
+    summary = summarise(["before", "after"], ["send"], runs)
 
     assert summary["send"]["after/before per round"] == [1.0, 1.0]
     assert set(summary["send"]) == {"before", "after", "after/before per round", "median ratio"}
@@ -80,7 +80,7 @@ def _make_bench_summary(*, ingest: tuple, dup: tuple, send: tuple, p99: float = 
             "send": _runs(*send[1]),
         },
     }
-    return _summary([BASELINE, "service"], ["ingest_unique", "ingest_dup", "send"], runs)
+    return summarise([BASELINE, "service"], ["ingest_unique", "ingest_dup", "send"], runs)
 
 
 def test_targets_are_read_off_the_round_by_round_medians():

@@ -7,10 +7,12 @@ import json
 
 import pytest
 from django.db import connection, transaction
+from django.test import Client
 
 from messaging.models import Message
 from tests import payloads
 from tests.commit_settings import commit_settings_noted, synchronous_commit
+from tests.in_flight import with_original_in_flight
 from webhooks.models import WebhookEvent
 
 pytestmark = [
@@ -72,43 +74,13 @@ def test_a_repeat_that_waited_for_its_original_in_flight_commits_asynchronously(
     """The repeat's claim waits in ON CONFLICT for an original whose transaction is still open; once
     the original commits, the repeat answers ``duplicate`` and its record commits without its flush,
     while the original's message and claim were committed durably before the repeat could see them."""
-    import threading
-
-    from django.test import Client
-
-    from tests.test_concurrency import _wait_until_a_backend_waits_on_a_transaction
-
     body = payloads.inbound_sms(messaging_provider_id="in-flight-commit")
-    original_stored, release = threading.Event(), threading.Event()
-    answers = {}
 
-    def original():
-        try:
-            with transaction.atomic():  # the original's statement stays uncommitted until released
-                answers["original"] = _deliver(Client(), body)
-                original_stored.set()
-                assert release.wait(timeout=10)
-        finally:
-            connection.close()
+    # The repeat in autocommit, as the web process runs it.
+    original, repeat = with_original_in_flight(lambda: _deliver(Client(), body), lambda: _deliver(Client(), body))
 
-    def repeat():
-        try:
-            answers["repeat"] = _deliver(Client(), body)  # autocommit, as the web process runs it
-        finally:
-            connection.close()
-
-    first = threading.Thread(target=original)
-    first.start()
-    assert original_stored.wait(timeout=10)
-    second = threading.Thread(target=repeat)
-    second.start()
-    _wait_until_a_backend_waits_on_a_transaction()
-    release.set()
-    first.join(timeout=10)
-    second.join(timeout=10)
-
-    assert answers["original"].json()["status"] == "processed"
-    assert answers["repeat"].json()["status"] == "duplicate"
-    assert answers["repeat"].json()["message_id"] == Message.objects.get().pk
+    assert original.json()["status"] == "processed"
+    assert repeat.json()["status"] == "duplicate"
+    assert repeat.json()["message_id"] == Message.objects.get().pk
     # The original ran inside a caller's transaction: its setting is left alone (on).
     assert commits() == [("processed", "on"), ("duplicate", "off")]
