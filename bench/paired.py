@@ -8,7 +8,9 @@ at 0 ms, as `make bench` runs it; gunicorn 5 x 8; a fresh database copied from o
 and wrk alternates between them: each round measures every mode on each variant in turn, after a
 one-second warm-up, with the variants' order and the modes' flipped every other round. Only one is
 loaded at a time. The report is each run, each variant's median, and the ratio B / A of each round:
-the per-round ratios say whether a difference holds up, where the medians alone would not.
+the per-round ratios say whether a difference holds up, where the medians alone would not. Each run
+also records the share of the machine's CPU time the hypervisor gave to other guests while it ran
+(``steal_pct``; the report's ``steal`` sums it up), which moves a run's figures as much as most changes.
 
     .venv/bin/python -m bench.paired --rounds 6 --seconds 6 --modes ingest_unique,send \\
         off:GUNICORN_KEEPALIVE_LINGER_MS=0 on:GUNICORN_KEEPALIVE_LINGER_MS=5
@@ -146,6 +148,8 @@ def _measure(bench: Bench, url: str, mode: str, *, seconds: int, tag: str, area:
     return {
         "rps": round(answered / (run["duration_us"] / 1e6), 1),
         "p99_ms": round(run["latency_us"]["p99"] / 1000, 2),
+        # The machine's CPU time stolen by the hypervisor during the run (None off Linux).
+        "steal_pct": run["cpu"]["steal_pct"] if run.get("cpu") else None,
         # Every answer that was not 2xx and every socket error (connect, read, write, timeout), of the
         # warm-up too: what `make bench`'s checks count as non-2xx.
         "non_2xx": sum(
@@ -224,6 +228,23 @@ def targets(summary: dict, compared: str) -> dict:
             entry["met"] = entry["met"] and p99 is not None and p99 < TARGET_INGEST_P99_MS
         found[mode] = entry
     return found
+
+
+def stolen(runs: dict[str, dict[str, list[dict]]]) -> dict | None:
+    """The share of the machine's CPU time the hypervisor gave to other guests over every measured run
+    (``measure_rounds``' runs): its median and its highest, in percent; None where it is not known.
+    Time stolen while wrk and the servers wait for a core lengthens every answer, so a run's p99 is read
+    with it."""
+    shares = [
+        run["steal_pct"]
+        for variant in runs.values()
+        for mode in variant.values()
+        for run in mode
+        if run.get("steal_pct") is not None
+    ]
+    if not shares:
+        return None
+    return {"median_pct": statistics.median(shares), "max_pct": max(shares), "runs": len(shares)}
 
 
 def serve_baseline(bench: Bench, servers: ExitStack, name: str = BASELINE) -> str:
@@ -314,9 +335,11 @@ def measure_rounds(
                     figures["served"] = served
                     served_note = f" ({served})"
                 runs[name][mode].append(figures)
+                steal = figures.get("steal_pct")
                 report(
                     f"round {round_number}  {mode:14} {name:10} {figures['rps']:8.1f} req/s{served_note}"
                     f"  p99 {figures['p99_ms']:7.1f} ms  non-2xx {figures['non_2xx']}"
+                    + (f"  steal {steal:g}%" if steal is not None else "")
                 )
     return runs
 
@@ -365,6 +388,7 @@ def main() -> int:
             "baseline_gunicorn": config.baseline_gunicorn if BASELINE in variants else None,
             "runs": runs,
             "summary": summary,
+            "steal": stolen(runs),
         }
         path = BENCH / "results" / f"{bench.stamp}-paired.json"
         path.write_text(json.dumps(report, indent=2) + "\n")
@@ -380,6 +404,11 @@ def main() -> int:
             if to_ingest is not None:
                 median = figures["median ratio to ingest_unique"]
                 print(f"{mode:14} {names[1]}/{names[0]} ingest_unique per round {to_ingest}, median {median}")
+        if report["steal"]:
+            print(
+                f"CPU time stolen by the hypervisor: median {report['steal']['median_pct']:g}%, highest"
+                f" {report['steal']['max_pct']:g}% of the machine's over the {report['steal']['runs']} runs"
+            )
         log(f"results: {path.relative_to(BENCH.parent)}")
         return 0
     finally:

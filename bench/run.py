@@ -463,8 +463,10 @@ class Bench:
             str(BENCH / "load.lua"),
             url,
         ]
+        before = cpu_times()
         run_checked(command, env, f"wrk {mode}")
         result = json.loads(out.read_text())
+        result["cpu"] = cpu_shares(before, cpu_times())
         ids_path = Path(str(out) + ".ids")
         result["answers"] = ids_path.read_text().split("\n")[:-1] if ids_path.exists() else []
         return result
@@ -496,6 +498,7 @@ class Bench:
             "p90_ms": round(lat["p90"] / 1000, 2),
             "p99_ms": round(lat["p99"] / 1000, 2),
             "max_ms": round(lat["max"] / 1000, 2),
+            "cpu": run["cpu"],  # the machine's, during the measured run
             "wrk_runs": len(runs),
             "statuses": statuses,
             "non_2xx": sum(v for k, v in statuses.items() if not 200 <= k < 300) + sum(socket_errors.values()),
@@ -653,7 +656,16 @@ class Bench:
     def paired(self) -> None:
         """Issue 12's ratios read round by round: the baseline and the service served at once, wrk
         alternating between them (bench/paired.py), so both fall into the same spells of the machine."""
-        from bench.paired import BASELINE, MODES, measure_rounds, serve_baseline, serve_service, summarise, targets
+        from bench.paired import (
+            BASELINE,
+            MODES,
+            measure_rounds,
+            serve_baseline,
+            serve_service,
+            stolen,
+            summarise,
+            targets,
+        )
 
         rounds, seconds = self.config.paired_rounds, self.config.paired_seconds
         log(f"paired: the baseline and the service, {rounds} rounds of {seconds} s per mode")
@@ -670,6 +682,7 @@ class Bench:
             "summary": summary,
             "targets": targets(summary, "service"),
             "runs": runs,
+            "steal": stolen(runs),
             "checks": {"non_2xx": non_2xx, "ok": non_2xx == 0},
         }
 
@@ -756,6 +769,7 @@ class Bench:
         due_at = seed["due_at_epoch"]
         log(f"{name}: {messages} pending, {processes} worker process(es), provider latency {latency} ms")
         workers = []
+        before = cpu_times()
         for index in range(processes):
             log_file = open(self.work / f"{name}-worker{index}.log", "wb")  # noqa: SIM115
             process = subprocess.Popen(
@@ -779,6 +793,7 @@ class Bench:
                 log(f"{name}: a worker was still running after {budget:.0f} s; stopping it")
             stop_group(process, grace=10)
             cleanup.remove(stopper)
+        cpu = cpu_shares(before, cpu_times())  # the workers' start-up and exit included
         ((sent, pending, failed, attempts, _first, last),) = self.dbs.query(
             db,
             "SELECT count(*) FILTER (WHERE status = 'sent'), count(*) FILTER (WHERE status = 'pending'),"
@@ -808,6 +823,7 @@ class Bench:
                 "seconds": round(seconds, 2) if seconds else None,
                 "rate": round(sent / seconds, 1) if seconds and seconds > 0 else None,
                 "rate_per_process": round(sent / seconds / processes, 1) if seconds and seconds > 0 else None,
+                "cpu": cpu,
                 "checks": checks,
             }
         }
@@ -911,6 +927,42 @@ def _merge(runs: list[dict]) -> dict[int, int]:
     return merged
 
 
+#: The columns of /proc/stat's ``cpu`` line (proc(5)) this harness reads: the machine's CPU time by kind,
+#: in clock ticks since boot. ``guest`` time is counted in ``user`` already, so it is left out.
+CPU_COLUMNS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+
+
+def cpu_times(stat: Path = Path("/proc/stat")) -> dict[str, int] | None:
+    """The CPU time all the machine's cores have spent so far, by kind, or None where there is no
+    /proc/stat (not Linux)."""
+    try:
+        line = stat.read_text().split("\n", 1)[0].split()
+    except OSError:
+        return None
+    if not line or line[0] != "cpu":
+        return None
+    return {name: int(value) for name, value in zip(CPU_COLUMNS, line[1:], strict=False)}
+
+
+def cpu_shares(before: dict[str, int] | None, after: dict[str, int] | None) -> dict[str, float] | None:
+    """How the machine's CPU time between two ``cpu_times`` readings was spent, in percent: ``steal`` is
+    the time the hypervisor gave the virtual cores to other guests while this machine had work for
+    them, ``idle`` includes waiting on the disk, ``busy`` is the rest (this machine's own work)."""
+    if not before or not after:
+        return None
+    spent = {name: after[name] - before[name] for name in before if name in after}
+    total = sum(spent.values())
+    if total <= 0:
+        return None
+    idle = spent.get("idle", 0) + spent.get("iowait", 0)
+    steal = spent.get("steal", 0)
+    return {
+        "busy_pct": round(100 * (total - idle - steal) / total, 1),
+        "idle_pct": round(100 * idle / total, 1),
+        "steal_pct": round(100 * steal / total, 1),
+    }
+
+
 def machine() -> dict:
     model = ""
     with suppress(OSError):
@@ -939,7 +991,7 @@ def machine() -> dict:
 def table(report: dict) -> str:
     lines = [
         f"{'scenario':<18} {'target':<9} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'ratio*':>7} {'same':>6} "
-        f"{'non2xx':>6} {'rows ok':>7}",
+        f"{'non2xx':>6} {'rows ok':>7} {'steal%':>6}",
     ]
     for name, targets in report["results"].items():
         if name == "profile":
@@ -951,13 +1003,13 @@ def table(report: dict) -> str:
             if "rate" in figures:
                 lines.append(
                     f"{name:<18} {kind:<9} {figures['rate'] or 0:>9} {'msg/s':>8} {'':>8} {'':>7} {'':>6} "
-                    f"{'':>6} {figures['checks']['ok']!s:>7}"
+                    f"{'':>6} {figures['checks']['ok']!s:>7} {_steal(figures):>6}"
                 )
                 continue
             lines.append(
                 f"{name:<18} {kind:<9} {figures['rps']:>9} {figures['p50_ms']:>8} {figures['p99_ms']:>8} "
                 f"{figures.get('ratio_to_baseline_ingest', ''):>7} {figures.get('ratio_same_scenario', ''):>6} "
-                f"{figures['non_2xx']:>6} {figures['checks']['ok']!s:>7}"
+                f"{figures['non_2xx']:>6} {figures['checks']['ok']!s:>7} {_steal(figures):>6}"
             )
     for name in ("list", "thread"):
         for kind in ("baseline", "service"):
@@ -965,7 +1017,13 @@ def table(report: dict) -> str:
             if alone:
                 lines.append(f"{name:<18} {kind:<9} one connection: {alone['rps']} req/s, p50 {alone['p50_ms']} ms")
     lines.append("ratio*: service req/s / baseline ingest_unique req/s; same: / baseline in the same scenario")
+    lines.append("steal%: the machine's CPU time the hypervisor gave to other guests during the measured run")
     return "\n".join(lines)
+
+
+def _steal(figures: dict) -> str:
+    cpu = figures.get("cpu")
+    return f"{cpu['steal_pct']:g}" if cpu else ""
 
 
 def paired_table(report: dict) -> str:
@@ -997,6 +1055,12 @@ def paired_table(report: dict) -> str:
             f"target {bound}: {verdict}"
         )
     lines.append(f"  non-2xx answers and socket errors in the paired rounds: {paired['checks']['non_2xx']}")
+    if paired.get("steal"):
+        steal = paired["steal"]
+        lines.append(
+            f"  the machine's CPU time stolen by the hypervisor in the paired runs: median {steal['median_pct']:g}%,"
+            f" highest {steal['max_pct']:g}%"
+        )
     lines.append(
         "  ratio: the service's req/s over the baseline's inbound messages of the same round (beside each send, the"
         " baseline serves inbound messages)"
