@@ -374,6 +374,7 @@ class Bench:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.started = datetime.now(UTC)
+        self.cpu_at_start = cpu_times()
         self.stamp = self.started.strftime("%Y%m%dT%H%M%SZ")
         self.out = BENCH / "results"
         self.work = self.out / f"{self.stamp}.d"  # wrk outputs and server logs of this run
@@ -886,7 +887,7 @@ class Bench:
         return {
             "started": self.started.isoformat(timespec="seconds"),
             "finished": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": machine(),
+            "machine": machine() | {"cpu_during_run": cpu_shares(self.cpu_at_start, cpu_times())},
             "config": {k: v for k, v in self.config.__dict__.items() if k not in ("pg_url", "redis_url", "scenarios")}
             | {
                 "scenarios": self.config.scenarios,
@@ -979,6 +980,7 @@ def machine() -> dict:
     return {
         "nproc": os.cpu_count(),
         "cpu": model,
+        "python_loop_seconds": python_loop_seconds(),
         "memory": memory,
         "loadavg_at_end": [round(x, 2) for x in load] if load else None,
         "python": platform.python_version(),
@@ -986,6 +988,37 @@ def machine() -> dict:
         "wrk": (wrk.stdout or wrk.stderr).split("\n")[0],
         "kernel": platform.release(),
     }
+
+
+def python_loop_seconds(additions: int = 10_000_000) -> float:
+    """Seconds one core takes for ``additions`` additions in a Python loop (the best of three): how
+    fast this machine runs the interpreter, so runs on different machines can be told apart (the same
+    kind of machine has ranged from 0.64 to 1.78 s here). Taken at the end of a run, with its servers
+    stopped."""
+    # At a module's top level, as `python3 -c` runs it and as the rounds in PERFORMANCE.md timed it:
+    # its names are globals, slower than a function's locals.
+    loop = compile(f"total = 0\nfor number in range({additions:d}):\n    total += number\n", "<loop>", "exec")
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        exec(loop, {})
+        best = min(best, time.perf_counter() - started)
+    return round(best, 3)
+
+
+def machine_line(report: dict) -> str:
+    """One line on the machine the run measured: cores, interpreter speed, CPU time stolen over the run."""
+    found = report["machine"]
+    line = f"machine: {found['nproc']} cores ({found['cpu'] or 'unknown CPU'})"
+    if found.get("python_loop_seconds") is not None:
+        line += f", ten million additions in a Python loop {found['python_loop_seconds']:g} s"
+    during = found.get("cpu_during_run")
+    if during:
+        line += (
+            f"; over the whole run {during['busy_pct']:g}% busy, {during['idle_pct']:g}% idle,"
+            f" {during['steal_pct']:g}% stolen by the hypervisor"
+        )
+    return line
 
 
 def table(report: dict) -> str:
@@ -1111,6 +1144,7 @@ def main() -> int:
         report["machine"]["postgres"] = bench.dbs.admin.execute("SHOW server_version").fetchone()[0]
         path = BENCH / "results" / f"{bench.stamp}.json"
         path.write_text(json.dumps(report, indent=2) + "\n")
+        print(machine_line(report))
         print(table(report))
         if "paired" in report["results"]:
             print(paired_table(report))

@@ -104,3 +104,23 @@ def test_the_table_gives_each_measured_runs_steal():
     assert heading.split()[-1] == "steal%"
     assert ingest.split()[-1] == "37.5"
     assert drained.split()[-1] == "2"
+
+
+def test_a_run_names_its_machines_speed_and_the_steal_over_the_whole_run():
+    from bench.run import machine_line, python_loop_seconds
+
+    assert 0 < python_loop_seconds(additions=100_000) < 5
+    report = {
+        "machine": {
+            "nproc": 2,
+            "cpu": "Intel(R) Xeon(R) Processor",
+            "python_loop_seconds": 1.78,
+            "cpu_during_run": {"busy_pct": 80.5, "idle_pct": 12.0, "steal_pct": 7.5},
+        }
+    }
+    assert machine_line(report) == (
+        "machine: 2 cores (Intel(R) Xeon(R) Processor), ten million additions in a Python loop 1.78 s;"
+        " over the whole run 80.5% busy, 12% idle, 7.5% stolen by the hypervisor"
+    )
+    report["machine"] |= {"cpu": "", "python_loop_seconds": None, "cpu_during_run": None}  # not Linux
+    assert machine_line(report) == "machine: 2 cores (unknown CPU)"
