@@ -74,9 +74,15 @@ def plot(report: dict, path: Path) -> Path:
         ax.set_title("throughput" if panel == "rps" else "p99 latency")
         ax.legend()
     config = report["config"]
+    found = report["machine"]
+    speed = []
+    if found.get("python_loop_seconds"):
+        speed.append(f"ten million additions in Python {found['python_loop_seconds']:g} s")
+    if found.get("cpu_during_run"):
+        speed.append(f"{found['cpu_during_run']['steal_pct']:g}% of the CPU time stolen by the hypervisor")
     fig.suptitle(
-        f"make bench {report['started']} | {report['machine']['nproc']} cores | gunicorn {config['gunicorn']} | "
-        f"{config['connections']} connections, {config['duration']} s",
+        f"make bench {report['started']} | {found['nproc']} cores | gunicorn {config['gunicorn']} | "
+        f"{config['connections']} connections, {config['duration']} s" + ("\n" + ", ".join(speed) if speed else ""),
         fontsize=9,
     )
     fig.tight_layout()
