@@ -9,8 +9,9 @@ and wrk alternates between them: each round measures every mode on each variant 
 one-second warm-up, with the variants' order and the modes' flipped every other round. Only one is
 loaded at a time. The report is each run, each variant's median, and the ratio B / A of each round:
 the per-round ratios say whether a difference holds up, where the medians alone would not. Each run
-also records the share of the machine's CPU time the hypervisor gave to other guests while it ran
-(``steal_pct``; the report's ``steal`` sums it up), which moves a run's figures as much as most changes.
+also records the share of the machine's CPU time stolen while it ran (``steal_pct``: the hypervisor
+did not run the virtual cores while they had work; the report's ``steal`` sums it up): on the
+thirty-seventh round's machine a run's throughput fell to less than half in runs with 45% stolen.
 
     .venv/bin/python -m bench.paired --rounds 6 --seconds 6 --modes ingest_unique,send \\
         off:GUNICORN_KEEPALIVE_LINGER_MS=0 on:GUNICORN_KEEPALIVE_LINGER_MS=5
@@ -231,10 +232,9 @@ def targets(summary: dict, compared: str) -> dict:
 
 
 def stolen(runs: dict[str, dict[str, list[dict]]]) -> dict | None:
-    """The share of the machine's CPU time the hypervisor gave to other guests over every measured run
-    (``measure_rounds``' runs): its median and its highest, in percent; None where it is not known.
-    Time stolen while wrk and the servers wait for a core lengthens every answer, so a run's p99 is read
-    with it."""
+    """The share of the machine's CPU time stolen (the hypervisor did not run the virtual cores while
+    they had work) over every measured run (``measure_rounds``' runs): its median and its highest, in
+    percent; None where it is not known. Stolen time lengthens answers, so a run's p99 is read with it."""
     shares = [
         run["steal_pct"]
         for variant in runs.values()
@@ -244,7 +244,7 @@ def stolen(runs: dict[str, dict[str, list[dict]]]) -> dict | None:
     ]
     if not shares:
         return None
-    return {"median_pct": statistics.median(shares), "max_pct": max(shares), "runs": len(shares)}
+    return {"median_pct": round(statistics.median(shares), 1), "max_pct": max(shares), "runs": len(shares)}
 
 
 def serve_baseline(bench: Bench, servers: ExitStack, name: str = BASELINE) -> str:
@@ -406,8 +406,8 @@ def main() -> int:
                 print(f"{mode:14} {names[1]}/{names[0]} ingest_unique per round {to_ingest}, median {median}")
         if report["steal"]:
             print(
-                f"CPU time stolen by the hypervisor: median {report['steal']['median_pct']:g}%, highest"
-                f" {report['steal']['max_pct']:g}% of the machine's over the {report['steal']['runs']} runs"
+                f"the machine's CPU time stolen by the hypervisor in the {report['steal']['runs']} measured runs:"
+                f" median {report['steal']['median_pct']:g}%, highest {report['steal']['max_pct']:g}%"
             )
         log(f"results: {path.relative_to(BENCH.parent)}")
         return 0

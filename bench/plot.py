@@ -75,16 +75,18 @@ def plot(report: dict, path: Path) -> Path:
         ax.legend()
     config = report["config"]
     found = report["machine"]
+    title = (
+        f"make bench {report['started']} | {found['nproc']} cores | gunicorn {config['gunicorn']} | "
+        f"{config['connections']} connections, {config['duration']} s"
+    )
     speed = []
-    if found.get("python_loop_seconds"):
+    if found.get("python_loop_seconds") is not None:
         speed.append(f"ten million additions in Python {found['python_loop_seconds']:g} s")
     if found.get("cpu_during_run"):
-        speed.append(f"{found['cpu_during_run']['steal_pct']:g}% of the CPU time stolen by the hypervisor")
-    fig.suptitle(
-        f"make bench {report['started']} | {found['nproc']} cores | gunicorn {config['gunicorn']} | "
-        f"{config['connections']} connections, {config['duration']} s" + ("\n" + ", ".join(speed) if speed else ""),
-        fontsize=9,
-    )
+        speed.append(f"{found['cpu_during_run']['steal_pct']:g}% of the CPU time stolen by the hypervisor over the run")
+    if speed:
+        title += "\n" + ", ".join(speed)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

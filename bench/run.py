@@ -887,7 +887,8 @@ class Bench:
         return {
             "started": self.started.isoformat(timespec="seconds"),
             "finished": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": machine() | {"cpu_during_run": cpu_shares(self.cpu_at_start, cpu_times())},
+            # Read before machine()'s timed loop, which is not part of the run.
+            "machine": {"cpu_during_run": cpu_shares(self.cpu_at_start, cpu_times())} | machine(),
             "config": {k: v for k, v in self.config.__dict__.items() if k not in ("pg_url", "redis_url", "scenarios")}
             | {
                 "scenarios": self.config.scenarios,
@@ -947,8 +948,9 @@ def cpu_times(stat: Path = Path("/proc/stat")) -> dict[str, int] | None:
 
 def cpu_shares(before: dict[str, int] | None, after: dict[str, int] | None) -> dict[str, float] | None:
     """How the machine's CPU time between two ``cpu_times`` readings was spent, in percent: ``steal`` is
-    the time the hypervisor gave the virtual cores to other guests while this machine had work for
-    them, ``idle`` includes waiting on the disk, ``busy`` is the rest (this machine's own work)."""
+    the time the hypervisor did not run the virtual cores while they had work (it ran something else:
+    other guests, or its own), ``idle`` includes waiting on the disk, ``busy`` is the rest (this
+    machine's own work)."""
     if not before or not after:
         return None
     spent = {name: after[name] - before[name] for name in before if name in after}
@@ -992,9 +994,9 @@ def machine() -> dict:
 
 def python_loop_seconds(additions: int = 10_000_000) -> float:
     """Seconds one core takes for ``additions`` additions in a Python loop (the best of three): how
-    fast this machine runs the interpreter, so runs on different machines can be told apart (the same
-    kind of machine has ranged from 0.64 to 1.78 s here). Taken at the end of a run, with its servers
-    stopped."""
+    fast this machine runs the interpreter, so runs on different machines can be told apart (machines
+    of the same kind have taken from under half a second to about two here). Taken at the end of a
+    run, with its servers stopped; wall-clock time, so time stolen by the hypervisor meanwhile counts."""
     # At a module's top level, as `python3 -c` runs it and as the rounds in PERFORMANCE.md timed it:
     # its names are globals, slower than a function's locals.
     loop = compile(f"total = 0\nfor number in range({additions:d}):\n    total += number\n", "<loop>", "exec")
@@ -1050,7 +1052,10 @@ def table(report: dict) -> str:
             if alone:
                 lines.append(f"{name:<18} {kind:<9} one connection: {alone['rps']} req/s, p50 {alone['p50_ms']} ms")
     lines.append("ratio*: service req/s / baseline ingest_unique req/s; same: / baseline in the same scenario")
-    lines.append("steal%: the machine's CPU time the hypervisor gave to other guests during the measured run")
+    lines.append(
+        "steal%: the machine's CPU time stolen by the hypervisor during the measured run (a drain: from its"
+        " workers' start to their exit)"
+    )
     return "\n".join(lines)
 
 

@@ -178,6 +178,7 @@ def test_make_bench_runs_the_paired_rounds_by_default_and_records_what_they_read
             "service": {"ingest_unique": _runs(700), "ingest_dup": _runs(800), "send": _runs(450)},
         }
         runs["service"]["send"][0]["non_2xx"] = 2
+        runs["service"]["ingest_unique"][0]["steal_pct"] = 40.0  # the others' is not known
         return runs
 
     monkeypatch.setattr(bench.paired, "serve_baseline", serve("baseline"))
@@ -209,6 +210,7 @@ def test_make_bench_runs_the_paired_rounds_by_default_and_records_what_they_read
     assert paired["targets"]["ingest_dup"]["ratio"] == 1.6
     assert paired["targets"]["send"] == {"ratio": 0.9, "at_least": 0.8, "met": True}
     assert paired["checks"] == {"non_2xx": 2, "ok": False}
+    assert paired["steal"] == {"median_pct": 40.0, "max_pct": 40.0, "runs": 1}
 
 
 def test_the_paired_rounds_settings_are_checked_only_when_they_run(monkeypatch):

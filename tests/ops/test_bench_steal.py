@@ -124,3 +124,47 @@ def test_a_run_names_its_machines_speed_and_the_steal_over_the_whole_run():
     )
     report["machine"] |= {"cpu": "", "python_loop_seconds": None, "cpu_during_run": None}  # not Linux
     assert machine_line(report) == "machine: 2 cores (unknown CPU)"
+
+
+def _wrk_result(steal: float) -> dict:
+    return {
+        "requests": 100,
+        "duration_us": 1e6,
+        "statuses": {"200": 100},
+        "socket_errors": {"connect": 0, "read": 0, "write": 0, "timeout": 0},
+        "latency_us": {"p50": 20_000, "p90": 30_000, "p99": 45_000, "max": 60_000},
+        "answers": [],
+        "cpu": {"busy_pct": 100 - steal, "idle_pct": 0.0, "steal_pct": steal},
+    }
+
+
+def test_a_measured_run_and_a_paired_run_keep_the_steal_of_the_measured_run_not_the_warm_ups():
+    from bench.paired import _measure
+
+    harness = Bench.__new__(Bench)
+    harness.config = Config(quick=True)
+    harness.api_key = "key"
+    steals = iter([50.0, 12.5])  # the warm-up's, then the measured run's
+    harness.wrk = lambda url, mode, **kwargs: _wrk_result(next(steals))
+
+    assert _measure(harness, "http://x", "ingest_unique", seconds=1, tag="t", area="203")["steal_pct"] == 12.5
+
+    steals = iter([50.0, 12.5])
+    server = type("Server", (), {"url": "http://x"})()
+    assert harness.measure(server, "ingest_unique", "t")["cpu"]["steal_pct"] == 12.5
+
+
+def test_a_report_gives_the_steal_over_the_whole_run(monkeypatch):
+    readings = iter([{"user": 0, "idle": 0, "steal": 0}, {"user": 60, "idle": 30, "steal": 10}])
+    monkeypatch.setattr(bench_run, "cpu_times", lambda: next(readings))
+    monkeypatch.setattr(bench_run, "machine", lambda: {"nproc": 2})
+    harness = Bench.__new__(Bench)
+    harness.config = Config(quick=True)
+    harness.started = bench_run.datetime.now(bench_run.UTC)
+    harness.cpu_at_start = bench_run.cpu_times()
+    harness.results = {}
+
+    assert harness.report()["machine"] == {
+        "cpu_during_run": {"busy_pct": 60.0, "idle_pct": 30.0, "steal_pct": 10.0},
+        "nproc": 2,
+    }
