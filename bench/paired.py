@@ -58,7 +58,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
-from bench.run import BENCH, ROOT, Bench, Config, cleanup, gunicorn, log
+from bench.run import BENCH, ROOT, Bench, Config, answered, cleanup, gunicorn, log, unanswered
 
 MODES = ("ingest_unique", "ingest_dup", "send")
 #: The variant that is the one-file baseline (bench/baseline.py), not the service.
@@ -145,22 +145,13 @@ def _measure(bench: Bench, url: str, mode: str, *, seconds: int, tag: str, area:
     extra = {"BENCH_AUTH": f"Bearer {bench.api_key}", "BENCH_SENDER_AREA": area}
     warm_up = bench.wrk(url, mode, seconds=1, tag=f"{tag}-w", extra=extra)
     run = bench.wrk(url, mode, seconds=seconds, tag=tag, extra=extra)
-    answered = _answered(run)
     return {
-        "rps": round(answered / (run["duration_us"] / 1e6), 1),
+        "rps": round(answered(run) / (run["duration_us"] / 1e6), 1),
         "p99_ms": round(run["latency_us"]["p99"] / 1000, 2),
         # The machine's CPU time stolen by the hypervisor during the run (None off Linux).
         "steal_pct": run["cpu"]["steal_pct"] if run.get("cpu") else None,
-        # Every answer that was not 2xx and every socket error (connect, read, write, timeout), of the
-        # warm-up too: what `make bench`'s checks count as non-2xx.
-        "non_2xx": sum(
-            part["requests"] - _answered(part) + sum(part["socket_errors"].values()) for part in (warm_up, run)
-        ),
+        "non_2xx": unanswered(warm_up) + unanswered(run),  # the warm-up's too, as `make bench` counts them
     }
-
-
-def _answered(run: dict) -> int:
-    return sum(count for status, count in run["statuses"].items() if 200 <= int(status) < 300)
 
 
 def _printed(line: str) -> None:
@@ -235,16 +226,23 @@ def stolen(runs: dict[str, dict[str, list[dict]]]) -> dict | None:
     """The share of the machine's CPU time stolen (the hypervisor did not run the virtual cores while
     they had work) over every measured run (``measure_rounds``' runs): its median and its highest, in
     percent; None where it is not known. Stolen time lengthens answers, so a run's p99 is read with it."""
-    shares = [
-        run["steal_pct"]
-        for variant in runs.values()
-        for mode in variant.values()
-        for run in mode
-        if run.get("steal_pct") is not None
-    ]
+    shares = [run["steal_pct"] for run in every_run(runs) if run.get("steal_pct") is not None]
     if not shares:
         return None
     return {"median_pct": round(statistics.median(shares), 1), "max_pct": max(shares), "runs": len(shares)}
+
+
+def stolen_line(steal: dict) -> str:
+    """``stolen``'s figures in words."""
+    return (
+        f"the machine's CPU time stolen by the hypervisor in the paired runs: median {steal['median_pct']:g}%,"
+        f" highest {steal['max_pct']:g}%"
+    )
+
+
+def every_run(runs: dict[str, dict[str, list[dict]]]) -> list[dict]:
+    """``measure_rounds``' runs, every variant's and mode's, in one list."""
+    return [run for variant in runs.values() for mode in variant.values() for run in mode]
 
 
 def serve_baseline(bench: Bench, servers: ExitStack, name: str = BASELINE) -> str:
@@ -405,10 +403,7 @@ def main() -> int:
                 median = figures["median ratio to ingest_unique"]
                 print(f"{mode:14} {names[1]}/{names[0]} ingest_unique per round {to_ingest}, median {median}")
         if report["steal"]:
-            print(
-                f"the machine's CPU time stolen by the hypervisor in the {report['steal']['runs']} measured runs:"
-                f" median {report['steal']['median_pct']:g}%, highest {report['steal']['max_pct']:g}%"
-            )
+            print(stolen_line(report["steal"]))
         log(f"results: {path.relative_to(BENCH.parent)}")
         return 0
     finally:

@@ -487,7 +487,7 @@ class Bench:
             runs.append(self.wrk(url, mode, seconds=spy_seconds, tag=f"{name}-p", extra=extra))
             pyspy = self.finish_pyspy(spy)
         seconds = run["duration_us"] / 1e6
-        ok = sum(v for k, v in run["statuses"].items() if 200 <= int(k) < 300)
+        ok = answered(run)
         lat = run["latency_us"]
         statuses = _merge(runs)
         socket_errors = {k: sum(r["socket_errors"][k] for r in runs) for k in run["socket_errors"]}
@@ -502,7 +502,7 @@ class Bench:
             "cpu": run["cpu"],  # the machine's, during the measured run
             "wrk_runs": len(runs),
             "statuses": statuses,
-            "non_2xx": sum(v for k, v in statuses.items() if not 200 <= k < 300) + sum(socket_errors.values()),
+            "non_2xx": sum(unanswered(r) for r in runs),
             "socket_errors": socket_errors,
             "_answers": [answer for r in runs for answer in r["answers"]],
         } | ({"pyspy": pyspy} if pyspy else {})
@@ -660,6 +660,7 @@ class Bench:
         from bench.paired import (
             BASELINE,
             MODES,
+            every_run,
             measure_rounds,
             serve_baseline,
             serve_service,
@@ -676,7 +677,7 @@ class Bench:
             urls = {BASELINE: serve_baseline(self, servers), "service": serve_service(self, servers, "service")}
             runs = measure_rounds(self, urls, modes, rounds=rounds, seconds=seconds, report=log)
         summary = summarise([BASELINE, "service"], modes, runs)
-        non_2xx = sum(run["non_2xx"] for variant in runs.values() for mode in variant.values() for run in mode)
+        non_2xx = sum(run["non_2xx"] for run in every_run(runs))
         self.results["paired"] = {
             "rounds": rounds,
             "seconds": seconds,
@@ -728,9 +729,7 @@ class Bench:
                         "p50_ms": round(alone["latency_us"]["p50"] / 1000, 2),
                         "p99_ms": round(alone["latency_us"]["p99"] / 1000, 2),
                     }
-                    one_ok = all(200 <= int(k) < 300 for k in alone["statuses"]) and not any(
-                        alone["socket_errors"].values()
-                    )
+                    one_ok = unanswered(alone) == 0
                     figures["seed"] = seed
                     figures["checks"] = {"ok": figures["non_2xx"] == 0 and one_ok}
                     self.results.setdefault(name, {})[kind] = figures
@@ -923,6 +922,18 @@ def _standby(workers: int, threads: int) -> str:
     return f", the {active} youngest processes take new connections first" if active else ""
 
 
+def answered(run: dict) -> int:
+    """The 2xx answers of one wrk run (``Bench.wrk``)."""
+    return sum(count for status, count in run["statuses"].items() if 200 <= int(status) < 300)
+
+
+def unanswered(run: dict) -> int:
+    """What the checks count as non-2xx in one wrk run: every answer that was not 2xx and every socket
+    error (connect, read, write, timeout)."""
+    failed = sum(count for status, count in run["statuses"].items() if not 200 <= int(status) < 300)
+    return failed + sum(run["socket_errors"].values())
+
+
 def _merge(runs: list[dict]) -> dict[int, int]:
     merged: dict[int, int] = {}
     for part in runs:
@@ -1096,11 +1107,9 @@ def paired_table(report: dict) -> str:
         )
     lines.append(f"  non-2xx answers and socket errors in the paired rounds: {paired['checks']['non_2xx']}")
     if paired.get("steal"):
-        steal = paired["steal"]
-        lines.append(
-            f"  the machine's CPU time stolen by the hypervisor in the paired runs: median {steal['median_pct']:g}%,"
-            f" highest {steal['max_pct']:g}%"
-        )
+        from bench.paired import stolen_line
+
+        lines.append(f"  {stolen_line(paired['steal'])}")
     lines.append(
         "  ratio: the service's req/s over the baseline's inbound messages of the same round (beside each send, the"
         " baseline serves inbound messages)"

@@ -222,3 +222,28 @@ def test_the_paired_rounds_settings_are_checked_only_when_they_run(monkeypatch):
     monkeypatch.setenv("BENCH_SCENARIOS", "ingest_unique,paired")
     with pytest.raises(SystemExit, match="BENCH_PAIRED_ROUNDS"):
         Config(quick=False)
+
+
+def test_a_paired_run_counts_every_non_2xx_answer_and_socket_error_of_its_warm_up_and_its_run():
+    from bench.paired import _measure
+    from bench.run import Bench, Config
+
+    def result(statuses: dict, timeouts: int) -> dict:
+        return {
+            "requests": sum(statuses.values()),
+            "duration_us": 1e6,
+            "statuses": statuses,
+            "socket_errors": {"connect": 0, "read": 0, "write": 0, "timeout": timeouts},
+            "latency_us": {"p99": 40_000},
+            "cpu": None,
+        }
+
+    harness = Bench.__new__(Bench)
+    harness.config = Config(quick=True)
+    harness.api_key = "key"
+    runs = iter([result({"200": 10, "503": 1}, 1), result({"200": 90, "201": 10, "429": 2}, 3)])
+    harness.wrk = lambda url, mode, **kwargs: next(runs)
+
+    figures = _measure(harness, "http://x", "ingest_unique", seconds=1, tag="t", area="203")
+
+    assert figures == {"rps": 100.0, "p99_ms": 40.0, "steal_pct": None, "non_2xx": 7}
