@@ -12,6 +12,18 @@ server process's CPU clock (``/proc/<pid>/schedstat``: nanoseconds on a CPU, wha
 the server must run on this machine. It prints microseconds per statement for each of ``--sets``
 sets: they agree to about 2-3% where wall-clock timings on a shared 2-core machine swing by a
 quarter. The rows stay in the database. docs/PERFORMANCE.md (eighteenth round) has what it found.
+
+With ``--requests`` it times whole requests instead, each kind's CPU by process: ``--count`` requests
+of each of ``--scenarios`` (``ingest``, ``duplicate``, ``send``: an inbound message, the same
+duplicate each time, a send through the 0 ms mock provider) through the WSGI handler, one at a time,
+and per request the CPU time of the PostgreSQL backend that served them and of the Redis server
+(``process_id`` of its ``INFO``; null when that process is not on this machine), the CPU time of the
+thread that made them (the service's Python, the drivers and the log line it writes), and the wall
+time. The three clocks leave out what the other processes on the machine do, so a part of a send
+can be weighed without a loaded, noisy run (docs/PERFORMANCE.md, thirty-eighth round):
+
+    DATABASE_URL=... REDIS_URL=... .venv/bin/python -m bench.server_time --requests \\
+        [--scenarios ingest,send] [--count 2000] [--sets 3]
 """
 
 from __future__ import annotations
@@ -21,6 +33,8 @@ import json
 import os
 import secrets
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,11 +89,93 @@ def _run(conn: Any, sql: str, params: list[Any], count: int, *, new_ids: bool) -
     return spent / count / 1000
 
 
+def _redis_pid() -> int | None:
+    """The Redis server's process id, when that process runs on this machine (else None)."""
+    from django.conf import settings
+    from django.core.cache import caches
+    from django.core.cache.backends.redis import RedisCache
+
+    cache = caches[settings.RATELIMIT_USE_CACHE]  # the mock provider's ledger is on the same server
+    if not isinstance(cache, RedisCache):
+        return None
+    pid = int(cache._cache.get_client(None, write=True).info("server")["process_id"])
+    return pid if Path(f"/proc/{pid}/schedstat").exists() else None
+
+
+def _per_request(
+    request: Callable[[], None],
+    count: int,
+    *,
+    backend_pid: Callable[[], int],
+    redis_pid: int | None,
+    cpu_ns: Callable[[int], int] = _cpu_ns,
+) -> dict[str, float | None]:
+    """Microseconds per request of ``count`` calls of ``request``: the PostgreSQL backend's CPU, the
+    Redis server's (None without ``redis_pid``), this thread's CPU and the wall time."""
+    pid = backend_pid()
+    database, cache = cpu_ns(pid), (cpu_ns(redis_pid) if redis_pid else 0)
+    thread, wall = time.thread_time_ns(), time.perf_counter_ns()
+    for _ in range(count):
+        request()
+    wall, thread = time.perf_counter_ns() - wall, time.thread_time_ns() - thread
+    if backend_pid() != pid:
+        raise SystemExit("bench.server_time: the database connection changed during a set")
+    database = cpu_ns(pid) - database
+    cache = cpu_ns(redis_pid) - cache if redis_pid else None
+
+    def us(ns: int) -> float:
+        return round(ns / count / 1000, 1)
+
+    return {
+        "postgresql_us": us(database),
+        "redis_us": None if cache is None else us(cache),
+        "thread_us": us(thread),
+        "wall_us": us(wall),
+    }
+
+
+def _requests_report(scenarios: list[str], count: int, sets: int) -> dict[str, list[dict[str, float | None]]]:
+    from bench.instructions import _environment, _requests
+
+    os.environ.update(_environment())
+    requests = _requests()
+    from django.db import connection
+
+    def backend_pid() -> int:
+        return int(connection.connection.info.backend_pid)
+
+    redis_pid = _redis_pid()
+    report: dict[str, list[dict[str, float | None]]] = {}
+    for scenario in scenarios:
+        for _ in range(100):  # prepared, planned, warm; a duplicate's original stored
+            requests[scenario]()
+        report[scenario] = [
+            _per_request(requests[scenario], count, backend_pid=backend_pid, redis_pid=redis_pid) for _ in range(sets)
+        ]
+        for each in report[scenario]:
+            print(
+                f"{scenario}: PostgreSQL {each['postgresql_us']} us, Redis {each['redis_us']} us, this thread "
+                f"{each['thread_us']} us of CPU, {each['wall_us']} us of wall time per request",
+                file=sys.stderr,
+            )
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--statements", type=int, default=1000, help="executions per set")
     parser.add_argument("--sets", type=int, default=3)
+    parser.add_argument("--requests", action="store_true", help="whole requests, each kind's CPU by process")
+    parser.add_argument("--scenarios", default="ingest,duplicate,send", help="with --requests")
+    parser.add_argument("--count", type=int, default=2000, help="with --requests: requests per set")
     args = parser.parse_args()
+    if args.requests:
+        scenarios = [name for name in args.scenarios.split(",") if name]
+        unknown = sorted(set(scenarios) - {"ingest", "duplicate", "send"})
+        if unknown or not scenarios:
+            parser.error(f"--scenarios: ingest, duplicate, send; not {', '.join(unknown) or 'none'}")
+        print(json.dumps(_requests_report(scenarios, args.count, args.sets)))
+        return
     statements = _captured()
 
     import psycopg

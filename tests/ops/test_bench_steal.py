@@ -1,5 +1,6 @@
-"""`make bench` and bench.paired read how much of the machine's CPU time the hypervisor gave to other
-guests during each measured run: on these shared virtual machines a run's throughput and p99 move with it."""
+"""`make bench` and bench.paired read how much of the machine's CPU time was stolen during each measured
+run (the hypervisor did not run its cores while they had work): on these shared virtual machines a
+run's throughput and p99 move with it."""
 
 import json
 from pathlib import Path
