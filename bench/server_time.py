@@ -134,11 +134,24 @@ def _per_request(
     }
 
 
+def _log_to_nowhere() -> None:
+    """The service's log lines (one a request) still formatted and written, as a web process writes
+    them, but to /dev/null rather than over this report."""
+    import logging
+
+    nowhere = open(os.devnull, "w")  # noqa: SIM115 (open for the rest of the process)
+    for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
+        for handler in getattr(logger, "handlers", []):
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+                handler.setStream(nowhere)
+
+
 def _requests_report(scenarios: list[str], count: int, sets: int) -> dict[str, list[dict[str, float | None]]]:
     from bench.instructions import _environment, _requests
 
     os.environ.update(_environment())
     requests = _requests()
+    _log_to_nowhere()
     from django.db import connection
 
     def backend_pid() -> int:
