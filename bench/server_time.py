@@ -17,24 +17,31 @@ With ``--requests`` it times whole requests instead, each kind's CPU by process:
 of each of ``--scenarios`` (``ingest``, ``duplicate``, ``send``: an inbound message, the same
 duplicate each time, a send through the 0 ms mock provider) through the WSGI handler, one at a time,
 and per request the CPU time of the PostgreSQL backend that served them and of the Redis server
-(``process_id`` of its ``INFO``; null when that process is not on this machine), the CPU time of the
-thread that made them (the service's Python, the drivers and the log line it writes), and the wall
-time. The three clocks leave out what the other processes on the machine do, so a part of a send
-can be weighed without a loaded, noisy run (docs/PERFORMANCE.md, thirty-eighth round):
+(``process_id`` of its ``INFO``; null when no ``redis-server`` process of that id runs here, as for
+a server in a container or on another host), the CPU time of the thread that made them (the
+service's Python, the drivers and the log line it writes, formatted and written to /dev/null), and
+the wall time. The clocks leave out what the other processes on the machine do, except Redis's,
+which counts every client of that server: run it with nothing else using Redis. The database
+connection must persist between requests (``DB_CONN_MAX_AGE`` above 0, as the bench's settings
+have it). It prints a line per set on stderr and a JSON report on stdout (when it started, the
+count, the sets, whether rate limits were on, and each scenario's sets); the rows and an API key
+stay in the database. docs/PERFORMANCE.md (thirty-eighth round) has what it found:
 
     DATABASE_URL=... REDIS_URL=... .venv/bin/python -m bench.server_time --requests \\
-        [--scenarios ingest,send] [--count 2000] [--sets 3]
+        [--scenarios ingest,duplicate,send] [--count 2000] [--sets 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import secrets
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -65,11 +72,24 @@ def _captured() -> dict[str, tuple[str, list[Any]]]:
     return statements
 
 
-def _cpu_ns(pid: int) -> int:
+PROC = Path("/proc")
+SCENARIOS = ("ingest", "duplicate", "send")
+
+
+def _cpu_ns(pid: int, server: str = "the PostgreSQL server") -> int:
     try:
-        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+        return int((PROC / str(pid) / "schedstat").read_text().split()[0])
     except FileNotFoundError:
-        raise SystemExit("bench.server_time: the PostgreSQL server must run on this machine") from None
+        raise SystemExit(f"bench.server_time: {server} must run on this machine (no process {pid} here)") from None
+
+
+def _local_process(pid: int, name: str, proc: Path = PROC) -> bool:
+    """Whether process ``pid`` runs on this machine as ``name`` (its ``comm``): a server in a container
+    or on another host gives a process id of its own, which here is another process or none."""
+    try:
+        return (proc / str(pid) / "comm").read_text().strip() == name
+    except OSError:
+        return False
 
 
 def _run(conn: Any, sql: str, params: list[Any], count: int, *, new_ids: bool) -> float:
@@ -89,17 +109,10 @@ def _run(conn: Any, sql: str, params: list[Any], count: int, *, new_ids: bool) -
     return spent / count / 1000
 
 
-def _redis_pid() -> int | None:
-    """The Redis server's process id, when that process runs on this machine (else None)."""
-    from django.conf import settings
-    from django.core.cache import caches
-    from django.core.cache.backends.redis import RedisCache
-
-    cache = caches[settings.RATELIMIT_USE_CACHE]  # the mock provider's ledger is on the same server
-    if not isinstance(cache, RedisCache):
-        return None
-    pid = int(cache._cache.get_client(None, write=True).info("server")["process_id"])
-    return pid if Path(f"/proc/{pid}/schedstat").exists() else None
+def _redis_pid(client: Any, proc: Path = PROC) -> int | None:
+    """The process id of the Redis server behind ``client``, when that process runs on this machine."""
+    pid = int(client.info("server")["process_id"])
+    return pid if _local_process(pid, "redis-server", proc) else None
 
 
 def _per_request(
@@ -108,56 +121,70 @@ def _per_request(
     *,
     backend_pid: Callable[[], int],
     redis_pid: int | None,
-    cpu_ns: Callable[[int], int] = _cpu_ns,
+    cpu_ns: Callable[[int, str], int] = _cpu_ns,
 ) -> dict[str, float | None]:
     """Microseconds per request of ``count`` calls of ``request``: the PostgreSQL backend's CPU, the
     Redis server's (None without ``redis_pid``), this thread's CPU and the wall time."""
     pid = backend_pid()
-    database, cache = cpu_ns(pid), (cpu_ns(redis_pid) if redis_pid else 0)
+    database = cpu_ns(pid, "the PostgreSQL server")
+    cache = cpu_ns(redis_pid, "the Redis server") if redis_pid is not None else 0
     thread, wall = time.thread_time_ns(), time.perf_counter_ns()
     for _ in range(count):
         request()
     wall, thread = time.perf_counter_ns() - wall, time.thread_time_ns() - thread
     if backend_pid() != pid:
-        raise SystemExit("bench.server_time: the database connection changed during a set")
-    database = cpu_ns(pid) - database
-    cache = cpu_ns(redis_pid) - cache if redis_pid else None
+        raise SystemExit("bench.server_time: the database connection changed during a set (run fewer --count)")
+    database = cpu_ns(pid, "the PostgreSQL server") - database
+    spent_in_redis = cpu_ns(redis_pid, "the Redis server") - cache if redis_pid is not None else None
 
     def us(ns: int) -> float:
         return round(ns / count / 1000, 1)
 
     return {
         "postgresql_us": us(database),
-        "redis_us": None if cache is None else us(cache),
+        "redis_us": None if spent_in_redis is None else us(spent_in_redis),
         "thread_us": us(thread),
         "wall_us": us(wall),
     }
 
 
-def _log_to_nowhere() -> None:
-    """The service's log lines (one a request) still formatted and written, as a web process writes
-    them, but to /dev/null rather than over this report."""
-    import logging
-
+def _log_to_nowhere(loggers: Iterable[logging.Logger] | None = None) -> None:
+    """The log lines of ``loggers`` (every configured one by default; the service writes one a request)
+    still formatted and written, but to /dev/null rather than over this report."""
+    if loggers is None:
+        configured = logging.Logger.manager.loggerDict.values()
+        loggers = [logging.getLogger(), *(each for each in configured if isinstance(each, logging.Logger))]
     nowhere = open(os.devnull, "w")  # noqa: SIM115 (open for the rest of the process)
-    for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
-        for handler in getattr(logger, "handlers", []):
-            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+    for logger in loggers:
+        for handler in logger.handlers:
+            if type(handler) is logging.StreamHandler:
                 handler.setStream(nowhere)
 
 
-def _requests_report(scenarios: list[str], count: int, sets: int) -> dict[str, list[dict[str, float | None]]]:
+def _requests_report(scenarios: list[str], count: int, sets: int) -> dict[str, Any]:
     from bench.instructions import _environment, _requests
 
+    started = datetime.now(UTC).isoformat(timespec="seconds")
     os.environ.update(_environment())
     requests = _requests()
     _log_to_nowhere()
+    from django.conf import settings
+    from django.core.cache import caches
+    from django.core.cache.backends.redis import RedisCache
     from django.db import connection
 
     def backend_pid() -> int:
+        if connection.connection is None:
+            raise SystemExit(
+                "bench.server_time: --requests needs a database connection kept between requests (DB_CONN_MAX_AGE > 0)"
+            )
         return int(connection.connection.info.backend_pid)
 
-    redis_pid = _redis_pid()
+    requests[scenarios[0]]()  # the connection open
+    if not _local_process(backend_pid(), "postgres"):
+        raise SystemExit("bench.server_time: the PostgreSQL server must run on this machine")
+    counter = caches[settings.RATELIMIT_USE_CACHE]  # the mock provider's ledger is on the same server
+    redis_pid = _redis_pid(counter._cache.get_client(None, write=True)) if isinstance(counter, RedisCache) else None
     report: dict[str, list[dict[str, float | None]]] = {}
     for scenario in scenarios:
         for _ in range(100):  # prepared, planned, warm; a duplicate's original stored
@@ -171,23 +198,42 @@ def _requests_report(scenarios: list[str], count: int, sets: int) -> dict[str, l
                 f"{each['thread_us']} us of CPU, {each['wall_us']} us of wall time per request",
                 file=sys.stderr,
             )
-    return report
+    return {
+        "started": started,
+        "count": count,
+        "sets": sets,
+        "rate_limits": bool(settings.RATELIMIT_ENABLE),
+        "scenarios": report,
+    }
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
+def _scenarios(text: str) -> list[str]:
+    names = list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    unknown = [name for name in names if name not in SCENARIOS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"name one or more of {', '.join(SCENARIOS)}" + (f"; not {', '.join(unknown)}" if unknown else "")
+        )
+    return names
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--statements", type=int, default=1000, help="executions per set")
-    parser.add_argument("--sets", type=int, default=3)
-    parser.add_argument("--requests", action="store_true", help="whole requests, each kind's CPU by process")
-    parser.add_argument("--scenarios", default="ingest,duplicate,send", help="with --requests")
-    parser.add_argument("--count", type=int, default=2000, help="with --requests: requests per set")
+    parser.add_argument("--statements", type=_positive, default=1000, help="executions per set")
+    parser.add_argument("--sets", type=_positive, default=3)
+    parser.add_argument("--requests", action="store_true", help="whole requests instead: each kind's CPU by process")
+    parser.add_argument("--scenarios", type=_scenarios, default=list(SCENARIOS), help="with --requests")
+    parser.add_argument("--count", type=_positive, default=2000, help="with --requests: requests per set")
     args = parser.parse_args()
     if args.requests:
-        scenarios = [name for name in args.scenarios.split(",") if name]
-        unknown = sorted(set(scenarios) - {"ingest", "duplicate", "send"})
-        if unknown or not scenarios:
-            parser.error(f"--scenarios: ingest, duplicate, send; not {', '.join(unknown) or 'none'}")
-        print(json.dumps(_requests_report(scenarios, args.count, args.sets)))
+        print(json.dumps(_requests_report(args.scenarios, args.count, args.sets)))
         return
     statements = _captured()
 
