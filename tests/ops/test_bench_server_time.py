@@ -32,7 +32,7 @@ def stand_in(monkeypatch, name: str, readings: list[int]) -> None:
     monkeypatch.setattr(server_time.time, name, lambda: next(ticks))
 
 
-def test_a_set_gives_each_processs_cpu_per_request(monkeypatch):
+def test_a_set_gives_each_process_its_cpu_per_request(monkeypatch):
     clocks = Clocks({101: 650_000, 202: 110_000})  # 650 us of PostgreSQL, 110 us of Redis a request
     stand_in(monkeypatch, "thread_time_ns", [1_000_000, 1_000_000 + 40 * 1_400_000])  # 1,400 us a request
     stand_in(monkeypatch, "perf_counter_ns", [5_000_000, 5_000_000 + 40 * 2_400_000])  # 2,400 us a request
