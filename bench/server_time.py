@@ -45,13 +45,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.instructions import SCENARIOS
 
-def _captured() -> dict[str, tuple[str, list[Any]]]:
-    """The statement and parameters of one new inbound message and of one duplicate, as run."""
+
+def _service_requests() -> dict[str, Callable[[], None]]:
+    """This process made the service as `make bench` runs it (bench.instructions' environment), and a
+    callable per scenario making one request of it through the WSGI handler."""
     from bench.instructions import _environment, _requests
 
     os.environ.update(_environment())
-    requests = _requests()
+    return _requests()
+
+
+def _captured() -> dict[str, tuple[str, list[Any]]]:
+    """The statement and parameters of one new inbound message and of one duplicate, as run."""
+    requests = _service_requests()
     from django.db import connection
 
     captured: list[tuple[str, list[Any]]] = []
@@ -73,7 +81,6 @@ def _captured() -> dict[str, tuple[str, list[Any]]]:
 
 
 PROC = Path("/proc")
-SCENARIOS = ("ingest", "duplicate", "send")
 
 
 def _cpu_ns(pid: int, server: str = "the PostgreSQL server") -> int:
@@ -126,23 +133,24 @@ def _per_request(
     """Microseconds per request of ``count`` calls of ``request``: the PostgreSQL backend's CPU, the
     Redis server's (None without ``redis_pid``), this thread's CPU and the wall time."""
     pid = backend_pid()
-    database = cpu_ns(pid, "the PostgreSQL server")
-    cache = cpu_ns(redis_pid, "the Redis server") if redis_pid is not None else 0
+    servers = {"postgresql_us": (pid, "the PostgreSQL server")}
+    if redis_pid is not None:
+        servers["redis_us"] = (redis_pid, "the Redis server")
+    before = {figure: cpu_ns(*server) for figure, server in servers.items()}
     thread, wall = time.thread_time_ns(), time.perf_counter_ns()
     for _ in range(count):
         request()
     wall, thread = time.perf_counter_ns() - wall, time.thread_time_ns() - thread
     if backend_pid() != pid:
         raise SystemExit("bench.server_time: the database connection changed during a set (run fewer --count)")
-    database = cpu_ns(pid, "the PostgreSQL server") - database
-    spent_in_redis = cpu_ns(redis_pid, "the Redis server") - cache if redis_pid is not None else None
+    spent = {figure: cpu_ns(*server) - before[figure] for figure, server in servers.items()}
 
     def us(ns: int) -> float:
         return round(ns / count / 1000, 1)
 
     return {
-        "postgresql_us": us(database),
-        "redis_us": None if spent_in_redis is None else us(spent_in_redis),
+        "postgresql_us": us(spent["postgresql_us"]),
+        "redis_us": us(spent["redis_us"]) if "redis_us" in spent else None,
         "thread_us": us(thread),
         "wall_us": us(wall),
     }
@@ -162,11 +170,8 @@ def _log_to_nowhere(loggers: Iterable[logging.Logger] | None = None) -> None:
 
 
 def _requests_report(scenarios: list[str], count: int, sets: int) -> dict[str, Any]:
-    from bench.instructions import _environment, _requests
-
     started = datetime.now(UTC).isoformat(timespec="seconds")
-    os.environ.update(_environment())
-    requests = _requests()
+    requests = _service_requests()
     _log_to_nowhere()
     from django.conf import settings
     from django.core.cache import caches
